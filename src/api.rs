@@ -1,0 +1,61 @@
+//! The JSON-shaped API every frontend wraps: policy JSON in, request JSON in,
+//! decision JSON out. Deciding never fails: a malformed request is a `deny`
+//! decision naming the field, like any other refusal.
+
+use crate::decision::Decision;
+use crate::engine::Engine;
+use crate::policy::PolicyErrors;
+use crate::reason::ReasonCode;
+use crate::request::RequestInput;
+
+/// Compiles policy JSON (the same as [`Engine::from_json`]).
+pub fn compile(policy_json: &str) -> Result<Engine, PolicyErrors> {
+    Engine::from_json(policy_json)
+}
+
+/// Validates policy JSON: every problem with its JSON path, or none.
+pub fn check(policy_json: &str) -> Vec<crate::policy::PolicyError> {
+    match Engine::from_json(policy_json) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0,
+    }
+}
+
+/// Parses a request object; the error names the JSON path of the problem.
+pub fn parse_request(request_json: &str) -> Result<RequestInput, String> {
+    let mut de = serde_json::Deserializer::from_str(request_json);
+    let input: RequestInput = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+        if path.is_empty() || path == "." {
+            format!("request: {inner}")
+        } else {
+            format!("request.{path}: {inner}")
+        }
+    })?;
+    de.end().map_err(|e| format!("request: {e}"))?;
+    Ok(input)
+}
+
+/// Decides a request given as JSON. Never fails.
+pub fn decide(engine: &Engine, request_json: &str) -> Decision {
+    match parse_request(request_json) {
+        Ok(input) => engine.decide_input(&input),
+        Err(message) => engine.refuse_unparsed(ReasonCode::RequestInvalid, message),
+    }
+}
+
+/// Decides a request given as JSON and returns the decision as JSON. Never fails.
+pub fn decide_json(engine: &Engine, request_json: &str) -> String {
+    to_json(&decide(engine, request_json))
+}
+
+/// Serialises a decision. Serialising these types cannot fail; should it
+/// ever, the result is still a deny.
+pub fn to_json(decision: &Decision) -> String {
+    serde_json::to_string(decision).unwrap_or_else(|_| {
+        r#"{"decision":"deny","status":500,"reasons":[{"code":"internal_error","message":"decision could not be serialised"}]}"#
+            .to_owned()
+    })
+}

@@ -1,0 +1,5 @@
+//! The `agentguard` command-line tool; see `agentguard --help`.
+
+fn main() -> std::process::ExitCode {
+    agentguard::cli::main()
+}

@@ -1,0 +1,276 @@
+//! The `agentguard` command-line tool (feature `cli`): check policies,
+//! evaluate requests, run policy tests, and make keys and test tokens.
+//!
+//! Exit codes: 0 success (for `eval`: a decision was made, whatever it is),
+//! 1 a check or test failed, 2 bad usage or unreadable input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::duration::Duration;
+use crate::engine::Engine;
+use crate::keys::Alg;
+use crate::mint::{self, SigningKey};
+use crate::request::RequestInput;
+
+#[derive(Parser, Debug)]
+#[command(name = "agentguard", version, about = "Machine-factor authentication for AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a policy; print every problem with its JSON path.
+    Check {
+        /// Policy JSON file.
+        policy: PathBuf,
+    },
+    /// Decide one request and print the decision as JSON.
+    Eval {
+        /// Policy JSON file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Request JSON file (the API's request object).
+        #[arg(long)]
+        request: PathBuf,
+        /// Override the request's `now` (Unix seconds).
+        #[arg(long)]
+        now: Option<f64>,
+        /// Send this token as `Authorization: Bearer <token>` (a file path or the token itself).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print only the outcome, status and reason codes.
+        #[arg(long)]
+        short: bool,
+        /// Append the decision-log event (one JSON line) to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Run policy tests: request → expected decision cases.
+    Test {
+        /// Test file: `{"policy": "policy.json", "cases": [...]}`.
+        file: PathBuf,
+    },
+    /// Generate a signing key: prints the private JWK and the public JWKS.
+    Keygen {
+        /// `EdDSA` or `ES256`.
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
+        /// Key id.
+        #[arg(long, default_value = "key-1")]
+        kid: String,
+    },
+    /// Sign a test token with a private JWK.
+    Mint {
+        /// Private JWK file (from `keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Claims JSON file; `iat`, `exp` and `jti` are filled in when absent.
+        #[arg(long)]
+        claims: PathBuf,
+        /// Issue time (Unix seconds); default now.
+        #[arg(long)]
+        now: Option<i64>,
+        /// Lifetime when `exp` is absent.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+        /// JWS `typ`.
+        #[arg(long, default_value = "at+jwt")]
+        typ: String,
+    },
+}
+
+/// Runs the CLI with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Check { policy } => {
+            let text = read(&policy)?;
+            match Engine::from_json(&text) {
+                Ok(engine) => {
+                    println!("{}: ok ({} issuer keys to fetch)", policy.display(), engine.jwks_uris().len());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        eprintln!("{}: {e}", policy.display());
+                    }
+                    eprintln!("{} problem(s) found", errors.0.len());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Eval { policy, request, now, token, short, log } => {
+            let engine = load_engine(&policy)?;
+            let mut input = crate::api::parse_request(&read(&request)?)?;
+            if let Some(now) = now {
+                input.now = now;
+            }
+            if let Some(token) = token {
+                let token = if Path::new(&token).is_file() {
+                    read(Path::new(&token))?.trim().to_owned()
+                } else {
+                    token
+                };
+                input.headers.insert(
+                    "authorization".into(),
+                    crate::request::HeaderValue::One(format!("Bearer {token}")),
+                );
+            }
+            let decision = engine.decide_input(&input);
+            if short {
+                let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+                println!("{} {} {}", decision.decision.as_str(), decision.status, codes.join(","));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?);
+            }
+            if let Some(log) = log {
+                use std::io::Write;
+                let line = serde_json::to_string(&decision.event).map_err(|e| e.to_string())?;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .map_err(|e| format!("cannot open `{}`: {e}", log.display()))?;
+                writeln!(f, "{line}").map_err(|e| format!("cannot write `{}`: {e}", log.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { file } => run_tests(&file),
+        Command::Keygen { alg, kid } => {
+            let alg = Alg::parse(&alg)?;
+            let key = loop {
+                let mut seed = [0u8; 32];
+                getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+                // A P-256 draw can (with negligible probability) be out of range: draw again.
+                if let Ok(key) = SigningKey::from_random(alg, &seed) {
+                    break key;
+                }
+            };
+            let out = serde_json::json!({
+                "private": key.private_jwk(&kid),
+                "jwks": {"keys": [key.public_jwk(&kid)]},
+            });
+            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mint { key, claims, now, ttl, typ } => {
+            let jwk: Value = parse_json(&key)?;
+            let jwk = jwk.get("private").cloned().unwrap_or(jwk);
+            let signing = SigningKey::from_jwk(&jwk)?;
+            let kid = jwk.get("kid").and_then(Value::as_str);
+            let mut claims: Map<String, Value> = match parse_json(&claims)? {
+                Value::Object(m) => m,
+                _ => return Err(format!("`{}`: expected a JSON object of claims", claims.display())),
+            };
+            let now = match now {
+                Some(n) => n,
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|e| e.to_string())?
+                    .as_secs() as i64,
+            };
+            let ttl = Duration::parse(&ttl).map_err(|e| format!("--ttl: {e}"))?;
+            claims.entry("iat").or_insert(now.into());
+            claims.entry("exp").or_insert((now + ttl.as_secs_i64()).into());
+            if !claims.contains_key("jti") {
+                let mut raw = [0u8; 16];
+                getrandom::getrandom(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+                claims.insert("jti".into(), crate::b64::encode(&raw).into());
+            }
+            println!("{}", mint::sign(&signing, kid, &typ, &claims));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A policy test file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    /// Policy path, relative to the test file.
+    policy: PathBuf,
+    cases: Vec<TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestCase {
+    name: String,
+    request: RequestInput,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    decision: String,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    reasons: Option<Vec<String>>,
+}
+
+fn run_tests(file: &Path) -> Result<ExitCode, String> {
+    let text = read(file)?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let tests: TestFile = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| format!("`{}`: {}: {}", file.display(), e.path(), e.inner()))?;
+    let policy_path = file.parent().unwrap_or(Path::new(".")).join(&tests.policy);
+    let engine = load_engine(&policy_path)?;
+    let mut failed = 0usize;
+    for case in &tests.cases {
+        let d = engine.decide_input(&case.request);
+        let codes: Vec<&str> = d.reasons.iter().map(|r| r.code.as_str()).collect();
+        let mut problems = Vec::new();
+        if d.decision.as_str() != case.expect.decision {
+            problems.push(format!("decision `{}`, expected `{}`", d.decision.as_str(), case.expect.decision));
+        }
+        if let Some(status) = case.expect.status.filter(|s| *s != d.status) {
+            problems.push(format!("status {}, expected {status}", d.status));
+        }
+        if let Some(reasons) = case.expect.reasons.as_ref().filter(|r| **r != codes) {
+            problems.push(format!("reasons [{}], expected [{}]", codes.join(", "), reasons.join(", ")));
+        }
+        if problems.is_empty() {
+            println!("ok   {}", case.name);
+        } else {
+            failed += 1;
+            let why = d.reasons.first().map(|r| r.message.as_str()).unwrap_or("allowed");
+            println!("FAIL {}: {} ({why})", case.name, problems.join("; "));
+        }
+    }
+    println!("{} passed, {} failed", tests.cases.len() - failed, failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn load_engine(path: &Path) -> Result<Engine, String> {
+    Engine::from_json(&read(path)?).map_err(|errors| {
+        let lines: Vec<String> = errors.0.iter().map(|e| format!("{}: {e}", path.display())).collect();
+        lines.join("\n")
+    })
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+}
+
+fn parse_json(path: &Path) -> Result<Value, String> {
+    serde_json::from_str(&read(path)?).map_err(|e| format!("`{}`: {e}", path.display()))
+}

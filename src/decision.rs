@@ -1,0 +1,307 @@
+//! The decision: outcome, reasons, identity, headers, trace, and the log event —
+//! and the one place HTTP responses for it are formatted, so every frontend
+//! answers the same way.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::reason::ReasonCode;
+
+/// One of four outcomes; never an exception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Forward the request upstream with the identity headers.
+    Allow,
+    /// Refuse the request.
+    Deny,
+    /// A high-risk action without a valid approval: ask a human, then retry.
+    ApprovalRequired,
+    /// Refuse, and the agent is revoked (revocation list or circuit breaker).
+    Revoked,
+}
+
+impl Outcome {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::ApprovalRequired => "approval_required",
+            Outcome::Revoked => "revoked",
+        }
+    }
+}
+
+/// A reason: stable code plus a human message (lowercase, concrete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// The stable code.
+    pub code: ReasonCode,
+    /// What happened, e.g. "token expired 42 s ago".
+    pub message: String,
+}
+
+/// Who is calling, as established by the verified token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// Token issuer.
+    pub issuer: String,
+    /// `sub`: the principal (often the human) the token is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The acting agent: the outermost `act.sub`, else `client_id`, else `sub`.
+    pub agent: String,
+    /// `client_id`, if present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The `act` chain, current actor first.
+    pub actors: Vec<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The token's `jti`, if present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Unix time the token expires.
+    pub expires_at: i64,
+}
+
+/// Result of one pipeline stage, for the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageResult {
+    /// The stage's checks passed.
+    Pass,
+    /// The stage decided against the request.
+    Fail,
+    /// The stage did not apply.
+    Skip,
+}
+
+/// One stage in the trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceStep {
+    /// Stage name: `request`, `route`, `credential`, `token`, `binding`,
+    /// `delegation`, `revocation`, `scope`, `risk`.
+    pub stage: &'static str,
+    /// What the stage concluded.
+    pub result: StageResult,
+    /// A short explanation.
+    pub detail: String,
+}
+
+/// An HTTP response for a non-allow decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Response headers (lower-case names).
+    pub headers: BTreeMap<String, String>,
+    /// Body (`application/problem+json`, RFC 9457).
+    pub body: String,
+}
+
+/// The challenge for `approval_required`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalChallenge {
+    /// base64url SHA-256 of the canonical action (see `approval`).
+    pub action_digest: String,
+    /// A short human-readable description of the action.
+    pub binding_message: String,
+}
+
+/// The decision-log event (schema `schema/decision-event.schema.json`, version 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionEvent {
+    /// Schema version.
+    pub v: u8,
+    /// Decision time, Unix milliseconds (the request's `now`).
+    pub time_ms: i64,
+    /// Outcome.
+    pub decision: Outcome,
+    /// HTTP status.
+    pub status: u16,
+    /// Reason codes.
+    pub reasons: Vec<ReasonCode>,
+    /// Matched route id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Request method.
+    pub method: String,
+    /// Request host.
+    pub host: String,
+    /// Normalised path (no query).
+    pub path: String,
+    /// Source IP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// The verified agent, if the token verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<EventAgent>,
+    /// Whether the token came from the verified-token cache.
+    pub cache_hit: bool,
+}
+
+/// The agent part of an event. Never the raw token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventAgent {
+    /// Issuer.
+    pub issuer: String,
+    /// Subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Agent id.
+    pub agent: String,
+    /// Actor chain.
+    pub actors: Vec<String>,
+    /// `client_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// base64url SHA-256 of the token, first 16 characters: correlates without revealing.
+    pub token_hash: String,
+}
+
+/// A complete decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The outcome.
+    pub decision: Outcome,
+    /// HTTP status: 200 for allow.
+    pub status: u16,
+    /// Reasons; empty on allow.
+    pub reasons: Vec<Reason>,
+    /// The matched route id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// `{param}` captures of the matched route.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// The verified identity, when the token verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// Headers to add upstream (allow only).
+    pub forward_headers: BTreeMap<String, String>,
+    /// Inbound headers starting with this prefix must be removed before forwarding.
+    pub strip_header_prefix: String,
+    /// The approval challenge (approval_required only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalChallenge>,
+    /// The response to send instead of forwarding (every outcome but allow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<HttpResponse>,
+    /// Every stage evaluated, in order.
+    pub trace: Vec<TraceStep>,
+    /// The decision-log event.
+    pub event: DecisionEvent,
+}
+
+impl Decision {
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        self.decision == Outcome::Allow
+    }
+
+    /// The reason codes, in order.
+    pub fn codes(&self) -> Vec<ReasonCode> {
+        self.reasons.iter().map(|r| r.code).collect()
+    }
+}
+
+/// Builds the HTTP response for a refused request: status, `WWW-Authenticate`
+/// (RFC 6750) where OAuth defines one, and an RFC 9457 problem body.
+pub(crate) fn http_response(
+    outcome: Outcome,
+    reason: &Reason,
+    realm: &str,
+    required_scopes: &[String],
+    approval: Option<&ApprovalChallenge>,
+) -> HttpResponse {
+    let status = reason.code.status();
+    let mut headers = BTreeMap::new();
+    headers.insert("content-type".to_owned(), "application/problem+json".to_owned());
+    headers.insert("cache-control".to_owned(), "no-store".to_owned());
+    if status == 401 || reason.code.oauth_error().is_some() {
+        let mut challenge = format!("Bearer realm=\"{}\"", header_safe(realm));
+        if let Some(error) = reason.code.oauth_error() {
+            challenge.push_str(&format!(", error=\"{error}\""));
+            challenge.push_str(&format!(", error_description=\"{}\"", header_safe(&reason.message)));
+        }
+        if reason.code == ReasonCode::ScopeInsufficient && !required_scopes.is_empty() {
+            challenge.push_str(&format!(", scope=\"{}\"", header_safe(&required_scopes.join(" "))));
+        }
+        headers.insert("www-authenticate".to_owned(), challenge);
+    }
+    let mut body = serde_json::json!({
+        "type": format!("https://agentguard.dev/problems/{}", reason.code.as_str()),
+        "title": title(status),
+        "status": status,
+        "detail": reason.message,
+        "decision": outcome.as_str(),
+        "reason": reason.code.as_str(),
+    });
+    if let (Some(challenge), Some(obj)) = (approval, body.as_object_mut()) {
+        obj.insert("action_digest".into(), challenge.action_digest.clone().into());
+        obj.insert("binding_message".into(), challenge.binding_message.clone().into());
+    }
+    HttpResponse { status, headers, body: body.to_string() }
+}
+
+fn title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        429 => "Too Many Requests",
+        _ => "Internal Server Error",
+    }
+}
+
+/// Makes text safe inside a quoted header parameter (RFC 6750 §3: printable
+/// ASCII without `"` and `\`); anything else becomes `?`.
+pub fn header_safe(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| if (' '..='~').contains(&c) && c != '"' && c != '\\' { c } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_for_expired_token() {
+        let reason = Reason { code: ReasonCode::TokenExpired, message: "token expired 42 s ago".into() };
+        let r = http_response(Outcome::Deny, &reason, "api", &[], None);
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.headers["www-authenticate"],
+            r#"Bearer realm="api", error="invalid_token", error_description="token expired 42 s ago""#
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["reason"], "token_expired");
+        assert_eq!(body["status"], 401);
+    }
+
+    #[test]
+    fn missing_credential_has_no_error_attribute() {
+        let reason = Reason { code: ReasonCode::CredentialMissing, message: "no credential".into() };
+        let r = http_response(Outcome::Deny, &reason, "api", &[], None);
+        assert_eq!(r.headers["www-authenticate"], r#"Bearer realm="api""#);
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let reason = Reason { code: ReasonCode::ScopeInsufficient, message: "needs `a`".into() };
+        let r = http_response(Outcome::Deny, &reason, "api", &["a".into(), "b".into()], None);
+        assert_eq!(r.status, 403);
+        assert!(r.headers["www-authenticate"].contains(r#"error="insufficient_scope""#));
+        assert!(r.headers["www-authenticate"].contains(r#"scope="a b""#));
+    }
+
+    #[test]
+    fn header_values_cannot_be_broken_out_of() {
+        assert_eq!(header_safe("a\"b\\c\r\nd é"), "a?b?c??d ?");
+    }
+}

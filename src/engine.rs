@@ -1,0 +1,599 @@
+//! The engine: a compiled policy plus bounded per-instance state, and the
+//! pipeline that strings the stages together.
+//!
+//! [`Engine::new`] validates the whole policy once and reports every problem
+//! with its JSON path. [`Engine::decide`] runs the stages in order, recording
+//! each in the trace, and stops at the first that refuses. It never panics and
+//! never returns an error: any failure is a decision.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use serde_json::Value;
+
+use crate::approval;
+use crate::b64;
+use crate::cache::TokenCache;
+use crate::credential::{self, Scheme};
+use crate::decision::{
+    self, ApprovalChallenge, Decision, DecisionEvent, EventAgent, Identity, Outcome, Reason, StageResult,
+    TraceStep,
+};
+use crate::delegation::Delegation;
+use crate::intent;
+use crate::keys::{KeyProblem, KeySet};
+use crate::limits::MAX_TOKEN_CACHE_ENTRIES;
+use crate::policy::{Binding, Policy, PolicyError, PolicyErrors, Risk};
+use crate::pop;
+use crate::reason::ReasonCode;
+use crate::request::{Request, RequestInput};
+use crate::revocation::Revocations;
+use crate::route::{Route, RouteMatch};
+use crate::token::{self, Issuer, VerifiedToken};
+
+/// A compiled policy, ready to decide. Share one per isolate / VM / process.
+#[derive(Debug)]
+pub struct Engine {
+    realm: String,
+    issuers: Vec<Issuer>,
+    keys: RwLock<Vec<IssuerKeys>>,
+    jwks_uris: Vec<(String, String)>,
+    routes: Vec<Route>,
+    delegation: Delegation,
+    revocations: RwLock<Arc<Revocations>>,
+    identity_prefix: String,
+    cache: Option<Mutex<TokenCache>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct IssuerKeys {
+    set: Arc<KeySet>,
+    generation: u64,
+}
+
+impl Engine {
+    /// Parses and compiles policy JSON.
+    pub fn from_json(text: &str) -> Result<Engine, PolicyErrors> {
+        let policy = Policy::from_json(text)?;
+        Engine::new(&policy)
+    }
+
+    /// Compiles a policy, reporting every problem found.
+    pub fn new(policy: &Policy) -> Result<Engine, PolicyErrors> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: String| errors.push(PolicyError::new(path, message));
+
+        if policy.issuers.is_empty() {
+            err("issuers".into(), "expected at least one trusted issuer".into());
+        }
+        let mut issuers = Vec::new();
+        let mut keys = Vec::new();
+        let mut jwks_uris = Vec::new();
+        for (i, p) in policy.issuers.iter().enumerate() {
+            let at = |field: &str| format!("issuers[{i}].{field}");
+            if p.iss.is_empty() {
+                err(at("iss"), "expected a non-empty issuer identifier".into());
+            }
+            if policy.issuers.iter().take(i).any(|q| q.iss == p.iss) {
+                err(at("iss"), format!("issuer `{}` is listed twice", p.iss));
+            }
+            if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
+                err(at("audiences"), "expected at least one non-empty audience".into());
+            }
+            if p.algorithms.is_empty() {
+                err(
+                    at("algorithms"),
+                    "expected at least one algorithm, e.g. `[\"EdDSA\", \"ES256\"]`".into(),
+                );
+            }
+            if p.token_type.as_deref() == Some("") {
+                err(at("token_type"), "expected a media type like `at+jwt`, or `null` to accept any".into());
+            }
+            if p.max_lifetime.as_secs() == 0 {
+                err(at("max_lifetime"), "expected a positive duration like `5m`".into());
+            }
+            if p.clock_skew.as_secs() > 600 {
+                err(at("clock_skew"), format!("expected at most `10m`, found `{}`", p.clock_skew));
+            }
+            for (j, c) in p.required_claims.iter().enumerate() {
+                if c.is_empty() {
+                    err(at(&format!("required_claims[{j}]")), "expected a claim name".into());
+                }
+            }
+            if p.binding == Binding::Dpop {
+                err(
+                    at("binding"),
+                    "`dpop` binding is not supported by this build yet; expected `none` or `mtls`".into(),
+                );
+            }
+            let set = match (&p.jwks, &p.jwks_uri) {
+                (Some(_), Some(_)) => {
+                    err(at("jwks"), "give either `jwks` or `jwks_uri`, not both".into());
+                    KeySet::default()
+                }
+                (None, None) => {
+                    err(format!("issuers[{i}]"), "expected `jwks` (inline keys) or `jwks_uri`".into());
+                    KeySet::default()
+                }
+                (None, Some(uri)) => {
+                    if !uri.starts_with("https://") && !uri.starts_with("http://") {
+                        err(at("jwks_uri"), format!("expected an `https://` URL, found `{uri}`"));
+                    }
+                    jwks_uris.push((p.iss.clone(), uri.clone()));
+                    KeySet::default()
+                }
+                (Some(jwks), None) => match KeySet::from_jwks(jwks) {
+                    Err(m) => {
+                        err(at("jwks"), m);
+                        KeySet::default()
+                    }
+                    Ok((set, problems)) => {
+                        for KeyProblem { index, message, skipped } in problems {
+                            if !skipped {
+                                err(at(&format!("jwks.keys[{index}]")), message);
+                            }
+                        }
+                        if set.is_empty() {
+                            err(at("jwks.keys"), "expected at least one signature verification key".into());
+                        }
+                        set
+                    }
+                },
+            };
+            issuers.push(Issuer::from_policy(p));
+            keys.push(IssuerKeys { set: Arc::new(set), generation: 0 });
+        }
+
+        let mut routes = Vec::new();
+        for (i, r) in policy.routes.iter().enumerate() {
+            if policy.routes.iter().take(i).any(|q| q.id == r.id) {
+                err(format!("routes[{i}].id"), format!("route id `{}` is used twice", r.id));
+            }
+            match Route::new(i, &r.id, &r.methods, &r.path, r.scopes.clone(), r.risk) {
+                Ok(route) => routes.push(route),
+                Err((field, message)) => err(format!("routes[{i}].{field}"), message),
+            }
+        }
+
+        let delegation = match &policy.delegation {
+            None => Delegation::default(),
+            Some(d) => Delegation::new(d).unwrap_or_else(|(field, message)| {
+                err(format!("delegation.{field}"), message);
+                Delegation::default()
+            }),
+        };
+
+        let prefix = &policy.identity_headers.prefix;
+        if prefix.is_empty()
+            || !prefix.ends_with('-')
+            || !prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            err(
+                "identity_headers.prefix".into(),
+                format!("expected a lower-case header prefix ending in `-`, like `x-agentguard-`, found `{prefix}`"),
+            );
+        }
+        if policy.cache.tokens > MAX_TOKEN_CACHE_ENTRIES {
+            err(
+                "cache.tokens".into(),
+                format!("expected at most {MAX_TOKEN_CACHE_ENTRIES}, found {}", policy.cache.tokens),
+            );
+        }
+
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        Ok(Engine {
+            realm: policy.realm.clone().unwrap_or_else(|| "agentguard".into()),
+            issuers,
+            keys: RwLock::new(keys),
+            jwks_uris,
+            routes,
+            delegation,
+            revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
+            identity_prefix: prefix.clone(),
+            cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
+        })
+    }
+
+    /// Issuers whose keys the host must fetch: `(iss, jwks_uri)`.
+    pub fn jwks_uris(&self) -> &[(String, String)] {
+        &self.jwks_uris
+    }
+
+    /// Replaces an issuer's keys with a JWKS the host fetched. Malformed keys
+    /// are skipped and reported; a document with no usable key is refused and
+    /// the previous keys stay (last good keys win over no keys).
+    pub fn set_issuer_keys(&self, iss: &str, jwks: &Value) -> Result<Vec<KeyProblem>, String> {
+        let index = self
+            .issuers
+            .iter()
+            .position(|i| i.iss == iss)
+            .ok_or_else(|| format!("issuer `{}` is not in the policy", crate::keys::clip(iss)))?;
+        let (set, problems) = KeySet::from_jwks(jwks)?;
+        if set.is_empty() {
+            return Err("JWKS has no usable signature verification key; keeping the previous keys".into());
+        }
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let slot = keys.get_mut(index).ok_or("issuer index out of range")?;
+        slot.set = Arc::new(set);
+        slot.generation = slot.generation.wrapping_add(1);
+        Ok(problems)
+    }
+
+    /// Replaces the revocation lists at run time.
+    pub fn set_revocations(&self, lists: &crate::policy::RevocationLists) {
+        *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Revocations::new(lists));
+    }
+
+    /// Number of tokens in the verified-token cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.lock().unwrap_or_else(PoisonError::into_inner).len())
+    }
+
+    /// Decides a host-described request (the JSON API's entry point).
+    pub fn decide_input(&self, input: &RequestInput) -> Decision {
+        match Request::from_input(input) {
+            Ok(request) => self.decide(&request),
+            Err(e) => {
+                let code =
+                    if e.field == "path" { ReasonCode::PathInvalid } else { ReasonCode::RequestInvalid };
+                let message = format!("{}: {}", e.field, e.message);
+                let path = input.path.split('?').next().unwrap_or("");
+                let now_ms = if input.now.is_finite() { (input.now * 1000.0) as i64 } else { 0 };
+                let mut run = Run::new(self, &input.method, &input.host, path, now_ms);
+                run.trace.push(TraceStep {
+                    stage: "request",
+                    result: StageResult::Fail,
+                    detail: message.clone(),
+                });
+                run.finish(Err(Refusal::deny(code, message)))
+            }
+        }
+    }
+
+    /// A refusal for a request that could not even be parsed.
+    pub fn refuse_unparsed(&self, code: ReasonCode, message: String) -> Decision {
+        let mut run = Run::new(self, "", "", "", 0);
+        run.trace.push(TraceStep { stage: "request", result: StageResult::Fail, detail: message.clone() });
+        run.finish(Err(Refusal::deny(code, message)))
+    }
+
+    /// Decides a request. Never panics, never fails: any problem is a refusal.
+    pub fn decide(&self, request: &Request) -> Decision {
+        let mut run = Run::new(self, &request.method, &request.host, &request.path, request.now_ms);
+        run.source_ip = request.source_ip.map(|ip| ip.to_string());
+        run.pass("request", format!("{} {}", request.method, request.path));
+        let result = self.pipeline(&mut run, request);
+        run.finish(result)
+    }
+
+    fn pipeline<'e>(&'e self, run: &mut Run<'e>, request: &Request) -> Result<(), Refusal> {
+        let now = request.now();
+
+        // 2. Route.
+        let matched: RouteMatch<'e> =
+            match self.routes.iter().find_map(|r| r.matches(&request.method, &request.path)) {
+                Some(m) => m,
+                None => {
+                    let message =
+                        format!("no route matches {} {}", request.method, crate::keys::clip(&request.path));
+                    return Err(run.fail("route", Refusal::deny(ReasonCode::RouteNotMatched, message)));
+                }
+            };
+        run.route = Some(matched.route);
+        run.params = matched.params.iter().cloned().collect();
+        run.pass("route", format!("route `{}`", matched.route.id));
+
+        // 3. Credential.
+        let credential = credential::extract(request)
+            .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+        run.pass(
+            "credential",
+            match credential.scheme {
+                Scheme::Bearer => "bearer token".into(),
+                Scheme::Dpop => "DPoP token".into(),
+            },
+        );
+
+        // 4. Token (cache first).
+        let (verified, cache_hit) =
+            self.verified_token(credential.token, now).map_err(|e| run.fail_token(e))?;
+        run.token = Some(Arc::clone(&verified));
+        run.cache_hit = cache_hit;
+        let issuer = self.issuers.get(verified.issuer).ok_or_else(|| {
+            run.fail("token", Refusal::deny(ReasonCode::InternalError, "issuer index out of range".into()))
+        })?;
+        token::validate(&verified.claims, issuer, now).map_err(|e| run.fail_token(e))?;
+        if cache_hit {
+            run.pass("token", format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
+        } else {
+            run.pass("token", format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
+            self.remember(&verified, issuer);
+        }
+        let claims = &verified.claims;
+
+        // 5. Sender constraint.
+        let detail = pop::check(claims, issuer, credential.scheme, request)
+            .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
+        run.pass("binding", detail);
+
+        // 6. Delegation.
+        let detail = self
+            .delegation
+            .check(claims)
+            .map_err(|(code, message)| run.fail("delegation", Refusal::deny(code, message)))?;
+        run.pass("delegation", detail);
+
+        // 8. Revocation.
+        let revocations = Arc::clone(&self.revocations.read().unwrap_or_else(PoisonError::into_inner));
+        revocations.check(&verified).map_err(|(code, message)| {
+            run.fail("revocation", Refusal { outcome: Outcome::Revoked, ..Refusal::deny(code, message) })
+        })?;
+        run.pass("revocation", format!("not revoked ({} list entries)", revocations.len()));
+
+        // 9. Intent: scopes.
+        let detail = intent::check_scopes(matched.route, claims).map_err(|(code, message)| {
+            run.fail(
+                "scope",
+                Refusal { required_scopes: matched.route.scopes.clone(), ..Refusal::deny(code, message) },
+            )
+        })?;
+        run.pass("scope", detail);
+
+        // 10. Risk gate.
+        if matches!(matched.route.risk, Risk::High | Risk::Critical) {
+            let challenge = approval::challenge(request, matched.route, &claims.agent());
+            let message =
+                format!("route `{}` is high-risk: a human must approve this action", matched.route.id);
+            return Err(run.fail(
+                "risk",
+                Refusal {
+                    outcome: Outcome::ApprovalRequired,
+                    approval: Some(challenge),
+                    ..Refusal::deny(ReasonCode::ApprovalRequired, message)
+                },
+            ));
+        }
+        run.pass("risk", "low-risk route".into());
+        Ok(())
+    }
+
+    fn verified_token(&self, token: &str, now: i64) -> Result<(Arc<VerifiedToken>, bool), token::TokenError> {
+        let hash = token::token_hash(token);
+        if let Some(cache) = &self.cache {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(hit) = cache.get(&hash, |issuer| keys.get(issuer).map(|k| k.generation), now) {
+                return Ok((hit, true));
+            }
+        }
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let verified = token::verify(token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))?;
+        Ok((Arc::new(verified), false))
+    }
+
+    fn remember(&self, verified: &Arc<VerifiedToken>, issuer: &Issuer) {
+        let (Some(cache), Some(exp)) = (&self.cache, verified.claims.exp) else { return };
+        let generation = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.get(verified.issuer).map_or(0, |k| k.generation)
+        };
+        let expires_at = exp.saturating_add(issuer.clock_skew.as_secs_i64());
+        cache.lock().unwrap_or_else(PoisonError::into_inner).insert(
+            Arc::clone(verified),
+            generation,
+            expires_at,
+        );
+    }
+}
+
+/// Why the pipeline stopped.
+#[derive(Debug)]
+struct Refusal {
+    outcome: Outcome,
+    reason: Reason,
+    required_scopes: Vec<String>,
+    approval: Option<ApprovalChallenge>,
+}
+
+impl Refusal {
+    fn deny(code: ReasonCode, message: String) -> Refusal {
+        Refusal {
+            outcome: Outcome::Deny,
+            reason: Reason { code, message },
+            required_scopes: Vec::new(),
+            approval: None,
+        }
+    }
+}
+
+/// One decision in progress: what the stages found so far.
+struct Run<'e> {
+    engine: &'e Engine,
+    method: String,
+    host: String,
+    path: String,
+    now_ms: i64,
+    source_ip: Option<String>,
+    trace: Vec<TraceStep>,
+    route: Option<&'e Route>,
+    params: BTreeMap<String, String>,
+    token: Option<Arc<VerifiedToken>>,
+    cache_hit: bool,
+}
+
+impl<'e> Run<'e> {
+    fn new(engine: &'e Engine, method: &str, host: &str, path: &str, now_ms: i64) -> Run<'e> {
+        Run {
+            engine,
+            method: crate::keys::clip(method),
+            host: crate::keys::clip(host),
+            path: path.chars().take(crate::limits::MAX_PATH_BYTES).collect(),
+            now_ms,
+            source_ip: None,
+            trace: Vec::new(),
+            route: None,
+            params: BTreeMap::new(),
+            token: None,
+            cache_hit: false,
+        }
+    }
+
+    fn pass(&mut self, stage: &'static str, detail: String) {
+        self.trace.push(TraceStep { stage, result: StageResult::Pass, detail });
+    }
+
+    fn fail(&mut self, stage: &'static str, refusal: Refusal) -> Refusal {
+        self.trace.push(TraceStep {
+            stage,
+            result: StageResult::Fail,
+            detail: refusal.reason.message.clone(),
+        });
+        refusal
+    }
+
+    fn fail_token(&mut self, (code, message): token::TokenError) -> Refusal {
+        let stage = if code == ReasonCode::DelegationInvalid || code == ReasonCode::DelegationTooDeep {
+            "delegation"
+        } else {
+            "token"
+        };
+        self.fail(stage, Refusal::deny(code, message))
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        let token = self.token.as_ref()?;
+        let c = &token.claims;
+        Some(Identity {
+            issuer: c.iss.clone(),
+            subject: c.sub.clone(),
+            agent: c.agent(),
+            client_id: c.client_id.clone(),
+            actors: c.actors.clone(),
+            scopes: c.scopes.clone(),
+            jti: c.jti.clone(),
+            expires_at: c.exp.unwrap_or_default(),
+        })
+    }
+
+    fn finish(mut self, result: Result<(), Refusal>) -> Decision {
+        const STAGES: [&str; 9] = [
+            "request",
+            "route",
+            "credential",
+            "token",
+            "binding",
+            "delegation",
+            "revocation",
+            "scope",
+            "risk",
+        ];
+        for stage in STAGES {
+            if !self.trace.iter().any(|t| t.stage == stage) {
+                self.trace.push(TraceStep { stage, result: StageResult::Skip, detail: "not reached".into() });
+            }
+        }
+        let identity = self.identity();
+        let route_id = self.route.map(|r| r.id.clone());
+        let prefix = self.engine.identity_prefix.clone();
+        let (outcome, status, reasons, forward_headers, approval, response) = match result {
+            Ok(()) => {
+                let headers = identity
+                    .as_ref()
+                    .map(|id| forward_headers(&prefix, id, route_id.as_deref()))
+                    .unwrap_or_default();
+                (Outcome::Allow, 200, Vec::new(), headers, None, None)
+            }
+            Err(refusal) => {
+                let response = decision::http_response(
+                    refusal.outcome,
+                    &refusal.reason,
+                    &self.engine.realm,
+                    &refusal.required_scopes,
+                    refusal.approval.as_ref(),
+                );
+                (
+                    refusal.outcome,
+                    response.status,
+                    vec![refusal.reason],
+                    BTreeMap::new(),
+                    refusal.approval,
+                    Some(response),
+                )
+            }
+        };
+        let agent = self.token.as_ref().map(|t| EventAgent {
+            issuer: t.claims.iss.clone(),
+            subject: t.claims.sub.clone(),
+            agent: t.claims.agent(),
+            actors: t.claims.actors.clone(),
+            client_id: t.claims.client_id.clone(),
+            token_hash: b64::encode(&t.hash).chars().take(16).collect(),
+        });
+        let event = DecisionEvent {
+            v: 1,
+            time_ms: self.now_ms,
+            decision: outcome,
+            status,
+            reasons: reasons.iter().map(|r| r.code).collect(),
+            route: route_id.clone(),
+            method: self.method,
+            host: self.host,
+            path: self.path,
+            source_ip: self.source_ip,
+            agent,
+            cache_hit: self.cache_hit,
+        };
+        Decision {
+            decision: outcome,
+            status,
+            reasons,
+            route: route_id,
+            params: self.params,
+            identity,
+            forward_headers,
+            strip_header_prefix: prefix,
+            approval,
+            response,
+            trace: self.trace,
+            event,
+        }
+    }
+}
+
+fn forward_headers(prefix: &str, id: &Identity, route: Option<&str>) -> BTreeMap<String, String> {
+    let mut h = BTreeMap::new();
+    let mut put = |name: &str, value: &str| {
+        h.insert(format!("{prefix}{name}"), header_value(value));
+    };
+    put("issuer", &id.issuer);
+    put("agent", &id.agent);
+    if let Some(sub) = &id.subject {
+        put("subject", sub);
+    }
+    if let Some(client_id) = &id.client_id {
+        put("client-id", client_id);
+    }
+    if !id.actors.is_empty() {
+        put("actors", &id.actors.join(","));
+    }
+    put("scopes", &id.scopes.join(" "));
+    if let Some(route) = route {
+        put("route", route);
+    }
+    h
+}
+
+/// Header-safe value: visible ASCII stays, everything else (and `%`) is percent-encoded.
+fn header_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,441 @@
+//! Issuer keys: JWK / JWKS parsing, the algorithm allow-list, and signature
+//! verification through jwt-compact's algorithms.
+//!
+//! The algorithm always comes from the policy's allow-list and is tied to the
+//! key's type: an Ed25519 key only verifies `EdDSA`, a P-256 key only `ES256`,
+//! an RSA key (≥ 2048 bits) only `RS256`/`PS256`. A JWS header can pick among
+//! the allowed algorithms but never widen them; `none` and HMAC are not
+//! algorithms this crate knows.
+
+use std::fmt;
+
+use jwt_compact::{Algorithm, AlgorithmSignature};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::b64;
+use crate::limits::{MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
+
+/// A JWS algorithm agentguard can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// Ed25519 signatures (RFC 8037).
+    EdDSA,
+    /// ECDSA on P-256 with SHA-256, signature as `r‖s`.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+}
+
+impl Alg {
+    /// Every supported algorithm.
+    pub const ALL: [Alg; 4] = [Alg::EdDSA, Alg::ES256, Alg::RS256, Alg::PS256];
+
+    /// The JOSE name (`"ES256"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Alg::EdDSA => "EdDSA",
+            Alg::ES256 => "ES256",
+            Alg::RS256 => "RS256",
+            Alg::PS256 => "PS256",
+        }
+    }
+
+    /// Parses a JOSE name; the error says why a well-known but refused name is refused.
+    pub fn parse(name: &str) -> Result<Alg, String> {
+        match name {
+            "EdDSA" => Ok(Alg::EdDSA),
+            "ES256" => Ok(Alg::ES256),
+            "RS256" => Ok(Alg::RS256),
+            "PS256" => Ok(Alg::PS256),
+            _ if name.eq_ignore_ascii_case("none") => {
+                Err(format!("algorithm `{name}` is never accepted: tokens must be signed"))
+            }
+            _ if name.starts_with("HS") => Err(format!(
+                "algorithm `{name}` is never accepted: a verifier holding an HMAC secret could forge tokens"
+            )),
+            _ => Err(format!(
+                "unsupported algorithm `{name}`, expected one of `EdDSA`, `ES256`, `RS256`, `PS256`"
+            )),
+        }
+    }
+
+    fn fits(self, key: &PublicKey) -> bool {
+        matches!(
+            (self, key),
+            (Alg::EdDSA, PublicKey::Ed25519(_))
+                | (Alg::ES256, PublicKey::P256(_))
+                | (Alg::RS256 | Alg::PS256, PublicKey::Rsa(_))
+        )
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Alg {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Alg::parse(&name).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for Alg {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// A verified-usable public key.
+#[derive(Clone)]
+pub enum PublicKey {
+    /// An Ed25519 key (`kty: OKP`, `crv: Ed25519`).
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// A P-256 key (`kty: EC`, `crv: P-256`).
+    P256(p256::ecdsa::VerifyingKey),
+    /// An RSA key of at least 2048 bits.
+    Rsa(rsa::RsaPublicKey),
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublicKey::Ed25519(_) => "PublicKey::Ed25519",
+            PublicKey::P256(_) => "PublicKey::P256",
+            PublicKey::Rsa(_) => "PublicKey::Rsa",
+        })
+    }
+}
+
+/// One key from a JWKS, with the members that matter for selection.
+#[derive(Debug, Clone)]
+pub struct Jwk {
+    /// `kid`, if the key has one.
+    pub kid: Option<String>,
+    /// `alg`, if the key pins one.
+    pub alg: Option<Alg>,
+    /// The key itself.
+    pub key: PublicKey,
+    /// RFC 7638 thumbprint (base64url SHA-256 of the canonical members).
+    pub thumbprint: String,
+}
+
+/// The set of verification keys of one issuer.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<Jwk>,
+}
+
+/// What became of one JWKS member that is not a usable verification key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyProblem {
+    /// Index in `keys`.
+    pub index: usize,
+    /// Whether the key was merely skipped (e.g. `use: enc`) rather than malformed.
+    pub skipped: bool,
+    /// What is wrong, lowercase.
+    pub message: String,
+}
+
+impl KeySet {
+    /// Parses a JWKS document (`{"keys": [...]}`).
+    ///
+    /// Keys not meant for signature verification (`use` other than `sig`,
+    /// `key_ops` without `verify`) are skipped; malformed keys, private key
+    /// material, unknown key types and weak RSA keys are reported. The caller
+    /// decides whether a problem is fatal (an inline policy JWKS) or a warning
+    /// (a JWKS fetched at run time).
+    pub fn from_jwks(jwks: &Value) -> Result<(KeySet, Vec<KeyProblem>), String> {
+        let keys =
+            jwks.get("keys").and_then(Value::as_array).ok_or("expected a JWKS object with a `keys` array")?;
+        if keys.len() > MAX_JWKS_KEYS {
+            return Err(format!("expected at most {MAX_JWKS_KEYS} keys, found {}", keys.len()));
+        }
+        let mut set = KeySet::default();
+        let mut problems = Vec::new();
+        for (index, value) in keys.iter().enumerate() {
+            match parse_jwk(value) {
+                Ok(Some(jwk)) => set.keys.push(jwk),
+                Ok(None) => problems.push(KeyProblem {
+                    index,
+                    skipped: true,
+                    message: "key is not for signature verification (`use`/`key_ops`), skipped".into(),
+                }),
+                Err(message) => problems.push(KeyProblem { index, skipped: false, message }),
+            }
+        }
+        Ok((set, problems))
+    }
+
+    /// Builds a set from already-parsed keys.
+    pub fn from_keys(keys: Vec<Jwk>) -> KeySet {
+        KeySet { keys }
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no usable key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Picks the key for a JWS with header `kid` and algorithm `alg`.
+    ///
+    /// With a `kid`, the key with that `kid` (and it must fit `alg`). Without
+    /// one, the only key that fits `alg`; two candidates are ambiguous and refused.
+    pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&Jwk, String> {
+        let fits = |k: &&Jwk| alg.fits(&k.key) && k.alg.is_none_or(|a| a == alg);
+        match kid {
+            Some(kid) => {
+                let key = self
+                    .keys
+                    .iter()
+                    .find(|k| k.kid.as_deref() == Some(kid))
+                    .ok_or_else(|| format!("no key with kid `{}` in the issuer's JWKS", clip(kid)))?;
+                if fits(&key) {
+                    Ok(key)
+                } else {
+                    Err(format!("key `{}` cannot verify `{alg}` signatures", clip(kid)))
+                }
+            }
+            None => {
+                let mut candidates = self.keys.iter().filter(fits);
+                match (candidates.next(), candidates.next()) {
+                    (Some(key), None) => Ok(key),
+                    (None, _) => Err(format!("no key in the issuer's JWKS verifies `{alg}`")),
+                    (Some(_), Some(_)) => {
+                        Err("token has no `kid` and the issuer has several keys for its algorithm".into())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Verifies `signature` over `message` with `key` under `alg`, through
+/// jwt-compact's algorithm implementations.
+pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), String> {
+    fn run<A: Algorithm>(
+        alg: A,
+        key: &A::VerifyingKey,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        if let Some(len) = A::Signature::LENGTH {
+            if signature.len() != len.get() {
+                return Err(format!(
+                    "signature is {} bytes, expected {} for `{}`",
+                    signature.len(),
+                    len,
+                    alg.name()
+                ));
+            }
+        }
+        let signature = A::Signature::try_from_slice(signature)
+            .map_err(|_| format!("signature is not a valid `{}` signature", alg.name()))?;
+        if alg.verify_signature(&signature, key, message) {
+            Ok(())
+        } else {
+            Err("signature does not verify".into())
+        }
+    }
+    match (alg, key) {
+        (Alg::EdDSA, PublicKey::Ed25519(k)) => run(jwt_compact::alg::Ed25519, k, message, signature),
+        (Alg::ES256, PublicKey::P256(k)) => run(jwt_compact::alg::Es256, k, message, signature),
+        (Alg::RS256, PublicKey::Rsa(k)) => {
+            rsa_length(k, signature)?;
+            run(jwt_compact::alg::Rsa::rs256(), k, message, signature)
+        }
+        (Alg::PS256, PublicKey::Rsa(k)) => {
+            rsa_length(k, signature)?;
+            run(jwt_compact::alg::Rsa::ps256(), k, message, signature)
+        }
+        _ => Err(format!("a {key:?} key cannot verify `{alg}`")),
+    }
+}
+
+fn rsa_length(key: &rsa::RsaPublicKey, signature: &[u8]) -> Result<(), String> {
+    use rsa::traits::PublicKeyParts;
+    if signature.len() == key.size() {
+        Ok(())
+    } else {
+        Err(format!("signature is {} bytes, expected {} for this RSA key", signature.len(), key.size()))
+    }
+}
+
+/// Parses one public JWK. `Ok(None)`: a well-formed key not meant for verification.
+pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
+    let obj = value.as_object().ok_or("expected a JWK object")?;
+    let text = |name: &str| -> Result<Option<&str>, String> {
+        match obj.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("`{name}` must be a string")),
+        }
+    };
+    let bytes = |name: &str| -> Result<Vec<u8>, String> {
+        let s = text(name)?.ok_or_else(|| format!("missing `{name}`"))?;
+        b64::decode(s).map_err(|e| format!("`{name}`: {e}"))
+    };
+    for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+        if obj.contains_key(private) {
+            return Err(format!(
+                "contains private key member `{private}`: publish only public keys in a JWKS"
+            ));
+        }
+    }
+    if let Some(usage) = text("use")? {
+        if usage != "sig" {
+            return Ok(None);
+        }
+    }
+    if let Some(ops) = obj.get("key_ops") {
+        let ops = ops.as_array().ok_or("`key_ops` must be an array")?;
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Ok(None);
+        }
+    }
+    let kid = text("kid")?.map(str::to_owned);
+    let alg = text("alg")?.map(Alg::parse).transpose()?;
+    let kty = text("kty")?.ok_or("missing `kty`")?;
+    let (key, thumbprint_input) = match kty {
+        "OKP" => {
+            let crv = text("crv")?.ok_or("missing `crv`")?;
+            if crv != "Ed25519" {
+                return Err(format!("unsupported OKP curve `{crv}`, expected `Ed25519`"));
+            }
+            let x = bytes("x")?;
+            let x: [u8; 32] = x.try_into().map_err(|_| "`x` must be 32 bytes for Ed25519")?;
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "`x` is not an Ed25519 point")?;
+            let canon = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64::encode(&x));
+            (PublicKey::Ed25519(key), canon)
+        }
+        "EC" => {
+            let crv = text("crv")?.ok_or("missing `crv`")?;
+            if crv != "P-256" {
+                return Err(format!("unsupported EC curve `{crv}`, expected `P-256`"));
+            }
+            let (x, y) = (bytes("x")?, bytes("y")?);
+            if x.len() != 32 || y.len() != 32 {
+                return Err("`x` and `y` must be 32 bytes each for P-256".into());
+            }
+            let mut sec1 = Vec::with_capacity(65);
+            sec1.push(4);
+            sec1.extend_from_slice(&x);
+            sec1.extend_from_slice(&y);
+            let key =
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| "point is not on P-256")?;
+            let canon = format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                b64::encode(&x),
+                b64::encode(&y)
+            );
+            (PublicKey::P256(key), canon)
+        }
+        "RSA" => {
+            let (n, e) = (bytes("n")?, bytes("e")?);
+            if n.first() == Some(&0) || e.first() == Some(&0) {
+                return Err("`n` and `e` must not have leading zero bytes".into());
+            }
+            let n_big = rsa::BigUint::from_bytes_be(&n);
+            let bits = n_big.bits();
+            if bits < MIN_RSA_BITS {
+                return Err(format!("RSA key has {bits} bits, expected at least {MIN_RSA_BITS}"));
+            }
+            let key =
+                rsa::RsaPublicKey::new_with_max_size(n_big, rsa::BigUint::from_bytes_be(&e), MAX_RSA_BITS)
+                    .map_err(|err| format!("invalid RSA key: {err}"))?;
+            let canon = format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64::encode(&e), b64::encode(&n));
+            (PublicKey::Rsa(key), canon)
+        }
+        "oct" => return Err("symmetric (`oct`) keys are never accepted".into()),
+        other => return Err(format!("unsupported key type `{other}`, expected `OKP`, `EC` or `RSA`")),
+    };
+    if let Some(alg) = alg {
+        if !alg.fits(&key) {
+            return Err(format!("key `alg` is `{alg}`, which does not fit a {kty} key"));
+        }
+    }
+    let thumbprint = b64::encode(&Sha256::digest(thumbprint_input.as_bytes()));
+    Ok(Some(Jwk { kid, alg, key, thumbprint }))
+}
+
+/// Shortens attacker-controlled text before it goes into a message.
+pub(crate) fn clip(text: &str) -> String {
+    const MAX: usize = 64;
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX).collect();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // RFC 7638 §3.1.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        let key = parse_jwk(&jwk).unwrap().unwrap();
+        assert_eq!(key.thumbprint, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn refuses_none_and_hmac_with_reasons() {
+        assert!(Alg::parse("none").unwrap_err().contains("never accepted"));
+        assert!(Alg::parse("HS256").unwrap_err().contains("HMAC"));
+        assert!(Alg::parse("ES384").unwrap_err().contains("unsupported"));
+        assert!(Alg::parse("es256").is_err(), "names are case-sensitive");
+    }
+
+    #[test]
+    fn skips_encryption_keys_and_refuses_private_or_symmetric_keys() {
+        let enc = json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc"});
+        assert!(parse_jwk(&enc).unwrap().is_none());
+        let ops = json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","key_ops":["encrypt"]});
+        assert!(parse_jwk(&ops).unwrap().is_none());
+        let private = json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"});
+        assert!(parse_jwk(&private).unwrap_err().contains("private key member `d`"));
+        let oct = json!({"kty":"oct","k":"c2VjcmV0"});
+        assert!(parse_jwk(&oct).unwrap_err().contains("private key member `k`"));
+        let oct = json!({"kty":"oct"});
+        assert!(parse_jwk(&oct).unwrap_err().contains("never accepted"));
+    }
+
+    #[test]
+    fn alg_member_must_fit_the_key() {
+        let jwk = json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"ES256"});
+        assert!(parse_jwk(&jwk).unwrap_err().contains("does not fit"));
+    }
+
+    #[test]
+    fn select_needs_kid_when_ambiguous() {
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let jwks = json!({"keys":[{"kty":"OKP","crv":"Ed25519","x":x,"kid":"a"},{"kty":"OKP","crv":"Ed25519","x":x,"kid":"b"}]});
+        let (set, problems) = KeySet::from_jwks(&jwks).unwrap();
+        assert!(problems.is_empty());
+        assert!(set.select(None, Alg::EdDSA).unwrap_err().contains("several keys"));
+        assert_eq!(set.select(Some("b"), Alg::EdDSA).unwrap().kid.as_deref(), Some("b"));
+        assert!(set.select(Some("c"), Alg::EdDSA).unwrap_err().contains("no key with kid `c`"));
+        assert!(set.select(Some("a"), Alg::ES256).unwrap_err().contains("cannot verify"));
+    }
+}

@@ -1,0 +1,161 @@
+//! # agentguard
+//!
+//! Machine-factor authentication for AI agents. agentguard decides, per HTTP
+//! request, whether an autonomous agent may proceed — without a human tapping
+//! "approve" for every call, and stopping the agent the moment it misbehaves.
+//! It is one Rust crate that compiles to WebAssembly and runs at the edge: in a
+//! Cloudflare Worker, as an Envoy filter, and in the browser playground.
+//!
+//! Humans prove who they are with a password and a phone; agents can't. So
+//! agentguard checks machine factors instead:
+//!
+//! | human factor | machine factor | stage (module) |
+//! |---|---|---|
+//! | password | short-lived, task-scoped JWT access token from a trusted issuer | [`token`], [`keys`], [`jws`] |
+//! | phone in hand | proof of possession: mTLS certificate binding (DPoP planned) | [`pop`] |
+//! | "acting for" | the RFC 8693 `act` delegation chain | [`delegation`] |
+//! | "still trusted?" | revocation lists | [`revocation`] |
+//! | "does this fit the task?" | scopes that cover the route | [`route`], [`intent`] |
+//! | "tap approve" | a human approval for high-risk routes only | [`approval`] |
+//!
+//! ## The pipeline
+//!
+//! [`Engine::decide`] runs one pass per request, stopping at the first stage
+//! that refuses and recording every stage in the decision's trace:
+//!
+//! 1. [`request`] — normalise: method, host, path (percent-decoding and dot
+//!    segments resolved once, ambiguous encodings refused), headers.
+//! 2. [`route`] — first matching route (method + path pattern); none → deny.
+//! 3. [`credential`] — exactly one `Authorization: Bearer|DPoP` header.
+//! 4. [`token`] — strict compact JWS ([`jws`]), issuer by `iss`, `typ`,
+//!    algorithm from the issuer's allow-list tied to the key type, key by
+//!    `kid` ([`keys`]), signature via jwt-compact, then claims. Verified tokens
+//!    are cached ([`cache`]); time and audience are re-checked on every hit.
+//! 5. [`pop`] — sender constraint (certificate-bound tokens).
+//! 6. [`delegation`] — `act` chain depth, allowed actors and subjects.
+//! 7. Attestation — planned.
+//! 8. [`revocation`] — token id, subject, agent, key id → `revoked`.
+//! 9. [`intent`] — the token's scopes cover the route.
+//! 10. [`approval`] — high-risk routes answer `approval_required` with a
+//!     digest of the exact action.
+//!
+//! Every outcome is a [`Decision`]: `allow` (with identity headers to
+//! forward), `deny`, `approval_required` or `revoked`, with stable
+//! [`ReasonCode`]s, lowercase human messages, the trace, a ready-made HTTP
+//! response ([`decision::HttpResponse`]: status, `WWW-Authenticate`,
+//! `application/problem+json`) and a decision-log event.
+//!
+//! ## Design choices
+//!
+//! - **Fail closed.** No route → deny; any error → deny; a policy can't say
+//!   `default: allow`. The pipeline has no error path: [`Engine::decide`]
+//!   returns a decision, always. The crate forbids `unwrap`, `expect`,
+//!   `panic!` and slice indexing outside tests (see `Cargo.toml` lints).
+//! - **Trust lives in the type.** [`jws::UntrustedJws`] only parses; a
+//!   [`token::VerifiedToken`] exists only after the signature checked out with
+//!   a key the *policy* names, under an algorithm the *policy* allows. `jwk`,
+//!   `jku`, `x5u` and `x5c` headers are never used to find a key.
+//! - **Strict parsing.** Duplicate JSON keys, padded or non-canonical
+//!   base64url, unknown `crit` extensions, JWE, nested JWTs, oversized input:
+//!   all refused (limits in [`limits`]).
+//! - **No clock, no randomness, no network.** The host passes `now`; hosts
+//!   fetch JWKS documents and hand them over ([`Engine::set_issuer_keys`]).
+//!   The core is the same on every target, and tests are exact.
+//! - **Explanations are data.** Each refusal has one stable code and a
+//!   message naming what was found and what was expected.
+//! - **One JSON-shaped API** ([`api`]) that every frontend wraps: policy JSON
+//!   in, request JSON in, decision JSON out.
+//!
+//! ## Non-goals
+//!
+//! agentguard does not fetch anything, terminate TLS, or proxy requests: the
+//! host (Worker, Envoy) does that. It does not accept HMAC-signed tokens
+//! (a verifier holding the secret could mint tokens), `alg: none`, or
+//! encrypted tokens. ES384 and other curves are not supported yet.
+//!
+//! ## Features
+//!
+//! | feature | what it adds | target |
+//! |---|---|---|
+//! | (none) | the core | native, `wasm32-unknown-unknown`, `wasm32-wasip1` |
+//! | `js` | wasm-bindgen bindings for Workers, Node and browsers | `wasm32-unknown-unknown` |
+//! | `envoy` | a proxy-wasm HTTP filter | `wasm32-wasip1` |
+//! | `component` | the WIT world in `wit/` | `wasm32-wasip2` |
+//! | `cli` | the `agentguard` command-line tool | native |
+//!
+//! ## Example
+//!
+//! ```
+//! use agentguard::{Engine, Outcome, ReasonCode, Request};
+//!
+//! let policy = r#"{
+//!   "issuers": [{
+//!     "iss": "https://sts.example.com",
+//!     "audiences": ["https://api.example.com"],
+//!     "algorithms": ["EdDSA"],
+//!     "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+//!                        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}
+//!   }],
+//!   "routes": [
+//!     {"id": "read-contacts", "methods": ["GET"], "path": "/v1/contacts/**", "scopes": ["crm.read"]}
+//!   ]
+//! }"#;
+//! let engine = Engine::from_json(policy).expect("valid policy");
+//!
+//! // No credential: a 401 with a Bearer challenge.
+//! let request = Request::builder("GET", "/v1/contacts/42", 1_700_000_000).build().unwrap();
+//! let decision = engine.decide(&request);
+//! assert_eq!(decision.decision, Outcome::Deny);
+//! assert_eq!(decision.status, 401);
+//! assert_eq!(decision.codes(), [ReasonCode::CredentialMissing]);
+//!
+//! // `..` cannot dodge the route table.
+//! let request = Request::builder("GET", "/v1/contacts/../admin", 1_700_000_000).build().unwrap();
+//! assert_eq!(engine.decide(&request).codes(), [ReasonCode::RouteNotMatched]);
+//!
+//! // A bad policy names the JSON path of the problem.
+//! let err = Engine::from_json(&policy.replace(r#""algorithms": ["EdDSA"]"#, r#""algorithms": ["HS256"]"#))
+//!     .unwrap_err();
+//! assert!(err.to_string().starts_with("issuers[0].algorithms[0]: algorithm `HS256` is never accepted"));
+//! ```
+
+#![cfg_attr(not(test), warn(missing_docs))]
+
+pub mod api;
+pub mod approval;
+pub mod b64;
+pub mod cache;
+pub mod credential;
+pub mod decision;
+pub mod delegation;
+pub mod duration;
+pub mod engine;
+pub mod glob;
+pub mod intent;
+pub mod json;
+pub mod jws;
+pub mod keys;
+pub mod limits;
+pub mod mint;
+pub mod policy;
+pub mod pop;
+pub mod reason;
+pub mod request;
+pub mod revocation;
+pub mod route;
+pub mod token;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "component")]
+pub mod component;
+#[cfg(feature = "envoy")]
+pub mod envoy;
+#[cfg(feature = "js")]
+pub mod js;
+
+pub use decision::{Decision, Identity, Outcome, Reason};
+pub use engine::Engine;
+pub use policy::{Policy, PolicyError, PolicyErrors};
+pub use reason::ReasonCode;
+pub use request::{Request, RequestInput};

@@ -1,0 +1,387 @@
+//! The policy document: plain JSON, checked strictly.
+//!
+//! These types mirror the JSON one to one (unknown fields are errors) and are
+//! only the *input*: [`crate::Engine::new`] compiles a [`Policy`] into the
+//! structures the pipeline runs on, checking everything once. The JSON Schema
+//! in `schema/policy.schema.json` describes the same document; the full
+//! reference is `docs/policy.md`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::duration::Duration;
+use crate::keys::Alg;
+use crate::limits::MAX_POLICY_BYTES;
+
+/// A whole policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// A free-form description for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The `realm` in `WWW-Authenticate` challenges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Token issuers this policy trusts. At least one.
+    pub issuers: Vec<IssuerPolicy>,
+    /// Rules for delegated tokens (RFC 8693 `act`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<DelegationPolicy>,
+    /// Routes, matched in order; the first that fits the method and path wins.
+    pub routes: Vec<RoutePolicy>,
+    /// What happens when no route matches. Only `"deny"`.
+    #[serde(default)]
+    pub default: DefaultDecision,
+    /// Revocation lists.
+    #[serde(default)]
+    pub revoked: RevocationLists,
+    /// Headers added upstream on `allow`.
+    #[serde(default)]
+    pub identity_headers: IdentityHeaders,
+    /// Verified-token cache.
+    #[serde(default)]
+    pub cache: CachePolicy,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerPolicy {
+    /// The exact `iss` value.
+    pub iss: String,
+    /// Accepted `aud` values; a token must name at least one. At least one.
+    pub audiences: Vec<String>,
+    /// Inline verification keys (`{"keys": [...]}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// Where the host fetches the keys from (the core never fetches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Allowed signature algorithms. At least one.
+    pub algorithms: Vec<Alg>,
+    /// Required JWS `typ`; `null` accepts any. Default `at+jwt` (RFC 9068).
+    #[serde(default = "default_token_type")]
+    pub token_type: Option<String>,
+    /// Longest accepted `exp − iat`. Default `1h`.
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime: Duration,
+    /// Tolerance for clock differences on `exp`, `nbf` and `iat`. Default `30s`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: Duration,
+    /// Claims that must be present. Default `["sub", "iat", "jti"]`.
+    #[serde(default = "default_required_claims")]
+    pub required_claims: Vec<String>,
+    /// Proof of possession the issuer's tokens need.
+    #[serde(default)]
+    pub binding: Binding,
+}
+
+fn default_token_type() -> Option<String> {
+    Some("at+jwt".into())
+}
+fn default_max_lifetime() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_required_claims() -> Vec<String> {
+    vec!["sub".into(), "iat".into(), "jti".into()]
+}
+
+/// Proof-of-possession requirement for an issuer's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    /// Bearer tokens are accepted (but a token that carries `cnf` is still held to it).
+    #[default]
+    None,
+    /// RFC 8705: the token's `cnf.x5t#S256` must match the client certificate.
+    Mtls,
+    /// RFC 9449 DPoP proofs.
+    Dpop,
+}
+
+/// Rules for delegated tokens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationPolicy {
+    /// Longest `act` chain accepted. Default 1.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// Patterns the acting agent (outermost `act.sub`) must match; omitted means any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actors: Option<Vec<String>>,
+    /// Patterns the subject (`sub`, on whose behalf the agent acts) must match; omitted means any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<Vec<String>>,
+    /// Whether every token must carry an `act` claim (an agent acting for someone).
+    #[serde(default)]
+    pub require_actor: bool,
+}
+
+fn default_max_depth() -> usize {
+    1
+}
+
+/// One route: a method and path pattern, and what it takes to call it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePolicy {
+    /// A stable name for logs and decisions.
+    pub id: String,
+    /// HTTP methods, upper case; `["*"]` for any.
+    pub methods: Vec<String>,
+    /// Path pattern: literal segments, `*` (one segment), `{name}` (one segment,
+    /// captured), and a final `**` (any number of segments).
+    pub path: String,
+    /// Scopes the token must carry, all of them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Risk level; `high` and `critical` need a human approval.
+    #[serde(default)]
+    pub risk: Risk,
+}
+
+/// Risk level of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Allowed on machine factors alone.
+    #[default]
+    Low,
+    /// Needs an approval bound to the action.
+    High,
+    /// Needs an approval bound to the action.
+    Critical,
+}
+
+/// What happens when no route matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultDecision {
+    /// Deny (the only choice: agentguard never allows an unmatched request).
+    #[default]
+    Deny,
+}
+
+/// Revocation lists; a hit is a `revoked` decision.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationLists {
+    /// Revoked token ids (`jti`).
+    #[serde(default)]
+    pub jti: Vec<String>,
+    /// Revoked subjects (`sub`).
+    #[serde(default)]
+    pub sub: Vec<String>,
+    /// Revoked agents (the acting agent's id).
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Revoked signing keys (`kid`).
+    #[serde(default)]
+    pub kid: Vec<String>,
+}
+
+/// Headers added upstream on `allow`; inbound headers with the same prefix are removed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeaders {
+    /// Lowercase prefix of every identity header. Default `x-agentguard-`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders { prefix: default_prefix() }
+    }
+}
+
+fn default_prefix() -> String {
+    "x-agentguard-".into()
+}
+
+/// Verified-token cache settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicy {
+    /// Entries kept; 0 turns the cache off.
+    #[serde(default = "default_cache_entries")]
+    pub tokens: usize,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        CachePolicy { tokens: default_cache_entries() }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    crate::limits::DEFAULT_TOKEN_CACHE_ENTRIES
+}
+
+/// One problem with a policy, at a JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyError {
+    /// Where: `issuers[0].max_lifetime`, or `.` for the document itself.
+    pub path: String,
+    /// What was expected, lowercase.
+    pub message: String,
+    /// 1-based line in the policy text, when the problem is a parse error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column in the policy text, when the problem is a parse error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+impl PolicyError {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        PolicyError { path: path.into(), message: message.into(), line: None, column: None }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a policy (at least one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for e in &self.0 {
+            if !first {
+                f.write_str("\n")?;
+            }
+            first = false;
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+impl From<PolicyError> for PolicyErrors {
+    fn from(e: PolicyError) -> Self {
+        PolicyErrors(vec![e])
+    }
+}
+
+impl Policy {
+    /// Parses policy JSON; the error names the JSON path of the first problem.
+    pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError::new(
+                ".",
+                format!("policy is {} bytes, more than the {MAX_POLICY_BYTES}-byte limit", text.len()),
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let (line, column) = (inner.line(), inner.column());
+            PolicyError {
+                path: if path.is_empty() || path == "?" { ".".into() } else { path },
+                message: strip_position(&inner.to_string()),
+                line: (line > 0).then_some(line),
+                column: (line > 0).then_some(column),
+            }
+        })?;
+        de.end().map_err(|e| PolicyError::new(".", strip_position(&e.to_string())))?;
+        Ok(policy)
+    }
+}
+
+/// serde_json appends " at line L column C"; the position is kept separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message.get(..at).unwrap_or(message).to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(extra_issuer: &str) -> String {
+        format!(
+            r#"{{"issuers":[{{"iss":"https://sts","audiences":["api"],"algorithms":["EdDSA"]{extra_issuer}}}],"routes":[]}}"#
+        )
+    }
+
+    #[test]
+    fn defaults_are_strict() {
+        let p = Policy::from_json(&minimal("")).unwrap();
+        let i = &p.issuers[0];
+        assert_eq!(i.token_type.as_deref(), Some("at+jwt"));
+        assert_eq!(i.max_lifetime.as_secs(), 3600);
+        assert_eq!(i.clock_skew.as_secs(), 30);
+        assert_eq!(i.binding, Binding::None);
+        assert_eq!(p.default, DefaultDecision::Deny);
+    }
+
+    #[test]
+    fn null_token_type_accepts_any() {
+        let p = Policy::from_json(&minimal(r#","token_type":null"#)).unwrap();
+        assert_eq!(p.issuers[0].token_type, None);
+    }
+
+    #[test]
+    fn bad_duration_names_its_path() {
+        let err = Policy::from_json(&minimal(r#","max_lifetime":"5 minutes""#)).unwrap_err();
+        assert_eq!(err.path, "issuers[0].max_lifetime");
+        assert_eq!(err.message, "expected a duration like `5m`, found `5 minutes`");
+        assert!(err.line.is_some());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = Policy::from_json(&minimal(r#","audience":"x""#)).unwrap_err();
+        assert_eq!(err.path, "issuers[0].audience");
+        assert!(err.message.starts_with("unknown field `audience`, expected one of"), "{}", err.message);
+        let err = Policy::from_json(r#"{"issuers":[],"routes":[],"extra":1}"#).unwrap_err();
+        assert_eq!(err.path, "extra");
+        assert!(err.message.contains("unknown field `extra`"));
+    }
+
+    #[test]
+    fn refused_algorithms_say_why() {
+        let text =
+            r#"{"issuers":[{"iss":"x","audiences":["a"],"algorithms":["ES256","HS256"]}],"routes":[]}"#;
+        let err = Policy::from_json(text).unwrap_err();
+        assert_eq!(err.path, "issuers[0].algorithms[1]");
+        assert!(err.message.contains("HMAC"));
+    }
+
+    #[test]
+    fn default_cannot_be_allow() {
+        let err = Policy::from_json(r#"{"issuers":[],"routes":[],"default":"allow"}"#).unwrap_err();
+        assert_eq!(err.path, "default");
+        assert!(err.message.contains("expected `deny`"), "{}", err.message);
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = Policy::from_json("{\n  \"issuers\": [,]\n}").unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert!(!err.message.contains(" at line "));
+    }
+}

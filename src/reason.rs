@@ -1,0 +1,260 @@
+//! Stable reason codes: the machine-readable "why" of every decision.
+//!
+//! Codes are part of the public API: they appear in decisions, logs and
+//! `problem+json` bodies, and never change meaning. The documented list is
+//! `docs/reason-codes.md`; a test checks every code here is documented there.
+
+use serde::Serialize;
+
+/// Why a request was not allowed (or, for `approval_required`, what it still needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReasonCode {
+    /// The request object itself is malformed (bad method, header, IP, time).
+    RequestInvalid,
+    /// The path cannot be normalised safely (encoded `/`, encoded dot segment, …).
+    PathInvalid,
+    /// No route matches the method and path; the default is deny.
+    RouteNotMatched,
+    /// No credential (`Authorization` header) was sent.
+    CredentialMissing,
+    /// The `Authorization` header is malformed, repeated, or uses an unsupported scheme.
+    CredentialMalformed,
+    /// The token is not a well-formed compact JWS (or is too large, or is a JWE).
+    TokenMalformed,
+    /// The token's header or claims are not acceptable JSON (duplicate keys, depth, types).
+    TokenJsonInvalid,
+    /// The token's header uses a refused feature (`crit`, `b64`, nested JWT).
+    TokenHeaderUnsupported,
+    /// The token's `typ` is not the issuer's token type.
+    TokenTypeInvalid,
+    /// The token's `iss` is not a trusted issuer.
+    TokenIssuerUnknown,
+    /// The token's algorithm is not allowed for its issuer.
+    TokenAlgorithmNotAllowed,
+    /// No issuer key fits the token's `kid` and algorithm (or keys are not loaded yet).
+    TokenKeyNotFound,
+    /// The signature does not verify.
+    TokenSignatureInvalid,
+    /// `exp` is in the past (beyond the clock skew).
+    TokenExpired,
+    /// `nbf` is in the future (beyond the clock skew).
+    TokenNotYetValid,
+    /// `iat` is in the future (beyond the clock skew).
+    TokenIssuedInFuture,
+    /// `exp − iat` exceeds the issuer's maximum lifetime.
+    TokenLifetimeTooLong,
+    /// `aud` names none of the issuer's audiences.
+    TokenAudienceInvalid,
+    /// A required claim is missing.
+    TokenClaimMissing,
+    /// A claim has the wrong type or an out-of-range value.
+    TokenClaimInvalid,
+    /// The issuer requires a bound token, but the token has no `cnf`.
+    BindingMissing,
+    /// The token is bound to a client certificate, but the connection has none.
+    BindingCertificateMissing,
+    /// The token is bound to a different client certificate.
+    BindingCertificateMismatch,
+    /// The token is DPoP-bound (`cnf.jkt`), but no valid DPoP proof accompanies it.
+    BindingDpopRequired,
+    /// The token has no `act` claim but the policy requires an acting agent.
+    DelegationRequired,
+    /// The `act` chain is longer than the policy allows.
+    DelegationTooDeep,
+    /// The acting agent does not match the policy's allowed actors.
+    DelegationActorNotAllowed,
+    /// The subject does not match the policy's allowed subjects.
+    DelegationSubjectNotAllowed,
+    /// The `act` claim is malformed.
+    DelegationInvalid,
+    /// The token id (`jti`) is on the revocation list.
+    RevokedToken,
+    /// The subject is on the revocation list.
+    RevokedSubject,
+    /// The acting agent is on the revocation list.
+    RevokedAgent,
+    /// The signing key (`kid`) is on the revocation list.
+    RevokedKey,
+    /// The token lacks a scope the route requires.
+    ScopeInsufficient,
+    /// The route is high-risk and needs a human approval bound to this action.
+    ApprovalRequired,
+    /// Something failed inside agentguard; the request is denied (fail closed).
+    InternalError,
+}
+
+impl ReasonCode {
+    /// Every code, for documentation checks.
+    pub const ALL: &'static [ReasonCode] = &[
+        ReasonCode::RequestInvalid,
+        ReasonCode::PathInvalid,
+        ReasonCode::RouteNotMatched,
+        ReasonCode::CredentialMissing,
+        ReasonCode::CredentialMalformed,
+        ReasonCode::TokenMalformed,
+        ReasonCode::TokenJsonInvalid,
+        ReasonCode::TokenHeaderUnsupported,
+        ReasonCode::TokenTypeInvalid,
+        ReasonCode::TokenIssuerUnknown,
+        ReasonCode::TokenAlgorithmNotAllowed,
+        ReasonCode::TokenKeyNotFound,
+        ReasonCode::TokenSignatureInvalid,
+        ReasonCode::TokenExpired,
+        ReasonCode::TokenNotYetValid,
+        ReasonCode::TokenIssuedInFuture,
+        ReasonCode::TokenLifetimeTooLong,
+        ReasonCode::TokenAudienceInvalid,
+        ReasonCode::TokenClaimMissing,
+        ReasonCode::TokenClaimInvalid,
+        ReasonCode::BindingMissing,
+        ReasonCode::BindingCertificateMissing,
+        ReasonCode::BindingCertificateMismatch,
+        ReasonCode::BindingDpopRequired,
+        ReasonCode::DelegationRequired,
+        ReasonCode::DelegationTooDeep,
+        ReasonCode::DelegationActorNotAllowed,
+        ReasonCode::DelegationSubjectNotAllowed,
+        ReasonCode::DelegationInvalid,
+        ReasonCode::RevokedToken,
+        ReasonCode::RevokedSubject,
+        ReasonCode::RevokedAgent,
+        ReasonCode::RevokedKey,
+        ReasonCode::ScopeInsufficient,
+        ReasonCode::ApprovalRequired,
+        ReasonCode::InternalError,
+    ];
+
+    /// The wire form, e.g. `token_expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::RequestInvalid => "request_invalid",
+            ReasonCode::PathInvalid => "path_invalid",
+            ReasonCode::RouteNotMatched => "route_not_matched",
+            ReasonCode::CredentialMissing => "credential_missing",
+            ReasonCode::CredentialMalformed => "credential_malformed",
+            ReasonCode::TokenMalformed => "token_malformed",
+            ReasonCode::TokenJsonInvalid => "token_json_invalid",
+            ReasonCode::TokenHeaderUnsupported => "token_header_unsupported",
+            ReasonCode::TokenTypeInvalid => "token_type_invalid",
+            ReasonCode::TokenIssuerUnknown => "token_issuer_unknown",
+            ReasonCode::TokenAlgorithmNotAllowed => "token_algorithm_not_allowed",
+            ReasonCode::TokenKeyNotFound => "token_key_not_found",
+            ReasonCode::TokenSignatureInvalid => "token_signature_invalid",
+            ReasonCode::TokenExpired => "token_expired",
+            ReasonCode::TokenNotYetValid => "token_not_yet_valid",
+            ReasonCode::TokenIssuedInFuture => "token_issued_in_future",
+            ReasonCode::TokenLifetimeTooLong => "token_lifetime_too_long",
+            ReasonCode::TokenAudienceInvalid => "token_audience_invalid",
+            ReasonCode::TokenClaimMissing => "token_claim_missing",
+            ReasonCode::TokenClaimInvalid => "token_claim_invalid",
+            ReasonCode::BindingMissing => "binding_missing",
+            ReasonCode::BindingCertificateMissing => "binding_certificate_missing",
+            ReasonCode::BindingCertificateMismatch => "binding_certificate_mismatch",
+            ReasonCode::BindingDpopRequired => "binding_dpop_required",
+            ReasonCode::DelegationRequired => "delegation_required",
+            ReasonCode::DelegationTooDeep => "delegation_too_deep",
+            ReasonCode::DelegationActorNotAllowed => "delegation_actor_not_allowed",
+            ReasonCode::DelegationSubjectNotAllowed => "delegation_subject_not_allowed",
+            ReasonCode::DelegationInvalid => "delegation_invalid",
+            ReasonCode::RevokedToken => "revoked_token",
+            ReasonCode::RevokedSubject => "revoked_subject",
+            ReasonCode::RevokedAgent => "revoked_agent",
+            ReasonCode::RevokedKey => "revoked_key",
+            ReasonCode::ScopeInsufficient => "scope_insufficient",
+            ReasonCode::ApprovalRequired => "approval_required",
+            ReasonCode::InternalError => "internal_error",
+        }
+    }
+
+    /// The HTTP status a decision with this (first) reason gets.
+    pub fn status(self) -> u16 {
+        use ReasonCode::*;
+        match self {
+            RequestInvalid | PathInvalid | CredentialMalformed => 400,
+            CredentialMissing
+            | TokenMalformed
+            | TokenJsonInvalid
+            | TokenHeaderUnsupported
+            | TokenTypeInvalid
+            | TokenIssuerUnknown
+            | TokenAlgorithmNotAllowed
+            | TokenKeyNotFound
+            | TokenSignatureInvalid
+            | TokenExpired
+            | TokenNotYetValid
+            | TokenIssuedInFuture
+            | TokenLifetimeTooLong
+            | TokenAudienceInvalid
+            | TokenClaimMissing
+            | TokenClaimInvalid
+            | BindingMissing
+            | BindingCertificateMissing
+            | BindingCertificateMismatch
+            | BindingDpopRequired
+            | RevokedToken
+            | RevokedSubject
+            | RevokedAgent
+            | RevokedKey => 401,
+            RouteNotMatched
+            | DelegationRequired
+            | DelegationTooDeep
+            | DelegationActorNotAllowed
+            | DelegationSubjectNotAllowed
+            | DelegationInvalid
+            | ScopeInsufficient
+            | ApprovalRequired => 403,
+            InternalError => 500,
+        }
+    }
+
+    /// The RFC 6750 `error` attribute of the `WWW-Authenticate` challenge, if any.
+    pub fn oauth_error(self) -> Option<&'static str> {
+        match self.status() {
+            400 => Some("invalid_request"),
+            401 if self == ReasonCode::CredentialMissing => None,
+            401 => Some("invalid_token"),
+            _ if self == ReasonCode::ScopeInsufficient => Some("insufficient_scope"),
+            _ => None,
+        }
+    }
+
+    /// Whether a hit means the agent is revoked (outcome `revoked`, not `deny`).
+    pub fn revokes(self) -> bool {
+        matches!(
+            self,
+            ReasonCode::RevokedToken
+                | ReasonCode::RevokedSubject
+                | ReasonCode::RevokedAgent
+                | ReasonCode::RevokedKey
+        )
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_matches_serde() {
+        for code in ReasonCode::ALL {
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ReasonCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Stage 1: the request as the core sees it, normalised once.
+//!
+//! Hosts map their platform request (a Fetch `Request`, Envoy headers) into
+//! [`RequestInput`], the JSON shape of the API, and the core turns it into a
+//! [`Request`]: lowercase header names, a parsed source IP, a decoded
+//! client-certificate thumbprint, and a path that is normalised exactly once
+//! so that `/a/../admin` cannot dodge a rule written for `/admin`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::b64;
+use crate::limits::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_PATH_BYTES};
+
+/// A request as hosts describe it (the JSON API's request object).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestInput {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// `https` (default) or `http`.
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// Host (authority) the request was sent to, e.g. `api.example.com`.
+    #[serde(default)]
+    pub host: String,
+    /// Request target as sent: the path and an optional `?query`.
+    pub path: String,
+    /// Headers; a name may map to one value or a list of values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// The client's IP address, as the host saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// SHA-256 of the client certificate's DER (64 hex digits or 43 base64url characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_sha256: Option<String>,
+    /// Current time, Unix seconds. The core has no clock: the host passes it.
+    pub now: f64,
+}
+
+fn default_scheme() -> String {
+    "https".into()
+}
+
+/// One header value or several.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    /// A single value.
+    One(String),
+    /// Several values (the header was repeated).
+    Many(Vec<String>),
+}
+
+/// A normalised request. Build one with [`Request::from_input`] or [`Request::builder`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Upper-case method.
+    pub method: String,
+    /// `https` or `http`.
+    pub scheme: String,
+    /// Lower-case host, without a default port.
+    pub host: String,
+    /// Normalised path (no query).
+    pub path: String,
+    /// The raw query (without `?`), if any.
+    pub query: Option<String>,
+    /// Headers with lower-case names, in arrival order; repeated headers stay separate.
+    pub headers: Vec<(String, String)>,
+    /// Source IP, if the host knows it.
+    pub source_ip: Option<IpAddr>,
+    /// Client-certificate SHA-256, if the connection had one.
+    pub client_cert_sha256: Option<[u8; 32]>,
+    /// Current time in milliseconds since the Unix epoch.
+    pub now_ms: i64,
+}
+
+/// Why a request could not be normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    /// Which field (`path`, `headers`, …).
+    pub field: &'static str,
+    /// What is wrong, lowercase.
+    pub message: String,
+}
+
+impl Request {
+    /// Starts a request for `method` and `target` at time `now` (Unix seconds).
+    pub fn builder(method: &str, target: &str, now: i64) -> RequestBuilder {
+        RequestBuilder {
+            input: RequestInput {
+                method: method.into(),
+                scheme: default_scheme(),
+                host: String::new(),
+                path: target.into(),
+                headers: BTreeMap::new(),
+                source_ip: None,
+                client_cert_sha256: None,
+                now: now as f64,
+            },
+            extra: Vec::new(),
+        }
+    }
+
+    /// Validates and normalises a host-described request.
+    pub fn from_input(input: &RequestInput) -> Result<Request, RequestError> {
+        let err = |field, message: String| RequestError { field, message };
+        let method = input.method.to_ascii_uppercase();
+        if method.is_empty() || method.len() > 32 || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(err(
+                "method",
+                format!("expected an HTTP method like `GET`, found `{}`", crate::keys::clip(&input.method)),
+            ));
+        }
+        let scheme = input.scheme.to_ascii_lowercase();
+        if scheme != "https" && scheme != "http" {
+            return Err(err(
+                "scheme",
+                format!("expected `https` or `http`, found `{}`", crate::keys::clip(&input.scheme)),
+            ));
+        }
+        let host = normalise_host(&input.host, &scheme).map_err(|m| err("host", m))?;
+        let (path, query) = normalise_target(&input.path).map_err(|m| err("path", m))?;
+        let mut headers = Vec::new();
+        for (name, value) in &input.headers {
+            let values: Vec<&String> = match value {
+                HeaderValue::One(v) => vec![v],
+                HeaderValue::Many(vs) => vs.iter().collect(),
+            };
+            for v in values {
+                push_header(&mut headers, name, v).map_err(|m| err("headers", m))?;
+            }
+        }
+        let source_ip = match &input.source_ip {
+            None => None,
+            Some(ip) if ip.is_empty() => None,
+            Some(ip) => Some(parse_ip(ip).ok_or_else(|| {
+                err(
+                    "source_ip",
+                    format!("expected an IPv4 or IPv6 address, found `{}`", crate::keys::clip(ip)),
+                )
+            })?),
+        };
+        let client_cert_sha256 = match &input.client_cert_sha256 {
+            None => None,
+            Some(t) if t.is_empty() => None,
+            Some(t) => Some(parse_thumbprint(t).map_err(|m| err("client_cert_sha256", m))?),
+        };
+        if !input.now.is_finite() || input.now < 0.0 || input.now > 253_402_300_799.0 {
+            return Err(err("now", "expected Unix seconds between 0 and year 9999".into()));
+        }
+        // In range by the check above, so the cast cannot saturate.
+        let now_ms = (input.now * 1000.0).floor() as i64;
+        Ok(Request { method, scheme, host, path, query, headers, source_ip, client_cert_sha256, now_ms })
+    }
+
+    /// Current time in whole Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.now_ms.div_euclid(1000)
+    }
+
+    /// All values of header `name` (give it in lower case).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Builds a [`Request`] in Rust code and tests.
+#[derive(Debug, Clone)]
+pub struct RequestBuilder {
+    input: RequestInput,
+    extra: Vec<(String, String)>,
+}
+
+impl RequestBuilder {
+    /// Sets the host.
+    pub fn host(mut self, host: &str) -> Self {
+        self.input.host = host.into();
+        self
+    }
+    /// Adds a header (repeat to send it twice).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.extra.push((name.into(), value.into()));
+        self
+    }
+    /// Sets the source IP.
+    pub fn source_ip(mut self, ip: &str) -> Self {
+        self.input.source_ip = Some(ip.into());
+        self
+    }
+    /// Sets the client-certificate thumbprint (hex or base64url).
+    pub fn client_cert_sha256(mut self, thumbprint: &str) -> Self {
+        self.input.client_cert_sha256 = Some(thumbprint.into());
+        self
+    }
+    /// Normalises the request.
+    pub fn build(self) -> Result<Request, RequestError> {
+        let mut req = Request::from_input(&self.input)?;
+        for (name, value) in &self.extra {
+            push_header(&mut req.headers, name, value)
+                .map_err(|message| RequestError { field: "headers", message })?;
+        }
+        Ok(req)
+    }
+}
+
+fn push_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) -> Result<(), String> {
+    if headers.len() >= MAX_HEADERS {
+        return Err(format!("more than {MAX_HEADERS} headers"));
+    }
+    if name.is_empty() || !name.bytes().all(is_token_char) {
+        return Err(format!("`{}` is not a valid header name", crate::keys::clip(name)));
+    }
+    if value.len() > MAX_HEADER_BYTES {
+        return Err(format!("header `{}` is longer than {MAX_HEADER_BYTES} bytes", crate::keys::clip(name)));
+    }
+    headers.push((name.to_ascii_lowercase(), value.to_owned()));
+    Ok(())
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    let text = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    let ip: IpAddr = text.parse().ok()?;
+    // An IPv4-mapped IPv6 address is the IPv4 address (so `10.0.0.0/8` rules apply).
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
+}
+
+fn parse_thumbprint(text: &str) -> Result<[u8; 32], String> {
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| text.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or("invalid hex")?
+    } else {
+        b64::decode(text)?
+    };
+    bytes
+        .try_into()
+        .map_err(|_| "expected a SHA-256 thumbprint: 64 hex digits or 43 base64url characters".into())
+}
+
+fn normalise_host(host: &str, scheme: &str) -> Result<String, String> {
+    let host = host.to_ascii_lowercase();
+    if host.len() > 255 || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b)) {
+        return Err(format!("`{}` is not a valid host", crate::keys::clip(&host)));
+    }
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    Ok(host.strip_suffix(default_port).unwrap_or(&host).to_owned())
+}
+
+/// Normalises a request target into (path, query).
+///
+/// - the path must start with `/`; a fragment is refused (clients never send one);
+/// - percent-encoded unreserved characters are decoded (`%7E` → `~`), other
+///   escapes are kept with upper-case hex;
+/// - an encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, an encoded dot
+///   segment (`%2E%2E`), control characters and bad escapes are refused:
+///   servers disagree on them, so a guess could route around a rule;
+/// - `.` and `..` segments are resolved (RFC 3986 §5.2.4) and repeated
+///   slashes collapse to one.
+pub fn normalise_target(target: &str) -> Result<(String, Option<String>), String> {
+    if target.len() > MAX_PATH_BYTES {
+        return Err(format!("request target is longer than {MAX_PATH_BYTES} bytes"));
+    }
+    if target.contains('#') {
+        return Err("request target must not contain a fragment (`#`)".into());
+    }
+    let (raw_path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (target, None),
+    };
+    if !raw_path.starts_with('/') {
+        return Err(format!("expected a path starting with `/`, found `{}`", crate::keys::clip(raw_path)));
+    }
+    let mut segments: Vec<String> = Vec::new();
+    let ends_with_slash = raw_path.ends_with('/') || raw_path.ends_with("/.") || raw_path.ends_with("/..");
+    for raw in raw_path.split('/').skip(1) {
+        if raw.is_empty() {
+            continue;
+        }
+        let (segment, had_encoded_dot) = decode_segment(raw)?;
+        match segment.as_str() {
+            "." | ".." if had_encoded_dot => {
+                return Err("encoded dot segment (`%2E`) in path".into());
+            }
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut path = String::with_capacity(raw_path.len());
+    for s in &segments {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || (ends_with_slash && !segments.is_empty()) {
+        path.push('/');
+    }
+    Ok((path, query))
+}
+
+fn decode_segment(raw: &str) -> Result<(String, bool), String> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut had_encoded_dot = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let value = hex
+                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("invalid percent-encoding in path")?;
+            match value {
+                b'/' => return Err("encoded `/` (`%2F`) in path".into()),
+                b'\\' => return Err("encoded `\\` (`%5C`) in path".into()),
+                b'.' => {
+                    had_encoded_dot = true;
+                    out.push('.');
+                }
+                v if v.is_ascii_alphanumeric() || v == b'-' || v == b'_' || v == b'~' => {
+                    out.push(char::from(v))
+                }
+                v if v < 0x20 || v == 0x7f => return Err("encoded control character in path".into()),
+                v => {
+                    out.push('%');
+                    out.push_str(&format!("{v:02X}"));
+                }
+            }
+            i += 3;
+        } else {
+            if b == b'\\' {
+                return Err("`\\` in path".into());
+            }
+            if !(0x21..0x7f).contains(&b) {
+                return Err("control, space or non-ASCII character in path (percent-encode it)".into());
+            }
+            out.push(char::from(b));
+            i += 1;
+        }
+    }
+    Ok((out, had_encoded_dot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(t: &str) -> Result<String, String> {
+        normalise_target(t).map(|(p, _)| p)
+    }
+
+    #[test]
+    fn resolves_dot_segments_and_slashes() {
+        assert_eq!(norm("/a/../admin").unwrap(), "/admin");
+        assert_eq!(norm("/a/./b").unwrap(), "/a/b");
+        assert_eq!(norm("/../../etc").unwrap(), "/etc");
+        assert_eq!(norm("//v1///contacts//").unwrap(), "/v1/contacts/");
+        assert_eq!(norm("/").unwrap(), "/");
+        assert_eq!(norm("/a/b/..").unwrap(), "/a/");
+        assert_eq!(norm("/a/..").unwrap(), "/");
+    }
+
+    #[test]
+    fn decodes_unreserved_only() {
+        assert_eq!(norm("/v1/%63ontacts/%7e").unwrap(), "/v1/contacts/~");
+        assert_eq!(norm("/a%20b/%c3%a9").unwrap(), "/a%20b/%C3%A9");
+    }
+
+    #[test]
+    fn refuses_ambiguous_encodings() {
+        for (t, want) in [
+            ("/a%2Fadmin", "%2F"),
+            ("/a%2fadmin", "%2F"),
+            ("/a/%2e%2e/admin", "dot segment"),
+            ("/a/.%2E/admin", "dot segment"),
+            ("/a%5Cb", "%5C"),
+            ("/a\\b", "`\\`"),
+            ("/a%zz", "percent-encoding"),
+            ("/a%2", "percent-encoding"),
+            ("/a b", "space"),
+            ("/a%00", "control"),
+            ("a/b", "starting with `/`"),
+            ("/a#frag", "fragment"),
+        ] {
+            let err = norm(t).unwrap_err();
+            assert!(err.contains(want), "{t}: {err}");
+        }
+        // Dots that are not a whole segment are just characters.
+        assert_eq!(norm("/a/%2e%2ex").unwrap(), "/a/..x");
+    }
+
+    #[test]
+    fn splits_query_without_touching_it() {
+        let (p, q) = normalise_target("/v1/x?a=%2F&b=..").unwrap();
+        assert_eq!(p, "/v1/x");
+        assert_eq!(q.as_deref(), Some("a=%2F&b=.."));
+    }
+
+    #[test]
+    fn thumbprint_accepts_hex_and_base64url() {
+        let hex = "a".repeat(64);
+        let from_hex = parse_thumbprint(&hex).unwrap();
+        assert_eq!(from_hex, [0xaa; 32]);
+        assert_eq!(parse_thumbprint(&b64::encode(&[0xaa; 32])).unwrap(), from_hex);
+        assert!(parse_thumbprint("abcd").is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        assert_eq!(parse_ip("::ffff:10.1.2.3"), Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(parse_ip("[2001:db8::1]"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(parse_ip("nope"), None);
+    }
+
+    #[test]
+    fn request_fields_are_checked() {
+        let bad_method = Request::builder("G ET", "/", 0).build().unwrap_err();
+        assert_eq!(bad_method.field, "method");
+        let bad_header = Request::builder("GET", "/", 0).header("bad name", "x").build().unwrap_err();
+        assert_eq!(bad_header.field, "headers");
+        let ok = Request::builder("get", "/x", 5)
+            .host("API.example.com:443")
+            .header("Authorization", "x")
+            .build()
+            .unwrap();
+        assert_eq!(ok.method, "GET");
+        assert_eq!(ok.host, "api.example.com");
+        assert_eq!(ok.header_values("authorization").collect::<Vec<_>>(), ["x"]);
+    }
+}

@@ -1,0 +1,375 @@
+//! Stage 4: token verification — strict JWS, issuer, key, signature, claims.
+//!
+//! Order matters and is fixed: parse strictly ([`UntrustedJws`]), read the
+//! *untrusted* `iss` only to pick which issuer's policy applies, check `typ`,
+//! verify the signature with that issuer's keys under its algorithm allow-list,
+//! and only then type the claims. Time, audience and required-claim checks run
+//! on every request — also for tokens served from the cache — so a cached
+//! token can never outlive its validity.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::duration::Duration;
+use crate::json;
+use crate::jws::{self, JwsError, UntrustedJws};
+use crate::keys::{clip, Alg, KeySet};
+use crate::limits::MAX_ACT_DEPTH;
+use crate::policy::{Binding, IssuerPolicy};
+use crate::reason::ReasonCode;
+
+/// A compiled issuer (keys live in the engine, which may refresh them).
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Exact `iss`.
+    pub iss: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Allowed algorithms.
+    pub algorithms: Vec<Alg>,
+    /// Required `typ`, if any.
+    pub token_type: Option<String>,
+    /// Longest accepted lifetime.
+    pub max_lifetime: Duration,
+    /// Clock skew tolerance.
+    pub clock_skew: Duration,
+    /// Claims that must be present.
+    pub required_claims: Vec<String>,
+    /// Binding requirement.
+    pub binding: Binding,
+}
+
+impl Issuer {
+    /// Takes the policy's issuer as is; the engine validated it.
+    pub fn from_policy(p: &IssuerPolicy) -> Issuer {
+        Issuer {
+            iss: p.iss.clone(),
+            audiences: p.audiences.clone(),
+            algorithms: p.algorithms.clone(),
+            token_type: p.token_type.clone(),
+            max_lifetime: p.max_lifetime,
+            clock_skew: p.clock_skew,
+            required_claims: p.required_claims.clone(),
+            binding: p.binding,
+        }
+    }
+}
+
+/// The typed claims of a verified token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// `iss`.
+    pub iss: String,
+    /// `sub`.
+    pub sub: Option<String>,
+    /// `aud`, as a list.
+    pub aud: Vec<String>,
+    /// `exp`, Unix seconds.
+    pub exp: Option<i64>,
+    /// `nbf`, Unix seconds.
+    pub nbf: Option<i64>,
+    /// `iat`, Unix seconds.
+    pub iat: Option<i64>,
+    /// `jti`.
+    pub jti: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// Scopes from `scope` (space-separated) and `scp` (array).
+    pub scopes: Vec<String>,
+    /// The `act` chain, current actor first.
+    pub actors: Vec<String>,
+    /// `cnf`, if present.
+    pub cnf: Option<Map<String, Value>>,
+    /// Every claim, as sent.
+    pub raw: Map<String, Value>,
+}
+
+impl Claims {
+    /// The acting agent: the current actor, else `client_id`, else `sub`.
+    pub fn agent(&self) -> String {
+        self.actors.first().or(self.client_id.as_ref()).or(self.sub.as_ref()).cloned().unwrap_or_default()
+    }
+}
+
+/// A token whose signature verified under a trusted issuer's key.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// Index of the issuer in the policy.
+    pub issuer: usize,
+    /// Algorithm that verified.
+    pub alg: Alg,
+    /// `kid` of the key that verified.
+    pub kid: Option<String>,
+    /// Typed claims.
+    pub claims: Claims,
+    /// SHA-256 of the token text.
+    pub hash: [u8; 32],
+}
+
+/// A refusal: reason code plus message.
+pub type TokenError = (ReasonCode, String);
+
+/// SHA-256 of the token text: the cache key and the log's token id.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Verifies signature and claim types. `keys_for(i)` gives issuer `i`'s current keys.
+pub fn verify<'k>(
+    token: &str,
+    issuers: &[Issuer],
+    keys_for: impl Fn(usize) -> Option<&'k KeySet>,
+) -> Result<VerifiedToken, TokenError> {
+    let jws = UntrustedJws::parse(token).map_err(jws_reason)?;
+    let claims = match json::parse_strict(jws.payload()) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err((ReasonCode::TokenJsonInvalid, "claims must be a JSON object".into())),
+        Err(e) => return Err((ReasonCode::TokenJsonInvalid, format!("claims: {e}"))),
+    };
+    let iss = match claims.get("iss") {
+        Some(Value::String(iss)) => iss,
+        Some(_) => return Err((ReasonCode::TokenClaimInvalid, "`iss` must be a string".into())),
+        None => return Err((ReasonCode::TokenClaimMissing, "token has no `iss` claim".into())),
+    };
+    let (index, issuer) =
+        issuers.iter().enumerate().find(|(_, i)| i.iss == *iss).ok_or_else(|| {
+            (ReasonCode::TokenIssuerUnknown, format!("issuer `{}` is not trusted", clip(iss)))
+        })?;
+    if let Some(expected) = &issuer.token_type {
+        match jws.typ().map_err(jws_reason)? {
+            Some(typ) if jws::typ_matches(typ, expected) => {}
+            Some(typ) => {
+                return Err((
+                    ReasonCode::TokenTypeInvalid,
+                    format!("token type is `{}`, expected `{expected}`", clip(typ)),
+                ))
+            }
+            None => {
+                return Err((
+                    ReasonCode::TokenTypeInvalid,
+                    format!("token has no `typ`, expected `{expected}`"),
+                ))
+            }
+        }
+    }
+    let keys = keys_for(index).filter(|k| !k.is_empty()).ok_or_else(|| {
+        (ReasonCode::TokenKeyNotFound, format!("keys for issuer `{}` are not loaded yet", clip(iss)))
+    })?;
+    let verified = jws.verify(keys, &issuer.algorithms).map_err(jws_reason)?;
+    let claims = type_claims(claims)?;
+    Ok(VerifiedToken { issuer: index, alg: verified.alg, kid: verified.kid, claims, hash: token_hash(token) })
+}
+
+fn jws_reason(e: JwsError) -> TokenError {
+    let code = match &e {
+        JwsError::TooLarge(_) | JwsError::Malformed(_) => ReasonCode::TokenMalformed,
+        JwsError::Json(_) => ReasonCode::TokenJsonInvalid,
+        JwsError::Header(_) => ReasonCode::TokenHeaderUnsupported,
+        JwsError::Algorithm(_) => ReasonCode::TokenAlgorithmNotAllowed,
+        JwsError::Key(_) => ReasonCode::TokenKeyNotFound,
+        JwsError::Signature(_) => ReasonCode::TokenSignatureInvalid,
+    };
+    (code, e.message())
+}
+
+/// Checks time, audience, lifetime and required claims at `now` (Unix seconds).
+/// Runs on every request, cached or not.
+pub fn validate(claims: &Claims, issuer: &Issuer, now: i64) -> Result<(), TokenError> {
+    let skew = issuer.clock_skew.as_secs_i64();
+    for name in &issuer.required_claims {
+        if claims.raw.get(name).is_none_or(Value::is_null) {
+            return Err((ReasonCode::TokenClaimMissing, format!("token has no `{name}` claim")));
+        }
+    }
+    let exp = claims.exp.ok_or((ReasonCode::TokenClaimMissing, "token has no `exp` claim".to_owned()))?;
+    if now >= exp.saturating_add(skew) {
+        return Err((ReasonCode::TokenExpired, format!("token expired {} s ago", now.saturating_sub(exp))));
+    }
+    if let Some(nbf) = claims.nbf {
+        if now.saturating_add(skew) < nbf {
+            return Err((
+                ReasonCode::TokenNotYetValid,
+                format!("token is not valid for another {} s", nbf - now),
+            ));
+        }
+    }
+    if let Some(iat) = claims.iat {
+        if iat > now.saturating_add(skew) {
+            return Err((
+                ReasonCode::TokenIssuedInFuture,
+                format!("token was issued {} s in the future", iat - now),
+            ));
+        }
+    }
+    let lifetime = exp.saturating_sub(claims.iat.unwrap_or(now));
+    let max = issuer.max_lifetime.as_secs_i64();
+    if lifetime > max {
+        return Err((
+            ReasonCode::TokenLifetimeTooLong,
+            format!(
+                "token lifetime is {lifetime} s, more than the issuer's maximum of {}",
+                issuer.max_lifetime
+            ),
+        ));
+    }
+    if claims.aud.is_empty() {
+        return Err((ReasonCode::TokenClaimMissing, "token has no `aud` claim".into()));
+    }
+    if !claims.aud.iter().any(|a| issuer.audiences.contains(a)) {
+        let first = claims.aud.first().map(|a| clip(a)).unwrap_or_default();
+        return Err((
+            ReasonCode::TokenAudienceInvalid,
+            format!("token audience `{first}` is not one of this API's audiences"),
+        ));
+    }
+    Ok(())
+}
+
+/// Types the claims the pipeline reads; the rest stay in `raw`.
+pub fn type_claims(raw: Map<String, Value>) -> Result<Claims, TokenError> {
+    let invalid = |m: String| (ReasonCode::TokenClaimInvalid, m);
+    let string = |name: &str| -> Result<Option<String>, TokenError> {
+        match raw.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid(format!("`{name}` must be a string"))),
+        }
+    };
+    let date = |name: &str| -> Result<Option<i64>, TokenError> {
+        match raw.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => {
+                let secs = n.as_f64().filter(|s| s.is_finite() && (0.0..=253_402_300_799.0).contains(s));
+                // In range by the filter, so the cast is exact for whole seconds.
+                secs.map(|s| Some(s.floor() as i64))
+                    .ok_or_else(|| invalid(format!("`{name}` must be seconds since 1970 before year 10000")))
+            }
+            Some(_) => {
+                Err(invalid(format!("`{name}` must be a number (NumericDate), not a string or object")))
+            }
+        }
+    };
+    let iss = string("iss")?.unwrap_or_default();
+    let aud = match raw.get("aud") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("`aud` must be a string or an array of strings".into()))?,
+        Some(_) => return Err(invalid("`aud` must be a string or an array of strings".into())),
+    };
+    let mut scopes: Vec<String> = Vec::new();
+    match raw.get("scope") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned)),
+        Some(_) => return Err(invalid("`scope` must be a space-separated string".into())),
+    }
+    match raw.get("scp") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned)),
+        Some(Value::Array(items)) => {
+            for v in items {
+                scopes.push(
+                    v.as_str().ok_or_else(|| invalid("`scp` must be an array of strings".into()))?.to_owned(),
+                );
+            }
+        }
+        Some(_) => return Err(invalid("`scp` must be a string or an array of strings".into())),
+    }
+    scopes.sort();
+    scopes.dedup();
+    let actors = actor_chain(raw.get("act"))?;
+    let cnf = match raw.get("cnf") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err(invalid("`cnf` must be an object".into())),
+    };
+    Ok(Claims {
+        iss,
+        sub: string("sub")?,
+        aud,
+        exp: date("exp")?,
+        nbf: date("nbf")?,
+        iat: date("iat")?,
+        jti: string("jti")?,
+        client_id: string("client_id")?,
+        scopes,
+        actors,
+        cnf,
+        raw,
+    })
+}
+
+/// Walks the RFC 8693 `act` chain: `{"sub": A1, "act": {"sub": A0}}` → `[A1, A0]`.
+fn actor_chain(act: Option<&Value>) -> Result<Vec<String>, TokenError> {
+    let mut actors = Vec::new();
+    let mut current = act;
+    while let Some(value) = current {
+        if value.is_null() && actors.is_empty() {
+            break;
+        }
+        let obj = value
+            .as_object()
+            .ok_or((ReasonCode::DelegationInvalid, "`act` must be an object with a `sub`".to_owned()))?;
+        let sub = obj
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or((ReasonCode::DelegationInvalid, "each `act` must have a string `sub`".to_owned()))?;
+        if actors.len() >= MAX_ACT_DEPTH {
+            return Err((
+                ReasonCode::DelegationTooDeep,
+                format!("`act` chain is deeper than {MAX_ACT_DEPTH}"),
+            ));
+        }
+        actors.push(sub.to_owned());
+        current = obj.get("act");
+    }
+    Ok(actors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Result<Claims, TokenError> {
+        type_claims(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn act_chain_is_current_actor_first() {
+        let c = claims(json!({"act": {"sub": "agent-b", "act": {"sub": "agent-a"}}})).unwrap();
+        assert_eq!(c.actors, ["agent-b", "agent-a"]);
+        assert_eq!(c.agent(), "agent-b");
+        let bad = claims(json!({"act": {"client": "x"}})).unwrap_err();
+        assert_eq!(bad.0, ReasonCode::DelegationInvalid);
+        let mut deep = json!({"sub": "a0"});
+        for i in 1..=MAX_ACT_DEPTH {
+            deep = json!({"sub": format!("a{i}"), "act": deep});
+        }
+        assert_eq!(claims(json!({ "act": deep })).unwrap_err().0, ReasonCode::DelegationTooDeep);
+    }
+
+    #[test]
+    fn scopes_from_scope_and_scp() {
+        let c = claims(json!({"scope": "b a", "scp": ["c", "a"]})).unwrap();
+        assert_eq!(c.scopes, ["a", "b", "c"]);
+        assert_eq!(claims(json!({"scope": ["a"]})).unwrap_err().0, ReasonCode::TokenClaimInvalid);
+    }
+
+    #[test]
+    fn numeric_dates_must_be_numbers_in_range() {
+        assert_eq!(claims(json!({"exp": "1700000000"})).unwrap_err().0, ReasonCode::TokenClaimInvalid);
+        assert_eq!(claims(json!({"exp": -1})).unwrap_err().0, ReasonCode::TokenClaimInvalid);
+        assert_eq!(claims(json!({"exp": 1e300})).unwrap_err().0, ReasonCode::TokenClaimInvalid);
+        assert_eq!(claims(json!({"exp": 1700000000.9})).unwrap().exp, Some(1_700_000_000));
+    }
+
+    #[test]
+    fn agent_falls_back_to_client_id_then_sub() {
+        assert_eq!(claims(json!({"sub": "u", "client_id": "c"})).unwrap().agent(), "c");
+        assert_eq!(claims(json!({"sub": "u"})).unwrap().agent(), "u");
+    }
+}
