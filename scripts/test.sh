@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test: the README's test command, and what .ci/run calls.
+#
+#   bash scripts/test.sh
+#
+# Installs what it needs first (idempotent, quick when already installed).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+bash scripts/install-tools.sh rust wasm node envoy browser
+. .tools/env.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (core, each feature, all features)"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features cli -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --features js -- -D warnings
+cargo clippy --lib --target wasm32-wasip1 --features envoy -- -D warnings
+cargo clippy --lib --features component -- -D warnings
+
+step "core builds for wasm32-unknown-unknown and wasm32-wasip1 (no clock, no std::time in the core)"
+cargo build --lib --target wasm32-unknown-unknown
+cargo build --lib --target wasm32-wasip1
+if grep -rnE 'SystemTime|Instant::now|std::time' src --include='*.rs' | grep -vE '^src/(cli|envoy|js|component)\.rs|^src/bin/'; then
+  echo "the core must not read a clock" >&2
+  exit 1
+fi
+
+step "cargo test (unit, integration, doc)"
+cargo test --all-features
+
+for suite in js envoy; do
+  if [ -f "scripts/test-$suite.sh" ]; then
+    step "$suite suite"
+    bash "scripts/test-$suite.sh"
+  fi
+done
+
+step "all tests passed"
