@@ -33,7 +33,7 @@ if grep -rnE 'SystemTime|Instant::now|std::time' src --include='*.rs' | grep -vE
 fi
 
 step "cargo test (unit, integration, doc)"
-cargo test --all-features
+cargo test --features cli
 
 for suite in js envoy; do
   if [ -f "scripts/test-$suite.sh" ]; then
