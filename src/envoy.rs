@@ -1,3 +1,10 @@
-//! Envoy frontend (feature `envoy`, target `wasm32-wasip1`): a proxy-wasm
-//! HTTP filter over [`crate::engine::Engine`]. Not built yet: this module
-//! only reserves the feature's place in the layout.
+//! spike
+use proxy_wasm::traits::*;
+use proxy_wasm::types::*;
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(Root));
+}}
+struct Root;
+impl Context for Root {}
+impl RootContext for Root {}

@@ -1,4 +1,131 @@
 //! JavaScript frontend (feature `js`, target `wasm32-unknown-unknown`):
 //! wasm-bindgen bindings over [`crate::api`] for Cloudflare Workers, Node and
-//! browsers. Not built yet: this module only reserves the feature's place in
-//! the layout.
+//! browsers.
+//!
+//! The boundary is deliberately thin and JSON-shaped: policy text, request
+//! JSON and decision JSON cross it as strings (one `JSON.parse` on the JS
+//! side is faster and far smaller than a serde-to-JS-object bridge). There is
+//! no policy logic here; the `js/` package maps a Fetch `Request` to the
+//! request JSON and the decision back to a `Response`.
+//!
+//! - A bad policy is a programmer mistake: [`Guard::new`] throws a `JsError`
+//!   whose message lists every problem as `json.path: message`; [`check`]
+//!   returns the same problems as data.
+//! - Deciding never throws: a malformed request is a `deny` decision.
+//! - The engine has no clock and fetches nothing: the JS host passes `now`
+//!   and hands over JWKS documents it fetched ([`Guard::set_issuer_keys`]).
+
+use serde_json::{Map, Value};
+use wasm_bindgen::prelude::*;
+
+use crate::api;
+use crate::engine::Engine;
+use crate::mint::{self, SigningKey};
+use crate::policy::RevocationLists;
+
+/// Turns any displayable error into the exception JS sees. The one conversion
+/// of the boundary: every fallible export goes through it.
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, JsError> {
+    serde_json::from_str(text).map_err(|e| js_error(format!("{what}: {e}")))
+}
+
+/// A compiled policy with its per-isolate state (verified-token cache, keys).
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct Guard {
+    engine: Engine,
+}
+
+#[wasm_bindgen]
+impl Guard {
+    /// Compiles policy JSON; throws with every problem (`path: message`, one per line).
+    #[wasm_bindgen(constructor)]
+    pub fn new(policy_json: &str) -> Result<Guard, JsError> {
+        let engine = api::compile(policy_json).map_err(js_error)?;
+        Ok(Guard { engine })
+    }
+
+    /// Decides a request (request JSON) and returns the decision JSON. Never throws.
+    pub fn decide(&self, request_json: &str) -> String {
+        api::decide_json(&self.engine, request_json)
+    }
+
+    /// Issuers whose keys the host must fetch, as JSON `[{"iss": …, "jwks_uri": …}]`.
+    #[wasm_bindgen(js_name = jwksUris)]
+    pub fn jwks_uris(&self) -> String {
+        let list: Vec<Value> = self
+            .engine
+            .jwks_uris()
+            .iter()
+            .map(|(iss, uri)| serde_json::json!({ "iss": iss, "jwks_uri": uri }))
+            .collect();
+        Value::Array(list).to_string()
+    }
+
+    /// Replaces an issuer's keys with a fetched JWKS (JSON text). Returns the
+    /// skipped keys as JSON `[{"index": n, "message": "…"}]`; throws when the
+    /// document has no usable key (the previous keys stay).
+    #[wasm_bindgen(js_name = setIssuerKeys)]
+    pub fn set_issuer_keys(&self, iss: &str, jwks_json: &str) -> Result<String, JsError> {
+        let jwks = parse_json("JWKS", jwks_json)?;
+        let problems = self.engine.set_issuer_keys(iss, &jwks).map_err(js_error)?;
+        let list: Vec<Value> = problems
+            .iter()
+            .map(|p| serde_json::json!({ "index": p.index, "message": p.message, "skipped": p.skipped }))
+            .collect();
+        Ok(Value::Array(list).to_string())
+    }
+
+    /// Replaces the revocation lists (JSON `{"jti": [], "sub": [], "agents": [], "kid": []}`).
+    #[wasm_bindgen(js_name = setRevocations)]
+    pub fn set_revocations(&self, lists_json: &str) -> Result<(), JsError> {
+        let mut de = serde_json::Deserializer::from_str(lists_json);
+        let lists: RevocationLists = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| js_error(format!("revocations.{}: {}", e.path(), e.inner())))?;
+        self.engine.set_revocations(&lists);
+        Ok(())
+    }
+
+    /// Number of tokens in the verified-token cache.
+    #[wasm_bindgen(js_name = cachedTokens)]
+    pub fn cached_tokens(&self) -> usize {
+        self.engine.cached_tokens()
+    }
+}
+
+/// Validates policy JSON: JSON `[{"path", "message", "line"?, "column"?}]`, empty when valid.
+#[wasm_bindgen]
+pub fn check(policy_json: &str) -> String {
+    serde_json::to_string(&api::check(policy_json)).unwrap_or_else(|_| "[]".into())
+}
+
+/// Signs `claims_json` (a JSON object) with a private JWK (JSON text, `d`
+/// present) as a compact JWS with header `{alg, typ, kid}`. A random `jti`
+/// (from `crypto.getRandomValues`) is added when absent; `iat`/`exp` are the
+/// caller's to set (the core reads no clock).
+#[wasm_bindgen]
+pub fn mint(private_jwk_json: &str, claims_json: &str, typ: Option<String>) -> Result<String, JsError> {
+    let jwk = parse_json("private JWK", private_jwk_json)?;
+    let key = SigningKey::from_jwk(&jwk).map_err(js_error)?;
+    let mut claims: Map<String, Value> = match parse_json("claims", claims_json)? {
+        Value::Object(map) => map,
+        _ => return Err(js_error("claims: expected a JSON object")),
+    };
+    if !claims.contains_key("jti") {
+        let mut raw = [0u8; 16];
+        getrandom::getrandom(&mut raw).map_err(|e| js_error(format!("no randomness: {e}")))?;
+        claims.insert("jti".into(), crate::b64::encode(&raw).into());
+    }
+    let kid = jwk.get("kid").and_then(Value::as_str);
+    Ok(mint::sign(&key, kid, typ.as_deref().unwrap_or("at+jwt"), &claims))
+}
+
+/// The crate version, e.g. `0.1.0`.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").into()
+}

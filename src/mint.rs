@@ -108,22 +108,25 @@ pub fn sign(key: &SigningKey, kid: Option<&str>, typ: &str, claims: &Map<String,
     if let Some(kid) = kid {
         header.insert("kid".into(), kid.into());
     }
+    sign_with_header(key, &header, claims)
+}
+
+/// Signs `claims` under exactly the given header (tests use it to build hostile tokens).
+pub fn sign_with_header(key: &SigningKey, header: &Map<String, Value>, claims: &Map<String, Value>) -> String {
     let signing_input = format!(
         "{}.{}",
-        b64::encode(Value::Object(header).to_string().as_bytes()),
+        b64::encode(Value::Object(header.clone()).to_string().as_bytes()),
         b64::encode(Value::Object(claims.clone()).to_string().as_bytes())
     );
-    let signature = match key {
-        SigningKey::Ed25519(k) => {
-            let sig = jwt_compact::alg::Ed25519.sign(k, signing_input.as_bytes());
-            sig.to_bytes().to_vec()
-        }
-        SigningKey::P256(k) => {
-            let sig = jwt_compact::alg::Es256.sign(k, signing_input.as_bytes());
-            sig.to_bytes().to_vec()
-        }
-    };
-    format!("{signing_input}.{}", b64::encode(&signature))
+    format!("{signing_input}.{}", b64::encode(&sign_bytes(key, signing_input.as_bytes())))
+}
+
+/// The raw JWS signature (`r‖s` for ES256) over `message`.
+pub fn sign_bytes(key: &SigningKey, message: &[u8]) -> Vec<u8> {
+    match key {
+        SigningKey::Ed25519(k) => jwt_compact::alg::Ed25519.sign(k, message).to_bytes().to_vec(),
+        SigningKey::P256(k) => jwt_compact::alg::Es256.sign(k, message).to_bytes().to_vec(),
+    }
 }
 
 #[cfg(test)]

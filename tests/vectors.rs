@@ -56,7 +56,8 @@ pub fn mint_case_token(spec: &Value, keys: &Value, now: i64, serial: usize) -> S
 fn shared_vectors_give_the_expected_decisions() {
     let doc = load("cases.json");
     let keys = load("keys.json");
-    let policy = std::fs::read_to_string(format!("{}/tests/vectors/policy.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let policy =
+        std::fs::read_to_string(format!("{}/tests/vectors/policy.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let engine = Engine::from_json(&policy).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);
@@ -72,7 +73,8 @@ fn shared_vectors_give_the_expected_decisions() {
         let d = engine.decide_input(&input);
         let codes: Vec<&str> = d.reasons.iter().map(|r| r.code.as_str()).collect();
         let expect = &case["expect"];
-        let want_codes: Vec<&str> = expect["reasons"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let want_codes: Vec<&str> =
+            expect["reasons"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         if d.decision.as_str() != expect["decision"] || d.status != expect["status"] || codes != want_codes {
             failures.push(format!(
                 "{}: got {} {} {codes:?} ({:?}), expected {}",
