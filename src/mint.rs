@@ -112,7 +112,11 @@ pub fn sign(key: &SigningKey, kid: Option<&str>, typ: &str, claims: &Map<String,
 }
 
 /// Signs `claims` under exactly the given header (tests use it to build hostile tokens).
-pub fn sign_with_header(key: &SigningKey, header: &Map<String, Value>, claims: &Map<String, Value>) -> String {
+pub fn sign_with_header(
+    key: &SigningKey,
+    header: &Map<String, Value>,
+    claims: &Map<String, Value>,
+) -> String {
     let signing_input = format!(
         "{}.{}",
         b64::encode(Value::Object(header.clone()).to_string().as_bytes()),

@@ -1,0 +1,664 @@
+//! One test (at least) per verification rule, through the engine as users run it.
+
+use agentguard::b64;
+use agentguard::mint::{self, SigningKey};
+use agentguard::policy::RevocationLists;
+use agentguard::{Decision, Engine, Outcome, ReasonCode, Request};
+use serde_json::{json, Map, Value};
+
+const NOW: i64 = 1_767_225_600;
+
+fn keys() -> Value {
+    let path = format!("{}/tests/vectors/keys.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn key(name: &str) -> SigningKey {
+    SigningKey::from_jwk(&keys()[name]).unwrap()
+}
+
+fn public(name: &str) -> Value {
+    let mut jwk = keys()[name].clone();
+    jwk.as_object_mut().unwrap().remove("d");
+    jwk
+}
+
+fn policy_with(issuer_extra: Value, extra: Value) -> Value {
+    let mut issuer = json!({
+        "iss": "https://sts.test",
+        "audiences": ["https://api.test"],
+        "jwks": {"keys": [public("ed25519"), public("es256")]},
+        "algorithms": ["EdDSA", "ES256"],
+        "max_lifetime": "10m",
+        "clock_skew": "30s"
+    });
+    for (k, v) in issuer_extra.as_object().unwrap() {
+        issuer[k] = v.clone();
+    }
+    let mut policy = json!({
+        "issuers": [issuer],
+        "routes": [
+            {"id": "read", "methods": ["GET"], "path": "/v1/contacts/{id}", "scopes": ["crm.read"]},
+            {"id": "pay", "methods": ["POST"], "path": "/v1/payments", "scopes": ["payments.write"], "risk": "high"}
+        ]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        policy[k] = v.clone();
+    }
+    policy
+}
+
+fn engine_with(issuer_extra: Value, extra: Value) -> Engine {
+    Engine::from_json(&policy_with(issuer_extra, extra).to_string()).unwrap()
+}
+
+fn engine() -> Engine {
+    engine_with(json!({}), json!({}))
+}
+
+fn claims() -> Map<String, Value> {
+    json!({
+        "iss": "https://sts.test", "aud": "https://api.test", "sub": "user:alice",
+        "client_id": "crm-agent", "scope": "crm.read", "iat": NOW - 10, "exp": NOW + 290, "jti": "j1"
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+fn header(alg: &str, kid: &str) -> Map<String, Value> {
+    json!({"alg": alg, "typ": "at+jwt", "kid": kid}).as_object().unwrap().clone()
+}
+
+fn token_with(header: Map<String, Value>, claims: Map<String, Value>) -> String {
+    let signer = if header["alg"] == "ES256" { key("es256") } else { key("ed25519") };
+    mint::sign_with_header(&signer, &header, &claims)
+}
+
+fn good_token() -> String {
+    token_with(header("EdDSA", "test-ed25519"), claims())
+}
+
+fn decide_at(engine: &Engine, token: &str, now: i64) -> Decision {
+    let req = Request::builder("GET", "/v1/contacts/42", now)
+        .host("api.test")
+        .header("authorization", &format!("Bearer {token}"))
+        .build()
+        .unwrap();
+    engine.decide(&req)
+}
+
+fn decide(engine: &Engine, token: &str) -> Decision {
+    decide_at(engine, token, NOW)
+}
+
+#[track_caller]
+fn assert_denied(d: &Decision, code: ReasonCode, message_part: &str) {
+    assert_eq!(d.codes(), [code], "{:?}", d.reasons);
+    assert!(
+        d.reasons[0].message.contains(message_part),
+        "message `{}` lacks `{message_part}`",
+        d.reasons[0].message
+    );
+    assert_ne!(d.decision, Outcome::Allow);
+}
+
+/// Raw compact JWS from arbitrary header/payload bytes with a real signature.
+fn raw_token(header: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(payload.as_bytes()));
+    let sig = mint::sign_bytes(&key("ed25519"), input.as_bytes());
+    format!("{input}.{}", b64::encode(&sig))
+}
+
+#[test]
+fn a_good_token_is_allowed_with_identity_headers() {
+    let d = decide(&engine(), &good_token());
+    assert_eq!(d.decision, Outcome::Allow, "{:?}", d.reasons);
+    assert_eq!(d.forward_headers["x-agentguard-subject"], "user:alice");
+    assert_eq!(d.forward_headers["x-agentguard-agent"], "crm-agent");
+    assert_eq!(d.params["id"], "42");
+    let es = token_with(header("ES256", "test-es256"), claims());
+    assert_eq!(decide(&engine(), &es).decision, Outcome::Allow);
+}
+
+// --- compact serialisation and encoding ---------------------------------
+
+#[test]
+fn jwe_and_nested_tokens_are_refused() {
+    assert_denied(&decide(&engine(), "a.b.c.d.e"), ReasonCode::TokenMalformed, "JWE");
+    let mut h = header("EdDSA", "test-ed25519");
+    h.insert("cty".into(), "JWT".into());
+    assert_denied(&decide(&engine(), &token_with(h, claims())), ReasonCode::TokenHeaderUnsupported, "nested");
+}
+
+#[test]
+fn base64url_must_be_strict() {
+    let t = good_token();
+    let (h, rest) = t.split_once('.').unwrap();
+    // Padding, standard alphabet and whitespace never reach the decoder as valid.
+    for bad in [format!("{h}=.{rest}"), t.replacen("e", "+", 1), format!("{h} .{rest}")] {
+        let d = decide(&engine(), &bad);
+        assert!(
+            matches!(d.codes()[..], [ReasonCode::TokenMalformed] | [ReasonCode::CredentialMalformed]),
+            "{bad}: {:?}",
+            d.reasons
+        );
+    }
+    // Non-canonical trailing bits in the signature.
+    let mut chars: Vec<char> = t.chars().collect();
+    let last = chars.last_mut().unwrap();
+    *last = if *last == 'A' { 'B' } else { 'A' };
+    let d = decide(&engine(), &chars.into_iter().collect::<String>());
+    assert!(
+        matches!(d.codes()[..], [ReasonCode::TokenMalformed] | [ReasonCode::TokenSignatureInvalid]),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn duplicate_json_keys_are_refused_in_header_and_claims() {
+    let t =
+        raw_token(r#"{"alg":"EdDSA","typ":"at+jwt","kid":"test-ed25519","alg":"EdDSA"}"#, r#"{"iss":"x"}"#);
+    assert_denied(&decide(&engine(), &t), ReasonCode::TokenJsonInvalid, "duplicate key `alg`");
+    let t = raw_token(
+        r#"{"alg":"EdDSA","typ":"at+jwt","kid":"test-ed25519"}"#,
+        r#"{"iss":"https://sts.test","sub":"user:alice","sub":"admin"}"#,
+    );
+    assert_denied(&decide(&engine(), &t), ReasonCode::TokenJsonInvalid, "duplicate key `sub`");
+}
+
+#[test]
+fn size_and_depth_are_capped() {
+    let mut c = claims();
+    c.insert("pad".into(), "x".repeat(9000).into());
+    assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenMalformed, "limit");
+    let mut deep = json!(1);
+    for _ in 0..20 {
+        deep = json!([deep]);
+    }
+    let mut c = claims();
+    c.insert("deep".into(), deep);
+    assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenJsonInvalid, "nested too deeply");
+}
+
+fn good_token_with(c: Map<String, Value>) -> String {
+    token_with(header("EdDSA", "test-ed25519"), c)
+}
+
+// --- algorithm and key ----------------------------------------------------
+
+#[test]
+fn algorithm_must_be_on_the_issuers_list() {
+    let e = engine_with(json!({"algorithms": ["ES256"]}), json!({}));
+    assert_denied(
+        &decide(&e, &good_token()),
+        ReasonCode::TokenAlgorithmNotAllowed,
+        "not allowed for this issuer",
+    );
+}
+
+#[test]
+fn algorithm_is_tied_to_the_key_type() {
+    // An EdDSA header naming the P-256 key.
+    let t = token_with(header("EdDSA", "test-es256"), claims());
+    assert_denied(&decide(&engine(), &t), ReasonCode::TokenKeyNotFound, "cannot verify `EdDSA`");
+}
+
+#[test]
+fn none_and_hmac_are_never_accepted() {
+    let t = format!(
+        "{}.{}.",
+        b64::encode(br#"{"alg":"none","typ":"at+jwt"}"#),
+        b64::encode(Value::Object(claims()).to_string().as_bytes())
+    );
+    assert_denied(&decide(&engine(), &t), ReasonCode::TokenAlgorithmNotAllowed, "never accepted");
+    // HS256 "signed" with the public key bytes (the classic confusion attack).
+    let t = raw_token(
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"test-ed25519"}"#,
+        &Value::Object(claims()).to_string(),
+    );
+    assert_denied(&decide(&engine(), &t), ReasonCode::TokenAlgorithmNotAllowed, "HMAC");
+}
+
+#[test]
+fn embedded_keys_and_key_urls_are_never_trusted() {
+    // The attacker signs with their own key and ships it in the header.
+    let attacker = SigningKey::from_random(agentguard::keys::Alg::EdDSA, &[9; 32]).unwrap();
+    for member in ["jwk", "jku", "x5u", "x5c"] {
+        let mut h = header("EdDSA", "test-ed25519");
+        let value = match member {
+            "jwk" => attacker.public_jwk("evil"),
+            "x5c" => json!(["MIIB"]),
+            _ => json!("https://evil.test/keys"),
+        };
+        h.insert(member.into(), value);
+        let t = mint::sign_with_header(&attacker, &h, &claims());
+        assert_denied(&decide(&engine(), &t), ReasonCode::TokenSignatureInvalid, "does not verify");
+    }
+}
+
+#[test]
+fn unknown_crit_is_refused() {
+    let mut h = header("EdDSA", "test-ed25519");
+    h.insert("crit".into(), json!(["urn:example:must-understand"]));
+    h.insert("urn:example:must-understand".into(), json!(true));
+    assert_denied(&decide(&engine(), &token_with(h, claims())), ReasonCode::TokenHeaderUnsupported, "crit");
+}
+
+#[test]
+fn typ_is_checked_per_issuer() {
+    let mut h = header("EdDSA", "test-ed25519");
+    h.insert("typ".into(), "JWT".into());
+    assert_denied(
+        &decide(&engine(), &token_with(h.clone(), claims())),
+        ReasonCode::TokenTypeInvalid,
+        "`JWT`",
+    );
+    h.remove("typ");
+    assert_denied(
+        &decide(&engine(), &token_with(h.clone(), claims())),
+        ReasonCode::TokenTypeInvalid,
+        "no `typ`",
+    );
+    // `application/at+jwt` is the same media type.
+    h.insert("typ".into(), "application/at+jwt".into());
+    assert_eq!(decide(&engine(), &token_with(h.clone(), claims())).decision, Outcome::Allow);
+    // An issuer with `token_type: null` accepts any.
+    h.insert("typ".into(), "JWT".into());
+    let e = engine_with(json!({"token_type": null}), json!({}));
+    assert_eq!(decide(&e, &token_with(h, claims())).decision, Outcome::Allow);
+}
+
+#[test]
+fn key_is_chosen_by_kid() {
+    let t = token_with(header("EdDSA", "rotated-away"), claims());
+    assert_denied(&decide(&engine(), &t), ReasonCode::TokenKeyNotFound, "no key with kid `rotated-away`");
+    // Without a kid: fine when exactly one key fits the algorithm.
+    let mut h = header("EdDSA", "x");
+    h.remove("kid");
+    assert_eq!(decide(&engine(), &token_with(h.clone(), claims())).decision, Outcome::Allow);
+    // ... and refused when two keys fit.
+    let mut second = public("ed25519");
+    second["kid"] = "other".into();
+    let e = engine_with(json!({"jwks": {"keys": [public("ed25519"), second]}}), json!({}));
+    assert_denied(&decide(&e, &token_with(h, claims())), ReasonCode::TokenKeyNotFound, "several keys");
+}
+
+#[test]
+fn keys_not_for_verification_are_ignored() {
+    let mut enc = public("ed25519");
+    enc["use"] = "enc".into();
+    let e = engine_with(json!({"jwks": {"keys": [enc, public("es256")]}}), json!({}));
+    assert_denied(&decide(&e, &good_token()), ReasonCode::TokenKeyNotFound, "no key with kid");
+}
+
+#[test]
+fn weak_rsa_keys_are_a_policy_error() {
+    // A 1024-bit modulus (Wycheproof's `keysize_too_small`).
+    let n = "rJBIp6T1YK-RtPyvYqFFlcucqewSAA_IReSFchE8qyiQrbARqRlXWkB2DR8j_pJQnIpYELbQWZC5Cd0PTGAU8rMbar2AW6zpmBbi7aQf17lUBdt8XI9M9rq7FPVQ1dDdUXm1SVH_9qqPIHQvd3C0Wq8r9u1jYGlFHfT0VkxYCis";
+    let text = policy_with(
+        json!({"algorithms": ["RS256"], "jwks": {"keys": [{"kty": "RSA", "n": n, "e": "AQAB"}]}}),
+        json!({}),
+    )
+    .to_string();
+    let err = Engine::from_json(&text).unwrap_err();
+    assert!(
+        err.to_string().contains("issuers[0].jwks.keys[0]: RSA key has 1024 bits, expected at least 2048"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ecdsa_signatures_must_be_raw_r_s_and_in_range() {
+    let t = token_with(header("ES256", "test-es256"), claims());
+    let (input, sig) = t.rsplit_once('.').unwrap();
+    let sig = b64::decode(sig).unwrap();
+    // DER encoding of the same (r, s).
+    let der = {
+        fn int(bytes: &[u8]) -> Vec<u8> {
+            let mut b: Vec<u8> = bytes.iter().copied().skip_while(|x| *x == 0).collect();
+            if b.first().is_some_and(|x| x & 0x80 != 0) {
+                b.insert(0, 0);
+            }
+            let mut out = vec![0x02, b.len() as u8];
+            out.extend(b);
+            out
+        }
+        let body: Vec<u8> = [int(&sig[..32]), int(&sig[32..])].concat();
+        let mut out = vec![0x30, body.len() as u8];
+        out.extend(body);
+        out
+    };
+    let d = decide(&engine(), &format!("{input}.{}", b64::encode(&der)));
+    assert_denied(&d, ReasonCode::TokenSignatureInvalid, "expected 64");
+    // r = s = 0 (CVE-2022-21449).
+    let d = decide(&engine(), &format!("{input}.{}", b64::encode(&[0u8; 64])));
+    assert_denied(&d, ReasonCode::TokenSignatureInvalid, "not a valid `ES256` signature");
+}
+
+#[test]
+fn high_s_ecdsa_signatures_are_accepted() {
+    // n − s is an equally valid signature; WebCrypto emits either.
+    let t = token_with(header("ES256", "test-es256"), claims());
+    let (input, sig) = t.rsplit_once('.').unwrap();
+    let sig = b64::decode(sig).unwrap();
+    let n: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc,
+        0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+    ];
+    let mut flipped = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let v = n[i] as i16 - sig[32 + i] as i16 - borrow;
+        flipped[i] = v.rem_euclid(256) as u8;
+        borrow = i16::from(v < 0);
+    }
+    let mut other = sig[..32].to_vec();
+    other.extend(flipped);
+    assert_ne!(other, sig);
+    let d = decide(&engine(), &format!("{input}.{}", b64::encode(&other)));
+    assert_eq!(d.decision, Outcome::Allow, "{:?}", d.reasons);
+}
+
+// --- claims ---------------------------------------------------------------
+
+#[test]
+fn issuer_must_match_exactly() {
+    let mut c = claims();
+    c.insert("iss".into(), "https://sts.test/".into());
+    assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenIssuerUnknown, "not trusted");
+    let mut c = claims();
+    c.remove("iss");
+    assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenClaimMissing, "`iss`");
+}
+
+#[test]
+fn audience_may_be_a_string_or_array_and_must_match() {
+    let mut c = claims();
+    c.insert("aud".into(), json!(["https://other.test", "https://api.test"]));
+    assert_eq!(decide(&engine(), &good_token_with(c.clone())).decision, Outcome::Allow);
+    c.insert("aud".into(), json!(["https://other.test"]));
+    assert_denied(
+        &decide(&engine(), &good_token_with(c.clone())),
+        ReasonCode::TokenAudienceInvalid,
+        "other.test",
+    );
+    c.remove("aud");
+    assert_denied(&decide(&engine(), &good_token_with(c.clone())), ReasonCode::TokenClaimMissing, "`aud`");
+    c.insert("aud".into(), json!(42));
+    assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenClaimInvalid, "`aud`");
+}
+
+#[test]
+fn exp_is_required_and_checked_with_skew_boundaries() {
+    let mut c = claims();
+    c.remove("exp");
+    assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenClaimMissing, "`exp`");
+    let mut c = claims();
+    c.insert("exp".into(), (NOW - 100).into());
+    c.insert("iat".into(), (NOW - 200).into());
+    let t = good_token_with(c);
+    // Skew is 30 s: valid strictly before exp + 30.
+    assert_eq!(decide_at(&engine(), &t, NOW - 100 + 29).decision, Outcome::Allow);
+    assert_denied(
+        &decide_at(&engine(), &t, NOW - 100 + 30),
+        ReasonCode::TokenExpired,
+        "token expired 30 s ago",
+    );
+    assert_denied(&decide_at(&engine(), &t, NOW - 58), ReasonCode::TokenExpired, "token expired 42 s ago");
+}
+
+#[test]
+fn nbf_boundary_at_exactly_the_skew() {
+    let mut c = claims();
+    c.insert("nbf".into(), (NOW + 30).into());
+    let t = good_token_with(c);
+    assert_eq!(decide_at(&engine(), &t, NOW).decision, Outcome::Allow);
+    assert_denied(
+        &decide_at(&engine(), &t, NOW - 1),
+        ReasonCode::TokenNotYetValid,
+        "not valid for another 31 s",
+    );
+}
+
+#[test]
+fn iat_boundary_at_exactly_the_skew() {
+    let mut c = claims();
+    c.insert("iat".into(), (NOW + 30).into());
+    c.insert("exp".into(), (NOW + 300).into());
+    let t = good_token_with(c);
+    assert_eq!(decide_at(&engine(), &t, NOW).decision, Outcome::Allow);
+    assert_denied(&decide_at(&engine(), &t, NOW - 1), ReasonCode::TokenIssuedInFuture, "31 s in the future");
+}
+
+#[test]
+fn lifetime_is_capped() {
+    let mut c = claims();
+    c.insert("exp".into(), (NOW - 10 + 600).into());
+    assert_eq!(decide(&engine(), &good_token_with(c.clone())).decision, Outcome::Allow);
+    c.insert("exp".into(), (NOW - 10 + 601).into());
+    assert_denied(
+        &decide(&engine(), &good_token_with(c)),
+        ReasonCode::TokenLifetimeTooLong,
+        "maximum of 10m",
+    );
+}
+
+#[test]
+fn required_claims_must_be_present() {
+    for claim in ["sub", "iat", "jti"] {
+        let mut c = claims();
+        c.remove(claim);
+        assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenClaimMissing, claim);
+    }
+    let e = engine_with(json!({"required_claims": ["client_id", "tenant"]}), json!({}));
+    assert_denied(&decide(&e, &good_token()), ReasonCode::TokenClaimMissing, "`tenant`");
+}
+
+#[test]
+fn numeric_dates_must_be_numbers_in_range() {
+    for bad in [json!("1767225900"), json!(-5), json!(1e20), json!({"t": 1})] {
+        let mut c = claims();
+        c.insert("exp".into(), bad.clone());
+        assert_denied(&decide(&engine(), &good_token_with(c)), ReasonCode::TokenClaimInvalid, "`exp`");
+    }
+}
+
+// --- the cache never makes an invalid token valid -------------------------
+
+#[test]
+fn cache_hits_skip_crypto_but_not_time_or_revocation() {
+    let e = engine();
+    let t = good_token();
+    let first = decide(&e, &t);
+    assert!(first.is_allowed() && !first.event.cache_hit);
+    let second = decide(&e, &t);
+    assert!(second.is_allowed() && second.event.cache_hit);
+    assert_eq!(e.cached_tokens(), 1);
+    // Time moves past exp: the cached token is refused.
+    assert_denied(&decide_at(&e, &t, NOW + 290 + 30), ReasonCode::TokenExpired, "expired");
+    // Revocation pushed at run time applies to cached tokens.
+    let t2 = good_token_with({
+        let mut c = claims();
+        c.insert("jti".into(), "j2".into());
+        c
+    });
+    assert!(decide(&e, &t2).is_allowed());
+    e.set_revocations(&RevocationLists { jti: vec!["j2".into()], ..Default::default() });
+    let d = decide(&e, &t2);
+    assert_eq!(d.decision, Outcome::Revoked);
+    assert_eq!(d.codes(), [ReasonCode::RevokedToken]);
+}
+
+#[test]
+fn key_rotation_invalidates_cached_tokens() {
+    let e = engine();
+    let t = good_token();
+    assert!(decide(&e, &t).is_allowed());
+    assert!(decide(&e, &t).event.cache_hit);
+    // The issuer drops the Ed25519 key.
+    e.set_issuer_keys("https://sts.test", &json!({"keys": [public("es256")]})).unwrap();
+    assert_denied(&decide(&e, &t), ReasonCode::TokenKeyNotFound, "no key with kid");
+    // A JWKS without usable keys is refused and the last good keys stay.
+    assert!(e.set_issuer_keys("https://sts.test", &json!({"keys": []})).is_err());
+    let es = token_with(header("ES256", "test-es256"), claims());
+    assert!(decide(&e, &es).is_allowed());
+}
+
+#[test]
+fn cache_is_bounded() {
+    let e = engine_with(json!({}), json!({"cache": {"tokens": 3}}));
+    for i in 0..10 {
+        let mut c = claims();
+        c.insert("jti".into(), format!("j{i}").into());
+        assert!(decide(&e, &good_token_with(c)).is_allowed());
+    }
+    assert_eq!(e.cached_tokens(), 3);
+}
+
+// --- credential, binding, delegation, revocation, scope, risk ------------
+
+#[test]
+fn certificate_bound_tokens_need_the_same_certificate() {
+    let thumb = [7u8; 32];
+    let mut c = claims();
+    c.insert("cnf".into(), json!({"x5t#S256": b64::encode(&thumb)}));
+    let t = good_token_with(c);
+    let req = |cert: Option<&str>| {
+        let mut b =
+            Request::builder("GET", "/v1/contacts/1", NOW).header("authorization", &format!("Bearer {t}"));
+        if let Some(cert) = cert {
+            b = b.client_cert_sha256(cert);
+        }
+        b.build().unwrap()
+    };
+    let e = engine();
+    assert!(e.decide(&req(Some(&"07".repeat(32)))).is_allowed());
+    assert_eq!(e.decide(&req(Some(&"08".repeat(32)))).codes(), [ReasonCode::BindingCertificateMismatch]);
+    assert_eq!(e.decide(&req(None)).codes(), [ReasonCode::BindingCertificateMissing]);
+    let mtls = engine_with(json!({"binding": "mtls"}), json!({}));
+    assert_eq!(decide(&mtls, &good_token()).codes(), [ReasonCode::BindingMissing]);
+}
+
+#[test]
+fn delegation_rules() {
+    let e = engine_with(
+        json!({}),
+        json!({"delegation": {"max_depth": 1, "actors": ["spiffe://test/agents/*"], "subjects": ["user:*"], "require_actor": true}}),
+    );
+    assert_denied(&decide(&e, &good_token()), ReasonCode::DelegationRequired, "no `act`");
+    let with_act = |act: Value, sub: &str| {
+        let mut c = claims();
+        c.insert("act".into(), act);
+        c.insert("sub".into(), sub.into());
+        good_token_with(c)
+    };
+    let ok = decide(&e, &with_act(json!({"sub": "spiffe://test/agents/crm"}), "user:alice"));
+    assert!(ok.is_allowed(), "{:?}", ok.reasons);
+    assert_eq!(ok.identity.as_ref().unwrap().agent, "spiffe://test/agents/crm");
+    assert_eq!(ok.forward_headers["x-agentguard-actors"], "spiffe://test/agents/crm");
+    assert_denied(
+        &decide(&e, &with_act(json!({"sub": "spiffe://evil/agents/x"}), "user:alice")),
+        ReasonCode::DelegationActorNotAllowed,
+        "not an allowed actor",
+    );
+    assert_denied(
+        &decide(
+            &e,
+            &with_act(
+                json!({"sub": "spiffe://test/agents/a", "act": {"sub": "spiffe://test/agents/b"}}),
+                "user:alice",
+            ),
+        ),
+        ReasonCode::DelegationTooDeep,
+        "2 actors",
+    );
+    assert_denied(
+        &decide(&e, &with_act(json!({"sub": "spiffe://test/agents/crm"}), "service:batch")),
+        ReasonCode::DelegationSubjectNotAllowed,
+        "service:batch",
+    );
+    assert_denied(
+        &decide(&e, &with_act(json!("agent"), "user:alice")),
+        ReasonCode::DelegationInvalid,
+        "`act`",
+    );
+}
+
+#[test]
+fn each_revocation_list_revokes() {
+    let cases = [
+        (json!({"jti": ["j1"]}), ReasonCode::RevokedToken),
+        (json!({"sub": ["user:alice"]}), ReasonCode::RevokedSubject),
+        (json!({"agents": ["crm-agent"]}), ReasonCode::RevokedAgent),
+        (json!({"kid": ["test-ed25519"]}), ReasonCode::RevokedKey),
+    ];
+    for (lists, code) in cases {
+        let d = decide(&engine_with(json!({}), json!({ "revoked": lists })), &good_token());
+        assert_eq!(d.decision, Outcome::Revoked);
+        assert_eq!(d.codes(), [code]);
+        assert_eq!(d.status, 401);
+    }
+}
+
+#[test]
+fn scopes_route_and_risk() {
+    let e = engine();
+    let post = |path: &str, token: &str| {
+        e.decide(
+            &Request::builder("POST", path, NOW)
+                .host("api.test")
+                .header("authorization", &format!("Bearer {token}"))
+                .build()
+                .unwrap(),
+        )
+    };
+    let d = post("/v1/payments", &good_token());
+    assert_denied(&d, ReasonCode::ScopeInsufficient, "lacks scope `payments.write` (has `crm.read`)");
+    assert!(d.response.as_ref().unwrap().headers["www-authenticate"].contains(r#"scope="payments.write""#));
+    let mut c = claims();
+    c.insert("scope".into(), "payments.write".into());
+    let d = post("/v1/payments?amount=10", &good_token_with(c));
+    assert_eq!(d.decision, Outcome::ApprovalRequired);
+    let challenge = d.approval.as_ref().unwrap();
+    assert_eq!(challenge.action_digest.len(), 43);
+    assert!(d.response.as_ref().unwrap().body.contains(&challenge.action_digest));
+    assert_denied(&post("/v1/other", &good_token()), ReasonCode::RouteNotMatched, "no route");
+}
+
+#[test]
+fn malformed_requests_are_denials_not_errors() {
+    let e = engine();
+    let d = agentguard::api::decide(&e, r#"{"method":"GET","path":"/v1/a%2Fb","now":1}"#);
+    assert_eq!(d.codes(), [ReasonCode::PathInvalid]);
+    let d = agentguard::api::decide(&e, r#"{"method":"GET","path":"/","now":"soon"}"#);
+    assert_eq!(d.codes(), [ReasonCode::RequestInvalid]);
+    assert!(d.reasons[0].message.starts_with("request.now:"), "{}", d.reasons[0].message);
+    let d = agentguard::api::decide(&e, "not json");
+    assert_eq!(d.decision, Outcome::Deny);
+    assert_eq!(d.status, 400);
+}
+
+#[test]
+fn trace_lists_every_stage_in_order() {
+    let d = decide(&engine(), &good_token());
+    let stages: Vec<&str> = d.trace.iter().map(|t| t.stage).collect();
+    assert_eq!(
+        stages,
+        ["request", "route", "credential", "token", "binding", "delegation", "revocation", "scope", "risk"]
+    );
+    let d = decide(&engine(), "x.y.z");
+    assert_eq!(d.trace[3].result, agentguard::decision::StageResult::Fail);
+    assert_eq!(d.trace[4].result, agentguard::decision::StageResult::Skip);
+}
+
+#[test]
+fn decision_events_never_contain_the_token() {
+    let t = good_token();
+    let d = decide(&engine(), &t);
+    let event = serde_json::to_string(&d.event).unwrap();
+    let sig = t.rsplit('.').next().unwrap();
+    assert!(!event.contains(sig) && !event.contains(&t[..20]));
+    assert_eq!(d.event.agent.as_ref().unwrap().token_hash.len(), 16);
+}
