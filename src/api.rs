@@ -59,3 +59,27 @@ pub fn to_json(decision: &Decision) -> String {
             .to_owned()
     })
 }
+
+/// The signature check deciding this request needs (see
+/// [`Engine::pending_signature`]) as JSON, or `null`.
+pub fn pending_signature_json(engine: &Engine, request_json: &str) -> String {
+    let check = parse_request(request_json)
+        .ok()
+        .and_then(|input| crate::request::Request::from_input(&input).ok())
+        .and_then(|request| engine.pending_signature(&request));
+    serde_json::to_string(&check).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Decides a request given as JSON with the host's signature verdict
+/// (`{"token_hash": "...", "valid": true}`) as JSON. Never fails; a verdict
+/// that does not parse is ignored (the signature is then checked in Wasm).
+pub fn decide_with_verdict(engine: &Engine, request_json: &str, verdict_json: &str) -> Decision {
+    let verdict: Option<crate::token::HostVerdict> = serde_json::from_str(verdict_json).ok();
+    match parse_request(request_json) {
+        Ok(input) => match crate::request::Request::from_input(&input) {
+            Ok(request) => engine.decide_with(&request, verdict.as_ref()),
+            Err(_) => engine.decide_input(&input),
+        },
+        Err(message) => engine.refuse_unparsed(ReasonCode::RequestInvalid, message),
+    }
+}

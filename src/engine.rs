@@ -261,14 +261,45 @@ impl Engine {
 
     /// Decides a request. Never panics, never fails: any problem is a refusal.
     pub fn decide(&self, request: &Request) -> Decision {
+        self.decide_with(request, None)
+    }
+
+    /// The signature check deciding `request` would need, for hosts that
+    /// verify with platform crypto (WebCrypto is several times faster than
+    /// Wasm for ES256). `None` when no check is needed: no credential, a
+    /// cached token, or a token refused before its signature matters.
+    /// Run it, then call [`Engine::decide_with`] with the verdict.
+    pub fn pending_signature(&self, request: &Request) -> Option<token::SignatureCheck> {
+        let credential = credential::extract(request).ok()?;
+        if let Some(cache) = &self.cache {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let hash = token::token_hash(credential.token);
+            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.get(&hash, |issuer| keys.get(issuer).map(|k| k.generation), request.now()).is_some() {
+                return None;
+            }
+        }
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        token::signature_check(credential.token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))
+    }
+
+    /// [`Engine::decide`], with the host's verdict on the signature check from
+    /// [`Engine::pending_signature`]. A verdict for another token is ignored
+    /// (the signature is then checked in Wasm).
+    pub fn decide_with(&self, request: &Request, verdict: Option<&token::HostVerdict>) -> Decision {
         let mut run = Run::new(self, &request.method, &request.host, &request.path, request.now_ms);
         run.source_ip = request.source_ip.map(|ip| ip.to_string());
         run.pass("request", format!("{} {}", request.method, request.path));
-        let result = self.pipeline(&mut run, request);
+        let result = self.pipeline(&mut run, request, verdict);
         run.finish(result)
     }
 
-    fn pipeline<'e>(&'e self, run: &mut Run<'e>, request: &Request) -> Result<(), Refusal> {
+    fn pipeline<'e>(
+        &'e self,
+        run: &mut Run<'e>,
+        request: &Request,
+        verdict: Option<&token::HostVerdict>,
+    ) -> Result<(), Refusal> {
         let now = request.now();
 
         // 2. Route.
@@ -298,7 +329,7 @@ impl Engine {
 
         // 4. Token (cache first).
         let (verified, cache_hit) =
-            self.verified_token(credential.token, now).map_err(|e| run.fail_token(e))?;
+            self.verified_token(credential.token, now, verdict).map_err(|e| run.fail_token(e))?;
         run.token = Some(Arc::clone(&verified));
         run.cache_hit = cache_hit;
         let issuer = self.issuers.get(verified.issuer).ok_or_else(|| {
@@ -359,7 +390,12 @@ impl Engine {
         Ok(())
     }
 
-    fn verified_token(&self, token: &str, now: i64) -> Result<(Arc<VerifiedToken>, bool), token::TokenError> {
+    fn verified_token(
+        &self,
+        token: &str,
+        now: i64,
+        verdict: Option<&token::HostVerdict>,
+    ) -> Result<(Arc<VerifiedToken>, bool), token::TokenError> {
         let hash = token::token_hash(token);
         if let Some(cache) = &self.cache {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -369,7 +405,7 @@ impl Engine {
             }
         }
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-        let verified = token::verify(token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))?;
+        let verified = token::verify(token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()), verdict)?;
         Ok((Arc::new(verified), false))
     }
 

@@ -8,3 +8,10 @@ proxy_wasm::main! {{
 struct Root;
 impl Context for Root {}
 impl RootContext for Root {}
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn t() {
+        assert_eq!(1, 1);
+    }
+}

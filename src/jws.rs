@@ -169,10 +169,42 @@ impl<'a> UntrustedJws<'a> {
 
     /// Checks the signature with a key from `keys` under an algorithm from `allowed`.
     pub fn verify(self, keys: &KeySet, allowed: &[Alg]) -> Result<VerifiedJws, JwsError> {
+        self.verify_with(keys, allowed, None)
+    }
+
+    /// The algorithm and key [`Self::verify`] would use.
+    pub fn key_for<'k>(&self, keys: &'k KeySet, allowed: &[Alg]) -> Result<(Alg, &'k Jwk), JwsError> {
         let alg = self.algorithm(allowed)?;
-        let key: &Jwk = keys.select(self.kid()?, alg).map_err(JwsError::Key)?;
-        keys::verify_signature(alg, &key.key, self.signing_input.as_bytes(), &self.signature)
-            .map_err(JwsError::Signature)?;
+        let key = keys.select(self.kid()?, alg).map_err(JwsError::Key)?;
+        Ok((alg, key))
+    }
+
+    /// The bytes the signature covers (`header.payload`).
+    pub fn signing_input(&self) -> &str {
+        self.signing_input
+    }
+
+    /// The decoded signature bytes.
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// [`Self::verify`], where `host_verdict` (when given) is the result of the
+    /// host checking this exact signature with platform crypto, standing in
+    /// for the Wasm signature check. Algorithm and key selection still happen here.
+    pub fn verify_with(
+        self,
+        keys: &KeySet,
+        allowed: &[Alg],
+        host_verdict: Option<bool>,
+    ) -> Result<VerifiedJws, JwsError> {
+        let (alg, key) = self.key_for(keys, allowed)?;
+        match host_verdict {
+            Some(true) => {}
+            Some(false) => return Err(JwsError::Signature("signature does not verify".into())),
+            None => keys::verify_signature(alg, &key.key, self.signing_input.as_bytes(), &self.signature)
+                .map_err(JwsError::Signature)?,
+        }
         Ok(VerifiedJws { alg, kid: key.kid.clone(), header: self.header, payload: self.payload })
     }
 }

@@ -124,6 +124,9 @@ pub struct Jwk {
     pub key: PublicKey,
     /// RFC 7638 thumbprint (base64url SHA-256 of the canonical members).
     pub thumbprint: String,
+    /// The public key as a minimal JWK (the RFC 7638 members), for hosts that
+    /// verify signatures with platform crypto.
+    pub public_jwk: Value,
 }
 
 /// The set of verification keys of one issuer.
@@ -317,7 +320,7 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
             let x: [u8; 32] = x.try_into().map_err(|_| "`x` must be 32 bytes for Ed25519")?;
             let key =
                 ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "`x` is not an Ed25519 point")?;
-            let canon = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64::encode(&x));
+            let canon = serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": b64::encode(&x)});
             (PublicKey::Ed25519(key), canon)
         }
         "EC" => {
@@ -335,11 +338,8 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
             sec1.extend_from_slice(&y);
             let key =
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| "point is not on P-256")?;
-            let canon = format!(
-                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                b64::encode(&x),
-                b64::encode(&y)
-            );
+            let canon =
+                serde_json::json!({"crv": "P-256", "kty": "EC", "x": b64::encode(&x), "y": b64::encode(&y)});
             (PublicKey::P256(key), canon)
         }
         "RSA" => {
@@ -361,7 +361,7 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
             let key =
                 rsa::RsaPublicKey::new_with_max_size(n_big, rsa::BigUint::from_bytes_be(&e), MAX_RSA_BITS)
                     .map_err(|err| format!("invalid RSA key: {err}"))?;
-            let canon = format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64::encode(&e), b64::encode(&n));
+            let canon = serde_json::json!({"e": b64::encode(&e), "kty": "RSA", "n": b64::encode(&n)});
             (PublicKey::Rsa(key), canon)
         }
         "oct" => return Err("symmetric (`oct`) keys are never accepted".into()),
@@ -372,8 +372,10 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
             return Err(format!("key `alg` is `{alg}`, which does not fit a {kty} key"));
         }
     }
-    let thumbprint = b64::encode(&Sha256::digest(thumbprint_input.as_bytes()));
-    Ok(Some(Jwk { kid, alg, key, thumbprint }))
+    // serde_json keeps object members sorted and prints no whitespace: exactly
+    // RFC 7638's canonical form of the required members.
+    let thumbprint = b64::encode(&Sha256::digest(thumbprint_input.to_string().as_bytes()));
+    Ok(Some(Jwk { kid, alg, key, thumbprint, public_jwk: thumbprint_input }))
 }
 
 /// Whether an RSA modulus has the ROCA fingerprint (CVE-2017-15361): keys

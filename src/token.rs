@@ -7,9 +7,11 @@
 //! on every request — also for tokens served from the cache — so a cached
 //! token can never outlive its validity.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::b64;
 use crate::duration::Duration;
 use crate::json;
 use crate::jws::{self, JwsError, UntrustedJws};
@@ -114,12 +116,56 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Verifies signature and claim types. `keys_for(i)` gives issuer `i`'s current keys.
-pub fn verify<'k>(
+/// A signature check the host may run with platform crypto (WebCrypto's
+/// `crypto.subtle.verify`) instead of Wasm, then report as a [`HostVerdict`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignatureCheck {
+    /// base64url SHA-256 of the token: ties the verdict to this token.
+    pub token_hash: String,
+    /// JWS algorithm (`ES256`, `EdDSA`, `RS256`, `PS256`).
+    pub alg: &'static str,
+    /// The issuer's public key, as a minimal JWK.
+    pub jwk: Value,
+    /// The signed bytes (`header.payload`, ASCII).
+    pub signing_input: String,
+    /// base64url of the raw signature (`r‖s` for ES256).
+    pub signature: String,
+}
+
+/// The host's answer to a [`SignatureCheck`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostVerdict {
+    /// The check's `token_hash`.
+    pub token_hash: String,
+    /// Whether the signature verified.
+    pub valid: bool,
+}
+
+/// Everything [`verify`] does before the signature check; `None` when the token
+/// would be refused before any signature is checked (the decision says why).
+pub fn signature_check<'k>(
     token: &str,
     issuers: &[Issuer],
     keys_for: impl Fn(usize) -> Option<&'k KeySet>,
-) -> Result<VerifiedToken, TokenError> {
+) -> Option<SignatureCheck> {
+    let (jws, index, _) = pre_signature(token, issuers).ok()?;
+    let issuer = issuers.get(index)?;
+    let (alg, key) = jws.key_for(keys_for(index)?, &issuer.algorithms).ok()?;
+    Some(SignatureCheck {
+        token_hash: b64::encode(&token_hash(token)),
+        alg: alg.name(),
+        jwk: key.public_jwk.clone(),
+        signing_input: jws.signing_input().to_owned(),
+        signature: b64::encode(jws.signature()),
+    })
+}
+
+/// Parses strictly, finds the issuer by the untrusted `iss`, checks `typ`.
+fn pre_signature<'t>(
+    token: &'t str,
+    issuers: &[Issuer],
+) -> Result<(UntrustedJws<'t>, usize, Map<String, Value>), TokenError> {
     let jws = UntrustedJws::parse(token).map_err(jws_reason)?;
     let claims = match json::parse_strict(jws.payload()) {
         Ok(Value::Object(map)) => map,
@@ -152,12 +198,28 @@ pub fn verify<'k>(
             }
         }
     }
+    Ok((jws, index, claims))
+}
+
+/// Verifies signature and claim types. `keys_for(i)` gives issuer `i`'s current
+/// keys; `host_verdict`, when it names this token, replaces the Wasm signature check.
+pub fn verify<'k>(
+    token: &str,
+    issuers: &[Issuer],
+    keys_for: impl Fn(usize) -> Option<&'k KeySet>,
+    host_verdict: Option<&HostVerdict>,
+) -> Result<VerifiedToken, TokenError> {
+    let (jws, index, claims) = pre_signature(token, issuers)?;
+    let hash = token_hash(token);
+    let issuer =
+        issuers.get(index).ok_or((ReasonCode::InternalError, "issuer index out of range".to_owned()))?;
+    let verdict = host_verdict.filter(|v| v.token_hash == b64::encode(&hash)).map(|v| v.valid);
     let keys = keys_for(index).filter(|k| !k.is_empty()).ok_or_else(|| {
-        (ReasonCode::TokenKeyNotFound, format!("keys for issuer `{}` are not loaded yet", clip(iss)))
+        (ReasonCode::TokenKeyNotFound, format!("keys for issuer `{}` are not loaded yet", clip(&issuer.iss)))
     })?;
-    let verified = jws.verify(keys, &issuer.algorithms).map_err(jws_reason)?;
+    let verified = jws.verify_with(keys, &issuer.algorithms, verdict).map_err(jws_reason)?;
     let claims = type_claims(claims)?;
-    Ok(VerifiedToken { issuer: index, alg: verified.alg, kid: verified.kid, claims, hash: token_hash(token) })
+    Ok(VerifiedToken { issuer: index, alg: verified.alg, kid: verified.kid, claims, hash })
 }
 
 fn jws_reason(e: JwsError) -> TokenError {

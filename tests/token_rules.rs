@@ -662,3 +662,47 @@ fn decision_events_never_contain_the_token() {
     assert!(!event.contains(sig) && !event.contains(&t[..20]));
     assert_eq!(d.event.agent.as_ref().unwrap().token_hash.len(), 16);
 }
+
+// --- host-verified signatures (WebCrypto in JS hosts) ----------------------
+
+#[test]
+fn host_signature_checks_round_trip() {
+    use agentguard::token::HostVerdict;
+    let e = engine();
+    let t = token_with(header("ES256", "test-es256"), claims());
+    let req = Request::builder("GET", "/v1/contacts/42", NOW)
+        .header("authorization", &format!("Bearer {t}"))
+        .build()
+        .unwrap();
+    let check = e.pending_signature(&req).expect("a fresh token needs a check");
+    assert_eq!(check.alg, "ES256");
+    assert_eq!(format!("{}.{}", check.signing_input, check.signature), t);
+    // The check is complete: its JWK and bytes verify.
+    let key = agentguard::keys::parse_jwk(&check.jwk).unwrap().unwrap();
+    agentguard::keys::verify_signature(
+        agentguard::keys::Alg::ES256,
+        &key.key,
+        check.signing_input.as_bytes(),
+        &b64::decode(&check.signature).unwrap(),
+    )
+    .unwrap();
+    // A negative verdict denies even though the signature is fine.
+    let no = HostVerdict { token_hash: check.token_hash.clone(), valid: false };
+    assert_eq!(e.decide_with(&req, Some(&no)).codes(), [ReasonCode::TokenSignatureInvalid]);
+    // A verdict about another token is ignored: the tampered token is checked in Wasm.
+    let tampered = format!("{}A", &t[..t.len() - 1]);
+    let treq = Request::builder("GET", "/v1/contacts/42", NOW)
+        .header("authorization", &format!("Bearer {tampered}"))
+        .build()
+        .unwrap();
+    let yes_for_other = HostVerdict { token_hash: check.token_hash.clone(), valid: true };
+    assert_ne!(e.decide_with(&treq, Some(&yes_for_other)).decision, Outcome::Allow);
+    // A positive verdict allows and fills the cache; then no check is pending.
+    let yes = HostVerdict { token_hash: check.token_hash, valid: true };
+    assert!(e.decide_with(&req, Some(&yes)).is_allowed());
+    assert!(e.pending_signature(&req).is_none());
+    assert!(e.decide(&req).event.cache_hit);
+    // Tokens refused before the signature matters need no check.
+    let anon = Request::builder("GET", "/v1/contacts/42", NOW).build().unwrap();
+    assert!(e.pending_signature(&anon).is_none());
+}

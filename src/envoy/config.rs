@@ -1,0 +1,390 @@
+//! The filter's configuration: the plugin `configuration` string Envoy hands
+//! to `on_configure`.
+//!
+//! Two shapes are accepted:
+//!
+//! - **a plain policy** (`{"issuers": [...], "routes": [...], ...}`): the same
+//!   document every frontend loads. Enough when every issuer's keys are
+//!   inline (`jwks`).
+//! - **a wrapper** with the policy under `policy` and the Envoy-only settings
+//!   next to it (told apart by the `policy` key, which a policy never has):
+//!
+//! ```json
+//! {
+//!   "policy": {"issuers": [...], "routes": [...]},
+//!   "jwks_cluster": "sts",
+//!   "jwks_clusters": {"https://other-sts.example.com": "other_sts"},
+//!   "jwks_refresh": "5m",
+//!   "jwks_cooldown": "30s",
+//!   "jwks_timeout": "5s",
+//!   "decision_log": "debug",
+//!   "stat_prefix": "agentguard"
+//! }
+//! ```
+//!
+//! Every problem, in the wrapper or in the policy, is reported with its JSON
+//! path (`policy.issuers[0].algorithms[0]: …`), and the filter refuses the
+//! configuration (`on_configure` returns `false`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::duration::Duration;
+use crate::engine::Engine;
+use crate::policy::{PolicyError, PolicyErrors};
+
+/// Where and how to fetch one issuer's JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    /// The issuer (`iss`).
+    pub iss: String,
+    /// The `jwks_uri` as written in the policy.
+    pub uri: String,
+    /// The Envoy cluster the request goes through.
+    pub cluster: String,
+    /// `:authority` of the request (the URI's host and port).
+    pub authority: String,
+    /// `:path` of the request (the URI's path and query).
+    pub path: String,
+}
+
+/// At which level the decision-log event is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionLog {
+    /// Never.
+    Off,
+    /// At Envoy's `debug` level (`--component-log-level wasm:debug`).
+    #[default]
+    Debug,
+    /// At `info`, which Envoy shows by default.
+    Info,
+}
+
+/// Envoy-only settings (the wrapper's fields other than `policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// One entry per issuer with a `jwks_uri`.
+    pub jwks: Vec<JwksSource>,
+    /// Seconds between two fetches of an issuer's keys after a good fetch.
+    pub jwks_refresh_secs: u64,
+    /// Least seconds between two fetches of the same keys outside the
+    /// periodic refresh (an unknown `kid`, a retry after a failure).
+    pub jwks_cooldown_secs: u64,
+    /// Seconds a fetch may take before it counts as failed.
+    pub jwks_timeout_secs: u64,
+    /// Where the decision-log event goes.
+    pub decision_log: DecisionLog,
+    /// Prefix of every stat the filter defines.
+    pub stat_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            jwks: Vec::new(),
+            jwks_refresh_secs: 300,
+            jwks_cooldown_secs: 30,
+            jwks_timeout_secs: 5,
+            decision_log: DecisionLog::Debug,
+            stat_prefix: "agentguard".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapper {
+    policy: Value,
+    #[serde(default)]
+    jwks_cluster: Option<String>,
+    #[serde(default)]
+    jwks_clusters: BTreeMap<String, String>,
+    #[serde(default)]
+    jwks_refresh: Option<Duration>,
+    #[serde(default)]
+    jwks_cooldown: Option<Duration>,
+    #[serde(default)]
+    jwks_timeout: Option<Duration>,
+    #[serde(default)]
+    decision_log: DecisionLog,
+    #[serde(default)]
+    stat_prefix: Option<String>,
+}
+
+/// Compiles the plugin configuration into an engine and the Envoy settings.
+pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| PolicyError::new(".", "the plugin configuration is not UTF-8 text"))?;
+    if text.trim().is_empty() {
+        return Err(PolicyError::new(
+            ".",
+            "the plugin configuration is empty: expected the policy JSON (a `google.protobuf.StringValue`)",
+        )
+        .into());
+    }
+    let is_wrapper = matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(o)) if o.contains_key("policy"));
+    if !is_wrapper {
+        // A plain policy: the core reports problems with line and column.
+        let engine = Engine::from_json(text)?;
+        let settings = Settings::default();
+        if let Some((iss, _)) = engine.jwks_uris().first() {
+            return Err(PolicyError::new(
+                ".",
+                format!(
+                    "issuer `{}` has a `jwks_uri`: wrap the policy as `{{\"policy\": {{...}}, \"jwks_cluster\": \
+                     \"<envoy cluster>\"}}` so the filter knows which cluster to fetch it through",
+                    crate::keys::clip(iss)
+                ),
+            )
+            .into());
+        }
+        return Ok((engine, settings));
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let wrapper: Wrapper = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        PolicyError::new(if path.is_empty() || path == "?" { ".".into() } else { path }, message)
+    })?;
+
+    let mut errors = Vec::new();
+    let engine = match Engine::from_json(&wrapper.policy.to_string()) {
+        Ok(engine) => Some(engine),
+        Err(PolicyErrors(list)) => {
+            // Positions refer to the re-serialised policy, so only the path is kept.
+            errors.extend(list.into_iter().map(|e| {
+                let path = if e.path == "." { "policy".to_owned() } else { format!("policy.{}", e.path) };
+                PolicyError::new(path, e.message)
+            }));
+            None
+        }
+    };
+
+    let mut settings = Settings { decision_log: wrapper.decision_log, ..Settings::default() };
+    let mut positive = |field: &str, value: Option<Duration>, default: u64| match value {
+        None => default,
+        Some(d) if d.as_secs() == 0 => {
+            errors.push(PolicyError::new(field, "expected a positive duration like `30s`"));
+            default
+        }
+        Some(d) => d.as_secs(),
+    };
+    settings.jwks_refresh_secs = positive("jwks_refresh", wrapper.jwks_refresh, settings.jwks_refresh_secs);
+    settings.jwks_cooldown_secs = positive("jwks_cooldown", wrapper.jwks_cooldown, settings.jwks_cooldown_secs);
+    settings.jwks_timeout_secs = positive("jwks_timeout", wrapper.jwks_timeout, settings.jwks_timeout_secs);
+    if settings.jwks_timeout_secs > 60 {
+        errors.push(PolicyError::new(
+            "jwks_timeout",
+            format!("expected at most `1m`, found `{}s`", settings.jwks_timeout_secs),
+        ));
+    }
+    if let Some(prefix) = wrapper.stat_prefix {
+        if prefix.is_empty()
+            || prefix.starts_with('.')
+            || prefix.ends_with('.')
+            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            errors.push(PolicyError::new(
+                "stat_prefix",
+                format!(
+                    "expected letters, digits, `_` and inner `.` like `agentguard`, found `{}`",
+                    crate::keys::clip(&prefix)
+                ),
+            ));
+        } else {
+            settings.stat_prefix = prefix;
+        }
+    }
+    let cluster_ok = |c: &str| !c.is_empty() && !c.bytes().any(|b| b.is_ascii_control());
+    if let Some(c) = &wrapper.jwks_cluster {
+        if !cluster_ok(c) {
+            errors.push(PolicyError::new("jwks_cluster", "expected the name of an Envoy cluster"));
+        }
+    }
+
+    if let Some(engine) = &engine {
+        for (iss, cluster) in &wrapper.jwks_clusters {
+            let at = format!("jwks_clusters.{iss}");
+            if !engine.jwks_uris().iter().any(|(i, _)| i == iss) {
+                errors.push(PolicyError::new(
+                    at,
+                    format!("`{}` is not an issuer with a `jwks_uri` in the policy", crate::keys::clip(iss)),
+                ));
+            } else if !cluster_ok(cluster) {
+                errors.push(PolicyError::new(at, "expected the name of an Envoy cluster"));
+            }
+        }
+        for (index, (iss, uri)) in engine.jwks_uris().iter().enumerate() {
+            let Some(cluster) = wrapper.jwks_clusters.get(iss).or(wrapper.jwks_cluster.as_ref()) else {
+                errors.push(PolicyError::new(
+                    "jwks_cluster",
+                    format!(
+                        "issuer `{}` has a `jwks_uri`: expected `jwks_cluster` (or `jwks_clusters` for it) \
+                         naming the Envoy cluster that serves `{}`",
+                        crate::keys::clip(iss),
+                        crate::keys::clip(uri)
+                    ),
+                ));
+                continue;
+            };
+            match split_url(uri) {
+                Ok((authority, path)) => settings.jwks.push(JwksSource {
+                    iss: iss.clone(),
+                    uri: uri.clone(),
+                    cluster: cluster.clone(),
+                    authority,
+                    path,
+                }),
+                Err(message) => {
+                    let at = issuer_index(&wrapper.policy, iss).unwrap_or(index);
+                    errors.push(PolicyError::new(format!("policy.issuers[{at}].jwks_uri"), message));
+                }
+            }
+        }
+    }
+
+    match engine {
+        Some(engine) if errors.is_empty() => Ok((engine, settings)),
+        _ => Err(PolicyErrors(errors)),
+    }
+}
+
+/// Index of issuer `iss` in the policy's `issuers` array.
+fn issuer_index(policy: &Value, iss: &str) -> Option<usize> {
+    policy.get("issuers")?.as_array()?.iter().position(|i| i.get("iss").and_then(Value::as_str) == Some(iss))
+}
+
+/// Splits `https://host[:port]/path?query` into (`host[:port]`, `/path?query`).
+pub fn split_url(uri: &str) -> Result<(String, String), String> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected an `https://` URL, found `{}`", crate::keys::clip(uri)))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => (rest.get(..at).unwrap_or(""), rest.get(at..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+    if authority.is_empty()
+        || authority.contains('@')
+        || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    {
+        return Err(format!("expected a URL with a host, found `{}`", crate::keys::clip(uri)));
+    }
+    if path.contains('#') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("expected a URL path without spaces or `#`, found `{}`", crate::keys::clip(uri)));
+    }
+    Ok((authority.to_owned(), path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"{
+      "issuers": [{"iss": "https://sts.test", "audiences": ["https://api.test"], "algorithms": ["EdDSA"],
+                   "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+                                      "x": "4VxtOFbJsthZFwHZEML1JpzrdFdOzSHQfUikZB_YPU4"}]}}],
+      "routes": [{"id": "r", "methods": ["GET"], "path": "/**"}]
+    }"#;
+
+    fn uri_policy(uri: &str) -> String {
+        format!(
+            r#"{{"issuers": [{{"iss": "https://sts.test", "audiences": ["a"], "algorithms": ["EdDSA"],
+                 "jwks_uri": "{uri}"}}], "routes": []}}"#
+        )
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match load(text.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_plain_policy_is_enough_for_inline_keys() {
+        let (engine, settings) = load(POLICY.as_bytes()).unwrap();
+        assert!(engine.jwks_uris().is_empty());
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn policy_errors_keep_their_path_and_position() {
+        let bad = POLICY.replace(r#"["EdDSA"]"#, r#"["HS256"]"#);
+        let errs = errors(&bad);
+        assert!(errs[0].starts_with("issuers[0].algorithms[0]: "), "{errs:?}");
+        assert!(errs[0].contains("line 2"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_wrapper_prefixes_policy_paths() {
+        let bad = format!(r#"{{"policy": {}}}"#, POLICY.replace(r#""routes""#, r#""rutes""#));
+        let errs = errors(&bad);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("policy: unknown field `rutes`"), "{errs:?}");
+        let bad = format!(r#"{{"policy": {}}}"#, POLICY.replace(r#""/**""#, r#""no-slash""#));
+        assert!(errors(&bad)[0].starts_with("policy.routes[0].path: "));
+    }
+
+    #[test]
+    fn wrapper_fields_are_checked() {
+        let errs = errors(&format!(r#"{{"policy": {POLICY}, "jwks_refresh": "soon"}}"#));
+        assert_eq!(errs, ["jwks_refresh: expected a duration like `5m`, found `soon`"]);
+        let errs = errors(&format!(r#"{{"policy": {POLICY}, "cluster": "x"}}"#));
+        assert!(errs[0].starts_with(".: unknown field `cluster`") || errs[0].starts_with("cluster: "), "{errs:?}");
+        let errs = errors(&format!(r#"{{"policy": {POLICY}, "jwks_cooldown": "0s", "stat_prefix": "a b"}}"#));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("jwks_cooldown: expected a positive duration"));
+        assert!(errs[1].starts_with("stat_prefix: "));
+        let errs = errors(&format!(r#"{{"policy": {POLICY}, "decision_log": "loud"}}"#));
+        assert!(errs[0].starts_with("decision_log: unknown variant `loud`"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_jwks_uri_needs_a_cluster() {
+        let plain = uri_policy("https://sts.test/.well-known/jwks.json");
+        assert!(errors(&plain)[0].contains("wrap the policy"));
+        let wrapped = format!(r#"{{"policy": {plain}}}"#);
+        assert!(errors(&wrapped)[0].starts_with("jwks_cluster: issuer `https://sts.test` has a `jwks_uri`"));
+        let wrapped = format!(r#"{{"policy": {plain}, "jwks_cluster": "sts", "jwks_refresh": "1h"}}"#);
+        let (_, settings) = load(wrapped.as_bytes()).unwrap();
+        assert_eq!(
+            settings.jwks,
+            [JwksSource {
+                iss: "https://sts.test".into(),
+                uri: "https://sts.test/.well-known/jwks.json".into(),
+                cluster: "sts".into(),
+                authority: "sts.test".into(),
+                path: "/.well-known/jwks.json".into(),
+            }]
+        );
+        assert_eq!(settings.jwks_refresh_secs, 3600);
+        let per_issuer = format!(r#"{{"policy": {plain}, "jwks_clusters": {{"https://sts.test": "sts2"}}}}"#);
+        assert_eq!(load(per_issuer.as_bytes()).unwrap().1.jwks[0].cluster, "sts2");
+        let unknown = format!(r#"{{"policy": {plain}, "jwks_cluster": "s", "jwks_clusters": {{"https://x": "y"}}}}"#);
+        assert!(errors(&unknown)[0].starts_with("jwks_clusters.https://x: "));
+    }
+
+    #[test]
+    fn urls_split_into_authority_and_path() {
+        assert_eq!(split_url("https://h:8443/a/b?c=d").unwrap(), ("h:8443".into(), "/a/b?c=d".into()));
+        assert_eq!(split_url("http://h").unwrap(), ("h".into(), "/".into()));
+        assert_eq!(split_url("https://h?x").unwrap(), ("h".into(), "/?x".into()));
+        assert!(split_url("https://user@h/").is_err());
+        assert!(split_url("https:///path").is_err());
+        assert!(split_url("ftp://h/").is_err());
+        assert!(split_url("https://h/a b").is_err());
+    }
+
+    #[test]
+    fn empty_or_binary_configuration_is_refused() {
+        assert!(errors("")[0].contains("empty"));
+        assert!(load(&[0xff, 0xfe]).is_err());
+    }
+}
