@@ -16,7 +16,26 @@ const STRICT: GeneralPurpose = GeneralPurpose::new(
 /// Decodes strict base64url; any padding, `+`, `/`, whitespace or
 /// non-canonical final character is an error.
 pub fn decode(text: &str) -> Result<Vec<u8>, String> {
-    STRICT.decode(text).map_err(|e| format!("invalid base64url: {e}"))
+    use base64::DecodeError;
+    STRICT.decode(text).map_err(|e| {
+        let what = match e {
+            DecodeError::InvalidByte(offset, b'=') | DecodeError::InvalidLastSymbol(offset, b'=') => {
+                format!("padding (`=`) at offset {offset} is not allowed")
+            }
+            DecodeError::InvalidByte(offset, byte) => {
+                format!(
+                    "character `{}` at offset {offset} is not in the base64url alphabet",
+                    char::from(byte).escape_default()
+                )
+            }
+            DecodeError::InvalidLength(_) => "impossible length".to_owned(),
+            DecodeError::InvalidLastSymbol(offset, _) => {
+                format!("non-canonical final character at offset {offset}")
+            }
+            DecodeError::InvalidPadding => "padding is not allowed".to_owned(),
+        };
+        format!("invalid base64url: {what}")
+    })
 }
 
 /// Encodes bytes as base64url without padding.

@@ -102,9 +102,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Check { policy } => {
             let text = read(&policy)?;
-            match Engine::from_json(&text) {
-                Ok(engine) => {
-                    println!("{}: ok ({} issuer keys to fetch)", policy.display(), engine.jwks_uris().len());
+            match crate::Policy::from_json(&text).map_err(crate::PolicyErrors::from).and_then(|p| {
+                let engine = Engine::new(&p)?;
+                Ok((p, engine))
+            }) {
+                Ok((p, engine)) => {
+                    let fetch = engine.jwks_uris().len();
+                    println!(
+                        "{}: ok: {} issuer(s), {} route(s){}",
+                        policy.display(),
+                        p.issuers.len(),
+                        p.routes.len(),
+                        if fetch > 0 {
+                            format!(", {fetch} JWKS to fetch at run time")
+                        } else {
+                            String::new()
+                        }
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {

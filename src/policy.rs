@@ -292,6 +292,13 @@ impl Policy {
                 format!("policy is {} bytes, more than the {MAX_POLICY_BYTES}-byte limit", text.len()),
             ));
         }
+        // Duplicate keys would silently keep the last value: refuse them first.
+        if let Err(e) = crate::json::parse_with_limits(text.as_bytes(), 128, MAX_POLICY_BYTES) {
+            if e.contains("duplicate key") {
+                let (line, column) = position(&e);
+                return Err(PolicyError { path: ".".into(), message: strip_position(&e), line, column });
+            }
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let path = err.path().to_string();
@@ -307,6 +314,14 @@ impl Policy {
         de.end().map_err(|e| PolicyError::new(".", strip_position(&e.to_string())))?;
         Ok(policy)
     }
+}
+
+/// The " at line L column C" serde_json appends, as numbers.
+fn position(message: &str) -> (Option<usize>, Option<usize>) {
+    let Some(at) = message.rfind(" at line ") else { return (None, None) };
+    let mut words =
+        message.get(at..).unwrap_or("").split_whitespace().filter_map(|w| w.parse::<usize>().ok());
+    (words.next(), words.next())
 }
 
 /// serde_json appends " at line L column C"; the position is kept separately.
@@ -376,6 +391,14 @@ mod tests {
         let err = Policy::from_json(r#"{"issuers":[],"routes":[],"default":"allow"}"#).unwrap_err();
         assert_eq!(err.path, "default");
         assert!(err.message.contains("expected `deny`"), "{}", err.message);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_a_position() {
+        let err =
+            Policy::from_json("{\n \"issuers\": [],\n \"routes\": [],\n \"routes\": []\n}").unwrap_err();
+        assert_eq!(err.message, "duplicate key `routes`");
+        assert_eq!(err.line, Some(4));
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! Envoy's view of a request → the core's [`RequestInput`], and the core's
+//! decision → the header edits Envoy makes. Pure functions over plain data,
+//! so they are tested natively; the host calls live in `envoy.rs`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::request::{HeaderValue, RequestInput};
+
+/// Maps the request headers Envoy hands the filter (pseudo-headers
+/// included), the downstream address and the peer-certificate digest into
+/// the core's request.
+///
+/// - `:method`, `:scheme`, `:authority` (else `host`) and `:path` become the
+///   request line; other pseudo-headers (`:protocol`) are not headers.
+/// - Repeated headers stay separate values, as the core needs to see them
+///   (two `Authorization` headers are refused, not merged).
+/// - Header bytes that are not UTF-8 are replaced (U+FFFD): such a value can
+///   never be a valid credential, and the core then says so.
+pub fn request_input(
+    headers: &[(String, Vec<u8>)],
+    source_address: Option<&[u8]>,
+    peer_cert_sha256: Option<&[u8]>,
+    now: f64,
+) -> RequestInput {
+    let mut input = RequestInput { scheme: "https".into(), now, ..RequestInput::default() };
+    let mut host_header = None;
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value).into_owned();
+        match name.as_str() {
+            ":method" => input.method = value,
+            ":scheme" => input.scheme = value,
+            ":authority" => input.host = value,
+            ":path" => input.path = value,
+            n if n.starts_with(':') => {}
+            "host" => host_header = Some(value),
+            n => match input.headers.get_mut(n) {
+                None => {
+                    input.headers.insert(n.to_owned(), HeaderValue::One(value));
+                }
+                Some(HeaderValue::One(first)) => {
+                    let first = std::mem::take(first);
+                    input.headers.insert(n.to_owned(), HeaderValue::Many(vec![first, value]));
+                }
+                Some(HeaderValue::Many(values)) => values.push(value),
+            },
+        }
+    }
+    if input.host.is_empty() {
+        input.host = host_header.unwrap_or_default();
+    }
+    input.source_ip = source_address.and_then(|a| ip_of(&String::from_utf8_lossy(a)));
+    input.client_cert_sha256 = peer_cert_sha256
+        .map(|d| String::from_utf8_lossy(d).trim().to_owned())
+        .filter(|d| !d.is_empty());
+    input
+}
+
+/// The IP part of Envoy's `source.address` (`10.1.2.3:5678`, `[2001:db8::1]:5678`);
+/// `None` for a pipe or anything else that is not an IP address.
+pub fn ip_of(address: &str) -> Option<String> {
+    let host = if let Some(rest) = address.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else if address.matches(':').count() == 1 {
+        address.split(':').next().unwrap_or("")
+    } else {
+        address
+    };
+    host.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+}
+
+/// Names of the inbound headers that must go before forwarding: every one
+/// that starts with the identity-header prefix (a client must not be able to
+/// pose as a verified agent), each name once.
+pub fn headers_to_strip<'a>(headers: &'a [(String, Vec<u8>)], prefix: &str) -> Vec<&'a str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in headers {
+        if name.starts_with(prefix) && !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The `(name, value)` list for `send_http_response`, from the core's response headers.
+pub fn response_headers(headers: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
+    headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::reason::ReasonCode;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs.iter().map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn pseudo_headers_become_the_request_line() {
+        let headers = h(&[
+            (":authority", "api.test"),
+            (":path", "/v1/contacts/42?x=1"),
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":protocol", "websocket"),
+            ("x-request-id", "abc"),
+            ("accept", "a"),
+            ("accept", "b"),
+            ("accept", "c"),
+        ]);
+        let input = request_input(&headers, Some(b"10.1.2.3:5555"), None, 12.5);
+        assert_eq!(
+            (input.method.as_str(), input.scheme.as_str(), input.host.as_str(), input.path.as_str()),
+            ("GET", "http", "api.test", "/v1/contacts/42?x=1")
+        );
+        assert_eq!(input.now, 12.5);
+        assert_eq!(input.source_ip.as_deref(), Some("10.1.2.3"));
+        assert!(matches!(&input.headers["x-request-id"], HeaderValue::One(v) if v == "abc"));
+        assert!(matches!(&input.headers["accept"], HeaderValue::Many(v) if v == &["a", "b", "c"]));
+        assert!(!input.headers.keys().any(|k| k.starts_with(':')));
+    }
+
+    #[test]
+    fn host_header_is_the_fallback_authority() {
+        let input = request_input(&h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]), None, None, 0.0);
+        assert_eq!(input.host, "h.test");
+        assert!(!input.headers.contains_key("host"));
+    }
+
+    #[test]
+    fn source_addresses_lose_their_port() {
+        assert_eq!(ip_of("127.0.0.1:4000").as_deref(), Some("127.0.0.1"));
+        assert_eq!(ip_of("[2001:db8::1]:443").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip_of("2001:db8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip_of("/tmp/envoy.sock"), None);
+        assert_eq!(ip_of("@abstract"), None);
+        assert_eq!(ip_of(""), None);
+    }
+
+    #[test]
+    fn the_certificate_digest_is_passed_through() {
+        let digest = "ab".repeat(32);
+        let input = request_input(&[], None, Some(digest.as_bytes()), 0.0);
+        assert_eq!(input.client_cert_sha256.as_deref(), Some(digest.as_str()));
+        assert_eq!(request_input(&[], None, Some(b""), 0.0).client_cert_sha256, None);
+    }
+
+    #[test]
+    fn only_prefixed_headers_are_stripped_once_each() {
+        let headers = h(&[
+            ("x-agentguard-subject", "user:mallory"),
+            ("x-agentguard-subject", "again"),
+            ("x-agentguard-scopes", "admin"),
+            ("x-agent", "kept"),
+        ]);
+        assert_eq!(headers_to_strip(&headers, "x-agentguard-"), ["x-agentguard-subject", "x-agentguard-scopes"]);
+    }
+
+    #[test]
+    fn repeated_authorization_headers_reach_the_core_as_two() {
+        let policy = r#"{"issuers": [{"iss": "https://sts", "audiences": ["a"], "algorithms": ["EdDSA"],
+            "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k",
+                               "x": "4VxtOFbJsthZFwHZEML1JpzrdFdOzSHQfUikZB_YPU4"}]}}],
+            "routes": [{"id": "r", "methods": ["GET"], "path": "/**"}]}"#;
+        let engine = Engine::from_json(policy).unwrap();
+        let headers = h(&[
+            (":method", "GET"),
+            (":path", "/x"),
+            (":authority", "h"),
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+        ]);
+        let d = engine.decide_input(&request_input(&headers, None, None, 1_700_000_000.0));
+        assert_eq!(d.codes(), [ReasonCode::CredentialMalformed]);
+        let bad_utf8 = vec![
+            (":method".to_owned(), b"GET".to_vec()),
+            (":path".to_owned(), b"/x".to_vec()),
+            ("authorization".to_owned(), b"Bearer \xff".to_vec()),
+        ];
+        let d = engine.decide_input(&request_input(&bad_utf8, None, None, 1_700_000_000.0));
+        assert_eq!(d.codes(), [ReasonCode::TokenMalformed]);
+    }
+}

@@ -1,0 +1,200 @@
+//! The `agentguard` binary, run as users run it.
+#![cfg(feature = "cli")]
+// Tests fail by panicking; the no-panic lints are for the library.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentguard")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_reports_every_problem_with_its_path_and_fails() {
+    let out = run(&["check", "examples/broken-policy.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for path in [
+        "issuers[0].audiences:",
+        "issuers[0].clock_skew: expected at most `10m`, found `1h`",
+        "issuers[0].jwks.keys[0]: `x`: invalid base64url",
+        "routes[0].methods[0]: expected an upper-case HTTP method like `GET`, found `get`",
+        "routes[1].id: route id `read` is used twice",
+        "routes[1].path: `**` may only be the last segment",
+    ] {
+        assert!(err.contains(path), "missing `{path}` in:\n{err}");
+    }
+    assert!(err.contains("7 problem(s) found"), "{err}");
+
+    let out = run(&["check", "examples/policy.json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok: 1 issuer(s), 4 route(s)"));
+}
+
+#[test]
+fn check_names_the_path_of_a_bad_duration() {
+    let dir = tempdir();
+    let bad = std::fs::read_to_string(root().join("examples/policy.json"))
+        .unwrap()
+        .replace("\"15m\"", "\"15 minutes\"");
+    let path = dir.join("policy.json");
+    std::fs::write(&path, bad).unwrap();
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("issuers[0].max_lifetime: expected a duration like `5m`, found `15 minutes`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn eval_prints_the_documented_decisions_for_the_examples() {
+    let tests: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("examples/policy.tests.json")).unwrap())
+            .unwrap();
+    for case in tests["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let out = run(&[
+            "eval",
+            "--policy",
+            "examples/policy.json",
+            "--request",
+            &format!("examples/requests/{name}.json"),
+        ]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let decision: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+        assert_eq!(decision["decision"], case["expect"]["decision"], "{name}");
+        assert_eq!(decision["status"], case["expect"]["status"], "{name}");
+        let codes: Vec<Value> =
+            decision["reasons"].as_array().unwrap().iter().map(|r| r["code"].clone()).collect();
+        assert_eq!(Value::Array(codes), case["expect"]["reasons"], "{name}");
+    }
+}
+
+#[test]
+fn test_command_passes_the_examples_and_fails_a_wrong_expectation() {
+    let out = run(&["test", "examples/policy.tests.json"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("11 passed, 0 failed"), "{}", text(&out.stdout));
+
+    let dir = tempdir();
+    let mut tests: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("examples/policy.tests.json")).unwrap())
+            .unwrap();
+    tests["policy"] = root().join("examples/policy.json").to_str().unwrap().into();
+    tests["cases"][0]["expect"]["decision"] = "deny".into();
+    let path = dir.join("t.json");
+    std::fs::write(&path, tests.to_string()).unwrap();
+    let out = run(&["test", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("FAIL read-contact: decision `allow`, expected `deny`"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn keygen_mint_eval_round_trip_with_a_log() {
+    let dir = tempdir();
+    for alg in ["EdDSA", "ES256"] {
+        let out = run(&["keygen", "--alg", alg, "--kid", "k1"]);
+        assert!(out.status.success());
+        let keys: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+        assert!(keys["jwks"]["keys"][0].get("d").is_none(), "public JWKS must not carry `d`");
+        let key_path = dir.join(format!("{alg}.json"));
+        std::fs::write(&key_path, keys.to_string()).unwrap();
+        let policy = serde_json::json!({
+            "issuers": [{"iss": "https://sts.local", "audiences": ["api"], "jwks": keys["jwks"], "algorithms": [alg]}],
+            "routes": [{"id": "r", "methods": ["GET"], "path": "/x", "scopes": ["s"]}]
+        });
+        let policy_path = dir.join(format!("{alg}.policy.json"));
+        std::fs::write(&policy_path, policy.to_string()).unwrap();
+        let claims_path = dir.join("claims.json");
+        std::fs::write(
+            &claims_path,
+            r#"{"iss":"https://sts.local","aud":"api","sub":"agent-1","scope":"s"}"#,
+        )
+        .unwrap();
+        let out = run(&[
+            "mint",
+            "--key",
+            key_path.to_str().unwrap(),
+            "--claims",
+            claims_path.to_str().unwrap(),
+            "--now",
+            "1700000000",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let token = text(&out.stdout).trim().to_owned();
+        let request_path = dir.join("req.json");
+        std::fs::write(&request_path, r#"{"method":"GET","path":"/x","now":1700000010}"#).unwrap();
+        let log = dir.join("decisions.jsonl");
+        let out = run(&[
+            "eval",
+            "--policy",
+            policy_path.to_str().unwrap(),
+            "--request",
+            request_path.to_str().unwrap(),
+            "--token",
+            &token,
+            "--short",
+            "--log",
+            log.to_str().unwrap(),
+        ]);
+        assert_eq!(text(&out.stdout).trim(), "allow 200", "{alg}: {}", text(&out.stderr));
+        // Five minutes (the default --ttl) later the token has expired.
+        let out = run(&[
+            "eval",
+            "--policy",
+            policy_path.to_str().unwrap(),
+            "--request",
+            request_path.to_str().unwrap(),
+            "--token",
+            &token,
+            "--short",
+            "--now",
+            "1700000400",
+            "--log",
+            log.to_str().unwrap(),
+        ]);
+        assert_eq!(text(&out.stdout).trim(), "deny 401 token_expired");
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let last: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+        assert_eq!(last["decision"], "deny");
+        assert!(!lines.contains(&token), "the log must not contain the token");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let out = run(&["eval", "--policy", "nope.json", "--request", "examples/requests/no-token.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read `nope.json`"), "{}", text(&out.stderr));
+    let out = run(&["keygen", "--alg", "HS256"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("never accepted"));
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "agentguard-cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
