@@ -221,6 +221,21 @@ impl Engine {
         Ok(problems)
     }
 
+    /// [`Engine::set_issuer_keys`] for JWKS text as fetched: size-capped
+    /// ([`crate::limits::MAX_JWKS_BYTES`]) and parsed strictly (no duplicate keys).
+    pub fn set_issuer_keys_json(&self, iss: &str, jwks_text: &str) -> Result<Vec<KeyProblem>, String> {
+        use crate::limits::{MAX_JWKS_BYTES, MAX_JWKS_KEYS};
+        if jwks_text.len() > MAX_JWKS_BYTES {
+            return Err(format!(
+                "JWKS is {} bytes, more than the {MAX_JWKS_BYTES}-byte limit",
+                jwks_text.len()
+            ));
+        }
+        let jwks = crate::json::parse_with_limits(jwks_text.as_bytes(), 8, MAX_JWKS_KEYS * 32)
+            .map_err(|e| format!("JWKS is not acceptable JSON: {e}"))?;
+        self.set_issuer_keys(iss, &jwks)
+    }
+
     /// Replaces the revocation lists at run time.
     pub fn set_revocations(&self, lists: &crate::policy::RevocationLists) {
         *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Revocations::new(lists));

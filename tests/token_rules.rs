@@ -709,3 +709,16 @@ fn host_signature_checks_round_trip() {
     let anon = Request::builder("GET", "/v1/contacts/42", NOW).build().unwrap();
     assert!(e.pending_signature(&anon).is_none());
 }
+
+#[test]
+fn fetched_jwks_text_is_capped_and_strict() {
+    let e = engine();
+    let big = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(agentguard::limits::MAX_JWKS_BYTES));
+    assert!(e.set_issuer_keys_json("https://sts.test", &big).unwrap_err().contains("limit"));
+    let dup = r#"{"keys":[],"keys":[]}"#;
+    assert!(e.set_issuer_keys_json("https://sts.test", dup).unwrap_err().contains("duplicate key"));
+    let ok = json!({"keys": [public("es256"), {"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
+    let problems = e.set_issuer_keys_json("https://sts.test", &ok).unwrap();
+    assert_eq!(problems.len(), 1, "the symmetric key is reported and skipped");
+    assert!(e.set_issuer_keys_json("https://unknown", &ok).unwrap_err().contains("not in the policy"));
+}

@@ -1,0 +1,224 @@
+//! When to fetch issuers' JWKS, and what to make of the answer.
+//!
+//! The core never fetches: for each issuer with a `jwks_uri` the filter asks
+//! Envoy to fetch it (`dispatch_http_call` to the configured cluster) and
+//! hands the document to [`crate::Engine::set_issuer_keys`]. This module is
+//! the schedule, kept free of host calls so it is tested natively:
+//!
+//! - **periodic**: after a good fetch, again every `jwks_refresh`; after a
+//!   failed one, again after `jwks_cooldown`; the first fetch right away;
+//! - **on demand**: a token whose key is not known (a rotated-in `kid`, or
+//!   keys not fetched yet) triggers a fetch, at most once per `jwks_cooldown`
+//!   per issuer, so unknown-`kid` floods cannot turn into fetch floods;
+//! - **last good keys win**: a failed fetch (status, size, JSON, no usable
+//!   key) leaves the previous keys in place;
+//! - **bounded**: a fetch that never answers (Envoy cancels callouts of a
+//!   finished stream) counts as failed once `jwks_timeout` plus a grace
+//!   period has passed, so nothing waits on it forever.
+
+use serde_json::Value;
+
+use super::config::{JwksSource, Settings};
+use crate::limits::{MAX_JWKS_BYTES, MAX_JWKS_KEYS};
+
+/// Extra time, beyond the fetch timeout, before an unanswered fetch is written off.
+const GRACE_MS: i64 = 2_000;
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// The callout token and when it started.
+    in_flight: Option<(u32, i64)>,
+    /// When the last fetch started.
+    last_attempt_ms: Option<i64>,
+    /// Whether the last finished fetch gave usable keys.
+    last_ok: bool,
+}
+
+/// The fetch schedule of every issuer with a `jwks_uri`.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    sources: Vec<(JwksSource, State)>,
+    refresh_ms: i64,
+    cooldown_ms: i64,
+    timeout_ms: i64,
+}
+
+fn ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+impl Schedule {
+    /// A schedule for the configured sources; nothing fetched yet.
+    pub fn new(settings: &Settings) -> Schedule {
+        Schedule {
+            sources: settings.jwks.iter().map(|s| (s.clone(), State::default())).collect(),
+            refresh_ms: ms(settings.jwks_refresh_secs),
+            cooldown_ms: ms(settings.jwks_cooldown_secs),
+            timeout_ms: ms(settings.jwks_timeout_secs),
+        }
+    }
+
+    /// Whether any issuer's keys come from a URL.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// The source at `index`.
+    pub fn source(&self, index: usize) -> Option<&JwksSource> {
+        self.sources.get(index).map(|(s, _)| s)
+    }
+
+    /// Whether a fetch is under way.
+    pub fn in_flight(&self) -> bool {
+        self.sources.iter().any(|(_, s)| s.in_flight.is_some())
+    }
+
+    /// Sources the periodic refresh should fetch now.
+    pub fn due(&self, now_ms: i64) -> Vec<usize> {
+        self.pick(|s| match s.last_attempt_ms {
+            None => true,
+            Some(at) => now_ms.saturating_sub(at) >= if s.last_ok { self.refresh_ms } else { self.cooldown_ms },
+        })
+    }
+
+    /// Sources to fetch because a token's key was not found (cooldown permitting).
+    pub fn on_demand(&self, now_ms: i64) -> Vec<usize> {
+        self.pick(|s| s.last_attempt_ms.is_none_or(|at| now_ms.saturating_sub(at) >= self.cooldown_ms))
+    }
+
+    fn pick(&self, wanted: impl Fn(&State) -> bool) -> Vec<usize> {
+        (0..self.sources.len())
+            .filter(|&i| self.sources.get(i).is_some_and(|(_, s)| s.in_flight.is_none() && wanted(s)))
+            .collect()
+    }
+
+    /// Records that the fetch for `index` started as callout `token`.
+    pub fn started(&mut self, index: usize, token: u32, now_ms: i64) {
+        if let Some((_, s)) = self.sources.get_mut(index) {
+            s.in_flight = Some((token, now_ms));
+            s.last_attempt_ms = Some(now_ms);
+        }
+    }
+
+    /// Records that the fetch for `index` could not even be dispatched.
+    pub fn refused(&mut self, index: usize, now_ms: i64) {
+        if let Some((_, s)) = self.sources.get_mut(index) {
+            s.in_flight = None;
+            s.last_attempt_ms = Some(now_ms);
+            s.last_ok = false;
+        }
+    }
+
+    /// Records the end of callout `token`; the source it fetched, if it is one of ours.
+    pub fn finished(&mut self, token: u32, ok: bool) -> Option<usize> {
+        let index = self.sources.iter().position(|(_, s)| s.in_flight.is_some_and(|(t, _)| t == token))?;
+        if let Some((_, s)) = self.sources.get_mut(index) {
+            s.in_flight = None;
+            s.last_ok = ok;
+        }
+        Some(index)
+    }
+
+    /// Writes off fetches that have been in flight too long; returns their sources.
+    pub fn expire(&mut self, now_ms: i64) -> Vec<usize> {
+        let limit = self.timeout_ms.saturating_add(GRACE_MS);
+        let mut expired = Vec::new();
+        for (i, (_, s)) in self.sources.iter_mut().enumerate() {
+            if s.in_flight.is_some_and(|(_, at)| now_ms.saturating_sub(at) > limit) {
+                s.in_flight = None;
+                s.last_ok = false;
+                expired.push(i);
+            }
+        }
+        expired
+    }
+}
+
+/// Checks a fetched JWKS response and parses its body: status 200, at most
+/// [`MAX_JWKS_BYTES`], strict JSON (no duplicate keys).
+pub fn parse_response(status: Option<&str>, body: Option<&[u8]>) -> Result<Value, String> {
+    match status {
+        Some("200") => {}
+        Some(other) => return Err(format!("status {}, expected 200", crate::keys::clip(other))),
+        None => return Err("no response (connection failure or timeout)".into()),
+    }
+    let body = body.unwrap_or_default();
+    if body.len() > MAX_JWKS_BYTES {
+        return Err(format!("document is larger than {MAX_JWKS_BYTES} bytes"));
+    }
+    // A JWKS of the most keys allowed, each with a generous number of members.
+    crate::json::parse_with_limits(body, 8, MAX_JWKS_KEYS * 32).map_err(|e| format!("not a JSON document: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> Schedule {
+        let source = |iss: &str| JwksSource {
+            iss: iss.into(),
+            uri: format!("{iss}/jwks"),
+            cluster: "sts".into(),
+            authority: "sts".into(),
+            path: "/jwks".into(),
+        };
+        Schedule::new(&Settings {
+            jwks: vec![source("https://a"), source("https://b")],
+            jwks_refresh_secs: 300,
+            jwks_cooldown_secs: 30,
+            jwks_timeout_secs: 5,
+            ..Settings::default()
+        })
+    }
+
+    #[test]
+    fn everything_is_due_at_first_then_after_the_refresh_period() {
+        let mut s = schedule();
+        assert_eq!(s.due(0), [0, 1]);
+        s.started(0, 7, 0);
+        s.started(1, 8, 0);
+        assert!(s.in_flight());
+        assert!(s.due(1_000_000).is_empty(), "nothing twice in flight");
+        assert_eq!(s.finished(7, true), Some(0));
+        assert_eq!(s.finished(8, false), Some(1));
+        assert!(!s.in_flight());
+        assert_eq!(s.due(29_999), Vec::<usize>::new());
+        assert_eq!(s.due(30_000), [1], "a failed fetch is retried after the cooldown");
+        assert_eq!(s.due(300_000), [0, 1]);
+        assert_eq!(s.finished(99, true), None, "not our callout");
+    }
+
+    #[test]
+    fn on_demand_fetches_respect_the_cooldown() {
+        let mut s = schedule();
+        assert_eq!(s.on_demand(0), [0, 1]);
+        s.started(0, 1, 1_000);
+        s.finished(1, true);
+        s.refused(1, 1_000);
+        assert!(s.on_demand(30_999).is_empty());
+        assert_eq!(s.on_demand(31_000), [0, 1]);
+    }
+
+    #[test]
+    fn unanswered_fetches_are_written_off() {
+        let mut s = schedule();
+        s.started(0, 3, 0);
+        assert!(s.expire(7_000).is_empty());
+        assert_eq!(s.expire(7_001), [0]);
+        assert!(!s.in_flight());
+        assert_eq!(s.finished(3, true), None, "a late answer is ignored");
+        assert_eq!(s.due(37_001), [0, 1]);
+    }
+
+    #[test]
+    fn responses_are_checked_before_parsing() {
+        let jwks = br#"{"keys": []}"#;
+        assert!(parse_response(Some("200"), Some(jwks)).is_ok());
+        assert_eq!(parse_response(Some("503"), Some(jwks)).unwrap_err(), "status 503, expected 200");
+        assert!(parse_response(None, None).unwrap_err().contains("no response"));
+        assert!(parse_response(Some("200"), Some(br#"{"keys": [], "keys": []}"#)).is_err());
+        assert!(parse_response(Some("200"), Some(b"<html>")).is_err());
+        let huge = vec![b' '; MAX_JWKS_BYTES + 1];
+        assert!(parse_response(Some("200"), Some(&huge)).unwrap_err().contains("larger"));
+    }
+}
