@@ -1,0 +1,122 @@
+//! Native decision cost, as ratios against a bare signature check measured in
+//! the same run (absolute numbers move with the machine; ratios much less).
+//!
+//!     cargo bench --bench decide
+//!
+//! Each figure is the median of 15 batches; a batch runs long enough (~20 ms)
+//! to dwarf timer overhead.
+
+// A benchmark fails by panicking; the no-panic lints are for the library.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use agentguard::keys::{self, parse_jwk, Alg};
+use agentguard::mint::{self, SigningKey};
+use agentguard::{Engine, Request};
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_767_225_600;
+
+/// Median nanoseconds per call of `f`.
+fn measure(mut f: impl FnMut()) -> f64 {
+    // Calibrate the batch size.
+    let mut n = 1u64;
+    loop {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        if t.elapsed().as_millis() >= 20 {
+            break;
+        }
+        n *= 2;
+    }
+    let mut samples: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let keys: Value = serde_json::from_str(include_str!("../tests/vectors/keys.json")).unwrap();
+    let public = |name: &str| {
+        let mut k = keys[name].clone();
+        k.as_object_mut().unwrap().remove("d");
+        k
+    };
+    let policy = |cache: usize| {
+        json!({
+            "issuers": [{"iss": "https://sts.test", "audiences": ["https://api.test"],
+                         "jwks": {"keys": [public("ed25519"), public("es256")]},
+                         "algorithms": ["EdDSA", "ES256"], "max_lifetime": "10m"}],
+            "delegation": {"max_depth": 2, "actors": ["spiffe://test/agents/*"]},
+            "routes": [{"id": "read", "methods": ["GET"], "path": "/v1/contacts/{id}", "scopes": ["crm.read"]}],
+            "revoked": {"jti": ["r1", "r2"], "agents": ["spiffe://test/agents/rogue"]},
+            "cache": {"tokens": cache}
+        })
+        .to_string()
+    };
+    let fresh = Engine::from_json(&policy(0)).unwrap();
+    let cached = Engine::from_json(&policy(10_000)).unwrap();
+    let claims = json!({"iss": "https://sts.test", "aud": "https://api.test", "sub": "user:alice",
+        "client_id": "crm", "act": {"sub": "spiffe://test/agents/crm"}, "scope": "crm.read",
+        "iat": NOW - 10, "exp": NOW + 290, "jti": "bench"});
+    let claims = claims.as_object().unwrap();
+    let request = |token: &str| {
+        Request::builder("GET", "/v1/contacts/42", NOW)
+            .host("api.test")
+            .header("authorization", &format!("Bearer {token}"))
+            .header("user-agent", "bench/1.0")
+            .build()
+            .unwrap()
+    };
+
+    println!("agentguard native decision benchmark (median of 15 batches)\n");
+    println!("{:<44} {:>10} {:>22}", "case", "µs/op", "ratio");
+    let mut report = |name: &str, ns: f64, base: Option<(&str, f64)>| {
+        let ratio = base.map(|(b, bns)| format!("{:.2}× {b}", ns / bns)).unwrap_or_default();
+        println!("{name:<44} {:>10.2} {ratio:>22}", ns / 1000.0);
+    };
+
+    for (key_name, alg, kid) in [("ed25519", Alg::EdDSA, "test-ed25519"), ("es256", Alg::ES256, "test-es256")]
+    {
+        let key = SigningKey::from_jwk(&keys[key_name]).unwrap();
+        let token = mint::sign(&key, Some(kid), "at+jwt", claims);
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = agentguard::b64::decode(sig).unwrap();
+        let jwk = parse_jwk(&public(key_name)).unwrap().unwrap();
+        let bare = measure(|| {
+            keys::verify_signature(alg, &jwk.key, black_box(input.as_bytes()), black_box(&sig)).unwrap();
+        });
+        report(&format!("bare {alg} signature verification"), bare, None);
+        let req = request(&token);
+        assert!(fresh.decide(&req).is_allowed());
+        let d = measure(|| {
+            black_box(fresh.decide(black_box(&req)));
+        });
+        report(&format!("decide, fresh {alg} token (cache off)"), d, Some(("bare verify", bare)));
+        assert!(cached.decide(&req).is_allowed());
+        assert!(cached.decide(&req).event.cache_hit);
+        let c = measure(|| {
+            black_box(cached.decide(black_box(&req)));
+        });
+        report(&format!("decide, cached {alg} token"), c, Some(("bare verify", bare)));
+        let json_req =
+            serde_json::to_string(&json!({"method": "GET", "host": "api.test", "path": "/v1/contacts/42",
+            "headers": {"authorization": format!("Bearer {token}")}, "now": NOW}))
+            .unwrap();
+        let j = measure(|| {
+            black_box(agentguard::api::decide_json(&cached, black_box(&json_req)));
+        });
+        report(&format!("decide_json (JSON in/out), cached {alg}"), j, Some(("bare verify", bare)));
+    }
+}
