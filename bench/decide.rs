@@ -82,7 +82,7 @@ fn main() {
 
     println!("agentguard native decision benchmark (median of 15 batches)\n");
     println!("{:<44} {:>10} {:>22}", "case", "µs/op", "ratio");
-    let mut report = |name: &str, ns: f64, base: Option<(&str, f64)>| {
+    let report = |name: &str, ns: f64, base: Option<(&str, f64)>| {
         let ratio = base.map(|(b, bns)| format!("{:.2}× {b}", ns / bns)).unwrap_or_default();
         println!("{name:<44} {:>10.2} {ratio:>22}", ns / 1000.0);
     };

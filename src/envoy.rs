@@ -1,17 +1,487 @@
-//! spike
-use proxy_wasm::traits::*;
-use proxy_wasm::types::*;
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root));
-}}
-struct Root;
-impl Context for Root {}
-impl RootContext for Root {}
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn t() {
-        assert_eq!(1, 1);
+//! Envoy frontend (feature `envoy`, target `wasm32-wasip1`): agentguard as a
+//! proxy-wasm HTTP filter.
+//!
+//! ```text
+//! on_configure     plugin configuration ──▶ config::load ──▶ Engine (one per VM, shared by every request)
+//! on_http_request_headers
+//!                  headers, source.address, peer cert digest, host clock
+//!                      ──▶ mapping::request_input ──▶ Engine::decide_input ──▶ Decision
+//!                  allow        ──▶ strip inbound `x-agentguard-*`, add the identity headers, continue
+//!                  anything else ──▶ send the core's response (status, WWW-Authenticate, problem+json)
+//! on_tick / on_http_call_response
+//!                  jwks::Schedule ──▶ dispatch_http_call(jwks cluster) ──▶ Engine::set_issuer_keys
+//! ```
+//!
+//! Build: `bash scripts/build-envoy.sh` (→ `target/envoy/agentguard.wasm`);
+//! deploy: `docs/envoy.md`; example: `examples/envoy/envoy.yaml`.
+//!
+//! ## Behaviour
+//!
+//! - **Configuration.** The plugin `configuration` is the policy JSON, or a
+//!   wrapper `{"policy": {...}, "jwks_cluster": "...", ...}` with Envoy-only
+//!   settings ([`config`]). It is compiled once per VM in `on_configure`. A bad
+//!   configuration logs every problem with its JSON path and `on_configure`
+//!   returns `false`, so Envoy rejects the filter (at startup Envoy exits; on an
+//!   xDS update the listener update is refused and the old one keeps serving).
+//!   There is never a filter that allows everything.
+//! - **One engine per VM.** Envoy runs one Wasm VM per worker thread; each VM
+//!   has one root context holding an `Rc` of the compiled engine, its
+//!   verified-token cache and the JWKS schedule, shared by all HTTP contexts.
+//!   Nothing crosses threads, so each worker keeps its own cache.
+//! - **Request mapping** ([`mapping`]): `:method`, `:scheme`, `:authority`,
+//!   `:path` (the raw path: the core normalises it), every header (repeated
+//!   ones stay separate), the `source.address` property (the downstream peer,
+//!   or the client address Envoy derived from `X-Forwarded-For` when the
+//!   connection manager is set to trust it), the
+//!   `connection.sha256_peer_certificate_digest` property (for RFC 8705
+//!   certificate-bound tokens) and Envoy's clock (`get_current_time`).
+//! - **Responses.** The core formats every refusal; the filter sends it
+//!   verbatim with `send_http_response`. On allow, inbound headers with the
+//!   identity prefix are removed first, then the identity headers are set.
+//! - **JWKS by URL** ([`jwks`]): for issuers with a `jwks_uri`, keys are
+//!   fetched through the configured Envoy cluster at configuration time,
+//!   refreshed every `jwks_refresh`, and re-fetched (at most once per
+//!   `jwks_cooldown`) when a token names an unknown key. A failed fetch keeps
+//!   the last good keys. A request whose key is not known while a fetch is
+//!   under way (the first requests after start-up, the first token signed
+//!   with a rotated-in key) is **held** until the fetch ends (at most
+//!   `jwks_timeout`), then decided; if the keys still do not fit, it is denied
+//!   `token_key_not_found`.
+//! - **Fail closed.** Every decision error is a deny (the core). A host call
+//!   that fails (headers unreadable, a header edit refused) is a 500
+//!   `internal_error` refusal, never a pass. A panic is a bug: it is logged
+//!   (critical) and the VM stops; Envoy then applies the plugin's
+//!   `failure_policy` — use `FAIL_CLOSED` (requests get 503) or `FAIL_RELOAD`,
+//!   never `FAIL_OPEN` for an authorization filter.
+//! - **Metrics** ([`metrics`]): counters by outcome and reason code, cache
+//!   hits, JWKS fetches, and a decision-time histogram, on the admin `/stats`.
+//! - **Decision log.** Each decision's event (`schema/decision-event.schema.json`)
+//!   is logged as JSON at `debug` (configurable: `decision_log`). The filter
+//!   follows Envoy's log level for the `wasm` component, re-read every second,
+//!   and formats nothing Envoy would drop.
+//!
+//! ## Not done here
+//!
+//! - Request bodies: no check needs one yet. A body-bound check would return
+//!   `Action::Pause` from `on_http_request_headers` and decide in
+//!   `on_http_request_body` at end of stream (the same `decide` path, with the
+//!   body), which proxy-wasm supports; the header edits stay possible until then.
+//! - Shared state across workers (proxy-wasm shared data) and revocation-list
+//!   updates at run time: later issues.
+
+mod config;
+mod jwks;
+mod mapping;
+mod metrics;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use log::{error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+
+use self::config::{DecisionLog, Settings};
+use self::jwks::Schedule;
+use self::mapping::{headers_to_strip, request_input, response_headers};
+use self::metrics::{JwksEvent, Metrics};
+use crate::decision::Decision;
+use crate::engine::Engine;
+use crate::reason::ReasonCode;
+
+/// Most requests held at once (per VM) while a JWKS fetch is under way; more
+/// are decided at once with the keys at hand.
+const MAX_WAITING: usize = 1024;
+
+/// How often the root context wakes up: JWKS schedule and log level.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The proxy-wasm entry point, in its own module so `_initialize` (exported
+/// by `#[no_mangle]`) is not part of the crate's documented API.
+mod entry {
+    use super::*;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Info);
+        std::panic::set_hook(Box::new(|info| {
+            let _ = hostcalls::log(
+                LogLevel::Critical,
+                &format!("agentguard: bug: {info}; this Wasm VM stops and the plugin's failure_policy applies"),
+            );
+        }));
+        proxy_wasm::set_root_context(|id| Box::new(Root { id, filter: None }));
+    }}
+}
+
+/// Envoy's clock, in nanoseconds since the Unix epoch.
+fn now_ns() -> Option<u64> {
+    let time = hostcalls::get_current_time().ok()?;
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_nanos()).ok()
+}
+
+fn ns_to_ms(ns: u64) -> i64 {
+    i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Makes the `log` crate follow Envoy's level for the `wasm` component, so
+/// nothing is formatted that Envoy would drop.
+fn follow_host_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}
+
+/// What one VM shares between its root context and its HTTP contexts.
+struct Filter {
+    engine: Engine,
+    settings: Settings,
+    metrics: Metrics,
+    schedule: RefCell<Schedule>,
+    /// HTTP contexts held until the JWKS fetch under way ends.
+    waiting: RefCell<Vec<u32>>,
+}
+
+impl Filter {
+    /// Decides the request of the current HTTP context and acts on it.
+    /// `may_wait`: whether an unknown key may hold the request for a fetch.
+    fn on_request(&self, context_id: u32, may_wait: bool) -> Action {
+        let start_ns = now_ns();
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(status) => {
+                return self
+                    .refuse_internal(format!("cannot read the request headers ({status:?})"), start_ns)
+            }
+        };
+        let Some(start) = start_ns else {
+            return self.refuse_internal("cannot read the host clock".into(), start_ns);
+        };
+        let property = |path: Vec<&str>| hostcalls::get_property(path).ok().flatten();
+        let source = property(vec!["source", "address"]);
+        let cert = property(vec!["connection", "sha256_peer_certificate_digest"]);
+        // f64 seconds keep sub-microsecond precision for the next few centuries.
+        let now = start as f64 / 1e9;
+        let input = request_input(&headers, source.as_deref(), cert.as_deref(), now);
+        let decision = self.engine.decide_input(&input);
+
+        if may_wait && self.should_wait(&decision) && self.hold(context_id, ns_to_ms(start)) {
+            self.metrics.jwks(JwksEvent::Waited);
+            return Action::Pause;
+        }
+        self.finish(&decision, start_ns);
+        self.act(&decision, &headers, start_ns)
+    }
+
+    /// Records and logs a decision.
+    fn finish(&self, decision: &Decision, start_ns: Option<u64>) {
+        let micros = match (start_ns, now_ns()) {
+            (Some(a), Some(b)) => b.saturating_sub(a) / 1000,
+            _ => 0,
+        };
+        self.metrics.record(decision, micros);
+        let level = match self.settings.decision_log {
+            DecisionLog::Off => return,
+            DecisionLog::Debug => log::Level::Debug,
+            DecisionLog::Info => log::Level::Info,
+        };
+        if log::log_enabled!(level) {
+            match serde_json::to_string(&decision.event) {
+                Ok(event) => log::log!(level, "agentguard decision {event}"),
+                Err(e) => warn!("agentguard: cannot serialise the decision event: {e}"),
+            }
+        }
+    }
+
+    /// Carries out a decision on the current HTTP context.
+    fn act(&self, decision: &Decision, headers: &[(String, Vec<u8>)], start_ns: Option<u64>) -> Action {
+        if let Some(response) = &decision.response {
+            let sent = hostcalls::send_http_response(
+                u32::from(response.status),
+                response_headers(&response.headers),
+                Some(response.body.as_bytes()),
+            );
+            if let Err(status) = sent {
+                error!("agentguard: cannot send the {} response ({status:?})", response.status);
+            }
+            return Action::Pause;
+        }
+        if !decision.is_allowed() {
+            return self.refuse_internal("refusal without a response".into(), start_ns);
+        }
+        for name in headers_to_strip(headers, &decision.strip_header_prefix) {
+            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+                return self.refuse_internal(format!("cannot remove header `{name}` ({status:?})"), start_ns);
+            }
+        }
+        for (name, value) in &decision.forward_headers {
+            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+                return self.refuse_internal(format!("cannot set header `{name}` ({status:?})"), start_ns);
+            }
+        }
+        Action::Continue
+    }
+
+    /// Refuses the current request with the core's `internal_error` response.
+    fn refuse_internal(&self, message: String, start_ns: Option<u64>) -> Action {
+        error!("agentguard: {message}; request refused");
+        let decision = self.engine.refuse_unparsed(ReasonCode::InternalError, message);
+        self.finish(&decision, start_ns);
+        self.act(&decision, &[], start_ns)
+    }
+
+    /// Whether the refusal is "no key for this token" while keys come from URLs.
+    fn should_wait(&self, decision: &Decision) -> bool {
+        decision.reasons.first().is_some_and(|r| r.code == ReasonCode::TokenKeyNotFound)
+            && !self.schedule.borrow().is_empty()
+    }
+
+    /// Starts the on-demand fetches the cooldown allows and holds the request
+    /// if any fetch is under way. `false`: decide now.
+    fn hold(&self, context_id: u32, now_ms: i64) -> bool {
+        let picks = self.schedule.borrow().on_demand(now_ms);
+        for index in picks {
+            self.fetch(index, now_ms);
+        }
+        if !self.schedule.borrow().in_flight() {
+            return false;
+        }
+        let mut waiting = self.waiting.borrow_mut();
+        if waiting.len() >= MAX_WAITING {
+            return false;
+        }
+        waiting.push(context_id);
+        true
+    }
+
+    /// Starts fetching the JWKS of source `index`.
+    fn fetch(&self, index: usize, now_ms: i64) {
+        let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
+        let headers = vec![
+            (":method", "GET"),
+            (":path", source.path.as_str()),
+            (":authority", source.authority.as_str()),
+            ("accept", "application/jwk-set+json, application/json"),
+            ("user-agent", "agentguard-envoy"),
+        ];
+        let timeout = Duration::from_secs(self.settings.jwks_timeout_secs);
+        match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
+            Ok(token) => self.schedule.borrow_mut().started(index, token, now_ms),
+            Err(status) => {
+                warn!(
+                    "agentguard: cannot fetch the JWKS of `{}` from `{}` through cluster `{}` ({status:?}); \
+                     keeping the current keys",
+                    source.iss, source.uri, source.cluster
+                );
+                self.metrics.jwks(JwksEvent::FetchFailed);
+                self.schedule.borrow_mut().refused(index, now_ms);
+            }
+        }
+    }
+
+    /// Handles the answer to callout `token`, if it is a JWKS fetch.
+    fn on_fetched(&self, token: u32, body_size: usize) {
+        let Some(index) = self.schedule.borrow().pending(token) else { return };
+        let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+        let body = if body_size == 0 {
+            None
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
+        };
+        let result = jwks::parse_response(status.as_deref(), body.as_deref())
+            .and_then(|doc| self.engine.set_issuer_keys(&source.iss, &doc));
+        let ok = match result {
+            Ok(problems) => {
+                for p in problems.iter().filter(|p| !p.skipped) {
+                    warn!(
+                        "agentguard: JWKS of `{}`: keys[{}]: {}; key ignored",
+                        source.iss, p.index, p.message
+                    );
+                }
+                info!("agentguard: loaded the JWKS of `{}` from `{}`", source.iss, source.uri);
+                self.metrics.jwks(JwksEvent::FetchOk);
+                true
+            }
+            Err(message) => {
+                warn!(
+                    "agentguard: JWKS of `{}` from `{}`: {message}; keeping the current keys",
+                    source.iss, source.uri
+                );
+                self.metrics.jwks(JwksEvent::FetchFailed);
+                false
+            }
+        };
+        self.schedule.borrow_mut().finished(token, ok);
+        self.release_if_idle();
+    }
+
+    /// Periodic work: expire stuck fetches, start due ones, release waiters.
+    fn on_tick(&self) {
+        let Some(now) = now_ns().map(ns_to_ms) else { return };
+        let expired = self.schedule.borrow_mut().expire(now);
+        for index in &expired {
+            if let Some(source) = self.schedule.borrow().source(*index) {
+                warn!("agentguard: JWKS fetch for `{}` from `{}` never answered", source.iss, source.uri);
+            }
+            self.metrics.jwks(JwksEvent::FetchFailed);
+        }
+        let due = self.schedule.borrow().due(now);
+        for index in due {
+            self.fetch(index, now);
+        }
+        if !expired.is_empty() {
+            self.release_if_idle();
+        }
+    }
+
+    /// Once no fetch is under way, decides every held request.
+    fn release_if_idle(&self) {
+        if self.schedule.borrow().in_flight() {
+            return;
+        }
+        let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        for context_id in waiting {
+            // A context that ended meanwhile cannot be switched to: skip it.
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue;
+            }
+            if self.on_request(context_id, false) == Action::Continue {
+                if let Err(status) = hostcalls::resume_http_request() {
+                    warn!("agentguard: cannot resume a held request ({status:?})");
+                }
+            }
+        }
+    }
+
+    /// Forgets a held request whose stream ended.
+    fn forget(&self, context_id: u32) {
+        self.waiting.borrow_mut().retain(|&id| id != context_id);
+    }
+}
+
+/// The root context: one per plugin configuration per VM.
+struct Root {
+    id: u32,
+    filter: Option<Rc<Filter>>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(filter) = &self.filter {
+            filter.on_fetched(token, body_size);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        follow_host_log_level();
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                error!("agentguard: cannot read the plugin configuration ({status:?})");
+                return false;
+            }
+        };
+        let (engine, settings) = match config::load(&bytes) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                for e in &errors.0 {
+                    error!("agentguard: invalid configuration: {e}");
+                }
+                error!(
+                    "agentguard: configuration refused ({} problem(s)); the filter is not installed",
+                    errors.0.len()
+                );
+                return false;
+            }
+        };
+        let metrics = match Metrics::define(&settings.stat_prefix) {
+            Ok(m) => m,
+            Err(e) => {
+                error!("agentguard: {e}");
+                return false;
+            }
+        };
+        info!(
+            "agentguard: policy loaded (root context {}, {} issuer(s) with keys by URL)",
+            self.id,
+            settings.jwks.len()
+        );
+        let filter = Rc::new(Filter {
+            schedule: RefCell::new(Schedule::new(&settings)),
+            engine,
+            settings,
+            metrics,
+            waiting: RefCell::new(Vec::new()),
+        });
+        if let Some(now) = now_ns().map(ns_to_ms) {
+            let due = filter.schedule.borrow().due(now);
+            for index in due {
+                filter.fetch(index, now);
+            }
+        }
+        if let Err(status) = hostcalls::set_tick_period(TICK) {
+            warn!("agentguard: no tick ({status:?}): keys will only be refreshed on demand");
+        }
+        self.filter = Some(filter);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        follow_host_log_level();
+        if let Some(filter) = &self.filter {
+            filter.on_tick();
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http { id: context_id, filter: self.filter.clone() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP request.
+struct Http {
+    id: u32,
+    filter: Option<Rc<Filter>>,
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        // A JWKS fetch started while deciding this request answers here.
+        if let Some(filter) = &self.filter {
+            filter.on_fetched(token, body_size);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Some(filter) = &self.filter {
+            filter.forget(self.id);
+        }
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        match &self.filter {
+            Some(filter) => filter.on_request(self.id, true),
+            None => {
+                // Envoy creates no HTTP context for a refused configuration; fail closed anyway.
+                let _ = hostcalls::send_http_response(
+                    500,
+                    vec![("content-type", "text/plain")],
+                    Some(b"agentguard: filter not configured\n"),
+                );
+                Action::Pause
+            }
+        }
     }
 }

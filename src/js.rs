@@ -20,8 +20,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::api;
 use crate::engine::Engine;
+use crate::keys::{self, Alg};
 use crate::mint::{self, SigningKey};
 use crate::policy::RevocationLists;
+use crate::request::Request;
 
 /// Turns any displayable error into the exception JS sees. The one conversion
 /// of the boundary: every fallible export goes through it.
@@ -52,6 +54,39 @@ impl Guard {
     /// Decides a request (request JSON) and returns the decision JSON. Never throws.
     pub fn decide(&self, request_json: &str) -> String {
         api::decide_json(&self.engine, request_json)
+    }
+
+    /// The first half of a host-verified decision. Returns either the
+    /// decision JSON (no signature to check, a cached token, a refusal before
+    /// the signature matters, or an algorithm not in `host_algs`) or
+    /// `{"check": {token_hash, alg, jwk, signing_input, signature}}`: the host
+    /// verifies that signature with platform crypto (WebCrypto) and calls
+    /// [`Guard::decide_with`]. `host_algs` is a comma-separated list, e.g.
+    /// `ES256`. Never throws.
+    #[wasm_bindgen(js_name = decideOrCheck)]
+    pub fn decide_or_check(&self, request_json: &str, host_algs: &str) -> String {
+        let request = match api::parse_request(request_json) {
+            Ok(input) => match Request::from_input(&input) {
+                Ok(request) => request,
+                Err(_) => return api::to_json(&self.engine.decide_input(&input)),
+            },
+            Err(_) => return api::decide_json(&self.engine, request_json),
+        };
+        match self.engine.pending_signature(&request) {
+            Some(check) if host_algs.split(',').any(|a| a.trim() == check.alg) => {
+                let check = serde_json::json!({ "check": check });
+                check.to_string()
+            }
+            _ => api::to_json(&self.engine.decide(&request)),
+        }
+    }
+
+    /// The second half: decides with the host's verdict JSON
+    /// (`{"token_hash": "…", "valid": true|false}`). A verdict for another
+    /// token is ignored and the signature is checked in Wasm. Never throws.
+    #[wasm_bindgen(js_name = decideWith)]
+    pub fn decide_with(&self, request_json: &str, verdict_json: &str) -> String {
+        api::to_json(&api::decide_with_verdict(&self.engine, request_json, verdict_json))
     }
 
     /// Issuers whose keys the host must fetch, as JSON `[{"iss": …, "jwks_uri": …}]`.
@@ -122,6 +157,24 @@ pub fn mint(private_jwk_json: &str, claims_json: &str, typ: Option<String>) -> R
     }
     let kid = jwk.get("kid").and_then(Value::as_str);
     Ok(mint::sign(&key, kid, typ.as_deref().unwrap_or("at+jwt"), &claims))
+}
+
+/// Verifies one JWS signature in Wasm: `alg` (`EdDSA`, `ES256`, …), a public
+/// JWK (JSON text), the signing input and the base64url signature. For
+/// benchmarks and the playground; decisions never need it.
+#[wasm_bindgen(js_name = verifySignature)]
+pub fn verify_signature(
+    alg: &str,
+    jwk_json: &str,
+    signing_input: &str,
+    signature: &str,
+) -> Result<bool, JsError> {
+    let alg = Alg::parse(alg).map_err(js_error)?;
+    let jwk = keys::parse_jwk(&parse_json("JWK", jwk_json)?)
+        .map_err(js_error)?
+        .ok_or_else(|| js_error("JWK: not a signature verification key"))?;
+    let signature = crate::b64::decode(signature).map_err(|e| js_error(format!("signature: {e}")))?;
+    Ok(keys::verify_signature(alg, &jwk.key, signing_input.as_bytes(), &signature).is_ok())
 }
 
 /// The crate version, e.g. `0.1.0`.

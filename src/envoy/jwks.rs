@@ -77,7 +77,9 @@ impl Schedule {
     pub fn due(&self, now_ms: i64) -> Vec<usize> {
         self.pick(|s| match s.last_attempt_ms {
             None => true,
-            Some(at) => now_ms.saturating_sub(at) >= if s.last_ok { self.refresh_ms } else { self.cooldown_ms },
+            Some(at) => {
+                now_ms.saturating_sub(at) >= if s.last_ok { self.refresh_ms } else { self.cooldown_ms }
+            }
         })
     }
 
@@ -109,9 +111,14 @@ impl Schedule {
         }
     }
 
+    /// The source callout `token` is fetching, if it is one of ours and still expected.
+    pub fn pending(&self, token: u32) -> Option<usize> {
+        self.sources.iter().position(|(_, s)| s.in_flight.is_some_and(|(t, _)| t == token))
+    }
+
     /// Records the end of callout `token`; the source it fetched, if it is one of ours.
     pub fn finished(&mut self, token: u32, ok: bool) -> Option<usize> {
-        let index = self.sources.iter().position(|(_, s)| s.in_flight.is_some_and(|(t, _)| t == token))?;
+        let index = self.pending(token)?;
         if let Some((_, s)) = self.sources.get_mut(index) {
             s.in_flight = None;
             s.last_ok = ok;
@@ -147,7 +154,8 @@ pub fn parse_response(status: Option<&str>, body: Option<&[u8]>) -> Result<Value
         return Err(format!("document is larger than {MAX_JWKS_BYTES} bytes"));
     }
     // A JWKS of the most keys allowed, each with a generous number of members.
-    crate::json::parse_with_limits(body, 8, MAX_JWKS_KEYS * 32).map_err(|e| format!("not a JSON document: {e}"))
+    crate::json::parse_with_limits(body, 8, MAX_JWKS_KEYS * 32)
+        .map_err(|e| format!("not a JSON document: {e}"))
 }
 
 #[cfg(test)]
@@ -206,7 +214,8 @@ mod tests {
         assert!(s.expire(7_000).is_empty());
         assert_eq!(s.expire(7_001), [0]);
         assert!(!s.in_flight());
-        assert_eq!(s.finished(3, true), None, "a late answer is ignored");
+        assert_eq!(s.pending(3), None, "a late answer is ignored");
+        assert_eq!(s.finished(3, true), None);
         assert_eq!(s.due(37_001), [0, 1]);
     }
 

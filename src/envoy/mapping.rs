@@ -50,9 +50,8 @@ pub fn request_input(
         input.host = host_header.unwrap_or_default();
     }
     input.source_ip = source_address.and_then(|a| ip_of(&String::from_utf8_lossy(a)));
-    input.client_cert_sha256 = peer_cert_sha256
-        .map(|d| String::from_utf8_lossy(d).trim().to_owned())
-        .filter(|d| !d.is_empty());
+    input.client_cert_sha256 =
+        peer_cert_sha256.map(|d| String::from_utf8_lossy(d).trim().to_owned()).filter(|d| !d.is_empty());
     input
 }
 
@@ -124,7 +123,8 @@ mod tests {
 
     #[test]
     fn host_header_is_the_fallback_authority() {
-        let input = request_input(&h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]), None, None, 0.0);
+        let input =
+            request_input(&h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]), None, None, 0.0);
         assert_eq!(input.host, "h.test");
         assert!(!input.headers.contains_key("host"));
     }
@@ -155,7 +155,10 @@ mod tests {
             ("x-agentguard-scopes", "admin"),
             ("x-agent", "kept"),
         ]);
-        assert_eq!(headers_to_strip(&headers, "x-agentguard-"), ["x-agentguard-subject", "x-agentguard-scopes"]);
+        assert_eq!(
+            headers_to_strip(&headers, "x-agentguard-"),
+            ["x-agentguard-subject", "x-agentguard-scopes"]
+        );
     }
 
     #[test]
