@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds everything and starts the local demo: the example policy checked and
+# evaluated with the CLI, then the edge gateway (workerd, the real Workers
+# runtime) on 127.0.0.1 in front of a demo origin. Ctrl-C stops it.
+#
+#   bash scripts/demo.sh
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash scripts/build.sh
+cli=target/release/agentguard
+
+echo
+echo "==> the example policy (examples/policy.json)"
+"$cli" check examples/policy.json
+echo
+echo "==> example requests (agentguard eval --short)"
+for r in examples/requests/*.json; do
+  printf '  %-22s ' "$(basename "$r" .json)"
+  "$cli" eval --policy examples/policy.json --request "$r" --short
+done
+echo
+echo "    full decision:  $cli eval --policy examples/policy.json --request examples/requests/read-contact.json"
+echo "    policy tests:   $cli test examples/policy.tests.json"
+
+if [ -f scripts/demo-gateway.sh ]; then
+  echo
+  exec bash scripts/demo-gateway.sh
+fi
