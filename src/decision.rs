@@ -208,12 +208,25 @@ impl Decision {
     }
 }
 
+/// The authentication scheme a challenge names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    /// `WWW-Authenticate: Bearer …` (RFC 6750).
+    Bearer,
+    /// `WWW-Authenticate: DPoP algs="…", …` (RFC 9449 §7.1).
+    Dpop {
+        /// Accepted proof algorithms.
+        algs: Vec<&'static str>,
+    },
+}
+
 /// Builds the HTTP response for a refused request: status, `WWW-Authenticate`
-/// (RFC 6750) where OAuth defines one, and an RFC 9457 problem body.
+/// (RFC 6750 / RFC 9449) where OAuth defines one, and an RFC 9457 problem body.
 pub(crate) fn http_response(
     outcome: Outcome,
     reason: &Reason,
     realm: &str,
+    challenge: &Challenge,
     required_scopes: &[String],
     approval: Option<&ApprovalChallenge>,
 ) -> HttpResponse {
@@ -222,7 +235,12 @@ pub(crate) fn http_response(
     headers.insert("content-type".to_owned(), "application/problem+json".to_owned());
     headers.insert("cache-control".to_owned(), "no-store".to_owned());
     if status == 401 || reason.code.oauth_error().is_some() {
-        let mut challenge = format!("Bearer realm=\"{}\"", header_safe(realm));
+        let mut challenge = match challenge {
+            Challenge::Bearer => format!("Bearer realm=\"{}\"", header_safe(realm)),
+            Challenge::Dpop { algs } => {
+                format!("DPoP realm=\"{}\", algs=\"{}\"", header_safe(realm), algs.join(" "))
+            }
+        };
         if let Some(error) = reason.code.oauth_error() {
             challenge.push_str(&format!(", error=\"{error}\""));
             challenge.push_str(&format!(", error_description=\"{}\"", header_safe(&reason.message)));
@@ -273,7 +291,7 @@ mod tests {
     #[test]
     fn challenge_for_expired_token() {
         let reason = Reason { code: ReasonCode::TokenExpired, message: "token expired 42 s ago".into() };
-        let r = http_response(Outcome::Deny, &reason, "api", &[], None);
+        let r = http_response(Outcome::Deny, &reason, "api", &Challenge::Bearer, &[], None);
         assert_eq!(r.status, 401);
         assert_eq!(
             r.headers["www-authenticate"],
@@ -287,14 +305,15 @@ mod tests {
     #[test]
     fn missing_credential_has_no_error_attribute() {
         let reason = Reason { code: ReasonCode::CredentialMissing, message: "no credential".into() };
-        let r = http_response(Outcome::Deny, &reason, "api", &[], None);
+        let r = http_response(Outcome::Deny, &reason, "api", &Challenge::Bearer, &[], None);
         assert_eq!(r.headers["www-authenticate"], r#"Bearer realm="api""#);
     }
 
     #[test]
     fn insufficient_scope_names_the_scope() {
         let reason = Reason { code: ReasonCode::ScopeInsufficient, message: "needs `a`".into() };
-        let r = http_response(Outcome::Deny, &reason, "api", &["a".into(), "b".into()], None);
+        let r =
+            http_response(Outcome::Deny, &reason, "api", &Challenge::Bearer, &["a".into(), "b".into()], None);
         assert_eq!(r.status, 403);
         assert!(r.headers["www-authenticate"].contains(r#"error="insufficient_scope""#));
         assert!(r.headers["www-authenticate"].contains(r#"scope="a b""#));

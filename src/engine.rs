@@ -20,12 +20,14 @@ use crate::decision::{
     TraceStep,
 };
 use crate::delegation::Delegation;
+use crate::dpop::{self, DpopPolicy};
 use crate::intent;
 use crate::keys::{KeyProblem, KeySet};
 use crate::limits::MAX_TOKEN_CACHE_ENTRIES;
 use crate::policy::{Binding, Policy, PolicyError, PolicyErrors, Risk};
 use crate::pop;
 use crate::reason::ReasonCode;
+use crate::replay::ReplayCache;
 use crate::request::{Request, RequestInput};
 use crate::revocation::Revocations;
 use crate::route::{Route, RouteMatch};
@@ -43,6 +45,9 @@ pub struct Engine {
     revocations: RwLock<Arc<Revocations>>,
     identity_prefix: String,
     cache: Option<Mutex<TokenCache>>,
+    dpop: DpopPolicy,
+    dpop_replay: Mutex<ReplayCache>,
+    dpop_nonce_secret: RwLock<Option<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -99,12 +104,6 @@ impl Engine {
                 if c.is_empty() {
                     err(at(&format!("required_claims[{j}]")), "expected a claim name".into());
                 }
-            }
-            if p.binding == Binding::Dpop {
-                err(
-                    at("binding"),
-                    "`dpop` binding is not supported by this build yet; expected `none` or `mtls`".into(),
-                );
             }
             let set = match (&p.jwks, &p.jwks_uri) {
                 (Some(_), Some(_)) => {
@@ -163,6 +162,30 @@ impl Engine {
             }),
         };
 
+        let dpop = policy.dpop.clone().unwrap_or_default();
+        if dpop.algorithms.is_empty() {
+            err(
+                "dpop.algorithms".into(),
+                "expected at least one algorithm, e.g. `[\"ES256\", \"EdDSA\"]`".into(),
+            );
+        }
+        if dpop.max_age.as_secs() == 0 || dpop.max_age.as_secs() > 3600 {
+            err(
+                "dpop.max_age".into(),
+                format!("expected a duration between `1s` and `1h`, found `{}`", dpop.max_age),
+            );
+        }
+        if dpop.replay_cache == 0 || dpop.replay_cache > crate::limits::MAX_REPLAY_ENTRIES {
+            err(
+                "dpop.replay_cache".into(),
+                format!(
+                    "expected between 1 and {}, found {}",
+                    crate::limits::MAX_REPLAY_ENTRIES,
+                    dpop.replay_cache
+                ),
+            );
+        }
+
         let prefix = &policy.identity_headers.prefix;
         if prefix.is_empty()
             || !prefix.ends_with('-')
@@ -193,6 +216,9 @@ impl Engine {
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
             identity_prefix: prefix.clone(),
             cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
+            dpop_replay: Mutex::new(ReplayCache::new(dpop.replay_cache)),
+            dpop_nonce_secret: RwLock::new(None),
+            dpop,
         })
     }
 
@@ -234,6 +260,22 @@ impl Engine {
         let jwks = crate::json::parse_with_limits(jwks_text.as_bytes(), 8, MAX_JWKS_KEYS * 32)
             .map_err(|e| format!("JWKS is not acceptable JSON: {e}"))?;
         self.set_issuer_keys(iss, &jwks)
+    }
+
+    /// Sets the secret DPoP nonces are derived from (needed when the policy
+    /// sets `dpop.nonce`; hosts pass random bytes, e.g. from `crypto.getRandomValues`).
+    /// Nonces rotate every `dpop.max_age`; the previous one stays valid one more window.
+    pub fn set_dpop_nonce_secret(&self, secret: &[u8]) {
+        *self.dpop_nonce_secret.write().unwrap_or_else(PoisonError::into_inner) = Some(secret.to_vec());
+    }
+
+    /// The DPoP nonce to hand out at `now` (Unix seconds), if nonces are on and a secret is set.
+    pub fn dpop_nonce(&self, now: i64) -> Option<String> {
+        if !self.dpop.nonce {
+            return None;
+        }
+        let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner);
+        secret.as_ref().map(|s| dpop::nonce(s, now, self.dpop.max_age))
     }
 
     /// Replaces the revocation lists at run time.
@@ -334,6 +376,7 @@ impl Engine {
         // 3. Credential.
         let credential = credential::extract(request)
             .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+        run.dpop = credential.scheme == Scheme::Dpop;
         run.pass(
             "credential",
             match credential.scheme {
@@ -360,9 +403,30 @@ impl Engine {
         let claims = &verified.claims;
 
         // 5. Sender constraint.
-        let detail = pop::check(claims, issuer, credential.scheme, request)
-            .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
-        run.pass("binding", detail);
+        let jkt = claims.cnf.as_ref().and_then(|c| c.get("jkt"));
+        if jkt.is_some() || issuer.binding == Binding::Dpop {
+            run.dpop = true;
+            if credential.scheme != Scheme::Dpop {
+                let message =
+                    "token is DPoP-bound: send it as `Authorization: DPoP` with a `DPoP` proof".into();
+                return Err(run.fail("binding", Refusal::deny(ReasonCode::BindingDpopRequired, message)));
+            }
+            let jkt = jkt.and_then(Value::as_str);
+            let detail = self.check_dpop(request, credential.token, jkt).map_err(|(code, message)| {
+                let mut refusal = Refusal::deny(code, message);
+                if code == ReasonCode::DpopNonceRequired {
+                    if let Some(nonce) = self.dpop_nonce(now) {
+                        refusal.headers.push(("dpop-nonce".into(), nonce));
+                    }
+                }
+                run.fail("binding", refusal)
+            })?;
+            run.pass("binding", detail);
+        } else {
+            let detail = pop::check(claims, issuer, credential.scheme, request)
+                .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
+            run.pass("binding", detail);
+        }
 
         // 6. Delegation.
         let detail = self
@@ -396,7 +460,7 @@ impl Engine {
                 "risk",
                 Refusal {
                     outcome: Outcome::ApprovalRequired,
-                    approval: Some(challenge),
+                    approval: Some(Box::new(challenge)),
                     ..Refusal::deny(ReasonCode::ApprovalRequired, message)
                 },
             ));
@@ -424,6 +488,31 @@ impl Engine {
         Ok((Arc::new(verified), false))
     }
 
+    fn check_dpop(
+        &self,
+        request: &Request,
+        token: &str,
+        jkt: Option<&str>,
+    ) -> Result<String, dpop::DpopError> {
+        let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if self.dpop.nonce && secret.is_none() {
+            return Err((
+                ReasonCode::InternalError,
+                "DPoP nonces are on but the host set no nonce secret".into(),
+            ));
+        }
+        let proof = dpop::check(&self.dpop, request, token, jkt, secret.as_deref())?;
+        let fresh = self.dpop_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
+            proof.replay_key,
+            request.now(),
+            proof.expires_at,
+        );
+        if !fresh {
+            return Err((ReasonCode::DpopProofReplayed, "this DPoP proof (`jti`) was already used".into()));
+        }
+        Ok(format!("DPoP proof by key `{}`", proof.jkt))
+    }
+
     fn remember(&self, verified: &Arc<VerifiedToken>, issuer: &Issuer) {
         let (Some(cache), Some(exp)) = (&self.cache, verified.claims.exp) else { return };
         let generation = {
@@ -445,7 +534,9 @@ struct Refusal {
     outcome: Outcome,
     reason: Reason,
     required_scopes: Vec<String>,
-    approval: Option<ApprovalChallenge>,
+    approval: Option<Box<ApprovalChallenge>>,
+    /// Extra response headers (e.g. `DPoP-Nonce`).
+    headers: Vec<(String, String)>,
 }
 
 impl Refusal {
@@ -455,6 +546,7 @@ impl Refusal {
             reason: Reason { code, message },
             required_scopes: Vec::new(),
             approval: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -472,6 +564,8 @@ struct Run<'e> {
     params: BTreeMap<String, String>,
     token: Option<Arc<VerifiedToken>>,
     cache_hit: bool,
+    /// The request used (or its token needs) DPoP: challenges use the `DPoP` scheme.
+    dpop: bool,
 }
 
 impl<'e> Run<'e> {
@@ -488,6 +582,7 @@ impl<'e> Run<'e> {
             params: BTreeMap::new(),
             token: None,
             cache_hit: false,
+            dpop: false,
         }
     }
 
@@ -557,19 +652,28 @@ impl<'e> Run<'e> {
                 (Outcome::Allow, 200, Vec::new(), headers, None, None)
             }
             Err(refusal) => {
-                let response = decision::http_response(
+                let challenge = if self.dpop || refusal.reason.code.is_dpop() {
+                    decision::Challenge::Dpop {
+                        algs: self.engine.dpop.algorithms.iter().map(|a| a.name()).collect(),
+                    }
+                } else {
+                    decision::Challenge::Bearer
+                };
+                let mut response = decision::http_response(
                     refusal.outcome,
                     &refusal.reason,
                     &self.engine.realm,
+                    &challenge,
                     &refusal.required_scopes,
-                    refusal.approval.as_ref(),
+                    refusal.approval.as_deref(),
                 );
+                response.headers.extend(refusal.headers);
                 (
                     refusal.outcome,
                     response.status,
                     vec![refusal.reason],
                     BTreeMap::new(),
-                    refusal.approval,
+                    refusal.approval.map(|a| *a),
                     Some(response),
                 )
             }

@@ -189,8 +189,8 @@ impl Filter {
         };
         if log::log_enabled!(level) {
             match serde_json::to_string(&decision.event) {
-                Ok(event) => log::log!(level, "agentguard decision {event}"),
-                Err(e) => warn!("agentguard: cannot serialise the decision event: {e}"),
+                Ok(event) => log::log!(level, "decision {event}"),
+                Err(e) => warn!("cannot serialise the decision event: {e}"),
             }
         }
     }
@@ -204,7 +204,7 @@ impl Filter {
                 Some(response.body.as_bytes()),
             );
             if let Err(status) = sent {
-                error!("agentguard: cannot send the {} response ({status:?})", response.status);
+                error!("cannot send the {} response ({status:?})", response.status);
             }
             return Action::Pause;
         }
@@ -226,7 +226,7 @@ impl Filter {
 
     /// Refuses the current request with the core's `internal_error` response.
     fn refuse_internal(&self, message: String, start_ns: Option<u64>) -> Action {
-        error!("agentguard: {message}; request refused");
+        error!("{message}; request refused");
         let decision = self.engine.refuse_unparsed(ReasonCode::InternalError, message);
         self.finish(&decision, start_ns);
         self.act(&decision, &[], start_ns)
@@ -271,7 +271,7 @@ impl Filter {
             Ok(token) => self.schedule.borrow_mut().started(index, token, now_ms),
             Err(status) => {
                 warn!(
-                    "agentguard: cannot fetch the JWKS of `{}` from `{}` through cluster `{}` ({status:?}); \
+                    "cannot fetch the JWKS of `{}` from `{}` through cluster `{}` ({status:?}); \
                      keeping the current keys",
                     source.iss, source.uri, source.cluster
                 );
@@ -291,25 +291,19 @@ impl Filter {
         } else {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
         };
-        let result = jwks::parse_response(status.as_deref(), body.as_deref())
-            .and_then(|doc| self.engine.set_issuer_keys(&source.iss, &doc));
+        let result = jwks::response_text(status.as_deref(), body.as_deref())
+            .and_then(|text| self.engine.set_issuer_keys_json(&source.iss, text));
         let ok = match result {
             Ok(problems) => {
                 for p in problems.iter().filter(|p| !p.skipped) {
-                    warn!(
-                        "agentguard: JWKS of `{}`: keys[{}]: {}; key ignored",
-                        source.iss, p.index, p.message
-                    );
+                    warn!("JWKS of `{}`: keys[{}]: {}; key ignored", source.iss, p.index, p.message);
                 }
-                info!("agentguard: loaded the JWKS of `{}` from `{}`", source.iss, source.uri);
+                info!("loaded the JWKS of `{}` from `{}`", source.iss, source.uri);
                 self.metrics.jwks(JwksEvent::FetchOk);
                 true
             }
             Err(message) => {
-                warn!(
-                    "agentguard: JWKS of `{}` from `{}`: {message}; keeping the current keys",
-                    source.iss, source.uri
-                );
+                warn!("JWKS of `{}` from `{}`: {message}; keeping the current keys", source.iss, source.uri);
                 self.metrics.jwks(JwksEvent::FetchFailed);
                 false
             }
@@ -324,7 +318,7 @@ impl Filter {
         let expired = self.schedule.borrow_mut().expire(now);
         for index in &expired {
             if let Some(source) = self.schedule.borrow().source(*index) {
-                warn!("agentguard: JWKS fetch for `{}` from `{}` never answered", source.iss, source.uri);
+                warn!("JWKS fetch for `{}` from `{}` never answered", source.iss, source.uri);
             }
             self.metrics.jwks(JwksEvent::FetchFailed);
         }
@@ -350,7 +344,7 @@ impl Filter {
             }
             if self.on_request(context_id, false) == Action::Continue {
                 if let Err(status) = hostcalls::resume_http_request() {
-                    warn!("agentguard: cannot resume a held request ({status:?})");
+                    warn!("cannot resume a held request ({status:?})");
                 }
             }
         }
@@ -382,7 +376,7 @@ impl RootContext for Root {
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
-                error!("agentguard: cannot read the plugin configuration ({status:?})");
+                error!("cannot read the plugin configuration ({status:?})");
                 return false;
             }
         };
@@ -390,27 +384,20 @@ impl RootContext for Root {
             Ok(loaded) => loaded,
             Err(errors) => {
                 for e in &errors.0 {
-                    error!("agentguard: invalid configuration: {e}");
+                    error!("invalid configuration: {e}");
                 }
-                error!(
-                    "agentguard: configuration refused ({} problem(s)); the filter is not installed",
-                    errors.0.len()
-                );
+                error!("configuration refused ({} problem(s)); the filter is not installed", errors.0.len());
                 return false;
             }
         };
         let metrics = match Metrics::define(&settings.stat_prefix) {
             Ok(m) => m,
             Err(e) => {
-                error!("agentguard: {e}");
+                error!("{e}");
                 return false;
             }
         };
-        info!(
-            "agentguard: policy loaded (root context {}, {} issuer(s) with keys by URL)",
-            self.id,
-            settings.jwks.len()
-        );
+        info!("policy loaded (root context {}, {} issuer(s) with keys by URL)", self.id, settings.jwks.len());
         let filter = Rc::new(Filter {
             schedule: RefCell::new(Schedule::new(&settings)),
             engine,
@@ -425,7 +412,7 @@ impl RootContext for Root {
             }
         }
         if let Err(status) = hostcalls::set_tick_period(TICK) {
-            warn!("agentguard: no tick ({status:?}): keys will only be refreshed on demand");
+            warn!("no tick ({status:?}): keys will only be refreshed on demand");
         }
         self.filter = Some(filter);
         true

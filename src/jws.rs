@@ -179,6 +179,17 @@ impl<'a> UntrustedJws<'a> {
         Ok((alg, key))
     }
 
+    /// Checks the signature with the single key in `keys`, ignoring any `kid`
+    /// (for DPoP proofs, whose key travels in the header and was already
+    /// parsed by the caller).
+    pub fn verify_embedded(self, keys: &KeySet, allowed: &[Alg]) -> Result<VerifiedJws, JwsError> {
+        let alg = self.algorithm(allowed)?;
+        let key = keys.select(None, alg).map_err(JwsError::Key)?;
+        keys::verify_signature(alg, &key.key, self.signing_input.as_bytes(), &self.signature)
+            .map_err(JwsError::Signature)?;
+        Ok(VerifiedJws { alg, kid: key.kid.clone(), header: self.header, payload: self.payload })
+    }
+
     /// The bytes the signature covers (`header.payload`).
     pub fn signing_input(&self) -> &str {
         self.signing_input

@@ -34,3 +34,7 @@ pub const MAX_TOKEN_CACHE_ENTRIES: usize = 1_000_000;
 pub const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (bigger keys only cost CPU).
 pub const MAX_RSA_BITS: usize = 8192;
+/// Default capacity of the DPoP proof replay cache (proof ids).
+pub const DEFAULT_REPLAY_ENTRIES: usize = 100_000;
+/// Upper bound on replay-cache capacities a policy may ask for.
+pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;

@@ -27,6 +27,10 @@ pub struct Policy {
     pub realm: Option<String>,
     /// Token issuers this policy trusts. At least one.
     pub issuers: Vec<IssuerPolicy>,
+    /// DPoP proof rules (RFC 9449), for issuers with `binding: "dpop"` and
+    /// tokens bound with `cnf.jkt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<crate::dpop::DpopPolicy>,
     /// Rules for delegated tokens (RFC 8693 `act`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation: Option<DelegationPolicy>,
@@ -101,7 +105,7 @@ pub enum Binding {
     None,
     /// RFC 8705: the token's `cnf.x5t#S256` must match the client certificate.
     Mtls,
-    /// RFC 9449 DPoP proofs.
+    /// RFC 9449: every request carries a DPoP proof by the key in `cnf.jkt`.
     Dpop,
 }
 

@@ -2,9 +2,9 @@
 //!
 //! mTLS-bound tokens (RFC 8705 §3): `cnf["x5t#S256"]` must equal the SHA-256 of
 //! the client certificate the host saw. DPoP-bound tokens (RFC 9449,
-//! `cnf.jkt`) need a DPoP proof; proofs are not verified by this build, so a
-//! DPoP-bound token is always refused here (a bound token must never be
-//! accepted as a bearer token). Policies cannot ask for `binding: "dpop"` yet.
+//! `cnf.jkt`) are checked by [`crate::dpop`]; this module only handles the
+//! bearer and certificate cases, and refuses a DPoP scheme without a DPoP
+//! binding.
 
 use serde_json::Value;
 
@@ -26,10 +26,7 @@ pub fn check(
     let jkt = cnf.and_then(|c| c.get("jkt"));
     let x5t = cnf.and_then(|c| c.get("x5t#S256"));
     if jkt.is_some() || issuer.binding == Binding::Dpop {
-        return Err((
-            ReasonCode::BindingDpopRequired,
-            "token is DPoP-bound (`cnf.jkt`) and DPoP proofs are not accepted by this gateway".into(),
-        ));
+        return Err((ReasonCode::InternalError, "DPoP-bound tokens are checked by the DPoP stage".into()));
     }
     if scheme == Scheme::Dpop {
         return Err((

@@ -57,8 +57,26 @@ pub enum ReasonCode {
     BindingCertificateMissing,
     /// The token is bound to a different client certificate.
     BindingCertificateMismatch,
-    /// The token is DPoP-bound (`cnf.jkt`), but no valid DPoP proof accompanies it.
+    /// The token is DPoP-bound (`cnf.jkt`) or its issuer requires DPoP, but it was sent as a bearer token.
     BindingDpopRequired,
+    /// A DPoP-bound token came without a `DPoP` proof header.
+    DpopProofMissing,
+    /// The DPoP proof is malformed, has the wrong `typ` or algorithm, a bad key, or a bad signature.
+    DpopProofInvalid,
+    /// The proof's `htm` is not the request method.
+    DpopMethodMismatch,
+    /// The proof's `htu` is not the request URL.
+    DpopUrlMismatch,
+    /// The proof's `iat` is outside the accepted window.
+    DpopProofStale,
+    /// The proof's `jti` was already used.
+    DpopProofReplayed,
+    /// The proof's `ath` is missing or is not the hash of the presented token.
+    DpopAthMismatch,
+    /// The proof key is not the key the token is bound to (`cnf.jkt`).
+    DpopKeyMismatch,
+    /// The proof lacks the server's current nonce; retry with `DPoP-Nonce`.
+    DpopNonceRequired,
     /// The token has no `act` claim but the policy requires an acting agent.
     DelegationRequired,
     /// The `act` chain is longer than the policy allows.
@@ -112,6 +130,15 @@ impl ReasonCode {
         ReasonCode::BindingCertificateMissing,
         ReasonCode::BindingCertificateMismatch,
         ReasonCode::BindingDpopRequired,
+        ReasonCode::DpopProofMissing,
+        ReasonCode::DpopProofInvalid,
+        ReasonCode::DpopMethodMismatch,
+        ReasonCode::DpopUrlMismatch,
+        ReasonCode::DpopProofStale,
+        ReasonCode::DpopProofReplayed,
+        ReasonCode::DpopAthMismatch,
+        ReasonCode::DpopKeyMismatch,
+        ReasonCode::DpopNonceRequired,
         ReasonCode::DelegationRequired,
         ReasonCode::DelegationTooDeep,
         ReasonCode::DelegationActorNotAllowed,
@@ -153,6 +180,15 @@ impl ReasonCode {
             ReasonCode::BindingCertificateMissing => "binding_certificate_missing",
             ReasonCode::BindingCertificateMismatch => "binding_certificate_mismatch",
             ReasonCode::BindingDpopRequired => "binding_dpop_required",
+            ReasonCode::DpopProofMissing => "dpop_proof_missing",
+            ReasonCode::DpopProofInvalid => "dpop_proof_invalid",
+            ReasonCode::DpopMethodMismatch => "dpop_method_mismatch",
+            ReasonCode::DpopUrlMismatch => "dpop_url_mismatch",
+            ReasonCode::DpopProofStale => "dpop_proof_stale",
+            ReasonCode::DpopProofReplayed => "dpop_proof_replayed",
+            ReasonCode::DpopAthMismatch => "dpop_ath_mismatch",
+            ReasonCode::DpopKeyMismatch => "dpop_key_mismatch",
+            ReasonCode::DpopNonceRequired => "dpop_nonce_required",
             ReasonCode::DelegationRequired => "delegation_required",
             ReasonCode::DelegationTooDeep => "delegation_too_deep",
             ReasonCode::DelegationActorNotAllowed => "delegation_actor_not_allowed",
@@ -193,6 +229,15 @@ impl ReasonCode {
             | BindingCertificateMissing
             | BindingCertificateMismatch
             | BindingDpopRequired
+            | DpopProofMissing
+            | DpopProofInvalid
+            | DpopMethodMismatch
+            | DpopUrlMismatch
+            | DpopProofStale
+            | DpopProofReplayed
+            | DpopAthMismatch
+            | DpopKeyMismatch
+            | DpopNonceRequired
             | RevokedToken
             | RevokedSubject
             | RevokedAgent
@@ -209,8 +254,19 @@ impl ReasonCode {
         }
     }
 
-    /// The RFC 6750 `error` attribute of the `WWW-Authenticate` challenge, if any.
+    /// Whether this is a DPoP proof problem (answered with a `DPoP` challenge).
+    pub fn is_dpop(self) -> bool {
+        self.as_str().starts_with("dpop_")
+    }
+
+    /// The RFC 6750 / RFC 9449 `error` attribute of the `WWW-Authenticate` challenge, if any.
     pub fn oauth_error(self) -> Option<&'static str> {
+        if self == ReasonCode::DpopNonceRequired {
+            return Some("use_dpop_nonce");
+        }
+        if self.is_dpop() {
+            return Some("invalid_dpop_proof");
+        }
         match self.status() {
             400 => Some("invalid_request"),
             401 if self == ReasonCode::CredentialMissing => None,

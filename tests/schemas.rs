@@ -42,6 +42,7 @@ fn every_policy_field_is_in_the_schema() {
             "algorithms": ["EdDSA", "ES256", "RS256", "PS256"], "token_type": null, "max_lifetime": "5m",
             "clock_skew": "30s", "required_claims": ["sub"], "binding": "mtls"
         }],
+        "dpop": {"algorithms": ["ES256"], "max_age": "1m", "clock_skew": "5s", "nonce": true, "replay_cache": 10},
         "delegation": {"max_depth": 2, "actors": ["a/*"], "subjects": ["u:*"], "require_actor": true},
         "routes": [{"id": "r", "methods": ["GET"], "path": "/x/{id}/**", "scopes": ["s"], "risk": "critical"}],
         "default": "deny",
@@ -112,6 +113,8 @@ fn every_limit_is_documented() {
         ("MAX_ACT_DEPTH", MAX_ACT_DEPTH),
         ("DEFAULT_TOKEN_CACHE_ENTRIES", DEFAULT_TOKEN_CACHE_ENTRIES),
         ("MAX_TOKEN_CACHE_ENTRIES", MAX_TOKEN_CACHE_ENTRIES),
+        ("DEFAULT_REPLAY_ENTRIES", DEFAULT_REPLAY_ENTRIES),
+        ("MAX_REPLAY_ENTRIES", MAX_REPLAY_ENTRIES),
         ("MIN_RSA_BITS", MIN_RSA_BITS),
         ("MAX_RSA_BITS", MAX_RSA_BITS),
     ] {

@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use crate::duration::Duration;
 use crate::engine::Engine;
+use crate::limits::MAX_POLICY_BYTES;
 use crate::policy::{PolicyError, PolicyErrors};
 
 /// Where and how to fetch one issuer's JWKS.
@@ -125,31 +126,30 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
         )
         .into());
     }
-    let is_wrapper =
-        matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(o)) if o.contains_key("policy"));
-    if !is_wrapper {
-        // A plain policy: the core reports problems with line and column.
-        let engine = Engine::from_json(text)?;
-        let settings = Settings::default();
-        if let Some((iss, _)) = engine.jwks_uris().first() {
-            return Err(PolicyError::new(
-                ".",
-                format!(
-                    "issuer `{}` has a `jwks_uri`: wrap the policy as `{{\"policy\": {{...}}, \"jwks_cluster\": \
-                     \"<envoy cluster>\"}}` so the filter knows which cluster to fetch it through",
-                    crate::keys::clip(iss)
-                ),
-            )
-            .into());
+    // Strict JSON first (duplicate keys refused, as the core does for a policy).
+    // Anything that is not a wrapper object goes to the core as it is, which
+    // then reports its problems with line and column.
+    let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
+        Ok(value) if value.get("policy").is_some() => value,
+        _ => {
+            let engine = Engine::from_json(text)?;
+            if let Some((iss, _)) = engine.jwks_uris().first() {
+                return Err(PolicyError::new(
+                    ".",
+                    format!(
+                        "issuer `{}` has a `jwks_uri`: wrap the policy as `{{\"policy\": {{...}}, \"jwks_cluster\": \
+                         \"<envoy cluster>\"}}` so the filter knows which cluster to fetch it through",
+                        crate::keys::clip(iss)
+                    ),
+                )
+                .into());
+            }
+            return Ok((engine, Settings::default()));
         }
-        return Ok((engine, settings));
-    }
-
-    let mut de = serde_json::Deserializer::from_str(text);
-    let wrapper: Wrapper = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    };
+    let wrapper: Wrapper = serde_path_to_error::deserialize(&wrapper_value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
         PolicyError::new(if path.is_empty() || path == "?" { ".".into() } else { path }, message)
     })?;
 
@@ -391,6 +391,16 @@ mod tests {
         assert!(split_url("https:///path").is_err());
         assert!(split_url("ftp://h/").is_err());
         assert!(split_url("https://h/a b").is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_both_shapes() {
+        let plain = POLICY.replace(r#""routes""#, r#""realm": "a", "realm": "b", "routes""#);
+        assert!(errors(&plain)[0].starts_with(".: duplicate key `realm`"), "{:?}", errors(&plain));
+        let wrapped = format!(r#"{{"policy": {plain}}}"#);
+        assert!(errors(&wrapped)[0].starts_with(".: duplicate key `realm`"), "{:?}", errors(&wrapped));
+        let wrapped = format!(r#"{{"policy": {POLICY}, "stat_prefix": "a", "stat_prefix": "b"}}"#);
+        assert!(errors(&wrapped)[0].contains("duplicate key `stat_prefix`"), "{:?}", errors(&wrapped));
     }
 
     #[test]

@@ -14,7 +14,10 @@ use crate::request::{HeaderValue, RequestInput};
 /// - `:method`, `:scheme`, `:authority` (else `host`) and `:path` become the
 ///   request line; other pseudo-headers (`:protocol`) are not headers.
 /// - Repeated headers stay separate values, as the core needs to see them
-///   (two `Authorization` headers are refused, not merged).
+///   (two `Authorization` headers are refused, not merged). Envoy joins
+///   repeated `Authorization` lines into one value with `,` (RFC 9110 §5.3
+///   allows a proxy that); a comma can never occur in a `Bearer` or `DPoP`
+///   credential, so the value is split back into its lines.
 /// - Header bytes that are not UTF-8 are replaced (U+FFFD): such a value can
 ///   never be a valid credential, and the core then says so.
 pub fn request_input(
@@ -34,6 +37,10 @@ pub fn request_input(
             ":path" => input.path = value,
             n if n.starts_with(':') => {}
             "host" => host_header = Some(value),
+            "authorization" if value.contains(',') => {
+                let lines: Vec<String> = value.split(',').map(|v| v.trim_matches(' ').to_owned()).collect();
+                input.headers.insert(name.clone(), HeaderValue::Many(lines));
+            }
             n => match input.headers.get_mut(n) {
                 None => {
                     input.headers.insert(n.to_owned(), HeaderValue::One(value));
@@ -177,6 +184,18 @@ mod tests {
         ]);
         let d = engine.decide_input(&request_input(&headers, None, None, 1_700_000_000.0));
         assert_eq!(d.codes(), [ReasonCode::CredentialMalformed]);
+        // What Envoy actually hands over: the two lines joined with a comma.
+        let joined = h(&[
+            (":method", "GET"),
+            (":path", "/x"),
+            (":authority", "h"),
+            ("authorization", "Bearer a.b.c,Bearer d.e.f"),
+        ]);
+        let input = request_input(&joined, None, None, 1_700_000_000.0);
+        assert!(
+            matches!(&input.headers["authorization"], HeaderValue::Many(v) if v == &["Bearer a.b.c", "Bearer d.e.f"])
+        );
+        assert_eq!(engine.decide_input(&input).codes(), [ReasonCode::CredentialMalformed]);
         let bad_utf8 = vec![
             (":method".to_owned(), b"GET".to_vec()),
             (":path".to_owned(), b"/x".to_vec()),

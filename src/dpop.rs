@@ -1,0 +1,273 @@
+//! Stage 5 (part): DPoP proofs (RFC 9449) — the token is only usable by the
+//! holder of the private key it is bound to.
+//!
+//! For a DPoP-bound token (`cnf.jkt`, or any token of an issuer with
+//! `binding: "dpop"`) the request must carry `Authorization: DPoP <token>` and
+//! exactly one `DPoP` header holding a proof JWS that:
+//!
+//! - has `typ: dpop+jwt` and an asymmetric `alg` from the policy's list;
+//! - carries its public key in the `jwk` header (private members refused) and
+//!   is signed by it;
+//! - names this request: `htm` = the method, `htu` = the URL without query or
+//!   fragment, compared after normalisation;
+//! - is fresh: `iat` within `dpop.max_age` in the past (and the clock skew in
+//!   the future), its `jti` never seen before (a bounded replay cache whose
+//!   entries expire with the window);
+//! - is bound to this token: `ath` = base64url(SHA-256(token)), and the
+//!   token's `cnf.jkt` = the RFC 7638 thumbprint of the proof key;
+//! - when server nonces are on, carries a current `nonce` (otherwise the
+//!   answer is `use_dpop_nonce` with a fresh `DPoP-Nonce`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::b64;
+use crate::duration::Duration;
+use crate::json;
+use crate::jws::{self, UntrustedJws};
+use crate::keys::{clip, parse_jwk, Alg, KeySet};
+use crate::limits::MAX_TOKEN_BYTES;
+use crate::reason::ReasonCode;
+use crate::request::{normalise_target, Request};
+
+/// The policy's `dpop` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopPolicy {
+    /// Algorithms accepted for proofs. Default `["EdDSA", "ES256"]`.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    /// How old a proof may be. Default `60s`.
+    #[serde(default = "default_max_age")]
+    pub max_age: Duration,
+    /// Tolerance for proofs from clients whose clocks run ahead. Default `5s`.
+    #[serde(default = "default_skew")]
+    pub clock_skew: Duration,
+    /// Require server-issued nonces (`DPoP-Nonce`). Default `false`.
+    #[serde(default)]
+    pub nonce: bool,
+    /// Proof `jti`s remembered for replay detection. Default 100000.
+    #[serde(default = "default_replay_entries")]
+    pub replay_cache: usize,
+}
+
+impl Default for DpopPolicy {
+    fn default() -> Self {
+        DpopPolicy {
+            algorithms: default_algorithms(),
+            max_age: default_max_age(),
+            clock_skew: default_skew(),
+            nonce: false,
+            replay_cache: default_replay_entries(),
+        }
+    }
+}
+
+fn default_algorithms() -> Vec<Alg> {
+    vec![Alg::EdDSA, Alg::ES256]
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_replay_entries() -> usize {
+    crate::limits::DEFAULT_REPLAY_ENTRIES
+}
+
+/// A proof that passed every check but the replay check (which needs the
+/// engine's state): its replay key and when that key may be forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// SHA-256 over the proof key thumbprint and `jti`.
+    pub replay_key: [u8; 32],
+    /// Unix seconds after which the proof is stale anyway.
+    pub expires_at: i64,
+    /// The proof key's thumbprint.
+    pub jkt: String,
+}
+
+/// Why a proof failed, plus whether the answer should carry a fresh nonce.
+pub type DpopError = (ReasonCode, String);
+
+/// The current server nonce for `secret` at `now` (rotates every `max_age`).
+pub fn nonce(secret: &[u8], now: i64, window: Duration) -> String {
+    let step = now.div_euclid(window.as_secs_i64().max(1));
+    nonce_for_step(secret, step)
+}
+
+fn nonce_for_step(secret: &[u8], step: i64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"agentguard-dpop-nonce-v1\0");
+    h.update(secret);
+    h.update(step.to_be_bytes());
+    b64::encode(h.finalize().get(..16).unwrap_or_default())
+}
+
+/// Checks the DPoP proof of `request` for `token` (whose `cnf.jkt` is `jkt`).
+pub fn check(
+    policy: &DpopPolicy,
+    request: &Request,
+    token: &str,
+    jkt: Option<&str>,
+    nonce_secret: Option<&[u8]>,
+) -> Result<CheckedProof, DpopError> {
+    let invalid = |m: String| (ReasonCode::DpopProofInvalid, m);
+    let mut proofs = request.header_values("dpop");
+    let proof = proofs.next().ok_or((ReasonCode::DpopProofMissing, "no `DPoP` proof header".to_owned()))?;
+    if proofs.next().is_some() {
+        return Err(invalid("more than one `DPoP` header".into()));
+    }
+    if proof.len() > MAX_TOKEN_BYTES {
+        return Err(invalid(format!("proof is larger than {MAX_TOKEN_BYTES} bytes")));
+    }
+    let jws = UntrustedJws::parse(proof).map_err(|e| invalid(format!("proof: {}", e.message())))?;
+    match jws.typ().map_err(|e| invalid(e.message()))? {
+        Some(typ) if jws::typ_matches(typ, "dpop+jwt") => {}
+        Some(typ) => return Err(invalid(format!("proof type is `{}`, expected `dpop+jwt`", clip(typ)))),
+        None => return Err(invalid("proof has no `typ`, expected `dpop+jwt`".into())),
+    }
+    let jwk_value = jws.header().get("jwk").ok_or_else(|| invalid("proof header has no `jwk`".into()))?;
+    let jwk = parse_jwk(jwk_value)
+        .map_err(|e| invalid(format!("proof `jwk`: {e}")))?
+        .ok_or_else(|| invalid("proof `jwk` is not a signing key".into()))?;
+    let thumbprint = jwk.thumbprint.clone();
+    let keys = KeySet::from_keys(vec![jwk]);
+    // The proof's own `kid` (if any) must not steer key choice: drop it.
+    let verified = jws
+        .verify_embedded(&keys, &policy.algorithms)
+        .map_err(|e| invalid(format!("proof: {}", e.message())))?;
+    let claims = match json::parse_strict(&verified.payload) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(invalid("proof claims must be a JSON object".into())),
+        Err(e) => return Err(invalid(format!("proof claims: {e}"))),
+    };
+    let string = |name: &str| -> Result<&str, DpopError> {
+        match claims.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            Some(_) => Err(invalid(format!("proof `{name}` must be a non-empty string"))),
+            None => Err(invalid(format!("proof has no `{name}`"))),
+        }
+    };
+    let jti = string("jti")?;
+    if jti.len() > 256 {
+        return Err(invalid("proof `jti` is longer than 256 characters".into()));
+    }
+    let htm = string("htm")?;
+    if htm != request.method {
+        return Err((
+            ReasonCode::DpopMethodMismatch,
+            format!("proof is for `{}`, the request is `{}`", clip(htm), request.method),
+        ));
+    }
+    let htu = string("htu")?;
+    let expected_url = format!("{}://{}{}", request.scheme, request.host, request.path);
+    match normalise_url(htu) {
+        Some(url) if url == expected_url => {}
+        _ => {
+            return Err((
+                ReasonCode::DpopUrlMismatch,
+                format!("proof is for `{}`, the request is for `{}`", clip(htu), clip(&expected_url)),
+            ))
+        }
+    }
+    let iat = match claims.get("iat") {
+        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64),
+        _ => None,
+    }
+    .ok_or_else(|| invalid("proof `iat` must be a number".into()))?;
+    let now = request.now();
+    if iat > now.saturating_add(policy.clock_skew.as_secs_i64()) {
+        return Err((ReasonCode::DpopProofStale, format!("proof was made {} s in the future", iat - now)));
+    }
+    if now.saturating_sub(iat) > policy.max_age.as_secs_i64() {
+        return Err((
+            ReasonCode::DpopProofStale,
+            format!("proof is {} s old, more than the {} allowed", now - iat, policy.max_age),
+        ));
+    }
+    let ath = string("ath")
+        .map_err(|_| (ReasonCode::DpopAthMismatch, "proof has no `ath` (access token hash)".to_owned()))?;
+    if ath != b64::encode(&Sha256::digest(token.as_bytes())) {
+        return Err((ReasonCode::DpopAthMismatch, "proof `ath` is not the hash of this access token".into()));
+    }
+    match jkt {
+        Some(jkt) if jkt == thumbprint => {}
+        Some(_) => {
+            return Err((
+                ReasonCode::DpopKeyMismatch,
+                "proof key is not the key the token is bound to (`cnf.jkt`)".into(),
+            ))
+        }
+        None => {
+            return Err((ReasonCode::BindingMissing, "token is not bound to a DPoP key (`cnf.jkt`)".into()))
+        }
+    }
+    if let (true, Some(secret)) = (policy.nonce, nonce_secret) {
+        let step = now.div_euclid(policy.max_age.as_secs_i64().max(1));
+        let fresh = [step, step - 1]
+            .iter()
+            .any(|s| claims.get("nonce").and_then(Value::as_str) == Some(&nonce_for_step(secret, *s)));
+        if !fresh {
+            return Err((
+                ReasonCode::DpopNonceRequired,
+                "proof must carry the server's current `DPoP-Nonce`".into(),
+            ));
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(thumbprint.as_bytes());
+    h.update([0]);
+    h.update(jti.as_bytes());
+    let expires_at =
+        iat.max(now).saturating_add(policy.max_age.as_secs_i64() + policy.clock_skew.as_secs_i64());
+    Ok(CheckedProof { replay_key: h.finalize().into(), expires_at, jkt: thumbprint })
+}
+
+/// `scheme://host/normalised-path` of an absolute `htu`, without query and fragment.
+fn normalise_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let rest = rest.split('#').next()?;
+    let (authority, target) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.contains('@') {
+        return None;
+    }
+    let host = authority.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(&host).to_owned();
+    let (path, _query) = normalise_target(target).ok()?;
+    Some(format!("{scheme}://{host}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_normalisation_for_htu() {
+        assert_eq!(
+            normalise_url("https://API.example.com:443/a/../b?x=1#f").as_deref(),
+            Some("https://api.example.com/b")
+        );
+        assert_eq!(normalise_url("https://api.example.com").as_deref(), Some("https://api.example.com/"));
+        assert_eq!(normalise_url("ftp://x/y"), None);
+        assert_eq!(normalise_url("https://user@x/y"), None);
+    }
+
+    #[test]
+    fn nonces_rotate_per_window() {
+        let w = Duration::from_secs(60);
+        assert_eq!(nonce(b"s", 120, w), nonce(b"s", 179, w));
+        assert_ne!(nonce(b"s", 120, w), nonce(b"s", 180, w));
+        assert_ne!(nonce(b"s", 120, w), nonce(b"t", 120, w));
+    }
+}

@@ -1,0 +1,358 @@
+// The Envoy end-to-end harness: a real Envoy (ENVOY_BIN, from
+// scripts/install-tools.sh) loading the built filter, a local upstream that
+// echoes what it received, and a local JWKS server — all on 127.0.0.1, all
+// started by the tests and stopped by PID (Envoy) or by closing them (the
+// in-process Node servers).
+//
+//   import { startEnvoy, startUpstream, send, stats } from "./harness.mjs";
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import http from "node:http";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+export const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
+export const WASM = process.env.AGENTGUARD_ENVOY_WASM ?? path.join(ROOT, "target/envoy/agentguard.wasm");
+
+function envoyBin() {
+  const bin = process.env.ENVOY_BIN;
+  if (!bin || !existsSync(bin)) {
+    throw new Error("ENVOY_BIN is not set: run `bash scripts/test-envoy.sh` (or `. .tools/env.sh` first)");
+  }
+  if (!existsSync(WASM)) throw new Error(`${WASM} is missing: run \`bash scripts/build-envoy.sh\``);
+  return bin;
+}
+
+/** Unix seconds now: Envoy and the tests share the machine's clock. */
+export const nowSecs = () => Math.floor(Date.now() / 1000);
+
+// ---------------------------------------------------------------- servers
+
+function listen(server) {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve(server.address().port));
+  });
+}
+
+function closeServer(server) {
+  server.closeAllConnections?.();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * The upstream: answers 200 with what it received as JSON
+ * `{method, url, headers: [[name, value], ...]}` (raw header lines, in order).
+ */
+export async function startUpstream() {
+  const server = http.createServer((req, res) => {
+    const headers = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      headers.push([req.rawHeaders[i].toLowerCase(), req.rawHeaders[i + 1]]);
+    }
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json", "x-upstream": "echo" });
+      res.end(JSON.stringify({ method: req.method, url: req.url, headers }));
+    });
+  });
+  const port = await listen(server);
+  return { port, close: () => closeServer(server) };
+}
+
+/**
+ * A JWKS server: `set(doc)` changes the document, `fail(status)` makes it
+ * answer errors, `delay(ms)` holds answers; `hits` counts requests.
+ */
+export async function startJwksServer(initial) {
+  const state = { doc: initial, status: 200, delayMs: 0, hits: 0, paths: [] };
+  const server = http.createServer(async (req, res) => {
+    state.hits += 1;
+    state.paths.push(`${req.headers.host} ${req.url}`);
+    const { doc, status, delayMs } = state;
+    if (delayMs) await sleep(delayMs);
+    res.writeHead(status, { "content-type": "application/jwk-set+json" });
+    res.end(status === 200 ? JSON.stringify(doc) : "unavailable");
+  });
+  const port = await listen(server);
+  return {
+    port,
+    get hits() {
+      return state.hits;
+    },
+    paths: state.paths,
+    set(doc) {
+      state.doc = doc;
+      state.status = 200;
+    },
+    fail(status = 503) {
+      state.status = status;
+    },
+    delay(ms) {
+      state.delayMs = ms;
+    },
+    close: () => closeServer(server),
+  };
+}
+
+// ---------------------------------------------------------------- Envoy config
+
+const cluster = (name, port) => ({
+  name,
+  type: "STATIC",
+  connect_timeout: "1s",
+  load_assignment: {
+    cluster_name: name,
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } } }] }],
+  },
+});
+
+/** The wasm HTTP filter entry, `configuration` being the plugin configuration string. */
+export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED" } = {}) {
+  return {
+    name: "envoy.filters.http.wasm",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+      config: {
+        name: "agentguard",
+        root_id: "",
+        configuration: { "@type": "type.googleapis.com/google.protobuf.StringValue", value: configuration },
+        vm_config: {
+          vm_id: "agentguard",
+          runtime: "envoy.wasm.runtime.v8",
+          code: { local: { filename: WASM } },
+        },
+        failure_policy: failurePolicy,
+      },
+    },
+  };
+}
+
+/**
+ * A bootstrap: one listener (port 0) → `http_filters` + router → the
+ * `upstream` cluster on `upstreamPort`; more clusters from `clusters`
+ * (`{name: port}`); admin on port 0.
+ */
+export function bootstrap({ httpFilters, upstreamPort, clusters = {} }) {
+  return {
+    admin: { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } },
+    static_resources: {
+      listeners: [
+        {
+          name: "ingress",
+          address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: "envoy.filters.network.http_connection_manager",
+                  typed_config: {
+                    "@type":
+                      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    stat_prefix: "ingress",
+                    route_config: {
+                      virtual_hosts: [
+                        { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "upstream" } }] },
+                      ],
+                    },
+                    http_filters: [
+                      ...httpFilters,
+                      {
+                        name: "envoy.filters.http.router",
+                        typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+                      },
+                    ],
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      clusters: [
+        cluster("upstream", upstreamPort ?? 9),
+        ...Object.entries(clusters).map(([name, port]) => cluster(name, port)),
+      ],
+    },
+  };
+}
+
+// ---------------------------------------------------------------- Envoy process
+
+let nextBaseId = 300 + (process.pid % 50) * 10;
+
+/**
+ * Starts Envoy with `config` (an object, written as JSON, or a path to a
+ * YAML/JSON file) and waits until its listener accepts requests. Returns
+ * `{port, adminPort, pid, output(), stop()}`.
+ */
+export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 20000 } = {}) {
+  const bin = envoyBin();
+  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-envoy-"));
+  let configPath = config;
+  if (typeof config !== "string") {
+    configPath = path.join(dir, "envoy.json");
+    writeFileSync(configPath, JSON.stringify(config, null, 1));
+  }
+  const adminPath = path.join(dir, "admin.txt");
+  const args = [
+    "-c", configPath,
+    "--base-id", String(nextBaseId++),
+    "--concurrency", "1",
+    "--admin-address-path", adminPath,
+    "--log-level", "warn",
+    "--component-log-level", logLevel,
+    "--log-format", "[%L][%n] %v",
+  ];
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  let exit = null;
+  exited.then((e) => (exit = e));
+
+  const deadline = Date.now() + timeoutMs;
+  let adminPort = 0;
+  let port = 0;
+  while (Date.now() < deadline && !exit) {
+    await sleep(50);
+    if (!adminPort && existsSync(adminPath)) {
+      const text = readFileSync(adminPath, "utf8").trim();
+      if (text) adminPort = Number(text.split(":").pop());
+    }
+    if (adminPort) {
+      try {
+        const listeners = await getJson(adminPort, "/listeners?format=json");
+        const addr = listeners.listener_statuses?.[0]?.local_address?.socket_address;
+        if (addr?.port_value) {
+          const ready = await get(adminPort, "/ready");
+          if (ready.status === 200) {
+            port = addr.port_value;
+            break;
+          }
+        }
+      } catch {
+        // not up yet
+      }
+    }
+  }
+  const envoy = {
+    pid: child.pid,
+    port,
+    adminPort,
+    output: () => output,
+    exited,
+    async stop() {
+      if (!exit) {
+        process.kill(child.pid, "SIGTERM");
+        const timer = setTimeout(() => !exit && process.kill(child.pid, "SIGKILL"), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+  if (!port) {
+    await envoy.stop();
+    throw new Error(`Envoy did not become ready (exit ${JSON.stringify(exit)}):\n${output.slice(-4000)}`);
+  }
+  return envoy;
+}
+
+/** Runs Envoy with a config that must be refused: resolves with its exit code and output. */
+export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
+  const bin = envoyBin();
+  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-envoy-"));
+  const configPath = path.join(dir, "envoy.json");
+  writeFileSync(configPath, JSON.stringify(config, null, 1));
+  const child = spawn(
+    bin,
+    ["-c", configPath, "--base-id", String(nextBaseId++), "--concurrency", "1", "--log-level", "info"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const result = await Promise.race([
+    new Promise((resolve) => child.on("exit", (code) => resolve({ code }))),
+    sleep(timeoutMs).then(() => null),
+  ]);
+  if (!result) {
+    process.kill(child.pid, "SIGKILL");
+    throw new Error(`Envoy accepted the configuration and kept running:\n${output.slice(-3000)}`);
+  }
+  return { code: result.code, output };
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/**
+ * Sends a request through Envoy. `headers` is an object whose values may be
+ * arrays (sent as repeated header lines). Resolves with
+ * `{status, headers, body, json}`.
+ */
+export function send(port, { method = "GET", path: target = "/", host = "api.test", headers = {} } = {}) {
+  const raw = ["host", host];
+  for (const [name, value] of Object.entries(headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, method, path: target, headers: raw, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (body += d));
+      res.on("end", () => {
+        let json = null;
+        try {
+          json = JSON.parse(body);
+        } catch {
+          // not JSON
+        }
+        resolve({ status: res.statusCode, headers: res.headers, body, json });
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+function get(port, target) {
+  return send(port, { path: target, host: "127.0.0.1" });
+}
+
+async function getJson(port, target) {
+  const res = await get(port, target);
+  if (res.status !== 200 || !res.json) throw new Error(`GET ${target}: ${res.status}`);
+  return res.json;
+}
+
+/** The upstream's view of the request: `{method, url, headers: Map<name, [values]>}`. */
+export function upstreamSaw(res) {
+  const seen = new Map();
+  for (const [name, value] of res.json?.headers ?? []) seen.set(name, [...(seen.get(name) ?? []), value]);
+  return { method: res.json?.method, url: res.json?.url, headers: seen };
+}
+
+/** Counter values from the admin `/stats` whose name contains `filter`. */
+export async function stats(envoy, filter = "agentguard") {
+  const res = await get(envoy.adminPort, `/stats?filter=${encodeURIComponent(filter)}`);
+  const values = {};
+  for (const line of res.body.split("\n")) {
+    const m = /^([^:]+): (\d+)$/.exec(line.trim());
+    if (m) values[m[1]] = Number(m[2]);
+  }
+  return { values, text: res.body };
+}
+
+/** Polls `fn` until it returns a truthy value (or throws after `timeoutMs`). */
+export async function eventually(fn, { timeoutMs = 10000, everyMs = 100, what = "condition" } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
