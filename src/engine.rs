@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use serde_json::Value;
 
 use crate::approval;
+use crate::attestation::Attestation;
 use crate::b64;
 use crate::cache::TokenCache;
 use crate::credential::{self, Scheme};
@@ -46,6 +47,9 @@ pub struct Engine {
     identity_prefix: String,
     cache: Option<Mutex<TokenCache>>,
     dpop: DpopPolicy,
+    attestation: Option<Attestation>,
+    att_issuers: Vec<Issuer>,
+    att_keys: RwLock<Vec<IssuerKeys>>,
     dpop_replay: Mutex<ReplayCache>,
     dpop_nonce_secret: RwLock<Option<Vec<u8>>>,
 }
@@ -186,6 +190,37 @@ impl Engine {
             );
         }
 
+        let mut att_issuers = Vec::new();
+        let mut att_keys = Vec::new();
+        let attestation = match &policy.attestation {
+            None => None,
+            Some(p) => match Attestation::new(p) {
+                Ok((compiled, (issuers, keys, uris))) => {
+                    for i in &issuers {
+                        if policy.issuers.iter().any(|q| q.iss == i.iss) {
+                            err(
+                                "attestation.issuers".into(),
+                                format!("`{}` is also an access-token issuer; use separate issuers", i.iss),
+                            );
+                        }
+                    }
+                    att_issuers = issuers;
+                    att_keys = keys
+                        .into_iter()
+                        .map(|set| IssuerKeys { set: Arc::new(set), generation: 0 })
+                        .collect();
+                    jwks_uris.extend(uris);
+                    Some(compiled)
+                }
+                Err(problems) => {
+                    for (path, message) in problems {
+                        err(format!("attestation.{path}"), message);
+                    }
+                    None
+                }
+            },
+        };
+
         let prefix = &policy.identity_headers.prefix;
         if prefix.is_empty()
             || !prefix.ends_with('-')
@@ -219,6 +254,9 @@ impl Engine {
             dpop_replay: Mutex::new(ReplayCache::new(dpop.replay_cache)),
             dpop_nonce_secret: RwLock::new(None),
             dpop,
+            attestation,
+            att_issuers,
+            att_keys: RwLock::new(att_keys),
         })
     }
 
@@ -231,16 +269,18 @@ impl Engine {
     /// are skipped and reported; a document with no usable key is refused and
     /// the previous keys stay (last good keys win over no keys).
     pub fn set_issuer_keys(&self, iss: &str, jwks: &Value) -> Result<Vec<KeyProblem>, String> {
-        let index = self
-            .issuers
-            .iter()
-            .position(|i| i.iss == iss)
-            .ok_or_else(|| format!("issuer `{}` is not in the policy", crate::keys::clip(iss)))?;
+        let (list, index) = match self.issuers.iter().position(|i| i.iss == iss) {
+            Some(i) => (&self.keys, i),
+            None => match self.att_issuers.iter().position(|i| i.iss == iss) {
+                Some(i) => (&self.att_keys, i),
+                None => return Err(format!("issuer `{}` is not in the policy", crate::keys::clip(iss))),
+            },
+        };
         let (set, problems) = KeySet::from_jwks(jwks)?;
         if set.is_empty() {
             return Err("JWKS has no usable signature verification key; keeping the previous keys".into());
         }
-        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = list.write().unwrap_or_else(PoisonError::into_inner);
         let slot = keys.get_mut(index).ok_or("issuer index out of range")?;
         slot.set = Arc::new(set);
         slot.generation = slot.generation.wrapping_add(1);
@@ -435,6 +475,21 @@ impl Engine {
             .map_err(|(code, message)| run.fail("delegation", Refusal::deny(code, message)))?;
         run.pass("delegation", detail);
 
+        // 7. Attestation.
+        if let Some(attestation) = &self.attestation {
+            let keys = self.att_keys.read().unwrap_or_else(PoisonError::into_inner);
+            let detail = attestation
+                .check(request, claims, &self.att_issuers, |i| keys.get(i).map(|k| k.set.as_ref()))
+                .map_err(|(code, message)| run.fail("attestation", Refusal::deny(code, message)))?;
+            run.pass("attestation", detail);
+        } else {
+            run.trace.push(TraceStep {
+                stage: "attestation",
+                result: StageResult::Skip,
+                detail: "the policy requires no attestation".into(),
+            });
+        }
+
         // 8. Revocation.
         let revocations = Arc::clone(&self.revocations.read().unwrap_or_else(PoisonError::into_inner));
         revocations.check(&verified).map_err(|(code, message)| {
@@ -624,20 +679,28 @@ impl<'e> Run<'e> {
     }
 
     fn finish(mut self, result: Result<(), Refusal>) -> Decision {
-        const STAGES: [&str; 9] = [
+        const STAGES: [&str; 10] = [
             "request",
             "route",
             "credential",
             "token",
             "binding",
             "delegation",
+            "attestation",
             "revocation",
             "scope",
             "risk",
         ];
+        // Every stage appears once, in pipeline order; those not reached are skipped.
+        let mut recorded = std::mem::take(&mut self.trace);
         for stage in STAGES {
-            if !self.trace.iter().any(|t| t.stage == stage) {
-                self.trace.push(TraceStep { stage, result: StageResult::Skip, detail: "not reached".into() });
+            match recorded.iter().position(|t| t.stage == stage) {
+                Some(i) => self.trace.push(recorded.remove(i)),
+                None => self.trace.push(TraceStep {
+                    stage,
+                    result: StageResult::Skip,
+                    detail: "not reached".into(),
+                }),
             }
         }
         let identity = self.identity();

@@ -12,7 +12,8 @@
 //! | human factor | machine factor | stage (module) |
 //! |---|---|---|
 //! | password | short-lived, task-scoped JWT access token from a trusted issuer | [`token`], [`keys`], [`jws`] |
-//! | phone in hand | proof of possession: mTLS certificate binding (DPoP planned) | [`pop`] |
+//! | phone in hand | proof of possession: DPoP proofs (RFC 9449) or mTLS certificate binding (RFC 8705) | [`dpop`], [`pop`] |
+//! | fingerprint | workload attestation: a JWT-SVID or attestation-result token matching the policy | [`attestation`] |
 //! | "acting for" | the RFC 8693 `act` delegation chain | [`delegation`] |
 //! | "still trusted?" | revocation lists | [`revocation`] |
 //! | "does this fit the task?" | scopes that cover the route | [`route`], [`intent`] |
@@ -31,9 +32,11 @@
 //!    algorithm from the issuer's allow-list tied to the key type, key by
 //!    `kid` ([`keys`]), signature via jwt-compact, then claims. Verified tokens
 //!    are cached ([`cache`]); time and audience are re-checked on every hit.
-//! 5. [`pop`] — sender constraint (certificate-bound tokens).
+//! 5. [`dpop`], [`pop`] — sender constraint: a DPoP proof by the token's key
+//!    (single-use, bound to method, URL and token) or the same client certificate.
 //! 6. [`delegation`] — `act` chain depth, allowed actors and subjects.
-//! 7. Attestation — planned.
+//! 7. [`attestation`] — workload evidence (SPIFFE JWT-SVID, attestation-result
+//!    token) matching the policy and bound to the token's acting agent.
 //! 8. [`revocation`] — token id, subject, agent, key id → `revoked`.
 //! 9. [`intent`] — the token's scopes cover the route.
 //! 10. [`approval`] — high-risk routes answer `approval_required` with a
@@ -123,6 +126,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod attestation;
 pub mod b64;
 pub mod cache;
 pub mod credential;

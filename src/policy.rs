@@ -31,6 +31,9 @@ pub struct Policy {
     /// tokens bound with `cnf.jkt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop: Option<crate::dpop::DpopPolicy>,
+    /// Workload attestation: evidence every request must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<crate::attestation::AttestationPolicy>,
     /// Rules for delegated tokens (RFC 8693 `act`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation: Option<DelegationPolicy>,

@@ -87,6 +87,20 @@ pub enum ReasonCode {
     DelegationSubjectNotAllowed,
     /// The `act` claim is malformed.
     DelegationInvalid,
+    /// The request carries no attestation evidence.
+    AttestationMissing,
+    /// The attestation token is malformed, from an unknown issuer, badly signed, or not a valid SVID.
+    AttestationInvalid,
+    /// The attestation token has expired.
+    AttestationExpired,
+    /// The attestation token is not for this audience.
+    AttestationAudienceInvalid,
+    /// The attested workload's SPIFFE ID is not an allowed one.
+    AttestationSubjectNotAllowed,
+    /// An attested claim (digest, signer, TEE type, …) is not an allowed value.
+    AttestationClaimMismatch,
+    /// The evidence is for a different workload than the token's acting agent.
+    AttestationActorMismatch,
     /// The token id (`jti`) is on the revocation list.
     RevokedToken,
     /// The subject is on the revocation list.
@@ -144,6 +158,13 @@ impl ReasonCode {
         ReasonCode::DelegationActorNotAllowed,
         ReasonCode::DelegationSubjectNotAllowed,
         ReasonCode::DelegationInvalid,
+        ReasonCode::AttestationMissing,
+        ReasonCode::AttestationInvalid,
+        ReasonCode::AttestationExpired,
+        ReasonCode::AttestationAudienceInvalid,
+        ReasonCode::AttestationSubjectNotAllowed,
+        ReasonCode::AttestationClaimMismatch,
+        ReasonCode::AttestationActorMismatch,
         ReasonCode::RevokedToken,
         ReasonCode::RevokedSubject,
         ReasonCode::RevokedAgent,
@@ -194,6 +215,13 @@ impl ReasonCode {
             ReasonCode::DelegationActorNotAllowed => "delegation_actor_not_allowed",
             ReasonCode::DelegationSubjectNotAllowed => "delegation_subject_not_allowed",
             ReasonCode::DelegationInvalid => "delegation_invalid",
+            ReasonCode::AttestationMissing => "attestation_missing",
+            ReasonCode::AttestationInvalid => "attestation_invalid",
+            ReasonCode::AttestationExpired => "attestation_expired",
+            ReasonCode::AttestationAudienceInvalid => "attestation_audience_invalid",
+            ReasonCode::AttestationSubjectNotAllowed => "attestation_subject_not_allowed",
+            ReasonCode::AttestationClaimMismatch => "attestation_claim_mismatch",
+            ReasonCode::AttestationActorMismatch => "attestation_actor_mismatch",
             ReasonCode::RevokedToken => "revoked_token",
             ReasonCode::RevokedSubject => "revoked_subject",
             ReasonCode::RevokedAgent => "revoked_agent",
@@ -248,6 +276,13 @@ impl ReasonCode {
             | DelegationActorNotAllowed
             | DelegationSubjectNotAllowed
             | DelegationInvalid
+            | AttestationMissing
+            | AttestationInvalid
+            | AttestationExpired
+            | AttestationAudienceInvalid
+            | AttestationSubjectNotAllowed
+            | AttestationClaimMismatch
+            | AttestationActorMismatch
             | ScopeInsufficient
             | ApprovalRequired => 403,
             InternalError => 500,

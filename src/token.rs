@@ -39,6 +39,9 @@ pub struct Issuer {
     pub required_claims: Vec<String>,
     /// Binding requirement.
     pub binding: Binding,
+    /// A SPIFFE trust domain issuing JWT-SVIDs: tokens without `iss` are
+    /// matched by the trust domain of their `sub` (`spiffe://<domain>`).
+    pub spiffe: bool,
 }
 
 impl Issuer {
@@ -53,6 +56,7 @@ impl Issuer {
             clock_skew: p.clock_skew,
             required_claims: p.required_claims.clone(),
             binding: p.binding,
+            spiffe: false,
         }
     }
 }
@@ -172,10 +176,18 @@ fn pre_signature<'t>(
         Ok(_) => return Err((ReasonCode::TokenJsonInvalid, "claims must be a JSON object".into())),
         Err(e) => return Err((ReasonCode::TokenJsonInvalid, format!("claims: {e}"))),
     };
+    let trust_domain;
     let iss = match claims.get("iss") {
         Some(Value::String(iss)) => iss,
         Some(_) => return Err((ReasonCode::TokenClaimInvalid, "`iss` must be a string".into())),
-        None => return Err((ReasonCode::TokenClaimMissing, "token has no `iss` claim".into())),
+        // JWT-SVIDs may omit `iss`: their issuer is the trust domain of `sub`.
+        None => match claims.get("sub").and_then(Value::as_str).and_then(spiffe_trust_domain) {
+            Some(domain) if issuers.iter().any(|i| i.spiffe) => {
+                trust_domain = domain;
+                &trust_domain
+            }
+            _ => return Err((ReasonCode::TokenClaimMissing, "token has no `iss` claim".into())),
+        },
     };
     let (index, issuer) =
         issuers.iter().enumerate().find(|(_, i)| i.iss == *iss).ok_or_else(|| {
@@ -362,6 +374,15 @@ pub fn type_claims(raw: Map<String, Value>) -> Result<Claims, TokenError> {
         cnf,
         raw,
     })
+}
+
+/// `spiffe://<trust-domain>` of a SPIFFE ID, if `id` is one.
+pub fn spiffe_trust_domain(id: &str) -> Option<String> {
+    let rest = id.strip_prefix("spiffe://")?;
+    let domain = rest.split('/').next()?;
+    let valid = !domain.is_empty()
+        && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    valid.then(|| format!("spiffe://{domain}"))
 }
 
 /// Walks the RFC 8693 `act` chain: `{"sub": A1, "act": {"sub": A0}}` → `[A1, A0]`.

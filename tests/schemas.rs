@@ -42,6 +42,9 @@ fn every_policy_field_is_in_the_schema() {
             "algorithms": ["EdDSA", "ES256", "RS256", "PS256"], "token_type": null, "max_lifetime": "5m",
             "clock_skew": "30s", "required_claims": ["sub"], "binding": "mtls"
         }],
+        "attestation": {"header": "x-att", "issuers": [{"iss": "spiffe://prod", "kind": "jwt_svid", "audiences": ["a"],
+            "jwks_uri": "https://prod/keys", "algorithms": ["ES256"], "token_type": null, "max_lifetime": "1h", "clock_skew": "30s"}],
+            "require": {"spiffe_id": ["spiffe://prod/*"], "claims": {"tee.type": ["tdx"]}}, "bind_to_actor": true},
         "dpop": {"algorithms": ["ES256"], "max_age": "1m", "clock_skew": "5s", "nonce": true, "replay_cache": 10},
         "delegation": {"max_depth": 2, "actors": ["a/*"], "subjects": ["u:*"], "require_actor": true},
         "routes": [{"id": "r", "methods": ["GET"], "path": "/x/{id}/**", "scopes": ["s"], "risk": "critical"}],

@@ -649,11 +649,24 @@ fn trace_lists_every_stage_in_order() {
     let stages: Vec<&str> = d.trace.iter().map(|t| t.stage).collect();
     assert_eq!(
         stages,
-        ["request", "route", "credential", "token", "binding", "delegation", "revocation", "scope", "risk"]
+        [
+            "request",
+            "route",
+            "credential",
+            "token",
+            "binding",
+            "delegation",
+            "attestation",
+            "revocation",
+            "scope",
+            "risk"
+        ]
     );
     let d = decide(&engine(), "x.y.z");
+    assert_eq!(d.trace.len(), 10);
     assert_eq!(d.trace[3].result, agentguard::decision::StageResult::Fail);
     assert_eq!(d.trace[4].result, agentguard::decision::StageResult::Skip);
+    assert_eq!(d.trace[9].stage, "risk");
 }
 
 #[test]
