@@ -119,4 +119,63 @@ fn main() {
         });
         report(&format!("decide_json (JSON in/out), cached {alg}"), j, Some(("bare verify", bare)));
     }
+
+    // DPoP: every request carries a fresh proof (ES256, the common client
+    // choice), so proofs are made beforehand and each is used once.
+    let client = SigningKey::from_random(Alg::ES256, &[42; 32]).unwrap();
+    let jkt = parse_jwk(&client.public_jwk("c")).unwrap().unwrap().thumbprint;
+    let issuer = SigningKey::from_jwk(&keys["ed25519"]).unwrap();
+    let mut bound_claims = claims.clone();
+    bound_claims.insert("cnf".into(), json!({ "jkt": jkt }));
+    let bound = mint::sign(&issuer, Some("test-ed25519"), "at+jwt", &bound_claims);
+    let plain = mint::sign(&issuer, Some("test-ed25519"), "at+jwt", claims);
+    let ath = agentguard::b64::encode(&<sha2::Sha256 as sha2::Digest>::digest(bound.as_bytes()));
+    let mut jwk = client.public_jwk("c");
+    jwk.as_object_mut().unwrap().retain(|k, _| ["kty", "crv", "x", "y"].contains(&k.as_str()));
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    const PROOFS: usize = 1500;
+    let proofs: Vec<String> = (0..PROOFS)
+        .map(|i| {
+            let c = json!({"jti": format!("p{i}"), "htm": "GET", "htu": "https://api.test/v1/contacts/42",
+                           "iat": NOW, "ath": ath});
+            mint::sign_with_header(&client, header.as_object().unwrap(), c.as_object().unwrap())
+        })
+        .collect();
+    let requests: Vec<Request> = proofs
+        .iter()
+        .map(|p| {
+            Request::builder("GET", "/v1/contacts/42", NOW)
+                .host("api.test")
+                .header("authorization", &format!("DPoP {bound}"))
+                .header("dpop", p)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let plain_req = request(&plain);
+    let mut dpop_times = Vec::new();
+    let mut plain_times = Vec::new();
+    for _ in 0..7 {
+        let e = Engine::from_json(&policy(10_000)).unwrap();
+        assert!(e.decide(&plain_req).is_allowed());
+        let t = Instant::now();
+        for r in &requests {
+            assert!(black_box(e.decide(black_box(r))).is_allowed());
+        }
+        dpop_times.push(t.elapsed().as_nanos() as f64 / PROOFS as f64);
+        let t = Instant::now();
+        for _ in 0..PROOFS {
+            black_box(e.decide(black_box(&plain_req)));
+        }
+        plain_times.push(t.elapsed().as_nanos() as f64 / PROOFS as f64);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (d, p) = (median(&mut dpop_times), median(&mut plain_times));
+    println!();
+    report("decide, cached bearer token (baseline)", p, None);
+    report("decide, cached token + fresh ES256 DPoP proof", d, Some(("bearer", p)));
+    println!("{:<44} {:>10.2}", "  DPoP check added (µs)", (d - p) / 1000.0);
 }
