@@ -142,6 +142,7 @@ pub mod jws;
 pub mod keys;
 pub mod limits;
 pub mod mint;
+pub mod network;
 pub mod policy;
 pub mod pop;
 pub mod reason;
@@ -149,6 +150,7 @@ pub mod replay;
 pub mod request;
 pub mod revocation;
 pub mod route;
+pub mod state;
 pub mod token;
 
 #[cfg(feature = "cli")]
