@@ -42,7 +42,34 @@ def request(method, path, token=None, **extra):
                  "source_ip": "10.1.2.3", "now": NOW}, **extra)
 
 
+def approve(req):
+    """What an approval service does after a human taps approve: read the
+    challenge from agentguard's answer, sign an approval bound to it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(req, f)
+    decision = json.loads(subprocess.run([CLI, "eval", "--policy", os.path.join(HERE, "policy.json"),
+                                          "--request", f.name], check=True, capture_output=True, text=True).stdout)
+    os.unlink(f.name)
+    challenge = decision["approval"]
+    return subprocess.run([CLI, "approve", "--key", os.path.join(HERE, "keys", "approver.private.jwk.json"),
+                           "--digest", challenge["action_digest"], "--agent", challenge["agent"],
+                           "--iss", "https://approvals.example.com", "--aud", "https://api.example.com",
+                           "--sub", "user:cfo@example.com", "--now", str(NOW - 30), "--ttl", "5m"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def with_header(req, name, value):
+    req = json.loads(json.dumps(req))
+    req["headers"][name] = value
+    return req
+
+
 agent = mint("agent")
+payer = mint("payer", scope="crm.read payments.write")
+pay = request("POST", "/v1/invoices/981/pay", payer, body_sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+approval = approve(pay)
+# Requests marked True only make sense after the ones before them (the policy
+# tests run in one engine); they get no standalone request file.
 examples = [
     ("read-contact", request("GET", "/v1/contacts/42", agent),
      {"decision": "allow", "status": 200, "reasons": []}),
@@ -52,8 +79,18 @@ examples = [
      {"decision": "allow", "status": 200, "reasons": []}),
     ("pay-without-scope", request("POST", "/v1/invoices/981/pay", agent),
      {"decision": "deny", "status": 403, "reasons": ["scope_insufficient"]}),
-    ("pay-needs-approval", request("POST", "/v1/invoices/981/pay", mint("payer", scope="crm.read payments.write")),
+    ("pay-needs-approval", pay,
      {"decision": "approval_required", "status": 403, "reasons": ["approval_required"]}),
+    ("pay-with-approval", with_header(pay, "x-agent-approval", approval),
+     {"decision": "allow", "status": 200, "reasons": []}),
+    ("pay-approval-reused", with_header(pay, "x-agent-approval", approval),
+     {"decision": "deny", "status": 403, "reasons": ["approval_replayed"]}, True),
+    ("pay-other-invoice", with_header(dict(pay, path="/v1/invoices/982/pay"), "x-agent-approval", approval),
+     {"decision": "deny", "status": 403, "reasons": ["approval_digest_mismatch"]}),
+    ("pay-too-often", pay,
+     {"decision": "deny", "status": 429, "reasons": ["rate_limited"]}, True),
+    ("outside-network", dict(request("GET", "/v1/contacts/42", agent), source_ip="203.0.113.9"),
+     {"decision": "deny", "status": 403, "reasons": ["network_not_allowed"]}),
     ("no-token", request("GET", "/v1/contacts/42"),
      {"decision": "deny", "status": 401, "reasons": ["credential_missing"]}),
     ("expired-token", request("GET", "/v1/contacts/42", mint("expired", iat=NOW - 3600, ttl="5m")),
@@ -72,14 +109,15 @@ examples = [
 
 os.makedirs(os.path.join(HERE, "requests"), exist_ok=True)
 cases = []
-for name, req, expect in examples:
-    with open(os.path.join(HERE, "requests", f"{name}.json"), "w") as f:
-        json.dump(req, f, indent=2)
-        f.write("\n")
+for name, req, expect, *sequence in examples:
+    if not sequence:
+        with open(os.path.join(HERE, "requests", f"{name}.json"), "w") as f:
+            json.dump(req, f, indent=2)
+            f.write("\n")
     cases.append({"name": name, "request": req, "expect": expect})
 with open(os.path.join(HERE, "policy.tests.json"), "w") as f:
     json.dump({"policy": "policy.json", "cases": cases}, f, indent=2)
     f.write("\n")
 with open(os.path.join(HERE, "token.jwt"), "w") as f:
     f.write(agent + "\n")
-print(f"wrote {len(examples)} requests and examples/policy.tests.json")
+print(f"wrote {sum(1 for e in examples if len(e) == 3)} request files and {len(cases)} cases in examples/policy.tests.json")

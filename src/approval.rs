@@ -1,8 +1,22 @@
 //! Stage 10: the risk gate — high-risk actions need a human approval bound to
 //! the exact action.
 //!
-//! The action digest is base64url(SHA-256) over this canonical form, one field
-//! per line, each line ending in `\n`:
+//! A request to a `high` or `critical` route without an approval gets
+//! `approval_required` and a challenge: the action digest, a short binding
+//! message, the agent, and the policy's approval endpoint — enough to start a
+//! CIBA-style request to a human. The agent retries with the approval token
+//! (a JWT from the policy's approval issuer, `typ` `approval+jwt`) in the
+//! `x-agent-approval` header. Its claims bind it to the action and the agent:
+//!
+//! ```json
+//! {"iss": "https://approvals.example.com", "aud": "https://api.example.com",
+//!  "action_digest": "<digest>", "agent": "<agent id>", "jti": "…", "iat": …, "exp": …}
+//! ```
+//!
+//! It is short-lived (`max_lifetime`) and single-use (a bounded replay cache).
+//!
+//! The action digest is base64url(SHA-256) over this canonical form, one
+//! field per line, each line ending in `\n`:
 //!
 //! ```text
 //! agentguard-action-v1
@@ -10,43 +24,203 @@
 //! <host>
 //! <normalised path>
 //! <raw query, or empty>
+//! <base64url SHA-256 of the body as the host gave it, or empty>
 //! ```
-//!
-//! This build issues the `approval_required` challenge with that digest;
-//! verifying approval tokens against it arrives with the approval-gate work,
-//! so until then a high-risk route is never allowed (fail closed).
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::b64;
 use crate::decision::ApprovalChallenge;
+use crate::keys::{clip, KeySet};
+use crate::policy::{ApprovalPolicy, Binding};
+use crate::reason::ReasonCode;
+use crate::replay::ReplayCache;
 use crate::request::Request;
 use crate::route::Route;
+use crate::token::{self, Issuer, TokenError};
 
 /// The canonical action text for a request.
 pub fn canonical_action(request: &Request) -> String {
     format!(
-        "agentguard-action-v1\n{}\n{}\n{}\n{}\n",
+        "agentguard-action-v1\n{}\n{}\n{}\n{}\n{}\n",
         request.method,
         request.host,
         request.path,
-        request.query.as_deref().unwrap_or("")
+        request.query.as_deref().unwrap_or(""),
+        request.body_sha256.map(|d| b64::encode(&d)).unwrap_or_default()
     )
 }
 
+/// The action digest of a request.
+pub fn action_digest(request: &Request) -> String {
+    b64::encode(&Sha256::digest(canonical_action(request).as_bytes()))
+}
+
 /// The challenge for a request to a high-risk route.
-pub fn challenge(request: &Request, route: &Route, agent: &str) -> ApprovalChallenge {
-    let digest = Sha256::digest(canonical_action(request).as_bytes());
+pub fn challenge(request: &Request, route: &Route, agent: &str, endpoint: Option<&str>) -> ApprovalChallenge {
     ApprovalChallenge {
-        action_digest: b64::encode(&digest),
+        action_digest: action_digest(request),
         binding_message: format!(
             "{} wants to {} {} ({})",
-            crate::keys::clip(agent),
+            clip(agent),
             request.method,
-            crate::keys::clip(&request.path),
+            clip(&request.path),
             route.id
         ),
+        agent: agent.to_owned(),
+        approval_endpoint: endpoint.map(str::to_owned),
     }
+}
+
+/// The compiled approval gate.
+#[derive(Debug)]
+pub struct ApprovalGate {
+    /// The approval issuer (verified like any token issuer).
+    pub issuer: Issuer,
+    /// Where agents ask a human.
+    pub endpoint: String,
+    /// Header carrying approval tokens.
+    pub header: String,
+    /// Inline keys (replaced by the host for `jwks_uri`).
+    pub initial_keys: KeySet,
+    /// `jwks_uri`, if the host must fetch the keys.
+    pub jwks_uri: Option<String>,
+    replay_capacity: usize,
+}
+
+impl ApprovalGate {
+    /// Compiles the policy section; errors are `(path relative to "approval", message)`.
+    pub fn new(p: &ApprovalPolicy) -> Result<ApprovalGate, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        if p.issuer.is_empty() {
+            errors.push(("issuer".into(), "expected the approval service's `iss`".into()));
+        }
+        if p.audiences.is_empty() {
+            errors.push(("audiences".into(), "expected at least one audience".into()));
+        }
+        if p.algorithms.is_empty() {
+            errors.push(("algorithms".into(), "expected at least one algorithm".into()));
+        }
+        if !p.endpoint.starts_with("https://") && !p.endpoint.starts_with("http://") {
+            errors.push(("endpoint".into(), format!("expected an `https://` URL, found `{}`", p.endpoint)));
+        }
+        if p.header.is_empty()
+            || !p.header.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            errors
+                .push(("header".into(), format!("expected a lower-case header name, found `{}`", p.header)));
+        }
+        if p.replay_cache == 0 || p.replay_cache > crate::limits::MAX_REPLAY_ENTRIES {
+            errors.push((
+                "replay_cache".into(),
+                format!("expected between 1 and {}", crate::limits::MAX_REPLAY_ENTRIES),
+            ));
+        }
+        let initial_keys = match (&p.jwks, &p.jwks_uri) {
+            (Some(jwks), None) => match KeySet::from_jwks(jwks) {
+                Ok((set, problems)) => {
+                    for pr in problems.iter().filter(|pr| !pr.skipped) {
+                        errors.push((format!("jwks.keys[{}]", pr.index), pr.message.clone()));
+                    }
+                    if set.is_empty() {
+                        errors.push((
+                            "jwks.keys".into(),
+                            "expected at least one signature verification key".into(),
+                        ));
+                    }
+                    set
+                }
+                Err(m) => {
+                    errors.push(("jwks".into(), m));
+                    KeySet::default()
+                }
+            },
+            (None, Some(_)) => KeySet::default(),
+            _ => {
+                errors.push((".".into(), "expected exactly one of `jwks` and `jwks_uri`".into()));
+                KeySet::default()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ApprovalGate {
+            issuer: Issuer {
+                iss: p.issuer.clone(),
+                audiences: p.audiences.clone(),
+                algorithms: p.algorithms.clone(),
+                token_type: Some(p.token_type.clone()),
+                max_lifetime: p.max_lifetime,
+                clock_skew: p.clock_skew,
+                required_claims: vec!["jti".into(), "iat".into(), "action_digest".into(), "agent".into()],
+                binding: Binding::None,
+                spiffe: false,
+            },
+            endpoint: p.endpoint.clone(),
+            header: p.header.clone(),
+            initial_keys,
+            jwks_uri: p.jwks_uri.clone(),
+            replay_capacity: p.replay_cache,
+        })
+    }
+
+    /// A replay cache of the configured size.
+    pub fn replay_cache(&self) -> ReplayCache {
+        ReplayCache::new(self.replay_capacity)
+    }
+
+    /// Checks the request's approval token, if any. `Ok(None)`: no approval
+    /// was sent (answer `approval_required`). `Ok(Some((replay key, expiry)))`:
+    /// valid for this action and agent, pending the single-use check.
+    pub fn check(
+        &self,
+        request: &Request,
+        agent: &str,
+        keys: &KeySet,
+    ) -> Result<Option<([u8; 32], i64, String)>, TokenError> {
+        let mut values = request.header_values(&self.header);
+        let Some(approval) = values.next() else { return Ok(None) };
+        if values.next().is_some() {
+            return Err((ReasonCode::ApprovalInvalid, format!("more than one `{}` header", self.header)));
+        }
+        let issuers = std::slice::from_ref(&self.issuer);
+        let verified = token::verify(approval, issuers, |_| Some(keys), None).map_err(approval_error)?;
+        token::validate(&verified.claims, &self.issuer, request.now()).map_err(approval_error)?;
+        let raw = &verified.claims.raw;
+        let digest = action_digest(request);
+        match raw.get("action_digest").and_then(Value::as_str) {
+            Some(d) if d == digest => {}
+            _ => {
+                return Err((
+                    ReasonCode::ApprovalDigestMismatch,
+                    "approval is for a different action (method, host, path, query or body)".into(),
+                ))
+            }
+        }
+        match raw.get("agent").and_then(Value::as_str) {
+            Some(a) if a == agent => {}
+            other => {
+                return Err((
+                    ReasonCode::ApprovalAgentMismatch,
+                    format!("approval is for agent `{}`, not `{}`", clip(other.unwrap_or("")), clip(agent)),
+                ))
+            }
+        }
+        let expires_at =
+            verified.claims.exp.unwrap_or_default().saturating_add(self.issuer.clock_skew.as_secs_i64());
+        let approver = verified.claims.sub.clone().unwrap_or_else(|| "a human".into());
+        Ok(Some((verified.hash, expires_at, approver)))
+    }
+}
+
+fn approval_error((code, message): TokenError) -> TokenError {
+    let code = if code == ReasonCode::TokenExpired {
+        ReasonCode::ApprovalExpired
+    } else {
+        ReasonCode::ApprovalInvalid
+    };
+    (code, format!("approval: {message}"))
 }
 
 #[cfg(test)]
@@ -54,10 +228,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digest_covers_method_host_path_and_query() {
+    fn digest_covers_method_host_path_query_and_body() {
         let a = Request::builder("POST", "/v1/payments?x=1", 0).host("api").build().unwrap();
         let b = Request::builder("POST", "/v1/payments?x=2", 0).host("api").build().unwrap();
-        assert_eq!(canonical_action(&a), "agentguard-action-v1\nPOST\napi\n/v1/payments\nx=1\n");
-        assert_ne!(canonical_action(&a), canonical_action(&b));
+        assert_eq!(canonical_action(&a), "agentguard-action-v1\nPOST\napi\n/v1/payments\nx=1\n\n");
+        assert_ne!(action_digest(&a), action_digest(&b));
+        let mut c = a.clone();
+        c.body_sha256 = Some([1; 32]);
+        assert_ne!(action_digest(&a), action_digest(&c));
     }
 }

@@ -66,6 +66,33 @@ enum Command {
         #[arg(long, default_value = "key-1")]
         kid: String,
     },
+    /// Mint an approval token for a high-risk action (what a human's approval service would issue).
+    Approve {
+        /// The approval service's private JWK.
+        #[arg(long)]
+        key: PathBuf,
+        /// The action digest from the `approval_required` challenge.
+        #[arg(long)]
+        digest: String,
+        /// The agent from the challenge.
+        #[arg(long)]
+        agent: String,
+        /// `iss` (the policy's `approval.issuer`).
+        #[arg(long)]
+        iss: String,
+        /// `aud` (one of the policy's `approval.audiences`).
+        #[arg(long)]
+        aud: String,
+        /// Who approved (`sub`).
+        #[arg(long, default_value = "user:approver")]
+        sub: String,
+        /// Issue time (Unix seconds); default now.
+        #[arg(long)]
+        now: Option<i64>,
+        /// Lifetime.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+    },
     /// Sign a test token with a private JWK.
     Mint {
         /// Private JWK file (from `keygen`).
@@ -184,6 +211,27 @@ fn run(command: Command) -> Result<ExitCode, String> {
             println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Approve { key, digest, agent, iss, aud, sub, now, ttl } => {
+            let jwk: Value = parse_json(&key)?;
+            let signing = SigningKey::from_jwk(&jwk)?;
+            let now = match now {
+                Some(n) => n,
+                None => unix_now()?,
+            };
+            let ttl = Duration::parse(&ttl).map_err(|e| format!("--ttl: {e}"))?;
+            let mut raw = [0u8; 16];
+            getrandom::getrandom(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+            let claims = serde_json::json!({
+                "iss": iss, "aud": aud, "sub": sub, "agent": agent, "action_digest": digest,
+                "iat": now, "exp": now + ttl.as_secs_i64(), "jti": crate::b64::encode(&raw),
+            });
+            let claims = claims.as_object().cloned().unwrap_or_default();
+            println!(
+                "{}",
+                mint::sign(&signing, jwk.get("kid").and_then(Value::as_str), "approval+jwt", &claims)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mint { key, claims, now, ttl, typ } => {
             let jwk: Value = parse_json(&key)?;
             let jwk = jwk.get("private").cloned().unwrap_or(jwk);
@@ -195,10 +243,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             };
             let now = match now {
                 Some(n) => n,
-                None => std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_err(|e| e.to_string())?
-                    .as_secs() as i64,
+                None => unix_now()?,
             };
             let ttl = Duration::parse(&ttl).map_err(|e| format!("--ttl: {e}"))?;
             claims.entry("iat").or_insert(now.into());
@@ -272,6 +317,12 @@ fn run_tests(file: &Path) -> Result<ExitCode, String> {
     }
     println!("{} passed, {} failed", tests.cases.len() - failed, failed);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The CLI's clock (the core never reads one).
+fn unix_now() -> Result<i64, String> {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    i64::try_from(d.as_secs()).map_err(|e| e.to_string())
 }
 
 fn load_engine(path: &Path) -> Result<Engine, String> {

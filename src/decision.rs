@@ -109,6 +109,11 @@ pub struct ApprovalChallenge {
     pub action_digest: String,
     /// A short human-readable description of the action.
     pub binding_message: String,
+    /// The agent the approval must name.
+    pub agent: String,
+    /// Where to ask a human (the policy's approval endpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_endpoint: Option<String>,
 }
 
 /// The decision-log event (schema `schema/decision-event.schema.json`, version 1).
@@ -141,6 +146,26 @@ pub struct DecisionEvent {
     pub agent: Option<EventAgent>,
     /// Whether the token came from the verified-token cache.
     pub cache_hit: bool,
+    /// The rate limit that refused the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// The circuit-breaker state behind a revocation (or tripped by this request's outcome).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<EventBreaker>,
+    /// The action digest of a high-risk request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_digest: Option<String>,
+}
+
+/// Breaker state in an event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventBreaker {
+    /// What tripped it.
+    pub kind: crate::state::TripKind,
+    /// The numbers behind it.
+    pub detail: String,
+    /// Unix milliseconds the suspension ends.
+    pub until_ms: i64,
 }
 
 /// The agent part of an event. Never the raw token.
@@ -261,6 +286,10 @@ pub(crate) fn http_response(
     if let (Some(challenge), Some(obj)) = (approval, body.as_object_mut()) {
         obj.insert("action_digest".into(), challenge.action_digest.clone().into());
         obj.insert("binding_message".into(), challenge.binding_message.clone().into());
+        obj.insert("agent".into(), challenge.agent.clone().into());
+        if let Some(endpoint) = &challenge.approval_endpoint {
+            obj.insert("approval_endpoint".into(), endpoint.clone().into());
+        }
     }
     HttpResponse { status, headers, body: body.to_string() }
 }

@@ -11,27 +11,29 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde_json::Value;
 
-use crate::approval;
+use crate::approval::{self, ApprovalGate};
 use crate::attestation::Attestation;
 use crate::b64;
 use crate::cache::TokenCache;
 use crate::credential::{self, Scheme};
 use crate::decision::{
-    self, ApprovalChallenge, Decision, DecisionEvent, EventAgent, Identity, Outcome, Reason, StageResult,
-    TraceStep,
+    self, ApprovalChallenge, Decision, DecisionEvent, EventAgent, EventBreaker, Identity, Outcome, Reason,
+    StageResult, TraceStep,
 };
 use crate::delegation::Delegation;
 use crate::dpop::{self, DpopPolicy};
 use crate::intent;
 use crate::keys::{KeyProblem, KeySet};
 use crate::limits::MAX_TOKEN_CACHE_ENTRIES;
-use crate::policy::{Binding, Policy, PolicyError, PolicyErrors, Risk};
+use crate::network::NetworkList;
+use crate::policy::{Binding, LimitKey, Policy, PolicyError, PolicyErrors, Risk};
 use crate::pop;
 use crate::reason::ReasonCode;
 use crate::replay::ReplayCache;
 use crate::request::{Request, RequestInput};
 use crate::revocation::Revocations;
 use crate::route::{Route, RouteMatch};
+use crate::state::{BreakerConfig, MemoryStore, Rate, StateStore, Suspension, Take, TripKind};
 use crate::token::{self, Issuer, VerifiedToken};
 
 /// A compiled policy, ready to decide. Share one per isolate / VM / process.
@@ -52,6 +54,24 @@ pub struct Engine {
     att_keys: RwLock<Vec<IssuerKeys>>,
     dpop_replay: Mutex<ReplayCache>,
     dpop_nonce_secret: RwLock<Option<Vec<u8>>>,
+    network: Option<NetworkList>,
+    limits: Vec<Limit>,
+    breaker: Option<BreakerConfig>,
+    store: Box<dyn StateStore>,
+    approval: Option<ApprovalGate>,
+    approval_keys: RwLock<Vec<IssuerKeys>>,
+    approval_replay: Mutex<ReplayCache>,
+}
+
+/// A compiled rate limit.
+#[derive(Debug, Clone)]
+struct Limit {
+    id: String,
+    per: LimitKey,
+    rate: Rate,
+    burst: u32,
+    /// Route indices it applies to; `None`: all.
+    routes: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,8 +87,16 @@ impl Engine {
         Engine::new(&policy)
     }
 
-    /// Compiles a policy, reporting every problem found.
+    /// Compiles a policy, reporting every problem found. Per-agent state
+    /// (rate limits, breaker) lives in a [`MemoryStore`] inside the engine.
     pub fn new(policy: &Policy) -> Result<Engine, PolicyErrors> {
+        let store = MemoryStore::new(policy.state.max_keys.clamp(1, crate::limits::MAX_STATE_KEYS));
+        Engine::with_store(policy, Box::new(store))
+    }
+
+    /// [`Engine::new`] with per-agent state kept in `store` (for state shared
+    /// across instances: a Durable Object, proxy-wasm shared data).
+    pub fn with_store(policy: &Policy, store: Box<dyn StateStore>) -> Result<Engine, PolicyErrors> {
         let mut errors = Vec::new();
         let mut err = |path: String, message: String| errors.push(PolicyError::new(path, message));
 
@@ -221,6 +249,132 @@ impl Engine {
             },
         };
 
+        let network = match &policy.network {
+            None => None,
+            Some(n) => match NetworkList::new(&n.allow) {
+                Ok(list) if list.is_empty() => {
+                    err(
+                        "network.allow".into(),
+                        "expected at least one CIDR block (omit `network` to allow any)".into(),
+                    );
+                    None
+                }
+                Ok(list) => Some(list),
+                Err((i, message)) => {
+                    err(format!("network.allow[{i}]"), message);
+                    None
+                }
+            },
+        };
+        for (i, r) in policy.routes.iter().enumerate() {
+            if let Some(n) = &r.network {
+                match NetworkList::new(&n.allow) {
+                    Ok(list) => {
+                        if let Some(route) = routes.iter_mut().find(|route| route.index == i) {
+                            route.network = Some(list);
+                        }
+                    }
+                    Err((j, message)) => err(format!("routes[{i}].network.allow[{j}]"), message),
+                }
+            }
+            if let Some(rule) = &r.authorization_details {
+                if rule.kind.is_empty() {
+                    err(
+                        format!("routes[{i}].authorization_details.type"),
+                        "expected a non-empty type".into(),
+                    );
+                }
+                if let Some(template) = &rule.identifier {
+                    let names: Vec<&str> =
+                        r.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+                    if let Some(name) = template.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                        if !names.contains(&name) {
+                            err(
+                                format!("routes[{i}].authorization_details.identifier"),
+                                format!("`{{{name}}}` is not a parameter of the route's path `{}`", r.path),
+                            );
+                        }
+                    }
+                }
+                if let Some(route) = routes.iter_mut().find(|route| route.index == i) {
+                    route.authorization_details = Some(rule.clone());
+                }
+            }
+            if matches!(r.risk, Risk::High | Risk::Critical) && policy.approval.is_none() {
+                err(
+                    format!("routes[{i}].risk"),
+                    "a high-risk route needs an `approval` section (an approval issuer and endpoint); without one it could never be called".into(),
+                );
+            }
+        }
+        let mut limits = Vec::new();
+        for (i, l) in policy.limits.iter().enumerate() {
+            let burst = l.burst.unwrap_or(l.rate.n);
+            if burst == 0 {
+                err(format!("limits[{i}].burst"), "expected at least 1".into());
+            }
+            let route_indices = match &l.routes {
+                None => None,
+                Some(ids) => {
+                    let mut indices = Vec::new();
+                    for (j, id) in ids.iter().enumerate() {
+                        match policy.routes.iter().position(|r| &r.id == id) {
+                            Some(index) => indices.push(index),
+                            None => {
+                                err(format!("limits[{i}].routes[{j}]"), format!("no route has the id `{id}`"))
+                            }
+                        }
+                    }
+                    Some(indices)
+                }
+            };
+            let per = match l.per {
+                LimitKey::Agent => "agent",
+                LimitKey::Route => "route",
+                LimitKey::Issuer => "issuer",
+                LimitKey::AgentRoute => "agent_route",
+            };
+            let id = l.id.clone().unwrap_or_else(|| format!("{per}-{}", l.rate));
+            limits.push(Limit { id, per: l.per, rate: l.rate, burst, routes: route_indices });
+        }
+        if let Some(b) = &policy.circuit_breaker {
+            if b.window.as_secs() == 0 {
+                err("circuit_breaker.window".into(), "expected a positive duration like `10s`".into());
+            }
+            if b.max_deny_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                err("circuit_breaker.max_deny_ratio".into(), "expected a ratio between 0 and 1".into());
+            }
+            if b.max_requests.is_none() && b.max_deny_ratio.is_none() && b.profile_requests.is_none() {
+                err(
+                    "circuit_breaker".into(),
+                    "expected at least one of `max_requests`, `max_deny_ratio`, `profile_requests`".into(),
+                );
+            }
+        }
+        if policy.state.max_keys == 0 || policy.state.max_keys > crate::limits::MAX_STATE_KEYS {
+            err("state.max_keys".into(), format!("expected between 1 and {}", crate::limits::MAX_STATE_KEYS));
+        }
+        let approval = match &policy.approval {
+            None => None,
+            Some(a) => match ApprovalGate::new(a) {
+                Ok(gate) => {
+                    if let Some(uri) = &gate.jwks_uri {
+                        jwks_uris.push((gate.issuer.iss.clone(), uri.clone()));
+                    }
+                    Some(gate)
+                }
+                Err(problems) => {
+                    for (path, message) in problems {
+                        err(
+                            if path == "." { "approval".into() } else { format!("approval.{path}") },
+                            message,
+                        );
+                    }
+                    None
+                }
+            },
+        };
+
         let prefix = &policy.identity_headers.prefix;
         if prefix.is_empty()
             || !prefix.ends_with('-')
@@ -257,6 +411,20 @@ impl Engine {
             attestation,
             att_issuers,
             att_keys: RwLock::new(att_keys),
+            network,
+            limits,
+            breaker: policy.circuit_breaker.clone(),
+            store,
+            approval_keys: RwLock::new(
+                approval
+                    .iter()
+                    .map(|g| IssuerKeys { set: Arc::new(g.initial_keys.clone()), generation: 0 })
+                    .collect(),
+            ),
+            approval_replay: Mutex::new(
+                approval.as_ref().map_or_else(|| ReplayCache::new(1), ApprovalGate::replay_cache),
+            ),
+            approval,
         })
     }
 
@@ -273,6 +441,9 @@ impl Engine {
             Some(i) => (&self.keys, i),
             None => match self.att_issuers.iter().position(|i| i.iss == iss) {
                 Some(i) => (&self.att_keys, i),
+                None if self.approval.as_ref().is_some_and(|g| g.issuer.iss == iss) => {
+                    (&self.approval_keys, 0)
+                }
                 None => return Err(format!("issuer `{}` is not in the policy", crate::keys::clip(iss))),
             },
         };
@@ -316,6 +487,16 @@ impl Engine {
         }
         let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner);
         secret.as_ref().map(|s| dpop::nonce(s, now, self.dpop.max_age))
+    }
+
+    /// Lifts a circuit-breaker suspension (an operator's call); `true` if the agent was suspended.
+    pub fn lift_suspension(&self, agent: &str) -> bool {
+        self.store.lift(agent)
+    }
+
+    /// Agents suspended by the circuit breaker at `now` (Unix seconds).
+    pub fn suspended_agents(&self, now: i64) -> Vec<(String, Suspension)> {
+        self.store.suspended(now.saturating_mul(1000))
     }
 
     /// Replaces the revocation lists at run time.
@@ -413,6 +594,23 @@ impl Engine {
         run.params = matched.params.iter().cloned().collect();
         run.pass("route", format!("route `{}`", matched.route.id));
 
+        // Network: the caller must be inside the allowed infrastructure.
+        let networks = [self.network.as_ref(), matched.route.network.as_ref()];
+        if networks.iter().any(Option::is_some) {
+            let allowed = |list: &NetworkList| request.source_ip.is_some_and(|ip| list.contains(ip));
+            if let Some(list) = networks.into_iter().flatten().find(|list| !allowed(list)) {
+                let message = match request.source_ip {
+                    Some(ip) => format!("source {ip} is outside the allowed networks ({})", list.describe()),
+                    None => "the source IP is unknown and the policy restricts networks".into(),
+                };
+                return Err(run.fail("network", Refusal::deny(ReasonCode::NetworkNotAllowed, message)));
+            }
+            let ip = request.source_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            run.pass("network", format!("source {ip} is inside the allowed networks"));
+        } else {
+            run.skip("network", "the policy restricts no networks");
+        }
+
         // 3. Credential.
         let credential = credential::extract(request)
             .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
@@ -483,44 +681,134 @@ impl Engine {
                 .map_err(|(code, message)| run.fail("attestation", Refusal::deny(code, message)))?;
             run.pass("attestation", detail);
         } else {
-            run.trace.push(TraceStep {
-                stage: "attestation",
-                result: StageResult::Skip,
-                detail: "the policy requires no attestation".into(),
-            });
+            run.skip("attestation", "the policy requires no attestation");
         }
 
-        // 8. Revocation.
+        // 8. Revocation: lists, then breaker suspensions.
         let revocations = Arc::clone(&self.revocations.read().unwrap_or_else(PoisonError::into_inner));
         revocations.check(&verified).map_err(|(code, message)| {
             run.fail("revocation", Refusal { outcome: Outcome::Revoked, ..Refusal::deny(code, message) })
         })?;
+        let agent = claims.agent();
+        if let Some(s) = self.store.suspension(&agent, request.now_ms) {
+            return Err(run.fail("revocation", suspended(&agent, &s, request.now_ms, false)));
+        }
         run.pass("revocation", format!("not revoked ({} list entries)", revocations.len()));
 
-        // 9. Intent: scopes.
+        // 11 (watched from here on). Behaviour monitor.
+        if let Some(cfg) = &self.breaker {
+            run.agent_watched = true;
+            if let Some(s) = self.store.observe(&agent, matched.route.index, request.now_ms, cfg) {
+                return Err(run.fail("behaviour", suspended(&agent, &s, request.now_ms, true)));
+            }
+            run.pass("behaviour", "within the agent's usual behaviour".into());
+        } else {
+            run.skip("behaviour", "the policy has no circuit breaker");
+        }
+
+        // 9. Intent: scopes and RFC 9396 authorization details.
         let detail = intent::check_scopes(matched.route, claims).map_err(|(code, message)| {
             run.fail(
                 "scope",
                 Refusal { required_scopes: matched.route.scopes.clone(), ..Refusal::deny(code, message) },
             )
         })?;
+        let detail = match &matched.route.authorization_details {
+            None => detail,
+            Some(rule) => {
+                let more = intent::check_authorization_details(rule, &matched.params, claims, request)
+                    .map_err(|(code, message)| run.fail("scope", Refusal::deny(code, message)))?;
+                format!("{detail}; {more}")
+            }
+        };
         run.pass("scope", detail);
+
+        // 9. Intent: rate limits.
+        let mut applied = Vec::new();
+        for limit in &self.limits {
+            if limit.routes.as_ref().is_some_and(|r| !r.contains(&matched.route.index)) {
+                continue;
+            }
+            let key = match limit.per {
+                LimitKey::Agent => {
+                    format!("{}|a|{}|{}", limit.id, claims.sub.as_deref().unwrap_or(""), agent)
+                }
+                LimitKey::Route => format!("{}|r|{}", limit.id, matched.route.id),
+                LimitKey::Issuer => format!("{}|i|{}", limit.id, issuer.iss),
+                LimitKey::AgentRoute => format!("{}|ar|{}|{}", limit.id, agent, matched.route.id),
+            };
+            match self.store.take(&key, request.now_ms, limit.rate, limit.burst) {
+                Take::Allowed { remaining } => applied.push(format!("`{}` ({remaining} left)", limit.id)),
+                Take::Limited { retry_after_ms } => {
+                    let retry = retry_after_ms.div_ceil(1000).max(1);
+                    let message = format!(
+                        "rate limit `{}` ({} per {}, burst {}) exhausted; retry in {retry} s",
+                        limit.id, limit.rate.n, limit.rate.period, limit.burst
+                    );
+                    let mut refusal = Refusal::deny(ReasonCode::RateLimited, message);
+                    refusal.headers.push(("retry-after".into(), retry.to_string()));
+                    refusal.headers.push(("ratelimit-limit".into(), limit.burst.to_string()));
+                    refusal.headers.push(("ratelimit-remaining".into(), "0".into()));
+                    refusal.headers.push(("ratelimit-reset".into(), retry.to_string()));
+                    run.limit = Some(limit.id.clone());
+                    return Err(run.fail("limits", refusal));
+                }
+            }
+        }
+        if applied.is_empty() {
+            run.skip("limits", "no rate limit applies to this route");
+        } else {
+            run.pass("limits", format!("within {}", applied.join(", ")));
+        }
 
         // 10. Risk gate.
         if matches!(matched.route.risk, Risk::High | Risk::Critical) {
-            let challenge = approval::challenge(request, matched.route, &claims.agent());
-            let message =
-                format!("route `{}` is high-risk: a human must approve this action", matched.route.id);
-            return Err(run.fail(
-                "risk",
-                Refusal {
-                    outcome: Outcome::ApprovalRequired,
-                    approval: Some(Box::new(challenge)),
-                    ..Refusal::deny(ReasonCode::ApprovalRequired, message)
-                },
-            ));
+            let endpoint = self.approval.as_ref().map(|g| g.endpoint.as_str());
+            let challenge = approval::challenge(request, matched.route, &agent, endpoint);
+            run.approval_digest = Some(challenge.action_digest.clone());
+            let approved = match &self.approval {
+                None => None,
+                Some(gate) => {
+                    let keys = self.approval_keys.read().unwrap_or_else(PoisonError::into_inner);
+                    let keys = keys.first().map(|k| Arc::clone(&k.set)).unwrap_or_default();
+                    gate.check(request, &agent, &keys)
+                        .map_err(|(code, message)| run.fail("risk", Refusal::deny(code, message)))?
+                }
+            };
+            match approved {
+                None => {
+                    let message = format!(
+                        "route `{}` is high-risk: a human must approve this action (digest `{}`)",
+                        matched.route.id, challenge.action_digest
+                    );
+                    return Err(run.fail(
+                        "risk",
+                        Refusal {
+                            outcome: Outcome::ApprovalRequired,
+                            approval: Some(Box::new(challenge)),
+                            ..Refusal::deny(ReasonCode::ApprovalRequired, message)
+                        },
+                    ));
+                }
+                Some((replay_key, expires_at, approver)) => {
+                    let fresh = self
+                        .approval_replay
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .first_use(replay_key, now, expires_at);
+                    if !fresh {
+                        let message = "this approval was already used; ask for a new one".into();
+                        return Err(run.fail("risk", Refusal::deny(ReasonCode::ApprovalReplayed, message)));
+                    }
+                    run.pass(
+                        "risk",
+                        format!("approved by {} for this exact action", crate::keys::clip(&approver)),
+                    );
+                }
+            }
+        } else {
+            run.pass("risk", "low-risk route".into());
         }
-        run.pass("risk", "low-risk route".into());
         Ok(())
     }
 
@@ -590,8 +878,10 @@ struct Refusal {
     reason: Reason,
     required_scopes: Vec<String>,
     approval: Option<Box<ApprovalChallenge>>,
-    /// Extra response headers (e.g. `DPoP-Nonce`).
+    /// Extra response headers (e.g. `DPoP-Nonce`, `Retry-After`).
     headers: Vec<(String, String)>,
+    /// A breaker suspension behind the refusal.
+    suspension: Option<Box<Suspension>>,
 }
 
 impl Refusal {
@@ -602,8 +892,33 @@ impl Refusal {
             required_scopes: Vec::new(),
             approval: None,
             headers: Vec::new(),
+            suspension: None,
         }
     }
+}
+
+/// The refusal for a suspended agent; `tripped`: the breaker tripped on this request.
+fn suspended(agent: &str, s: &Suspension, now_ms: i64, tripped: bool) -> Refusal {
+    let code = match (tripped, s.kind) {
+        (false, _) => ReasonCode::AgentSuspended,
+        (true, TripKind::Burst) => ReasonCode::BreakerBurst,
+        (true, TripKind::DenyRatio) => ReasonCode::BreakerDenyRatio,
+        (true, TripKind::UnusualRoutes) => ReasonCode::BreakerUnusualRoutes,
+    };
+    let left = ((s.until_ms - now_ms).max(0) + 999) / 1000;
+    let message = if tripped {
+        format!("agent `{}` is revoked for {left} s: {}", crate::keys::clip(agent), s.detail)
+    } else {
+        format!(
+            "agent `{}` is revoked by the circuit breaker for {left} s more ({})",
+            crate::keys::clip(agent),
+            s.detail
+        )
+    };
+    let mut refusal = Refusal { outcome: Outcome::Revoked, ..Refusal::deny(code, message) };
+    refusal.headers.push(("retry-after".into(), left.max(1).to_string()));
+    refusal.suspension = Some(Box::new(s.clone()));
+    refusal
 }
 
 /// One decision in progress: what the stages found so far.
@@ -621,6 +936,14 @@ struct Run<'e> {
     cache_hit: bool,
     /// The request used (or its token needs) DPoP: challenges use the `DPoP` scheme.
     dpop: bool,
+    /// The breaker watches this agent: its outcome is recorded.
+    agent_watched: bool,
+    /// The rate limit that refused the request.
+    limit: Option<String>,
+    /// The breaker suspension in force or tripped.
+    suspension: Option<Suspension>,
+    /// The action digest of a high-risk request.
+    approval_digest: Option<String>,
 }
 
 impl<'e> Run<'e> {
@@ -638,11 +961,19 @@ impl<'e> Run<'e> {
             token: None,
             cache_hit: false,
             dpop: false,
+            agent_watched: false,
+            limit: None,
+            suspension: None,
+            approval_digest: None,
         }
     }
 
     fn pass(&mut self, stage: &'static str, detail: String) {
         self.trace.push(TraceStep { stage, result: StageResult::Pass, detail });
+    }
+
+    fn skip(&mut self, stage: &'static str, detail: &str) {
+        self.trace.push(TraceStep { stage, result: StageResult::Skip, detail: detail.into() });
     }
 
     fn fail(&mut self, stage: &'static str, refusal: Refusal) -> Refusal {
@@ -679,16 +1010,19 @@ impl<'e> Run<'e> {
     }
 
     fn finish(mut self, result: Result<(), Refusal>) -> Decision {
-        const STAGES: [&str; 10] = [
+        const STAGES: [&str; 13] = [
             "request",
             "route",
+            "network",
             "credential",
             "token",
             "binding",
             "delegation",
             "attestation",
             "revocation",
+            "behaviour",
             "scope",
+            "limits",
             "risk",
         ];
         // Every stage appears once, in pipeline order; those not reached are skipped.
@@ -731,6 +1065,9 @@ impl<'e> Run<'e> {
                     refusal.approval.as_deref(),
                 );
                 response.headers.extend(refusal.headers);
+                if let Some(s) = refusal.suspension {
+                    self.suspension = Some(*s);
+                }
                 (
                     refusal.outcome,
                     response.status,
@@ -741,6 +1078,14 @@ impl<'e> Run<'e> {
                 )
             }
         };
+        // Behaviour monitor: record how this request ended; a deny-ratio trip
+        // takes effect from the agent's next request.
+        if let (true, Some(cfg), Some(token)) = (self.agent_watched, &self.engine.breaker, &self.token) {
+            let refused = !matches!(outcome, Outcome::Allow | Outcome::ApprovalRequired);
+            if let Some(s) = self.engine.store.outcome(&token.claims.agent(), refused, self.now_ms, cfg) {
+                self.suspension = Some(s);
+            }
+        }
         let agent = self.token.as_ref().map(|t| EventAgent {
             issuer: t.claims.iss.clone(),
             subject: t.claims.sub.clone(),
@@ -762,6 +1107,13 @@ impl<'e> Run<'e> {
             source_ip: self.source_ip,
             agent,
             cache_hit: self.cache_hit,
+            limit: self.limit,
+            breaker: self.suspension.map(|s| EventBreaker {
+                kind: s.kind,
+                detail: s.detail,
+                until_ms: s.until_ms,
+            }),
+            approval_digest: self.approval_digest,
         };
         Decision {
             decision: outcome,

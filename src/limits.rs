@@ -38,3 +38,7 @@ pub const MAX_RSA_BITS: usize = 8192;
 pub const DEFAULT_REPLAY_ENTRIES: usize = 100_000;
 /// Upper bound on replay-cache capacities a policy may ask for.
 pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;
+/// Default bound on rate-limit buckets and on agent windows (each).
+pub const DEFAULT_STATE_KEYS: usize = 100_000;
+/// Upper bound on `state.max_keys`.
+pub const MAX_STATE_KEYS: usize = 10_000_000;

@@ -51,6 +51,129 @@ pub struct Policy {
     /// Verified-token cache.
     #[serde(default)]
     pub cache: CachePolicy,
+    /// Source networks every request must come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkPolicy>,
+    /// Rate limits (token buckets), all of which apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitPolicy>,
+    /// The behaviour monitor: bursts, deny ratios and unusual routes revoke an agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<crate::state::BreakerConfig>,
+    /// Bounds on per-agent state.
+    #[serde(default)]
+    pub state: StatePolicy,
+    /// Human approvals for high-risk routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
+}
+
+/// Allowed source networks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicy {
+    /// CIDR blocks (IPv4 and IPv6); a request from elsewhere, or with no known source IP, is refused.
+    pub allow: Vec<String>,
+}
+
+/// One rate limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitPolicy {
+    /// A name for responses and logs. Default `<per>-<rate>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What one bucket counts.
+    pub per: LimitKey,
+    /// Sustained rate, like `"100/1m"`.
+    pub rate: crate::state::Rate,
+    /// Bucket size (requests allowed at once). Default: the rate's count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Only these route ids count against the limit. Default: all routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
+}
+
+/// What a rate-limit bucket is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    /// Each agent (subject and acting agent) has its own bucket.
+    Agent,
+    /// Each route has one bucket, shared by all agents.
+    Route,
+    /// Each issuer has one bucket.
+    Issuer,
+    /// Each agent has a bucket per route.
+    AgentRoute,
+}
+
+/// Bounds on per-agent state.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatePolicy {
+    /// Buckets and agent windows kept (each); least recently used are evicted. Default 100000.
+    #[serde(default = "default_state_keys")]
+    pub max_keys: usize,
+}
+
+impl Default for StatePolicy {
+    fn default() -> Self {
+        StatePolicy { max_keys: default_state_keys() }
+    }
+}
+
+fn default_state_keys() -> usize {
+    crate::limits::DEFAULT_STATE_KEYS
+}
+
+/// Where approvals for high-risk routes come from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    /// `iss` of approval tokens.
+    pub issuer: String,
+    /// Inline public keys of the approval service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// Where the host fetches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Allowed algorithms.
+    pub algorithms: Vec<Alg>,
+    /// Accepted `aud` values of approval tokens.
+    pub audiences: Vec<String>,
+    /// Where agents ask a human (a CIBA-style backchannel endpoint), sent in the challenge.
+    pub endpoint: String,
+    /// Required `typ`. Default `approval+jwt`.
+    #[serde(default = "default_approval_type")]
+    pub token_type: String,
+    /// Request header carrying the approval token. Default `x-agent-approval`.
+    #[serde(default = "default_approval_header")]
+    pub header: String,
+    /// Longest approval lifetime. Default `10m`.
+    #[serde(default = "default_approval_ttl")]
+    pub max_lifetime: Duration,
+    /// Clock skew. Default `30s`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: Duration,
+    /// Approval ids remembered so each is used once. Default 100000.
+    #[serde(default = "default_replay")]
+    pub replay_cache: usize,
+}
+
+fn default_approval_type() -> String {
+    "approval+jwt".into()
+}
+fn default_approval_header() -> String {
+    "x-agent-approval".into()
+}
+fn default_approval_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_replay() -> usize {
+    crate::limits::DEFAULT_REPLAY_ENTRIES
 }
 
 /// One trusted token issuer.
@@ -151,6 +274,31 @@ pub struct RoutePolicy {
     /// Risk level; `high` and `critical` need a human approval.
     #[serde(default)]
     pub risk: Risk,
+    /// Source networks for this route, on top of the policy's `network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkPolicy>,
+    /// RFC 9396: the token's `authorization_details` must contain a matching entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<AuthorizationDetailsRule>,
+}
+
+/// What a token's RFC 9396 `authorization_details` must grant for a route.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationDetailsRule {
+    /// The entry's `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Actions the entry must list (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// The entry's `identifier`, with `{param}` filled from the route's path
+    /// (`"{id}"`: a grant for contact 42 only reaches `/contacts/42`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// One of these must be in the entry's `locations`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
 }
 
 /// Risk level of a route.

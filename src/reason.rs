@@ -111,8 +111,32 @@ pub enum ReasonCode {
     RevokedKey,
     /// The token lacks a scope the route requires.
     ScopeInsufficient,
+    /// The token's RFC 9396 `authorization_details` grant nothing matching this route.
+    AuthorizationDetailsMismatch,
+    /// The source IP is outside the allowed networks (or unknown).
+    NetworkNotAllowed,
+    /// A rate limit is exhausted; retry after `Retry-After` seconds.
+    RateLimited,
+    /// The agent is revoked by the circuit breaker until its cooldown ends.
+    AgentSuspended,
+    /// The breaker tripped now: too many requests in its window.
+    BreakerBurst,
+    /// The breaker tripped now: too many of the agent's requests were refused.
+    BreakerDenyRatio,
+    /// The breaker tripped now: too many calls outside the agent's usual routes.
+    BreakerUnusualRoutes,
     /// The route is high-risk and needs a human approval bound to this action.
     ApprovalRequired,
+    /// The approval token is malformed, badly signed or from an untrusted issuer.
+    ApprovalInvalid,
+    /// The approval token has expired.
+    ApprovalExpired,
+    /// The approval is for a different action (method, host, path, query or body).
+    ApprovalDigestMismatch,
+    /// The approval is for a different agent.
+    ApprovalAgentMismatch,
+    /// The approval was already used.
+    ApprovalReplayed,
     /// Something failed inside agentguard; the request is denied (fail closed).
     InternalError,
 }
@@ -170,7 +194,19 @@ impl ReasonCode {
         ReasonCode::RevokedAgent,
         ReasonCode::RevokedKey,
         ReasonCode::ScopeInsufficient,
+        ReasonCode::AuthorizationDetailsMismatch,
+        ReasonCode::NetworkNotAllowed,
+        ReasonCode::RateLimited,
+        ReasonCode::AgentSuspended,
+        ReasonCode::BreakerBurst,
+        ReasonCode::BreakerDenyRatio,
+        ReasonCode::BreakerUnusualRoutes,
         ReasonCode::ApprovalRequired,
+        ReasonCode::ApprovalInvalid,
+        ReasonCode::ApprovalExpired,
+        ReasonCode::ApprovalDigestMismatch,
+        ReasonCode::ApprovalAgentMismatch,
+        ReasonCode::ApprovalReplayed,
         ReasonCode::InternalError,
     ];
 
@@ -227,7 +263,19 @@ impl ReasonCode {
             ReasonCode::RevokedAgent => "revoked_agent",
             ReasonCode::RevokedKey => "revoked_key",
             ReasonCode::ScopeInsufficient => "scope_insufficient",
+            ReasonCode::AuthorizationDetailsMismatch => "authorization_details_mismatch",
+            ReasonCode::NetworkNotAllowed => "network_not_allowed",
+            ReasonCode::RateLimited => "rate_limited",
+            ReasonCode::AgentSuspended => "agent_suspended",
+            ReasonCode::BreakerBurst => "breaker_burst",
+            ReasonCode::BreakerDenyRatio => "breaker_deny_ratio",
+            ReasonCode::BreakerUnusualRoutes => "breaker_unusual_routes",
             ReasonCode::ApprovalRequired => "approval_required",
+            ReasonCode::ApprovalInvalid => "approval_invalid",
+            ReasonCode::ApprovalExpired => "approval_expired",
+            ReasonCode::ApprovalDigestMismatch => "approval_digest_mismatch",
+            ReasonCode::ApprovalAgentMismatch => "approval_agent_mismatch",
+            ReasonCode::ApprovalReplayed => "approval_replayed",
             ReasonCode::InternalError => "internal_error",
         }
     }
@@ -284,7 +332,19 @@ impl ReasonCode {
             | AttestationClaimMismatch
             | AttestationActorMismatch
             | ScopeInsufficient
-            | ApprovalRequired => 403,
+            | AuthorizationDetailsMismatch
+            | NetworkNotAllowed
+            | AgentSuspended
+            | BreakerBurst
+            | BreakerDenyRatio
+            | BreakerUnusualRoutes
+            | ApprovalRequired
+            | ApprovalInvalid
+            | ApprovalExpired
+            | ApprovalDigestMismatch
+            | ApprovalAgentMismatch
+            | ApprovalReplayed => 403,
+            RateLimited => 429,
             InternalError => 500,
         }
     }
@@ -319,6 +379,10 @@ impl ReasonCode {
                 | ReasonCode::RevokedSubject
                 | ReasonCode::RevokedAgent
                 | ReasonCode::RevokedKey
+                | ReasonCode::AgentSuspended
+                | ReasonCode::BreakerBurst
+                | ReasonCode::BreakerDenyRatio
+                | ReasonCode::BreakerUnusualRoutes
         )
     }
 }

@@ -37,6 +37,10 @@ pub struct RequestInput {
     /// SHA-256 of the client certificate's DER (64 hex digits or 43 base64url characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_sha256: Option<String>,
+    /// SHA-256 of the request body, if the host read it (64 hex digits or 43 base64url characters).
+    /// It goes into the action digest that approvals are bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
     /// Current time, Unix seconds. The core has no clock: the host passes it.
     pub now: f64,
 }
@@ -74,6 +78,8 @@ pub struct Request {
     pub source_ip: Option<IpAddr>,
     /// Client-certificate SHA-256, if the connection had one.
     pub client_cert_sha256: Option<[u8; 32]>,
+    /// Body SHA-256, if the host read the body.
+    pub body_sha256: Option<[u8; 32]>,
     /// Current time in milliseconds since the Unix epoch.
     pub now_ms: i64,
 }
@@ -99,6 +105,7 @@ impl Request {
                 headers: BTreeMap::new(),
                 source_ip: None,
                 client_cert_sha256: None,
+                body_sha256: None,
                 now: now as f64,
             },
             extra: Vec::new(),
@@ -149,12 +156,28 @@ impl Request {
             Some(t) if t.is_empty() => None,
             Some(t) => Some(parse_thumbprint(t).map_err(|m| err("client_cert_sha256", m))?),
         };
+        let body_sha256 = match &input.body_sha256 {
+            None => None,
+            Some(t) if t.is_empty() => None,
+            Some(t) => Some(parse_thumbprint(t).map_err(|m| err("body_sha256", m))?),
+        };
         if !input.now.is_finite() || input.now < 0.0 || input.now > 253_402_300_799.0 {
             return Err(err("now", "expected Unix seconds between 0 and year 9999".into()));
         }
         // In range by the check above, so the cast cannot saturate.
         let now_ms = (input.now * 1000.0).floor() as i64;
-        Ok(Request { method, scheme, host, path, query, headers, source_ip, client_cert_sha256, now_ms })
+        Ok(Request {
+            method,
+            scheme,
+            host,
+            path,
+            query,
+            headers,
+            source_ip,
+            client_cert_sha256,
+            body_sha256,
+            now_ms,
+        })
     }
 
     /// Current time in whole Unix seconds.
@@ -189,6 +212,11 @@ impl RequestBuilder {
     /// Sets the source IP.
     pub fn source_ip(mut self, ip: &str) -> Self {
         self.input.source_ip = Some(ip.into());
+        self
+    }
+    /// Sets the body's SHA-256 (hex or base64url).
+    pub fn body_sha256(mut self, digest: &str) -> Self {
+        self.input.body_sha256 = Some(digest.into());
         self
     }
     /// Sets the client-certificate thumbprint (hex or base64url).

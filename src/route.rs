@@ -20,6 +20,10 @@ pub struct Route {
     pub scopes: Vec<String>,
     /// Risk level.
     pub risk: Risk,
+    /// Source networks for this route, on top of the policy's.
+    pub network: Option<crate::network::NetworkList>,
+    /// RFC 9396 rule for this route.
+    pub authorization_details: Option<crate::policy::AuthorizationDetailsRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +97,16 @@ impl Route {
                 ));
             }
         }
-        Ok(Route { id: id.to_owned(), index, methods, pattern, scopes, risk })
+        Ok(Route {
+            id: id.to_owned(),
+            index,
+            methods,
+            pattern,
+            scopes,
+            risk,
+            network: None,
+            authorization_details: None,
+        })
     }
 
     /// Matches a normalised method and path.

@@ -47,10 +47,20 @@ fn every_policy_field_is_in_the_schema() {
             "require": {"spiffe_id": ["spiffe://prod/*"], "claims": {"tee.type": ["tdx"]}}, "bind_to_actor": true},
         "dpop": {"algorithms": ["ES256"], "max_age": "1m", "clock_skew": "5s", "nonce": true, "replay_cache": 10},
         "delegation": {"max_depth": 2, "actors": ["a/*"], "subjects": ["u:*"], "require_actor": true},
-        "routes": [{"id": "r", "methods": ["GET"], "path": "/x/{id}/**", "scopes": ["s"], "risk": "critical"}],
+        "routes": [{"id": "r", "methods": ["GET"], "path": "/x/{id}/**", "scopes": ["s"], "risk": "critical",
+                    "network": {"allow": ["2001:db8::/32"]},
+                    "authorization_details": {"type": "t", "actions": ["read"], "identifier": "{id}", "locations": ["https://x"]}}],
         "default": "deny",
         "revoked": {"jti": ["j"], "sub": ["s"], "agents": ["a"], "kid": ["k"]},
         "identity_headers": {"prefix": "x-agent-"},
+        "network": {"allow": ["10.0.0.0/8"]},
+        "limits": [{"id": "l", "per": "agent_route", "rate": "10/1m", "burst": 3, "routes": ["r"]}],
+        "circuit_breaker": {"window": "10s", "max_requests": 5, "max_deny_ratio": 0.5, "min_requests": 3,
+                            "profile_requests": 10, "max_unusual": 2, "cooldown": "1m"},
+        "state": {"max_keys": 1000},
+        "approval": {"issuer": "https://appr", "jwks_uri": "https://appr/keys", "algorithms": ["EdDSA"],
+                     "audiences": ["a"], "endpoint": "https://appr/ciba", "token_type": "approval+jwt",
+                     "header": "x-approval", "max_lifetime": "5m", "clock_skew": "10s", "replay_cache": 100},
         "cache": {"tokens": 5}
     });
     let policy = Policy::from_json(&full.to_string()).unwrap();
@@ -118,6 +128,8 @@ fn every_limit_is_documented() {
         ("MAX_TOKEN_CACHE_ENTRIES", MAX_TOKEN_CACHE_ENTRIES),
         ("DEFAULT_REPLAY_ENTRIES", DEFAULT_REPLAY_ENTRIES),
         ("MAX_REPLAY_ENTRIES", MAX_REPLAY_ENTRIES),
+        ("DEFAULT_STATE_KEYS", DEFAULT_STATE_KEYS),
+        ("MAX_STATE_KEYS", MAX_STATE_KEYS),
         ("MIN_RSA_BITS", MIN_RSA_BITS),
         ("MAX_RSA_BITS", MAX_RSA_BITS),
     ] {

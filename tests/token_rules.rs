@@ -43,7 +43,9 @@ fn policy_with(issuer_extra: Value, extra: Value) -> Value {
         "routes": [
             {"id": "read", "methods": ["GET"], "path": "/v1/contacts/{id}", "scopes": ["crm.read"]},
             {"id": "pay", "methods": ["POST"], "path": "/v1/payments", "scopes": ["payments.write"], "risk": "high"}
-        ]
+        ],
+        "approval": {"issuer": "https://approvals.test", "jwks": {"keys": [public("approver")]}, "algorithms": ["EdDSA"],
+                     "audiences": ["https://api.test"], "endpoint": "https://approvals.test/bc-authorize"}
     });
     for (k, v) in extra.as_object().unwrap() {
         policy[k] = v.clone();
@@ -652,21 +654,25 @@ fn trace_lists_every_stage_in_order() {
         [
             "request",
             "route",
+            "network",
             "credential",
             "token",
             "binding",
             "delegation",
             "attestation",
             "revocation",
+            "behaviour",
             "scope",
+            "limits",
             "risk"
         ]
     );
     let d = decide(&engine(), "x.y.z");
-    assert_eq!(d.trace.len(), 10);
-    assert_eq!(d.trace[3].result, agentguard::decision::StageResult::Fail);
-    assert_eq!(d.trace[4].result, agentguard::decision::StageResult::Skip);
-    assert_eq!(d.trace[9].stage, "risk");
+    assert_eq!(d.trace.len(), 13);
+    assert_eq!(d.trace[4].stage, "token");
+    assert_eq!(d.trace[4].result, agentguard::decision::StageResult::Fail);
+    assert_eq!(d.trace[5].result, agentguard::decision::StageResult::Skip);
+    assert_eq!(d.trace[12].stage, "risk");
 }
 
 #[test]
