@@ -494,6 +494,11 @@ impl Engine {
         self.store.lift(agent)
     }
 
+    /// Entries held in the per-agent state (buckets, agent windows, suspensions).
+    pub fn state_keys(&self) -> usize {
+        self.store.keys_held()
+    }
+
     /// Agents suspended by the circuit breaker at `now` (Unix seconds).
     pub fn suspended_agents(&self, now: i64) -> Vec<(String, Suspension)> {
         self.store.suspended(now.saturating_mul(1000))

@@ -101,18 +101,62 @@ impl Guard {
         Value::Array(list).to_string()
     }
 
-    /// Replaces an issuer's keys with a fetched JWKS (JSON text). Returns the
-    /// skipped keys as JSON `[{"index": n, "message": "…"}]`; throws when the
-    /// document has no usable key (the previous keys stay).
+    /// Replaces an issuer's keys with a fetched JWKS (JSON text, size-capped
+    /// and parsed strictly by the core). Returns the skipped keys as JSON
+    /// `[{"index", "message", "skipped"}]`; throws when the document has no
+    /// usable key (the previous keys stay).
     #[wasm_bindgen(js_name = setIssuerKeys)]
     pub fn set_issuer_keys(&self, iss: &str, jwks_json: &str) -> Result<String, JsError> {
-        let jwks = parse_json("JWKS", jwks_json)?;
-        let problems = self.engine.set_issuer_keys(iss, &jwks).map_err(js_error)?;
+        let problems = self.engine.set_issuer_keys_json(iss, jwks_json).map_err(js_error)?;
         let list: Vec<Value> = problems
             .iter()
             .map(|p| serde_json::json!({ "index": p.index, "message": p.message, "skipped": p.skipped }))
             .collect();
         Ok(Value::Array(list).to_string())
+    }
+
+    /// Sets the secret DPoP nonces are derived from (random bytes from the
+    /// host; share one secret across instances so their nonces agree).
+    #[wasm_bindgen(js_name = setDpopNonceSecret)]
+    pub fn set_dpop_nonce_secret(&self, secret: &[u8]) {
+        self.engine.set_dpop_nonce_secret(secret);
+    }
+
+    /// The DPoP nonce to hand out at `now` (Unix seconds), when the policy turns nonces on.
+    #[wasm_bindgen(js_name = dpopNonce)]
+    pub fn dpop_nonce(&self, now: f64) -> Option<String> {
+        self.engine.dpop_nonce(now as i64)
+    }
+
+    /// Lifts a circuit-breaker suspension; `true` if the agent was suspended.
+    #[wasm_bindgen(js_name = liftSuspension)]
+    pub fn lift_suspension(&self, agent: &str) -> bool {
+        self.engine.lift_suspension(agent)
+    }
+
+    /// Agents suspended at `now` (Unix seconds), as JSON
+    /// `[{"agent", "until_ms", "kind", "detail"}]`.
+    #[wasm_bindgen(js_name = suspendedAgents)]
+    pub fn suspended_agents(&self, now: f64) -> String {
+        let list: Vec<Value> = self
+            .engine
+            .suspended_agents(now as i64)
+            .into_iter()
+            .map(|(agent, s)| {
+                let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("agent".into(), agent.into());
+                }
+                v
+            })
+            .collect();
+        Value::Array(list).to_string()
+    }
+
+    /// Entries held in the per-agent state (rate buckets, breaker windows, suspensions).
+    #[wasm_bindgen(js_name = stateKeys)]
+    pub fn state_keys(&self) -> usize {
+        self.engine.state_keys()
     }
 
     /// Replaces the revocation lists (JSON `{"jti": [], "sub": [], "agents": [], "kid": []}`).

@@ -209,43 +209,45 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
         }
     }
 
-    if let Some(engine) = &engine {
-        for (iss, cluster) in &wrapper.jwks_clusters {
-            let at = format!("jwks_clusters.{iss}");
-            if !engine.jwks_uris().iter().any(|(i, _)| i == iss) {
-                errors.push(PolicyError::new(
-                    at,
-                    format!("`{}` is not an issuer with a `jwks_uri` in the policy", crate::keys::clip(iss)),
-                ));
-            } else if !cluster_ok(cluster) {
-                errors.push(PolicyError::new(at, "expected the name of an Envoy cluster"));
-            }
+    // Checked on the policy as written, so these problems are reported even
+    // when the policy itself has others.
+    let uri_issuers = jwks_uri_issuers(&wrapper.policy);
+    for (iss, cluster) in &wrapper.jwks_clusters {
+        let at = format!("jwks_clusters.{iss}");
+        if !uri_issuers.iter().any(|(_, i, _)| i == iss) {
+            errors.push(PolicyError::new(
+                at,
+                format!("`{}` is not an issuer with a `jwks_uri` in the policy", crate::keys::clip(iss)),
+            ));
+        } else if !cluster_ok(cluster) {
+            errors.push(PolicyError::new(at, "expected the name of an Envoy cluster"));
         }
-        for (index, (iss, uri)) in engine.jwks_uris().iter().enumerate() {
-            let Some(cluster) = wrapper.jwks_clusters.get(iss).or(wrapper.jwks_cluster.as_ref()) else {
-                errors.push(PolicyError::new(
-                    "jwks_cluster",
-                    format!(
-                        "issuer `{}` has a `jwks_uri`: expected `jwks_cluster` (or `jwks_clusters` for it) \
-                         naming the Envoy cluster that serves `{}`",
-                        crate::keys::clip(iss),
-                        crate::keys::clip(uri)
-                    ),
-                ));
-                continue;
-            };
-            match split_url(uri) {
-                Ok((authority, path)) => settings.jwks.push(JwksSource {
-                    iss: iss.clone(),
-                    uri: uri.clone(),
-                    cluster: cluster.clone(),
-                    authority,
-                    path,
-                }),
-                Err(message) => {
-                    let at = issuer_index(&wrapper.policy, iss).unwrap_or(index);
-                    errors.push(PolicyError::new(format!("policy.issuers[{at}].jwks_uri"), message));
-                }
+    }
+    for (index, iss, uri) in &uri_issuers {
+        let Some(cluster) = wrapper.jwks_clusters.get(iss).or(wrapper.jwks_cluster.as_ref()) else {
+            errors.push(PolicyError::new(
+                "jwks_cluster",
+                format!(
+                    "issuer `{}` has a `jwks_uri`: expected `jwks_cluster` (or `jwks_clusters` for it) naming the \
+                     Envoy cluster that serves `{}`",
+                    crate::keys::clip(iss),
+                    crate::keys::clip(uri)
+                ),
+            ));
+            continue;
+        };
+        match split_url(uri) {
+            Ok((authority, path)) => settings.jwks.push(JwksSource {
+                iss: iss.clone(),
+                uri: uri.clone(),
+                cluster: cluster.clone(),
+                authority,
+                path,
+            }),
+            // The core reports a URI that is not `http(s)://` itself.
+            Err(_) if !uri.starts_with("https://") && !uri.starts_with("http://") => {}
+            Err(message) => {
+                errors.push(PolicyError::new(format!("policy.issuers[{index}].jwks_uri"), message))
             }
         }
     }
@@ -256,9 +258,20 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
     }
 }
 
-/// Index of issuer `iss` in the policy's `issuers` array.
-fn issuer_index(policy: &Value, iss: &str) -> Option<usize> {
-    policy.get("issuers")?.as_array()?.iter().position(|i| i.get("iss").and_then(Value::as_str) == Some(iss))
+/// `(index, iss, jwks_uri)` of every issuer in the policy with a `jwks_uri`
+/// and no inline `jwks` (the ones whose keys the filter fetches).
+fn jwks_uri_issuers(policy: &Value) -> Vec<(usize, String, String)> {
+    let issuers = policy.get("issuers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    issuers
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.get("jwks").is_none())
+        .filter_map(|(index, i)| {
+            let iss = i.get("iss")?.as_str()?;
+            let uri = i.get("jwks_uri")?.as_str()?;
+            Some((index, iss.to_owned(), uri.to_owned()))
+        })
+        .collect()
 }
 
 /// Splits `https://host[:port]/path?query` into (`host[:port]`, `/path?query`).

@@ -134,9 +134,15 @@ export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED" } = {}
  * A bootstrap: one listener (port 0) → `http_filters` + router → the
  * `upstream` cluster on `upstreamPort`; more clusters from `clusters`
  * (`{name: port}`); admin on port 0.
+ *
+ * The listener is plain HTTP on loopback but stands for a TLS-terminating
+ * edge: `:scheme` is set to `https` (as the vectors assume), and the client
+ * address comes from the last `X-Forwarded-For` entry (Envoy's default with
+ * `use_remote_address: false`), so a test can present any source IP.
  */
 export function bootstrap({ httpFilters, upstreamPort, clusters = {} }) {
   return {
+    node: { id: "agentguard-test", cluster: "agentguard-test" },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } },
     static_resources: {
       listeners: [
@@ -152,6 +158,7 @@ export function bootstrap({ httpFilters, upstreamPort, clusters = {} }) {
                     "@type":
                       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     stat_prefix: "ingress",
+                    scheme_header_transformation: { scheme_to_overwrite: "https" },
                     route_config: {
                       virtual_hosts: [
                         { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "upstream" } }] },
@@ -344,6 +351,20 @@ export async function stats(envoy, filter = "agentguard") {
     if (m) values[m[1]] = Number(m[2]);
   }
   return { values, text: res.body };
+}
+
+/**
+ * Asserts that Envoy's `output` has a line matching `pattern`; on failure
+ * shows the agentguard/wasm lines and errors only, not Envoy's whole banner.
+ */
+export function assertLogged(output, pattern, message = "") {
+  if (pattern.test(output)) return;
+  const relevant = output
+    .split("\n")
+    .filter((l) => /wasm|agentguard|\]\[(error|critical|warning)\]|\[[CEW]\]/.test(l))
+    .slice(-40)
+    .join("\n");
+  throw new Error(`${message ? `${message}: ` : ""}no log line matches ${pattern}; relevant output:\n${relevant}`);
 }
 
 /** Polls `fn` until it returns a truthy value (or throws after `timeoutMs`). */

@@ -40,9 +40,17 @@ const findCase = (name) => {
   return c;
 };
 
-/** Sends a vector's request (its minted token as Bearer) through Envoy. */
+/**
+ * Sends a vector's request (its minted token as Bearer) through Envoy. The
+ * source IP travels as `X-Forwarded-For` (see the harness's bootstrap).
+ */
 async function sendCase(c, serial, extraHeaders = {}) {
+  const { scheme = "https", source_ip: sourceIp, client_cert_sha256: cert } = c.request;
+  // These need a listener this suite does not have yet: fail loudly rather than pass by omission.
+  assert.equal(scheme, "https", `${c.name}: only https requests can be replayed through this listener`);
+  assert.equal(cert, undefined, `${c.name}: client certificates need an mTLS listener`);
   const headers = { ...(await caseHeaders(c, keys, nowSecs(), serial)), ...extraHeaders };
+  if (sourceIp) headers["x-forwarded-for"] = sourceIp;
   return send(envoy.port, { method: c.request.method, path: c.request.path, host: c.request.host, headers });
 }
 
