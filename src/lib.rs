@@ -16,7 +16,7 @@
 //! | fingerprint | workload attestation: a JWT-SVID or attestation-result token matching the policy | [`attestation`] |
 //! | "acting for" | the RFC 8693 `act` delegation chain | [`delegation`] |
 //! | "still trusted?" | revocation lists | [`revocation`] |
-//! | "does this fit the task?" | scopes that cover the route | [`route`], [`intent`] |
+//! | "does this fit the task?" | scopes and `authorization_details` that cover the route, known networks, normal volume | [`route`], [`intent`], [`network`], [`state`] |
 //! | "tap approve" | a human approval for high-risk routes only | [`approval`] |
 //!
 //! ## The pipeline
@@ -37,10 +37,16 @@
 //! 6. [`delegation`] — `act` chain depth, allowed actors and subjects.
 //! 7. [`attestation`] — workload evidence (SPIFFE JWT-SVID, attestation-result
 //!    token) matching the policy and bound to the token's acting agent.
-//! 8. [`revocation`] — token id, subject, agent, key id → `revoked`.
-//! 9. [`intent`] — the token's scopes cover the route.
-//! 10. [`approval`] — high-risk routes answer `approval_required` with a
-//!     digest of the exact action.
+//! 8. [`revocation`] — token id, subject, agent, key id, or a circuit-breaker
+//!    suspension → `revoked`.
+//! 9. [`intent`] — scopes and RFC 9396 `authorization_details` cover the
+//!    route; [`network`] — the source IP is inside the allowed CIDRs (checked
+//!    right after routing); [`state`] — token-bucket rate limits (429).
+//! 10. [`approval`] — high-risk routes need a human approval token bound to
+//!     the exact action digest and the agent, single-use.
+//! 11. [`state`] — the behaviour monitor: bursts, deny ratios and calls
+//!     outside an agent's usual routes trip the circuit breaker, which revokes
+//!     the agent for a cooldown.
 //!
 //! Every outcome is a [`Decision`]: `allow` (with identity headers to
 //! forward), `deny`, `approval_required` or `revoked`, with stable
