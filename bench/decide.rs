@@ -178,4 +178,54 @@ fn main() {
     report("decide, cached bearer token (baseline)", p, None);
     report("decide, cached token + fresh ES256 DPoP proof", d, Some(("bearer", p)));
     println!("{:<44} {:>10.2}", "  DPoP check added (µs)", (d - p) / 1000.0);
+
+    // Intent, limits and behaviour stages on a cached token.
+    let full = json!({
+        "issuers": [{"iss": "https://sts.test", "audiences": ["https://api.test"],
+                     "jwks": {"keys": [public("ed25519")]}, "algorithms": ["EdDSA"], "max_lifetime": "10m"}],
+        "routes": [{"id": "read", "methods": ["GET"], "path": "/v1/contacts/{id}", "scopes": ["crm.read"],
+                    "authorization_details": {"type": "contact", "actions": ["read"], "identifier": "{id}"}}],
+        "network": {"allow": ["10.0.0.0/8", "2001:db8::/32"]},
+        "limits": [{"per": "agent", "rate": "1000000/1s"}, {"per": "route", "rate": "1000000/1s"}],
+        "circuit_breaker": {"window": "10s", "max_requests": 1000000000, "max_deny_ratio": 0.5},
+    });
+    let plain_engine = Engine::from_json(&policy(10_000)).unwrap();
+    let full_engine = Engine::from_json(&full.to_string()).unwrap();
+    let mut c = claims.clone();
+    c.insert(
+        "authorization_details".into(),
+        json!([{"type": "contact", "actions": ["read"], "identifier": "42"}]),
+    );
+    let t = mint::sign(&issuer, Some("test-ed25519"), "at+jwt", &c);
+    let mut now_ms = NOW * 1000;
+    let mut req_at = |t: &str| {
+        now_ms += 1;
+        let mut input = agentguard::RequestInput {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "api.test".into(),
+            path: "/v1/contacts/42".into(),
+            source_ip: Some("10.1.2.3".into()),
+            now: now_ms as f64 / 1000.0,
+            ..Default::default()
+        };
+        input
+            .headers
+            .insert("authorization".into(), agentguard::request::HeaderValue::One(format!("Bearer {t}")));
+        Request::from_input(&input).unwrap()
+    };
+    let r_plain = req_at(&t);
+    assert!(plain_engine.decide(&r_plain).is_allowed());
+    let base = measure(|| {
+        black_box(plain_engine.decide(black_box(&r_plain)));
+    });
+    let r_full = req_at(&t);
+    assert!(full_engine.decide(&r_full).is_allowed(), "{:?}", full_engine.decide(&r_full).reasons);
+    let staged = measure(|| {
+        black_box(full_engine.decide(black_box(&r_full)));
+    });
+    println!();
+    report("decide, cached token, token checks only", base, None);
+    report("  + network, authz details, 2 limits, breaker", staged, Some(("token only", base)));
+    println!("{:<44} {:>10.2}", "  stages added (µs)", (staged - base) / 1000.0);
 }

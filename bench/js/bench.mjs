@@ -1,0 +1,228 @@
+// agentguard in Node: Wasm size, cold start, and decisions per second against
+// a baseline of npm `jose` (jwtVerify) plus the same checks written in plain JS.
+//
+//   bash bench/js/run.sh          (builds js/dist first)
+//   node bench/js/bench.mjs       (uses the existing js/dist)
+//
+// Every number comes from this run; ratios compare numbers of this run only.
+
+import { readFileSync } from "node:fs";
+import { gzipSync, brotliCompressSync, constants } from "node:zlib";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+
+import * as jose from "../../js/node_modules/jose/dist/webapi/index.js";
+import { AgentGuard } from "../../js/src/node.js";
+import { verifySignature } from "../../js/dist/agentguard.js";
+import { loadVectors, signJwt } from "../../tests/vectors/mint.mjs";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const quick = process.argv.includes("--quick");
+const { policy, policyText, keys } = loadVectors();
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
+const fmt = (n) => Math.round(n).toLocaleString("en-US");
+
+// ---------------------------------------------------------------------------
+// 1. Size
+
+const wasm = readFileSync(`${root}js/dist/agentguard_bg.wasm`);
+const gz = gzipSync(wasm, { level: 9 }).length;
+const br = brotliCompressSync(wasm, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+console.log(`wasm size: ${kib(wasm.length)} raw, ${kib(gz)} gzip, ${kib(br)} brotli   (target: gzip <= 150 KiB)`);
+
+// ---------------------------------------------------------------------------
+// 2. Cold start, each in a fresh Node process (median of 7)
+
+function coldStart(script) {
+  const runs = [];
+  for (let i = 0; i < (quick ? 3 : 7); i++) {
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { cwd: root, encoding: "utf8" });
+    runs.push(JSON.parse(out));
+  }
+  const keys = Object.keys(runs[0]);
+  return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))]));
+}
+
+const now0 = Math.floor(Date.now() / 1000);
+const startToken = await signJwt(keys.ed25519, claims(now0, 0));
+const agentguardStart = coldStart(`
+  import { readFileSync } from "node:fs";
+  const bytes = readFileSync("js/dist/agentguard_bg.wasm");
+  const policy = readFileSync("tests/vectors/policy.json", "utf8");
+  const t0 = performance.now();
+  const glue = await import("./js/dist/agentguard.js");
+  const module = new WebAssembly.Module(bytes);
+  glue.initSync({ module });
+  const t1 = performance.now();
+  const guard = new glue.Guard(policy);
+  const d = JSON.parse(guard.decide(JSON.stringify({ method: "GET", host: "api.test", path: "/v1/contacts/1",
+    headers: { authorization: "Bearer ${startToken}" }, now: Date.now() / 1000 })));
+  const t2 = performance.now();
+  if (d.decision !== "allow") throw new Error(JSON.stringify(d.reasons));
+  console.log(JSON.stringify({ instantiate: t1 - t0, total: t2 - t0 }));
+`);
+const joseStart = coldStart(`
+  const t0 = performance.now();
+  const jose = await import("./js/node_modules/jose/dist/webapi/index.js");
+  const jwks = jose.createLocalJWKSet(JSON.parse(${JSON.stringify(JSON.stringify(policy.issuers[0].jwks))}));
+  await jose.jwtVerify("${startToken}", jwks, { issuer: "https://sts.test", audience: "https://api.test", typ: "at+jwt" });
+  console.log(JSON.stringify({ total: performance.now() - t0 }));
+`);
+console.log(
+  `cold start (fresh process, median): agentguard compile+instantiate ${agentguardStart.instantiate.toFixed(1)} ms, ` +
+    `+ policy + first decision ${agentguardStart.total.toFixed(1)} ms (target <= 15 ms); ` +
+    `jose import + first jwtVerify ${joseStart.total.toFixed(1)} ms`,
+);
+
+// ---------------------------------------------------------------------------
+// 3. Throughput
+
+function claims(now, i) {
+  return {
+    iss: "https://sts.test",
+    aud: "https://api.test",
+    sub: "user:alice",
+    client_id: "crm-agent",
+    act: { sub: "spiffe://test/agents/crm-bot" },
+    scope: "crm.read mail.draft",
+    iat: now - 10,
+    exp: now + 290,
+    jti: `bench-${i}`,
+  };
+}
+
+const N = quick ? 300 : 1500; // distinct fresh tokens per algorithm
+const now = Math.floor(Date.now() / 1000);
+async function mintMany(jwk) {
+  const out = [];
+  for (let i = 0; i < N; i++) out.push(await signJwt(jwk, claims(now, i)));
+  return out;
+}
+const tokens = { EdDSA: await mintMany(keys.ed25519), ES256: await mintMany(keys.es256) };
+const input = (token) => ({
+  method: "GET",
+  host: "api.test",
+  path: "/v1/contacts/42",
+  headers: { authorization: `Bearer ${token}` },
+  now: Date.now() / 1000,
+});
+
+// Runs `fn(i)` over the token list in batches; returns median ops/s of 5 batches.
+async function rate(label, fn, count = N) {
+  for (let i = 0; i < Math.min(200, count); i++) await fn(i); // warm-up
+  const rates = [];
+  for (let b = 0; b < 5; b++) {
+    const t0 = performance.now();
+    for (let i = 0; i < count; i++) await fn(i);
+    rates.push(count / ((performance.now() - t0) / 1000));
+  }
+  return median(rates);
+}
+
+// A fresh guard per batch round would also measure compile; instead the cache
+// is defeated by distinct tokens. Each guard sees each token at most once per batch,
+// and a token cache of 0 entries keeps every decision fresh.
+const freshPolicy = { ...policy, cache: { tokens: 0 } };
+const wasmOnly = await AgentGuard.create(freshPolicy, { hostVerify: [] });
+const hostEs = await AgentGuard.create(freshPolicy); // default: ES256 via WebCrypto
+const hostAll = await AgentGuard.create(freshPolicy, { hostVerify: ["EdDSA", "ES256"] });
+const cached = await AgentGuard.create(policy);
+
+const expectAllow = (d) => {
+  if (d.decision !== "allow") throw new Error(`bench: expected allow, got ${JSON.stringify(d.reasons)}`);
+};
+const inputs = { EdDSA: tokens.EdDSA.map(input), ES256: tokens.ES256.map(input) };
+
+// Baseline: jose + the same checks in plain JS (route, delegation, revocation, scope, identity headers).
+const jwks = jose.createLocalJWKSet(policy.issuers[0].jwks);
+const revokedJti = new Set(policy.revoked.jti);
+const revokedAgents = new Set(policy.revoked.agents);
+const actorOk = (a) => policy.delegation.actors.some((p) => (p.endsWith("*") ? a.startsWith(p.slice(0, -1)) : a === p));
+async function joseDecide(req) {
+  const route = policy.routes.find((r) => r.methods.includes(req.method) && req.path.startsWith(r.path.replace("/**", "/")));
+  if (!route) return { decision: "deny" };
+  const auth = req.headers.authorization;
+  if (!auth?.startsWith("Bearer ")) return { decision: "deny" };
+  const { payload } = await jose.jwtVerify(auth.slice(7), jwks, {
+    issuer: "https://sts.test",
+    audience: "https://api.test",
+    typ: "at+jwt",
+    algorithms: ["EdDSA", "ES256"],
+    maxTokenAge: "10m",
+    clockTolerance: 30,
+    requiredClaims: ["sub", "iat", "jti"],
+    currentDate: new Date(req.now * 1000),
+  });
+  let depth = 0;
+  for (let a = payload.act; a; a = a.act) depth++;
+  if (depth > policy.delegation.max_depth) return { decision: "deny" };
+  const agent = payload.act?.sub ?? payload.client_id ?? payload.sub;
+  if (payload.act && !actorOk(agent)) return { decision: "deny" };
+  if (revokedJti.has(payload.jti) || revokedAgents.has(agent)) return { decision: "revoked" };
+  const scopes = String(payload.scope ?? "").split(" ");
+  if (!route.scopes.every((s) => scopes.includes(s))) return { decision: "deny" };
+  return {
+    decision: "allow",
+    forward_headers: {
+      "x-agentguard-issuer": payload.iss,
+      "x-agentguard-agent": agent,
+      "x-agentguard-subject": payload.sub,
+      "x-agentguard-scopes": scopes.join(" "),
+      "x-agentguard-route": route.id,
+    },
+  };
+}
+for (const alg of ["EdDSA", "ES256"]) expectAllow(await joseDecide(inputs[alg][0]));
+for (const g of [wasmOnly, hostEs, hostAll]) for (const alg of ["EdDSA", "ES256"]) expectAllow(await g.decideRequest(inputs[alg][0]));
+
+// Bare signature verification in Wasm (no parsing, no checks).
+const bare = (alg, jwk) => {
+  const parts = tokens[alg].map((t) => t.split("."));
+  const pub = JSON.stringify(jwk);
+  return (i) => {
+    const [h, p, s] = parts[i];
+    if (!verifySignature(alg, pub, `${h}.${p}`, s)) throw new Error("bench: bare verify failed");
+  };
+};
+const { d: _d1, ...edPub } = keys.ed25519;
+const { d: _d2, ...esPub } = keys.es256;
+
+const r = {};
+r.bareEd = await rate("bare wasm Ed25519", bare("EdDSA", edPub));
+r.bareEs = await rate("bare wasm ES256", bare("ES256", esPub));
+r.joseEd = await rate("jose EdDSA", (i) => joseDecide(inputs.EdDSA[i]));
+r.joseEs = await rate("jose ES256", (i) => joseDecide(inputs.ES256[i]));
+r.agEdWasm = await rate("agentguard EdDSA wasm", (i) => wasmOnly.decideRequest(inputs.EdDSA[i]));
+r.agEdHost = await rate("agentguard EdDSA webcrypto", (i) => hostAll.decideRequest(inputs.EdDSA[i]));
+r.agEsWasm = await rate("agentguard ES256 wasm", (i) => wasmOnly.decideRequest(inputs.ES256[i]));
+r.agEsHost = await rate("agentguard ES256 webcrypto", (i) => hostEs.decideRequest(inputs.ES256[i]));
+const one = inputs.ES256[0];
+expectAllow(await cached.decideRequest(one));
+r.agCached = await rate("agentguard cached", () => cached.decideRequest(one), N * 20);
+r.agCachedSync = await rate("agentguard cached (sync decideInput)", () => cached.decideInput(one), N * 20);
+if (cached.decideInput(one).event.cache_hit !== true) throw new Error("bench: the repeated token was not a cache hit");
+
+const us = (ops) => `${(1e6 / ops).toFixed(1)} µs`;
+const row = (name, ops) => console.log(`  ${name.padEnd(52)} ${fmt(ops).padStart(9)} /s  ${us(ops).padStart(10)}`);
+console.log(`\ndecisions per second (Node ${process.version}, ${N} distinct tokens per run, median of 5 runs):`);
+row("bare Wasm Ed25519 verify (signature only)", r.bareEd);
+row("bare Wasm ES256 verify (signature only)", r.bareEs);
+row("jose jwtVerify + same checks, EdDSA", r.joseEd);
+row("jose jwtVerify + same checks, ES256", r.joseEs);
+row("agentguard fresh EdDSA, Wasm verify (default)", r.agEdWasm);
+row("agentguard fresh EdDSA, WebCrypto verify", r.agEdHost);
+row("agentguard fresh ES256, Wasm verify", r.agEsWasm);
+row("agentguard fresh ES256, WebCrypto verify (default)", r.agEsHost);
+row("agentguard repeated token (cache hit), async decideRequest", r.agCached);
+row("agentguard repeated token (cache hit), sync decideInput", r.agCachedSync);
+
+const ratio = (a, b) => (a / b).toFixed(2);
+console.log("\nratios (cost = 1/throughput):");
+console.log(`  fresh ES256 cost / jose ES256 cost          ${ratio(r.joseEs, r.agEsHost)}x   (target <= 1.3x; Wasm-only: ${ratio(r.joseEs, r.agEsWasm)}x)`);
+console.log(`  fresh EdDSA cost / bare Wasm Ed25519 verify ${ratio(r.bareEd, r.agEdWasm)}x   (target <= 1.1x; WebCrypto: ${ratio(r.bareEd, r.agEdHost)}x)`);
+console.log(`  fresh EdDSA cost / jose EdDSA cost          ${ratio(r.joseEd, r.agEdWasm)}x`);
+console.log(`  cache-hit throughput / jose ES256           ${ratio(r.agCached, r.joseEs)}x   (target >= 50x; sync: ${ratio(r.agCachedSync, r.joseEs)}x)`);
+console.log(`  cache-hit throughput / jose EdDSA           ${ratio(r.agCached, r.joseEd)}x   (sync: ${ratio(r.agCachedSync, r.joseEd)}x)`);
