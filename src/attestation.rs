@@ -315,12 +315,8 @@ impl Attestation {
             }
         }
         for (path, parts, allowed) in &self.claims {
-            let mut value = Some(&Value::Object(evidence.clone())).cloned();
-            for part in parts {
-                value = value.and_then(|v| v.get(part).cloned());
-            }
-            match value {
-                Some(v) if allowed.contains(&v) => {}
+            match token::claim_at(&evidence, parts) {
+                Some(v) if allowed.contains(v) => {}
                 Some(v) => {
                     return Err((
                         ReasonCode::AttestationClaimMismatch,

@@ -93,6 +93,27 @@ enum Command {
         #[arg(long, default_value = "5m")]
         ttl: String,
     },
+    /// Exchange a workload's token for an agent token, as `POST /token` would (RFC 8693).
+    Exchange {
+        /// Policy with a `token_service` section.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The edge's private signing keys: `{"keys": [private JWKs with kid]}` (or one JWK, or `keygen` output).
+        #[arg(long)]
+        signing_keys: PathBuf,
+        /// The workload's token (a file path or the token itself).
+        #[arg(long)]
+        subject_token: String,
+        /// Requested scope (space-separated).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Requested audience.
+        #[arg(long)]
+        audience: Option<String>,
+        /// Time (Unix seconds); default now.
+        #[arg(long)]
+        now: Option<i64>,
+    },
     /// Sign a test token with a private JWK.
     Mint {
         /// Private JWK file (from `keygen`).
@@ -231,6 +252,60 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 mint::sign(&signing, jwk.get("kid").and_then(Value::as_str), "approval+jwt", &claims)
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Exchange { policy, signing_keys, subject_token, scope, audience, now } => {
+            let engine = load_engine(&policy)?;
+            let keys: Value = parse_json(&signing_keys)?;
+            let keys = match (keys.get("keys"), keys.get("private")) {
+                (Some(_), _) => keys,
+                (None, Some(private)) => serde_json::json!({ "keys": [private] }),
+                (None, None) => serde_json::json!({ "keys": [keys] }),
+            };
+            engine.set_signing_keys(&keys)?;
+            let subject = if Path::new(&subject_token).is_file() {
+                read(Path::new(&subject_token))?.trim().to_owned()
+            } else {
+                subject_token
+            };
+            let mut form = format!(
+                "grant_type={}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&subject_token={subject}",
+                "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+            );
+            let encode = |v: &str| -> String {
+                v.bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            char::from(b).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect()
+            };
+            if let Some(scope) = scope {
+                form.push_str(&format!("&scope={}", encode(&scope)));
+            }
+            if let Some(audience) = audience {
+                form.push_str(&format!("&audience={}", encode(&audience)));
+            }
+            let now = match now {
+                Some(n) => n,
+                None => unix_now()?,
+            };
+            let request = crate::Request::builder("POST", "/token", now)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .build()
+                .map_err(|e| e.message)?;
+            let mut raw = [0u8; 16];
+            getrandom::getrandom(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+            let jti = crate::b64::encode(&raw);
+            let response = engine.exchange(crate::exchange::ExchangeContext {
+                request: &request,
+                body: &form,
+                jti: &jti,
+            });
+            println!("{}", response.body);
+            Ok(if response.status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Mint { key, claims, now, ttl, typ } => {
             let jwk: Value = parse_json(&key)?;

@@ -106,11 +106,12 @@ fn nonce_for_step(secret: &[u8], step: i64) -> String {
     b64::encode(h.finalize().get(..16).unwrap_or_default())
 }
 
-/// Checks the DPoP proof of `request` for `token` (whose `cnf.jkt` is `jkt`).
+/// Checks the DPoP proof of `request` for `token` (whose `cnf.jkt` is `jkt`);
+/// with no token (a token request), only the proof itself.
 pub fn check(
     policy: &DpopPolicy,
     request: &Request,
-    token: &str,
+    token: Option<&str>,
     jkt: Option<&str>,
     nonce_secret: Option<&[u8]>,
 ) -> Result<CheckedProof, DpopError> {
@@ -188,21 +189,33 @@ pub fn check(
             format!("proof is {} s old, more than the {} allowed", now - iat, policy.max_age),
         ));
     }
-    let ath = string("ath")
-        .map_err(|_| (ReasonCode::DpopAthMismatch, "proof has no `ath` (access token hash)".to_owned()))?;
-    if ath != b64::encode(&Sha256::digest(token.as_bytes())) {
-        return Err((ReasonCode::DpopAthMismatch, "proof `ath` is not the hash of this access token".into()));
-    }
-    match jkt {
-        Some(jkt) if jkt == thumbprint => {}
-        Some(_) => {
+    // At a resource, the proof must be bound to the presented token and the
+    // token to the proof key; at the token endpoint (no token yet) the proof
+    // key is what the new token will be bound to.
+    if let Some(token) = token {
+        let ath = string("ath").map_err(|_| {
+            (ReasonCode::DpopAthMismatch, "proof has no `ath` (access token hash)".to_owned())
+        })?;
+        if ath != b64::encode(&Sha256::digest(token.as_bytes())) {
             return Err((
-                ReasonCode::DpopKeyMismatch,
-                "proof key is not the key the token is bound to (`cnf.jkt`)".into(),
-            ))
+                ReasonCode::DpopAthMismatch,
+                "proof `ath` is not the hash of this access token".into(),
+            ));
         }
-        None => {
-            return Err((ReasonCode::BindingMissing, "token is not bound to a DPoP key (`cnf.jkt`)".into()))
+        match jkt {
+            Some(jkt) if jkt == thumbprint => {}
+            Some(_) => {
+                return Err((
+                    ReasonCode::DpopKeyMismatch,
+                    "proof key is not the key the token is bound to (`cnf.jkt`)".into(),
+                ))
+            }
+            None => {
+                return Err((
+                    ReasonCode::BindingMissing,
+                    "token is not bound to a DPoP key (`cnf.jkt`)".into(),
+                ))
+            }
         }
     }
     if let (true, Some(secret)) = (policy.nonce, nonce_secret) {

@@ -16,15 +16,18 @@ use crate::attestation::Attestation;
 use crate::b64;
 use crate::cache::TokenCache;
 use crate::credential::{self, Scheme};
+use crate::decision::HttpResponse;
 use crate::decision::{
     self, ApprovalChallenge, Decision, DecisionEvent, EventAgent, EventBreaker, Identity, Outcome, Reason,
     StageResult, TraceStep,
 };
 use crate::delegation::Delegation;
 use crate::dpop::{self, DpopPolicy};
+use crate::exchange::{self, ExchangeContext, OAuthError, TokenService};
 use crate::intent;
 use crate::keys::{KeyProblem, KeySet};
 use crate::limits::MAX_TOKEN_CACHE_ENTRIES;
+use crate::mint::SigningKey;
 use crate::network::NetworkList;
 use crate::policy::{Binding, LimitKey, Policy, PolicyError, PolicyErrors, Risk};
 use crate::pop;
@@ -61,6 +64,9 @@ pub struct Engine {
     approval: Option<ApprovalGate>,
     approval_keys: RwLock<Vec<IssuerKeys>>,
     approval_replay: Mutex<ReplayCache>,
+    token_service: Option<TokenService>,
+    ts_keys: RwLock<Vec<IssuerKeys>>,
+    signing_keys: RwLock<Vec<(String, SigningKey)>>,
 }
 
 /// A compiled rate limit.
@@ -375,6 +381,22 @@ impl Engine {
             },
         };
 
+        let token_service = match &policy.token_service {
+            None => None,
+            Some(t) => match TokenService::new(t) {
+                Ok(ts) => {
+                    jwks_uris.extend(ts.jwks_uris.iter().cloned());
+                    Some(ts)
+                }
+                Err(problems) => {
+                    for (path, message) in problems {
+                        err(format!("token_service.{path}"), message);
+                    }
+                    None
+                }
+            },
+        };
+
         let prefix = &policy.identity_headers.prefix;
         if prefix.is_empty()
             || !prefix.ends_with('-')
@@ -425,6 +447,15 @@ impl Engine {
                 approval.as_ref().map_or_else(|| ReplayCache::new(1), ApprovalGate::replay_cache),
             ),
             approval,
+            ts_keys: RwLock::new(
+                token_service
+                    .iter()
+                    .flat_map(|ts| ts.initial_keys.iter())
+                    .map(|set| IssuerKeys { set: Arc::new(set.clone()), generation: 0 })
+                    .collect(),
+            ),
+            token_service,
+            signing_keys: RwLock::new(Vec::new()),
         })
     }
 
@@ -444,7 +475,14 @@ impl Engine {
                 None if self.approval.as_ref().is_some_and(|g| g.issuer.iss == iss) => {
                     (&self.approval_keys, 0)
                 }
-                None => return Err(format!("issuer `{}` is not in the policy", crate::keys::clip(iss))),
+                None => match self
+                    .token_service
+                    .as_ref()
+                    .and_then(|ts| ts.issuers.iter().position(|i| i.iss == iss))
+                {
+                    Some(i) => (&self.ts_keys, i),
+                    None => return Err(format!("issuer `{}` is not in the policy", crate::keys::clip(iss))),
+                },
             },
         };
         let (set, problems) = KeySet::from_jwks(jwks)?;
@@ -487,6 +525,126 @@ impl Engine {
         }
         let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner);
         secret.as_ref().map(|s| dpop::nonce(s, now, self.dpop.max_age))
+    }
+
+    /// Loads the token service's private signing keys (`{"keys": [private JWKs with kid]}`,
+    /// from a secret — never from the policy). Returns how many were loaded;
+    /// the policy's `signing_kid` must be among them.
+    pub fn set_signing_keys(&self, private_jwks: &Value) -> Result<usize, String> {
+        let ts = self.token_service.as_ref().ok_or("the policy has no `token_service`")?;
+        let list =
+            private_jwks.get("keys").and_then(Value::as_array).ok_or("expected `{\"keys\": [...]}`")?;
+        let mut keys = Vec::new();
+        for (i, jwk) in list.iter().enumerate() {
+            let kid = jwk
+                .get("kid")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("keys[{i}]: a signing key needs a `kid`"))?;
+            let key = SigningKey::from_jwk(jwk).map_err(|e| format!("keys[{i}]: {e}"))?;
+            keys.push((kid.to_owned(), key));
+        }
+        if !keys.iter().any(|(kid, _)| *kid == ts.signing_kid) {
+            return Err(format!("no key has the active `signing_kid` `{}`", ts.signing_kid));
+        }
+        let n = keys.len();
+        *self.signing_keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(n)
+    }
+
+    /// The token service's public JWKS (every loaded signing key), for `/.well-known/jwks.json`.
+    pub fn token_service_jwks(&self) -> Value {
+        let keys = self.signing_keys.read().unwrap_or_else(PoisonError::into_inner);
+        serde_json::json!({ "keys": keys.iter().map(|(kid, k)| k.public_jwk(kid)).collect::<Vec<_>>() })
+    }
+
+    /// RFC 8414 metadata of the token service, if the policy has one.
+    pub fn token_service_metadata(&self) -> Option<Value> {
+        self.token_service.as_ref().map(|ts| ts.metadata(&self.dpop.algorithms))
+    }
+
+    /// Handles `POST /token` (RFC 8693 token exchange). Never fails: errors are
+    /// RFC 6749 §5.2 responses, and nothing is minted unless every check passed.
+    pub fn exchange(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
+        match self.try_exchange(ctx) {
+            Ok(minted) => minted.response(),
+            Err(e) => e.response(),
+        }
+    }
+
+    fn try_exchange(&self, ctx: ExchangeContext<'_>) -> Result<exchange::Minted, OAuthError> {
+        let ts = self
+            .token_service
+            .as_ref()
+            .ok_or_else(|| OAuthError::new("invalid_request", "this gateway has no token service"))?;
+        let request = ctx.request;
+        if request.method != "POST" {
+            return Err(OAuthError::new("invalid_request", "the token endpoint takes `POST`"));
+        }
+        let content_type = request.header_values("content-type").next().unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::new(
+                "invalid_request",
+                format!(
+                    "expected `application/x-www-form-urlencoded`, found `{}`",
+                    crate::keys::clip(content_type)
+                ),
+            ));
+        }
+        let form = exchange::parse_form(ctx.body)?;
+        let (subject_token, actor_token) = exchange::check_form(&form)?;
+        let now = request.now();
+        let keys = self.ts_keys.read().unwrap_or_else(PoisonError::into_inner);
+        let verify = |t: &str, what: &str| {
+            let v = token::verify(t, &ts.issuers, |i| keys.get(i).map(|k| k.set.as_ref()), None)
+                .map_err(|(_, m)| OAuthError::new("invalid_grant", format!("{what} token: {m}")))?;
+            let issuer = ts
+                .issuers
+                .get(v.issuer)
+                .ok_or_else(|| OAuthError::new("server_error", "issuer index out of range"))?;
+            token::validate(&v.claims, issuer, now)
+                .map_err(|(_, m)| OAuthError::new("invalid_grant", format!("{what} token: {m}")))?;
+            Ok::<_, OAuthError>(v)
+        };
+        let subject = verify(subject_token, "subject")?;
+        let actor = actor_token.map(|t| verify(t, "actor")).transpose()?;
+        let mut grant = ts.grant(subject.issuer, subject.claims, actor.map(|a| a.claims), &form)?;
+        if request.header_values("dpop").next().is_some() {
+            let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner).clone();
+            let proof =
+                dpop::check(&self.dpop, request, None, None, secret.as_deref()).map_err(|(code, m)| {
+                    let error = if code == ReasonCode::DpopNonceRequired {
+                        "use_dpop_nonce"
+                    } else {
+                        "invalid_dpop_proof"
+                    };
+                    OAuthError::new(error, m)
+                })?;
+            let fresh = self.dpop_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
+                proof.replay_key,
+                now,
+                proof.expires_at,
+            );
+            if !fresh {
+                return Err(OAuthError::new(
+                    "invalid_dpop_proof",
+                    "this DPoP proof (`jti`) was already used",
+                ));
+            }
+            grant.jkt = Some(proof.jkt);
+        }
+        let signing = self.signing_keys.read().unwrap_or_else(PoisonError::into_inner);
+        let key =
+            signing.iter().find(|(kid, _)| *kid == ts.signing_kid).map(|(_, k)| k).ok_or_else(|| {
+                OAuthError::new("server_error", "the token service has no signing key loaded")
+            })?;
+        if ctx.jti.len() < 16 {
+            return Err(OAuthError::new(
+                "server_error",
+                "the host must supply a random `jti` of 16+ characters",
+            ));
+        }
+        ts.mint(&grant, key, now, ctx.jti)
     }
 
     /// Lifts a circuit-breaker suspension (an operator's call); `true` if the agent was suspended.
@@ -849,7 +1007,7 @@ impl Engine {
                 "DPoP nonces are on but the host set no nonce secret".into(),
             ));
         }
-        let proof = dpop::check(&self.dpop, request, token, jkt, secret.as_deref())?;
+        let proof = dpop::check(&self.dpop, request, Some(token), jkt, secret.as_deref())?;
         let fresh = self.dpop_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
             proof.replay_key,
             request.now(),

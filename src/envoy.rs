@@ -35,6 +35,10 @@
 //!   connection manager is set to trust it), the
 //!   `connection.sha256_peer_certificate_digest` property (for RFC 8705
 //!   certificate-bound tokens) and Envoy's clock (`get_current_time`).
+//! - **Bodies** (`hash_body`, on by default when the policy has high-risk
+//!   routes): the headers are held while Envoy buffers the body; at its end
+//!   the filter hashes it and decides with `body_sha256`, so approvals bind
+//!   to the exact body. Requests without a body are decided at once.
 //! - **Responses.** The core formats every refusal; the filter sends it
 //!   verbatim with `send_http_response`. On allow, inbound headers with the
 //!   identity prefix are removed first, then the identity headers are set.
@@ -62,10 +66,6 @@
 //!
 //! ## Not done here
 //!
-//! - Request bodies: no check needs one yet. A body-bound check would return
-//!   `Action::Pause` from `on_http_request_headers` and decide in
-//!   `on_http_request_body` at end of stream (the same `decide` path, with the
-//!   body), which proxy-wasm supports; the header edits stay possible until then.
 //! - Shared state across workers (proxy-wasm shared data) and revocation-list
 //!   updates at run time: later issues.
 
@@ -78,14 +78,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use self::config::{DecisionLog, Settings};
 use self::jwks::Schedule;
-use self::mapping::{headers_to_strip, request_input, response_headers};
+use self::mapping::{body_digest, headers_to_strip, request_input, response_headers};
 use self::metrics::{JwksEvent, Metrics};
 use crate::decision::Decision;
 use crate::engine::Engine;
@@ -140,14 +140,15 @@ struct Filter {
     settings: Settings,
     metrics: Metrics,
     schedule: RefCell<Schedule>,
-    /// HTTP contexts held until the JWKS fetch under way ends.
-    waiting: RefCell<Vec<u32>>,
+    /// HTTP contexts held until the JWKS fetch under way ends, with their body digests.
+    waiting: RefCell<Vec<(u32, Option<String>)>>,
 }
 
 impl Filter {
     /// Decides the request of the current HTTP context and acts on it.
-    /// `may_wait`: whether an unknown key may hold the request for a fetch.
-    fn on_request(&self, context_id: u32, may_wait: bool) -> Action {
+    /// `body_sha256`: the body's digest, when bodies are hashed; `may_wait`:
+    /// whether an unknown key may hold the request for a JWKS fetch.
+    fn on_request(&self, context_id: u32, body_sha256: Option<String>, may_wait: bool) -> Action {
         let start_ns = now_ns();
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(headers) => headers,
@@ -164,10 +165,13 @@ impl Filter {
         let cert = property(vec!["connection", "sha256_peer_certificate_digest"]);
         // f64 seconds keep sub-microsecond precision for the next few centuries.
         let now = start as f64 / 1e9;
-        let input = request_input(&headers, source.as_deref(), cert.as_deref(), now);
+        let input = request_input(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
         let decision = self.engine.decide_input(&input);
 
-        if may_wait && self.should_wait(&decision) && self.hold(context_id, ns_to_ms(start)) {
+        if may_wait
+            && self.should_wait(&decision)
+            && self.hold(context_id, input.body_sha256, ns_to_ms(start))
+        {
             self.metrics.jwks(JwksEvent::Waited);
             return Action::Pause;
         }
@@ -240,7 +244,7 @@ impl Filter {
 
     /// Starts the on-demand fetches the cooldown allows and holds the request
     /// if any fetch is under way. `false`: decide now.
-    fn hold(&self, context_id: u32, now_ms: i64) -> bool {
+    fn hold(&self, context_id: u32, body_sha256: Option<String>, now_ms: i64) -> bool {
         let picks = self.schedule.borrow().on_demand(now_ms);
         for index in picks {
             self.fetch(index, now_ms);
@@ -252,7 +256,7 @@ impl Filter {
         if waiting.len() >= MAX_WAITING {
             return false;
         }
-        waiting.push(context_id);
+        waiting.push((context_id, body_sha256));
         true
     }
 
@@ -268,7 +272,10 @@ impl Filter {
         ];
         let timeout = Duration::from_secs(self.settings.jwks_timeout_secs);
         match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
-            Ok(token) => self.schedule.borrow_mut().started(index, token, now_ms),
+            Ok(token) => {
+                debug!("fetching the JWKS of `{}` from `{}` (callout {token})", source.iss, source.uri);
+                self.schedule.borrow_mut().started(index, token, now_ms);
+            }
             Err(status) => {
                 warn!(
                     "cannot fetch the JWKS of `{}` from `{}` through cluster `{}` ({status:?}); \
@@ -337,12 +344,12 @@ impl Filter {
             return;
         }
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
-        for context_id in waiting {
+        for (context_id, body_sha256) in waiting {
             // A context that ended meanwhile cannot be switched to: skip it.
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
-            if self.on_request(context_id, false) == Action::Continue {
+            if self.on_request(context_id, body_sha256, false) == Action::Continue {
                 if let Err(status) = hostcalls::resume_http_request() {
                     warn!("cannot resume a held request ({status:?})");
                 }
@@ -352,7 +359,7 @@ impl Filter {
 
     /// Forgets a held request whose stream ended.
     fn forget(&self, context_id: u32) {
-        self.waiting.borrow_mut().retain(|&id| id != context_id);
+        self.waiting.borrow_mut().retain(|(id, _)| *id != context_id);
     }
 }
 
@@ -426,7 +433,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http { id: context_id, filter: self.filter.clone() }))
+        Some(Box::new(Http { id: context_id, filter: self.filter.clone(), awaiting_body: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -438,6 +445,23 @@ impl RootContext for Root {
 struct Http {
     id: u32,
     filter: Option<Rc<Filter>>,
+    /// The headers are held until the whole body is in (`hash_body`).
+    awaiting_body: bool,
+}
+
+impl Http {
+    /// Decides once the whole body is buffered: hashes it and carries on.
+    fn decide_with_body(&mut self, body_size: usize) -> Action {
+        let Some(filter) = &self.filter else { return Action::Pause };
+        self.awaiting_body = false;
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => {
+                return filter.refuse_internal(format!("cannot read the request body ({status:?})"), now_ns())
+            }
+        };
+        filter.on_request(self.id, Some(body_digest(&body)), true)
+    }
 }
 
 impl Context for Http {
@@ -457,9 +481,14 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         match &self.filter {
-            Some(filter) => filter.on_request(self.id, true),
+            Some(filter) if filter.settings.hash_body && !end_of_stream => {
+                // Hold the headers (Envoy buffers the body) until the body is complete.
+                self.awaiting_body = true;
+                Action::Pause
+            }
+            Some(filter) => filter.on_request(self.id, None, true),
             None => {
                 // Envoy creates no HTTP context for a refused configuration; fail closed anyway.
                 let _ = hostcalls::send_http_response(
@@ -470,5 +499,21 @@ impl HttpContext for Http {
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match (self.awaiting_body, end_of_stream) {
+            (false, _) => Action::Continue,
+            (true, false) => Action::Pause,
+            (true, true) => self.decide_with_body(body_size),
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if !self.awaiting_body {
+            return Action::Continue;
+        }
+        // The body ended with trailers: it is all buffered now.
+        self.decide_with_body(usize::MAX)
     }
 }

@@ -141,6 +141,7 @@ pub mod delegation;
 pub mod dpop;
 pub mod duration;
 pub mod engine;
+pub mod exchange;
 pub mod glob;
 pub mod intent;
 pub mod json;

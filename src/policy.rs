@@ -66,6 +66,9 @@ pub struct Policy {
     /// Human approvals for high-risk routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
+    /// The edge token service (RFC 8693 token exchange, workload identity federation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_service: Option<crate::exchange::TokenServicePolicy>,
 }
 
 /// Allowed source networks.

@@ -376,6 +376,12 @@ pub fn type_claims(raw: Map<String, Value>) -> Result<Claims, TokenError> {
     })
 }
 
+/// The claim at a dotted path (`["tee", "type"]`) into nested objects.
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter().try_fold(claims.get(first)?, |v, part| v.get(part))
+}
+
 /// `spiffe://<trust-domain>` of a SPIFFE ID, if `id` is one.
 pub fn spiffe_trust_domain(id: &str) -> Option<String> {
     let rest = id.strip_prefix("spiffe://")?;

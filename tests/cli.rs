@@ -206,3 +206,77 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn exchange_mints_unique_short_lived_tokens() {
+    let dir = tempdir();
+    let run_ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    };
+    let idp: Value = serde_json::from_str(&run_ok(&["keygen", "--alg", "ES256", "--kid", "idp"])).unwrap();
+    let edge: Value =
+        serde_json::from_str(&run_ok(&["keygen", "--alg", "EdDSA", "--kid", "edge-1"])).unwrap();
+    let policy = serde_json::json!({
+        "issuers": [{"iss": "https://edge.local", "audiences": ["api"], "jwks": edge["jwks"], "algorithms": ["EdDSA"]}],
+        "routes": [],
+        "token_service": {"issuer": "https://edge.local", "signing_kid": "edge-1", "federation": [{
+            "id": "ci", "issuer": {"iss": "https://idp.local", "audiences": ["https://edge.local"], "jwks": idp["jwks"], "algorithms": ["ES256"]},
+            "scopes": ["a", "b"], "audiences": ["api"]}]}
+    });
+    let policy_path = dir.join("policy.json");
+    std::fs::write(&policy_path, policy.to_string()).unwrap();
+    let idp_path = dir.join("idp.json");
+    std::fs::write(&idp_path, idp.to_string()).unwrap();
+    let edge_path = dir.join("edge.json");
+    std::fs::write(&edge_path, edge.to_string()).unwrap();
+    let claims_path = dir.join("claims.json");
+    std::fs::write(&claims_path, r#"{"iss":"https://idp.local","aud":"https://edge.local","sub":"job-1"}"#)
+        .unwrap();
+    let subject = run_ok(&[
+        "mint",
+        "--key",
+        idp_path.to_str().unwrap(),
+        "--claims",
+        claims_path.to_str().unwrap(),
+        "--typ",
+        "JWT",
+    ]);
+    let mut jtis = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let body = run_ok(&[
+            "exchange",
+            "--policy",
+            policy_path.to_str().unwrap(),
+            "--signing-keys",
+            edge_path.to_str().unwrap(),
+            "--subject-token",
+            subject.trim(),
+            "--scope",
+            "a",
+        ]);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["scope"], "a");
+        let token = body["access_token"].as_str().unwrap();
+        let claims: Value =
+            serde_json::from_slice(&agentguard::b64::decode(token.split('.').nth(1).unwrap()).unwrap())
+                .unwrap();
+        assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()), "jti repeated");
+    }
+    // Scope escalation: refused, exit 1, nothing minted.
+    let out = run(&[
+        "exchange",
+        "--policy",
+        policy_path.to_str().unwrap(),
+        "--signing-keys",
+        edge_path.to_str().unwrap(),
+        "--subject-token",
+        subject.trim(),
+        "--scope",
+        "a admin",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let body: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(body["error"], "invalid_scope");
+}

@@ -309,11 +309,13 @@ fn rfc9449_resource_request_example_verifies() {
         .unwrap();
     let policy = DpopPolicy::default();
     let checked =
-        dpop::check(&policy, &request, RFC_ACCESS_TOKEN, Some(RFC_PROOF_JWK_THUMBPRINT), None).unwrap();
+        dpop::check(&policy, &request, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None).unwrap();
     assert_eq!(checked.jkt, RFC_PROOF_JWK_THUMBPRINT);
     // Any other token, method or time fails.
     assert_eq!(
-        dpop::check(&policy, &request, "other-token", Some(RFC_PROOF_JWK_THUMBPRINT), None).unwrap_err().0,
+        dpop::check(&policy, &request, Some("other-token"), Some(RFC_PROOF_JWK_THUMBPRINT), None)
+            .unwrap_err()
+            .0,
         ReasonCode::DpopAthMismatch
     );
     let late = Request::builder("GET", "/protectedresource", 1_562_262_618 + 61)
@@ -322,7 +324,9 @@ fn rfc9449_resource_request_example_verifies() {
         .build()
         .unwrap();
     assert_eq!(
-        dpop::check(&policy, &late, RFC_ACCESS_TOKEN, Some(RFC_PROOF_JWK_THUMBPRINT), None).unwrap_err().0,
+        dpop::check(&policy, &late, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None)
+            .unwrap_err()
+            .0,
         ReasonCode::DpopProofStale
     );
 }

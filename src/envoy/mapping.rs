@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use sha2::{Digest, Sha256};
+
 use crate::request::{HeaderValue, RequestInput};
 
 /// Maps the request headers Envoy hands the filter (pseudo-headers
@@ -24,6 +26,7 @@ pub fn request_input(
     headers: &[(String, Vec<u8>)],
     source_address: Option<&[u8]>,
     peer_cert_sha256: Option<&[u8]>,
+    body_sha256: Option<String>,
     now: f64,
 ) -> RequestInput {
     let mut input = RequestInput { scheme: "https".into(), now, ..RequestInput::default() };
@@ -57,6 +60,7 @@ pub fn request_input(
         input.host = host_header.unwrap_or_default();
     }
     input.source_ip = source_address.and_then(|a| ip_of(&String::from_utf8_lossy(a)));
+    input.body_sha256 = body_sha256;
     input.client_cert_sha256 =
         peer_cert_sha256.map(|d| String::from_utf8_lossy(d).trim().to_owned()).filter(|d| !d.is_empty());
     input
@@ -73,6 +77,11 @@ pub fn ip_of(address: &str) -> Option<String> {
         address
     };
     host.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+}
+
+/// SHA-256 of a request body, as hex for the core's `body_sha256`.
+pub fn body_digest(body: &[u8]) -> String {
+    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Names of the inbound headers that must go before forwarding: every one
@@ -116,7 +125,7 @@ mod tests {
             ("accept", "b"),
             ("accept", "c"),
         ]);
-        let input = request_input(&headers, Some(b"10.1.2.3:5555"), None, 12.5);
+        let input = request_input(&headers, Some(b"10.1.2.3:5555"), None, None, 12.5);
         assert_eq!(
             (input.method.as_str(), input.scheme.as_str(), input.host.as_str(), input.path.as_str()),
             ("GET", "http", "api.test", "/v1/contacts/42?x=1")
@@ -130,8 +139,13 @@ mod tests {
 
     #[test]
     fn host_header_is_the_fallback_authority() {
-        let input =
-            request_input(&h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]), None, None, 0.0);
+        let input = request_input(
+            &h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]),
+            None,
+            None,
+            None,
+            0.0,
+        );
         assert_eq!(input.host, "h.test");
         assert!(!input.headers.contains_key("host"));
     }
@@ -149,9 +163,19 @@ mod tests {
     #[test]
     fn the_certificate_digest_is_passed_through() {
         let digest = "ab".repeat(32);
-        let input = request_input(&[], None, Some(digest.as_bytes()), 0.0);
+        let input = request_input(&[], None, Some(digest.as_bytes()), None, 0.0);
         assert_eq!(input.client_cert_sha256.as_deref(), Some(digest.as_str()));
-        assert_eq!(request_input(&[], None, Some(b""), 0.0).client_cert_sha256, None);
+        assert_eq!(request_input(&[], None, Some(b""), None, 0.0).client_cert_sha256, None);
+    }
+
+    #[test]
+    fn bodies_are_hashed_as_hex() {
+        assert_eq!(body_digest(b"test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        let input = request_input(&[], None, None, Some(body_digest(b"")), 0.0);
+        assert_eq!(
+            input.body_sha256.as_deref(),
+            Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
     }
 
     #[test]
@@ -182,7 +206,7 @@ mod tests {
             ("authorization", "Bearer a.b.c"),
             ("authorization", "Bearer d.e.f"),
         ]);
-        let d = engine.decide_input(&request_input(&headers, None, None, 1_700_000_000.0));
+        let d = engine.decide_input(&request_input(&headers, None, None, None, 1_700_000_000.0));
         assert_eq!(d.codes(), [ReasonCode::CredentialMalformed]);
         // What Envoy actually hands over: the two lines joined with a comma.
         let joined = h(&[
@@ -191,7 +215,7 @@ mod tests {
             (":authority", "h"),
             ("authorization", "Bearer a.b.c,Bearer d.e.f"),
         ]);
-        let input = request_input(&joined, None, None, 1_700_000_000.0);
+        let input = request_input(&joined, None, None, None, 1_700_000_000.0);
         assert!(
             matches!(&input.headers["authorization"], HeaderValue::Many(v) if v == &["Bearer a.b.c", "Bearer d.e.f"])
         );
@@ -201,7 +225,7 @@ mod tests {
             (":path".to_owned(), b"/x".to_vec()),
             ("authorization".to_owned(), b"Bearer \xff".to_vec()),
         ];
-        let d = engine.decide_input(&request_input(&bad_utf8, None, None, 1_700_000_000.0));
+        let d = engine.decide_input(&request_input(&bad_utf8, None, None, None, 1_700_000_000.0));
         assert_eq!(d.codes(), [ReasonCode::TokenMalformed]);
     }
 }

@@ -44,7 +44,7 @@ function closeServer(server) {
 
 /**
  * The upstream: answers 200 with what it received as JSON
- * `{method, url, headers: [[name, value], ...]}` (raw header lines, in order).
+ * `{method, url, headers: [[name, value], ...], body}` (raw header lines, in order).
  */
 export async function startUpstream() {
   const server = http.createServer((req, res) => {
@@ -52,10 +52,12 @@ export async function startUpstream() {
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       headers.push([req.rawHeaders[i].toLowerCase(), req.rawHeaders[i + 1]]);
     }
-    req.resume();
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (d) => (body += d));
     req.on("end", () => {
       res.writeHead(200, { "content-type": "application/json", "x-upstream": "echo" });
-      res.end(JSON.stringify({ method: req.method, url: req.url, headers }));
+      res.end(JSON.stringify({ method: req.method, url: req.url, headers, body }));
     });
   });
   const port = await listen(server);
@@ -211,7 +213,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
     "--admin-address-path", adminPath,
     "--log-level", "warn",
     "--component-log-level", logLevel,
-    "--log-format", "[%L][%n] %v",
+    "--log-format", "[%L][%n][%t] %v",
   ];
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
@@ -300,7 +302,7 @@ export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
  * arrays (sent as repeated header lines). Resolves with
  * `{status, headers, body, json}`.
  */
-export function send(port, { method = "GET", path: target = "/", host = "api.test", headers = {} } = {}) {
+export function send(port, { method = "GET", path: target = "/", host = "api.test", headers = {}, body } = {}) {
   const raw = ["host", host];
   for (const [name, value] of Object.entries(headers)) {
     for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
@@ -321,7 +323,7 @@ export function send(port, { method = "GET", path: target = "/", host = "api.tes
       });
     });
     req.on("error", reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -335,11 +337,11 @@ async function getJson(port, target) {
   return res.json;
 }
 
-/** The upstream's view of the request: `{method, url, headers: Map<name, [values]>}`. */
+/** The upstream's view of the request: `{method, url, headers: Map<name, [values]>, body}`. */
 export function upstreamSaw(res) {
   const seen = new Map();
   for (const [name, value] of res.json?.headers ?? []) seen.set(name, [...(seen.get(name) ?? []), value]);
-  return { method: res.json?.method, url: res.json?.url, headers: seen };
+  return { method: res.json?.method, url: res.json?.url, headers: seen, body: res.json?.body };
 }
 
 /** Counter values from the admin `/stats` whose name contains `filter`. */

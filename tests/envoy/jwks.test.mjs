@@ -1,0 +1,183 @@
+// Keys by URL: the issuer publishes its JWKS on a local server (127.0.0.1);
+// the filter fetches it through an Envoy cluster, holds requests that arrive
+// before the keys, picks up a rotated-in key on demand (with a cooldown),
+// keeps the last good keys when a fetch fails, and refreshes periodically.
+
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { webcrypto as crypto } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import { loadVectors, mintCaseToken } from "../vectors/mint.mjs";
+import {
+  bootstrap,
+  wasmFilter,
+  startEnvoy,
+  startUpstream,
+  startJwksServer,
+  send,
+  stats,
+  nowSecs,
+  eventually,
+} from "./harness.mjs";
+
+const { cases, policy } = loadVectors();
+const validSpec = cases.find((c) => c.name === "valid EdDSA token reads a contact").token;
+const JWKS_URI = "https://sts.test/.well-known/jwks.json";
+
+/** A fresh Ed25519 signing key: `{private, public}` JWKs with `kid`. */
+async function newKey(kid) {
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const jwk = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  return {
+    private: { ...jwk, kid, alg: "EdDSA" },
+    public: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, kid, alg: "EdDSA", use: "sig" },
+  };
+}
+
+let serial = 0;
+const mint = (key) => mintCaseToken({ ...validSpec, key: "k" }, { k: key.private }, nowSecs(), serial++);
+const read = (envoy, token) =>
+  send(envoy.port, { path: "/v1/contacts/42", headers: { authorization: `Bearer ${token}` } });
+const jwks = (...keys) => ({ keys: keys.map((k) => k.public) });
+
+/** The filter configuration: the shared policy with its issuer's keys at a URL. */
+function configuration(settings) {
+  const p = structuredClone(policy);
+  delete p.issuers[0].jwks;
+  p.issuers[0].jwks_uri = JWKS_URI;
+  return JSON.stringify({ policy: p, jwks_cluster: "sts", jwks_timeout: "2s", ...settings });
+}
+
+const counter = async (envoy, name) => (await stats(envoy)).values[`wasmcustom.agentguard.${name}`] ?? 0;
+
+/** Waits until the JWKS server has had no request for 1.5 s. */
+async function quiet(server) {
+  for (;;) {
+    const hits = server.hits;
+    await sleep(1500);
+    if (server.hits === hits) return;
+  }
+}
+
+const cleanup = [];
+after(async () => {
+  for (const stop of cleanup.reverse()) await stop();
+});
+
+async function setUp(settings, initialKeys) {
+  const upstream = await startUpstream();
+  cleanup.push(upstream.close);
+  const server = await startJwksServer(initialKeys);
+  cleanup.push(server.close);
+  return { upstream, server, start: async () => {
+    const envoy = await startEnvoy(
+      bootstrap({
+        httpFilters: [wasmFilter(configuration(settings))],
+        upstreamPort: upstream.port,
+        clusters: { sts: server.port },
+      }),
+    );
+    cleanup.push(envoy.stop);
+    return envoy;
+  } };
+}
+
+test("keys by URL: held first requests, rotation on demand, cooldown, last good keys", async () => {
+  const [a, b, c] = await Promise.all([newKey("key-a"), newKey("key-b"), newKey("key-never-published")]);
+  const { server, start } = await setUp({ jwks_refresh: "1h", jwks_cooldown: "1s" }, jwks(a));
+  server.delay(3000);
+  const envoy = await start();
+
+  // 1. The first fetch is under way and will time out (3 s > jwks_timeout 2 s):
+  //    the request is held, then refused once the fetch has failed.
+  let t0 = Date.now();
+  const pending = read(envoy, await mint(a));
+  server.delay(500); // the retry answers in time
+  const first = await pending;
+  assert.equal(first.status, 401, first.body);
+  assert.equal(first.json.reason, "token_key_not_found");
+  assert.ok(Date.now() - t0 > 1000, `held until the fetch timed out (${Date.now() - t0} ms)`);
+  assert.ok((await counter(envoy, "jwks.fetch_failed")) >= 1);
+
+  // The next request waits for the retry and is allowed.
+  t0 = Date.now();
+  const second = await read(envoy, await mint(a));
+  assert.equal(second.status, 200, second.body);
+  assert.ok(Date.now() - t0 > 200, `held until the keys arrived (${Date.now() - t0} ms)`);
+  assert.ok((await counter(envoy, "jwks.waited")) >= 2);
+  assert.ok((await counter(envoy, "jwks.fetch_ok")) >= 1);
+  assert.ok(server.paths.every((p) => p === "sts.test /.well-known/jwks.json"), server.paths.join(", "));
+  server.delay(0);
+  // Envoy's main-thread VM fetches on its own schedule too; let it settle so
+  // the counts below are the worker's on-demand fetches only.
+  await quiet(server);
+
+  // 2. Keys known: no fetch per request.
+  let hits = server.hits;
+  assert.equal((await read(envoy, await mint(a))).status, 200);
+  assert.equal(server.hits, hits);
+
+  // 3. Rotation: a token signed with a key published after start-up. Its
+  //    unknown kid triggers a fetch; the request is held and then allowed.
+  server.set(jwks(a, b));
+  await sleep(1100);
+  const rotated = await read(envoy, await mint(b));
+  assert.equal(rotated.status, 200, rotated.body);
+  assert.equal(server.hits, hits + 1, "one on-demand fetch");
+  hits = server.hits;
+
+  // 4. Cooldown: unknown kids right after a fetch are refused without fetching.
+  for (let i = 0; i < 5; i++) {
+    const res = await read(envoy, await mint(c));
+    assert.equal(res.status, 401);
+    assert.equal(res.json.reason, "token_key_not_found");
+  }
+  assert.equal(server.hits, hits, "no fetch within the cooldown");
+
+  // 5. A failing JWKS endpoint: the last good keys stay.
+  server.fail(503);
+  await sleep(1100);
+  const failedBefore = await counter(envoy, "jwks.fetch_failed");
+  assert.equal((await read(envoy, await mint(c))).json.reason, "token_key_not_found");
+  assert.equal(server.hits, hits + 1, "the unknown kid tried a fetch");
+  assert.equal(await counter(envoy, "jwks.fetch_failed"), failedBefore + 1);
+  assert.equal((await read(envoy, await mint(b))).status, 200, "key b still verifies fresh tokens");
+  assert.equal((await read(envoy, await mint(a))).status, 200, "key a too");
+
+  // 6. Key a retired: once a fetch brings the new set, tokens signed with it
+  //    are refused, cached ones included.
+  const cachedA = await mint(a);
+  assert.equal((await read(envoy, cachedA)).status, 200);
+  server.set(jwks(b));
+  await sleep(1100);
+  assert.equal((await read(envoy, await mint(c))).json.reason, "token_key_not_found", "triggers the fetch");
+  const retired = await read(envoy, cachedA);
+  assert.equal(retired.status, 401);
+  assert.equal(retired.json.reason, "token_key_not_found");
+  assert.equal((await read(envoy, await mint(b))).status, 200);
+});
+
+test("keys by URL: the periodic refresh picks up a new key set without any trigger", async () => {
+  const [a, b] = await Promise.all([newKey("key-a"), newKey("key-b")]);
+  const { server, start } = await setUp({ jwks_refresh: "2s", jwks_cooldown: "1m" }, jwks(a));
+  const envoy = await start();
+  const tokenA = await mint(a);
+  await eventually(async () => (await read(envoy, tokenA)).status === 200, { what: "the first keys" });
+  const okBefore = await counter(envoy, "jwks.fetch_ok");
+
+  server.set(jwks(b));
+  // Token a's kid is known until the refresh, so these requests never trigger
+  // a fetch themselves (and the 1m cooldown would forbid a second one).
+  const refused = await eventually(
+    async () => {
+      const res = await read(envoy, tokenA);
+      return res.status === 401 ? res : null;
+    },
+    { timeoutMs: 8000, everyMs: 200, what: "the refresh to retire key a" },
+  );
+  assert.equal(refused.json.reason, "token_key_not_found");
+  assert.ok((await counter(envoy, "jwks.fetch_ok")) > okBefore);
+  const tokenB = await mint(b);
+  assert.equal((await read(envoy, tokenB)).status, 200);
+});
