@@ -35,6 +35,9 @@ fi
 step "cargo test (unit, integration, doc)"
 cargo test --features cli
 
+step "browser tests (headless Chromium): the HTML activity report"
+node --test tests/browser/
+
 for suite in js envoy; do
   if [ -f "scripts/test-$suite.sh" ]; then
     step "$suite suite"

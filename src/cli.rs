@@ -57,6 +57,14 @@ enum Command {
         /// Test file: `{"policy": "policy.json", "cases": [...]}`.
         file: PathBuf,
     },
+    /// Summarise a decision log (JSON Lines): terminal summary, optional HTML report.
+    Report {
+        /// The decision log.
+        log: PathBuf,
+        /// Also write a self-contained HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Generate a signing key: prints the private JWK and the public JWKS.
     Keygen {
         /// `EdDSA` or `ES256`.
@@ -215,6 +223,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { file } => run_tests(&file),
+        Command::Report { log, html } => {
+            let report = crate::report::Report::from_jsonl(&read(&log)?);
+            print!("{}", report.text());
+            if let Some(path) = html {
+                std::fs::write(&path, report.html())
+                    .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+                println!("\nHTML report: {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen { alg, kid } => {
             let alg = Alg::parse(&alg)?;
             let key = loop {

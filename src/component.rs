@@ -31,8 +31,8 @@ use crate::request::{HeaderValue, Request, RequestInput};
 use crate::state::{Suspension, TripKind};
 use crate::token::{HostVerdict, SignatureCheck};
 
-use agentguard_wit::agentguard::guard::types as t;
 use agentguard_wit::exports::agentguard::guard::guard as wit;
+use agentguard_wit::exports::agentguard::guard::types as t;
 
 /// The component's implementation of the exported `guard` interface.
 #[derive(Debug)]

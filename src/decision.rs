@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::reason::ReasonCode;
 
 /// One of four outcomes; never an exception.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Forward the request upstream with the identity headers.
@@ -155,6 +155,15 @@ pub struct DecisionEvent {
     /// The action digest of a high-risk request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_digest: Option<String>,
+    /// Token claims the policy's `log.claims` names.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, serde_json::Value>,
+    /// Request headers the policy's `log.headers` names.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Time the host spent deciding, in µs (the core has no clock: hosts fill it in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
 }
 
 /// Breaker state in an event.
@@ -219,6 +228,9 @@ pub struct Decision {
     pub trace: Vec<TraceStep>,
     /// The decision-log event.
     pub event: DecisionEvent,
+    /// Whether the policy's `log` settings (outcome filter, sampling) want
+    /// this event written.
+    pub log: bool,
 }
 
 impl Decision {

@@ -67,6 +67,8 @@ pub struct Engine {
     token_service: Option<TokenService>,
     ts_keys: RwLock<Vec<IssuerKeys>>,
     signing_keys: RwLock<Vec<(String, SigningKey)>>,
+    log: crate::policy::LogPolicy,
+    stats: Mutex<crate::stats::Stats>,
 }
 
 /// A compiled rate limit.
@@ -397,6 +399,31 @@ impl Engine {
             },
         };
 
+        let log = &policy.log;
+        if !(0.0..=1.0).contains(&log.sample) {
+            err("log.sample".into(), format!("expected a share between 0 and 1, found {}", log.sample));
+        }
+        if log.outcomes.is_empty() {
+            err("log.outcomes".into(), "expected at least one outcome to log".into());
+        }
+        let secret_headers = ["authorization", "proxy-authorization", "cookie", "dpop", "set-cookie"];
+        for (i, h) in log.headers.iter().enumerate() {
+            let is_credential = secret_headers.contains(&h.as_str())
+                || policy.approval.as_ref().is_some_and(|a| a.header == *h)
+                || policy.attestation.as_ref().is_some_and(|a| a.header == *h);
+            if is_credential {
+                err(format!("log.headers[{i}]"), format!("`{h}` carries credentials and is never logged"));
+            } else if h.is_empty() || h.bytes().any(|b| b.is_ascii_uppercase()) {
+                err(format!("log.headers[{i}]"), format!("expected a lower-case header name, found `{h}`"));
+            }
+        }
+        if log.stats_agents == 0 || log.stats_agents > crate::limits::MAX_STATE_KEYS {
+            err(
+                "log.stats_agents".into(),
+                format!("expected between 1 and {}", crate::limits::MAX_STATE_KEYS),
+            );
+        }
+
         let prefix = &policy.identity_headers.prefix;
         if prefix.is_empty()
             || !prefix.ends_with('-')
@@ -456,6 +483,8 @@ impl Engine {
             ),
             token_service,
             signing_keys: RwLock::new(Vec::new()),
+            stats: Mutex::new(crate::stats::Stats::new(policy.log.stats_agents.max(1))),
+            log: policy.log.clone(),
         })
     }
 
@@ -647,6 +676,11 @@ impl Engine {
         ts.mint(&grant, key, now, ctx.jti)
     }
 
+    /// A snapshot of the live statistics (per agent, per route, by outcome and reason).
+    pub fn stats(&self) -> crate::stats::StatsSnapshot {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner).snapshot()
+    }
+
     /// Lifts a circuit-breaker suspension (an operator's call); `true` if the agent was suspended.
     pub fn lift_suspension(&self, agent: &str) -> bool {
         self.store.lift(agent)
@@ -730,6 +764,11 @@ impl Engine {
     pub fn decide_with(&self, request: &Request, verdict: Option<&token::HostVerdict>) -> Decision {
         let mut run = Run::new(self, &request.method, &request.host, &request.path, request.now_ms);
         run.source_ip = request.source_ip.map(|ip| ip.to_string());
+        for name in &self.log.headers {
+            if let Some(v) = request.header_values(name).next() {
+                run.logged_headers.insert(name.clone(), crate::keys::clip(v));
+            }
+        }
         run.pass("request", format!("{} {}", request.method, request.path));
         let result = self.pipeline(&mut run, request, verdict);
         run.finish(result)
@@ -1107,6 +1146,8 @@ struct Run<'e> {
     suspension: Option<Suspension>,
     /// The action digest of a high-risk request.
     approval_digest: Option<String>,
+    /// Request headers the log settings name.
+    logged_headers: BTreeMap<String, String>,
 }
 
 impl<'e> Run<'e> {
@@ -1128,6 +1169,7 @@ impl<'e> Run<'e> {
             limit: None,
             suspension: None,
             approval_digest: None,
+            logged_headers: BTreeMap::new(),
         }
     }
 
@@ -1277,8 +1319,23 @@ impl<'e> Run<'e> {
                 until_ms: s.until_ms,
             }),
             approval_digest: self.approval_digest,
+            claims: self
+                .token
+                .as_ref()
+                .map(|t| {
+                    self.engine
+                        .log
+                        .claims
+                        .iter()
+                        .filter_map(|c| Some((c.clone(), t.claims.raw.get(c)?.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            headers: self.logged_headers,
+            duration_us: None,
         };
-        Decision {
+        let log = self.engine.log.outcomes.contains(&outcome) && sampled(&event, self.engine.log.sample);
+        let decision = Decision {
             decision: outcome,
             status,
             reasons,
@@ -1291,8 +1348,28 @@ impl<'e> Run<'e> {
             response,
             trace: self.trace,
             event,
-        }
+            log,
+        };
+        self.engine.stats.lock().unwrap_or_else(PoisonError::into_inner).record(&decision);
+        decision
     }
+}
+
+/// Deterministic sampling: the same request (time, path, token) always gets
+/// the same answer, without randomness in the core.
+fn sampled(event: &DecisionEvent, share: f64) -> bool {
+    use sha2::{Digest, Sha256};
+    if share >= 1.0 {
+        return true;
+    }
+    let mut h = Sha256::new();
+    h.update(event.time_ms.to_be_bytes());
+    h.update(event.path.as_bytes());
+    h.update(event.agent.as_ref().map(|a| a.token_hash.as_str()).unwrap_or("").as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    (u64::from_be_bytes(first) as f64 / u64::MAX as f64) < share
 }
 
 fn forward_headers(prefix: &str, id: &Identity, route: Option<&str>) -> BTreeMap<String, String> {

@@ -154,10 +154,12 @@ pub mod policy;
 pub mod pop;
 pub mod reason;
 pub mod replay;
+pub mod report;
 pub mod request;
 pub mod revocation;
 pub mod route;
 pub mod state;
+pub mod stats;
 pub mod token;
 
 #[cfg(feature = "cli")]

@@ -66,9 +66,57 @@ pub struct Policy {
     /// Human approvals for high-risk routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
+    /// What goes into the decision log.
+    #[serde(default)]
+    pub log: LogPolicy,
     /// The edge token service (RFC 8693 token exchange, workload identity federation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_service: Option<crate::exchange::TokenServicePolicy>,
+}
+
+/// Decision-log settings. Events never contain tokens, signatures or
+/// credential headers; query values are never logged.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPolicy {
+    /// Outcomes to log. Default all four.
+    #[serde(default = "all_outcomes")]
+    pub outcomes: Vec<crate::decision::Outcome>,
+    /// Share of matching decisions to log, 0–1 (deterministic per request). Default 1.
+    #[serde(default = "one")]
+    pub sample: f64,
+    /// Token claims copied into events (by name); default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<String>,
+    /// Request headers copied into events (lower-case names); credential headers are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    /// Agents kept in the live statistics. Default 10000.
+    #[serde(default = "default_stats_agents")]
+    pub stats_agents: usize,
+}
+
+impl Default for LogPolicy {
+    fn default() -> Self {
+        LogPolicy {
+            outcomes: all_outcomes(),
+            sample: 1.0,
+            claims: Vec::new(),
+            headers: Vec::new(),
+            stats_agents: default_stats_agents(),
+        }
+    }
+}
+
+fn all_outcomes() -> Vec<crate::decision::Outcome> {
+    use crate::decision::Outcome::*;
+    vec![Allow, Deny, ApprovalRequired, Revoked]
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_stats_agents() -> usize {
+    10_000
 }
 
 /// Allowed source networks.

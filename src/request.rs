@@ -15,7 +15,7 @@ use crate::b64;
 use crate::limits::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_PATH_BYTES};
 
 /// A request as hosts describe it (the JSON API's request object).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestInput {
     /// HTTP method, e.g. `GET`.
@@ -47,6 +47,23 @@ pub struct RequestInput {
 
 fn default_scheme() -> String {
     "https".into()
+}
+
+impl Default for RequestInput {
+    /// `GET /` over `https` at time 0, with nothing else known.
+    fn default() -> Self {
+        RequestInput {
+            method: "GET".into(),
+            scheme: default_scheme(),
+            host: String::new(),
+            path: "/".into(),
+            headers: BTreeMap::new(),
+            source_ip: None,
+            client_cert_sha256: None,
+            body_sha256: None,
+            now: 0.0,
+        }
+    }
 }
 
 /// One header value or several.

@@ -58,6 +58,7 @@ fn every_policy_field_is_in_the_schema() {
         "circuit_breaker": {"window": "10s", "max_requests": 5, "max_deny_ratio": 0.5, "min_requests": 3,
                             "profile_requests": 10, "max_unusual": 2, "cooldown": "1m"},
         "state": {"max_keys": 1000},
+        "log": {"outcomes": ["deny", "revoked"], "sample": 0.5, "claims": ["tenant"], "headers": ["user-agent"], "stats_agents": 50},
         "token_service": {"issuer": "https://edge", "signing_kid": "k", "default_lifetime": "5m", "federation": [{
             "id": "ci", "issuer": {"iss": "https://ci", "audiences": ["https://edge"], "jwks_uri": "https://ci/keys",
                                    "algorithms": ["ES256"], "token_type": null, "max_lifetime": "1h", "clock_skew": "30s"},
