@@ -11,8 +11,10 @@
 //! - the core's [`Decision`] becomes a WIT `decision`; maps become
 //!   `list<tuple<string, string>>` in the core's (sorted) order, reason codes
 //!   their stable wire form, and the decision-log event its JSON line;
-//! - the core's [`PolicyError`], [`KeyProblem`], [`Suspension`] and
-//!   [`SignatureCheck`] map field for field.
+//! - the core's [`PolicyError`], [`KeyProblem`], [`Suspension`],
+//!   [`SignatureCheck`] and [`StatsSnapshot`] map field for field; JSON
+//!   documents the host serves as they are (JWKS, RFC 8414 and RFC 9728
+//!   metadata) cross as JSON text.
 //!
 //! Nothing here decides anything: no policy logic, no defaults of its own
 //! beyond those the JSON API has (`scheme` defaults to `https`).
@@ -23,12 +25,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::decision::{self, Decision, Outcome, StageResult};
+use serde_json::Value;
+
+use crate::decision::{self, Decision, HttpResponse, Outcome, StageResult};
 use crate::engine::Engine;
+use crate::exchange::{ExchangeContext, OAuthError};
 use crate::keys::KeyProblem;
 use crate::policy::{PolicyError, RevocationLists};
 use crate::request::{HeaderValue, Request, RequestInput};
 use crate::state::{Suspension, TripKind};
+use crate::stats::StatsSnapshot;
 use crate::token::{HostVerdict, SignatureCheck};
 
 use agentguard_wit::exports::agentguard::guard::guard as wit;
@@ -137,6 +143,39 @@ impl wit::GuestEngine for EngineResource {
     fn state_keys(&self) -> u32 {
         count(self.engine.state_keys())
     }
+
+    fn stats(&self) -> t::Stats {
+        stats(self.engine.stats())
+    }
+
+    fn resource_metadata(&self) -> Option<String> {
+        self.engine.resource_metadata().map(|doc| doc.to_string())
+    }
+
+    fn set_signing_keys(&self, private_jwks_json: String) -> Result<u32, String> {
+        let jwks: Value = serde_json::from_str(&private_jwks_json)
+            .map_err(|e| format!("signing keys are not JSON: {e}"))?;
+        self.engine.set_signing_keys(&jwks).map(count)
+    }
+
+    fn token_service_jwks(&self) -> String {
+        self.engine.token_service_jwks().to_string()
+    }
+
+    fn token_service_metadata(&self) -> Option<String> {
+        self.engine.token_service_metadata().map(|doc| doc.to_string())
+    }
+
+    fn exchange(&self, request: t::Request, body: String, jti: String) -> t::HttpResponse {
+        let response = match Request::from_input(&request_input(request)) {
+            Ok(request) => {
+                self.engine.exchange(ExchangeContext { request: &request, body: &body, jti: &jti })
+            }
+            // A request the core cannot normalise is the client's error (RFC 6749 §5.2).
+            Err(e) => OAuthError::new("invalid_request", format!("{}: {}", e.field, e.message)).response(),
+        };
+        http_response(&response)
+    }
 }
 
 /// A WIT request as the JSON API's request object. Repeated headers become
@@ -194,11 +233,7 @@ fn decision(d: &Decision) -> t::Decision {
         }),
         forward_headers: pairs(&d.forward_headers),
         strip_header_prefix: d.strip_header_prefix.clone(),
-        response: d.response.as_ref().map(|r| t::HttpResponse {
-            status: r.status,
-            headers: pairs(&r.headers),
-            body: r.body.clone(),
-        }),
+        response: d.response.as_ref().map(http_response),
         approval: d.approval.as_ref().map(|a| t::ApprovalChallenge {
             action_digest: a.action_digest.clone(),
             binding_message: a.binding_message.clone(),
@@ -219,6 +254,35 @@ fn decision(d: &Decision) -> t::Decision {
             })
             .collect(),
         event_json: event_json(&d.event),
+        log: d.log,
+    }
+}
+
+fn http_response(r: &HttpResponse) -> t::HttpResponse {
+    t::HttpResponse { status: r.status, headers: pairs(&r.headers), body: r.body.clone() }
+}
+
+fn stats(s: StatsSnapshot) -> t::Stats {
+    t::Stats {
+        decisions: s.decisions,
+        outcomes: s.outcomes.into_iter().collect(),
+        reasons: s.reasons.into_iter().collect(),
+        routes: s.routes.into_iter().collect(),
+        agents: s
+            .agents
+            .into_iter()
+            .map(|(agent, a)| t::AgentStats {
+                agent,
+                requests: a.requests,
+                allowed: a.allowed,
+                denied: a.denied.into_iter().collect(),
+                approvals_requested: a.approvals_requested,
+                revocations: a.revocations,
+                routes: a.routes.into_iter().collect(),
+                last_seen_ms: a.last_seen_ms,
+            })
+            .collect(),
+        agents_evicted: s.agents_evicted,
     }
 }
 

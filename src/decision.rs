@@ -263,6 +263,7 @@ pub(crate) fn http_response(
     outcome: Outcome,
     reason: &Reason,
     realm: &str,
+    resource_metadata: Option<&str>,
     challenge: &Challenge,
     required_scopes: &[String],
     approval: Option<&ApprovalChallenge>,
@@ -281,6 +282,9 @@ pub(crate) fn http_response(
         if let Some(error) = reason.code.oauth_error() {
             challenge.push_str(&format!(", error=\"{error}\""));
             challenge.push_str(&format!(", error_description=\"{}\"", header_safe(&reason.message)));
+        }
+        if let Some(url) = resource_metadata {
+            challenge.push_str(&format!(", resource_metadata=\"{}\"", header_safe(url)));
         }
         if reason.code == ReasonCode::ScopeInsufficient && !required_scopes.is_empty() {
             challenge.push_str(&format!(", scope=\"{}\"", header_safe(&required_scopes.join(" "))));
@@ -332,7 +336,7 @@ mod tests {
     #[test]
     fn challenge_for_expired_token() {
         let reason = Reason { code: ReasonCode::TokenExpired, message: "token expired 42 s ago".into() };
-        let r = http_response(Outcome::Deny, &reason, "api", &Challenge::Bearer, &[], None);
+        let r = http_response(Outcome::Deny, &reason, "api", None, &Challenge::Bearer, &[], None);
         assert_eq!(r.status, 401);
         assert_eq!(
             r.headers["www-authenticate"],
@@ -346,15 +350,22 @@ mod tests {
     #[test]
     fn missing_credential_has_no_error_attribute() {
         let reason = Reason { code: ReasonCode::CredentialMissing, message: "no credential".into() };
-        let r = http_response(Outcome::Deny, &reason, "api", &Challenge::Bearer, &[], None);
+        let r = http_response(Outcome::Deny, &reason, "api", None, &Challenge::Bearer, &[], None);
         assert_eq!(r.headers["www-authenticate"], r#"Bearer realm="api""#);
     }
 
     #[test]
     fn insufficient_scope_names_the_scope() {
         let reason = Reason { code: ReasonCode::ScopeInsufficient, message: "needs `a`".into() };
-        let r =
-            http_response(Outcome::Deny, &reason, "api", &Challenge::Bearer, &["a".into(), "b".into()], None);
+        let r = http_response(
+            Outcome::Deny,
+            &reason,
+            "api",
+            None,
+            &Challenge::Bearer,
+            &["a".into(), "b".into()],
+            None,
+        );
         assert_eq!(r.status, 403);
         assert!(r.headers["www-authenticate"].contains(r#"error="insufficient_scope""#));
         assert!(r.headers["www-authenticate"].contains(r#"scope="a b""#));

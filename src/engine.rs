@@ -69,6 +69,11 @@ pub struct Engine {
     signing_keys: RwLock<Vec<(String, SigningKey)>>,
     log: crate::policy::LogPolicy,
     stats: Mutex<crate::stats::Stats>,
+    resource: Option<crate::policy::ResourcePolicy>,
+    credentials: crate::policy::CredentialMode,
+    signature_agents: Option<crate::httpsig::SignatureAgentsPolicy>,
+    directories: RwLock<Vec<(String, KeySet, Vec<String>)>>,
+    signature_replay: Mutex<ReplayCache>,
 }
 
 /// A compiled rate limit.
@@ -424,6 +429,75 @@ impl Engine {
             );
         }
 
+        if let Some(r) = &policy.resource {
+            if !policy.issuers.iter().any(|i| i.audiences.contains(&r.identifier)) {
+                err(
+                    "resource.identifier".into(),
+                    format!(
+                        "no issuer lists `{}` among its `audiences`: every token for this resource would be refused",
+                        r.identifier
+                    ),
+                );
+            }
+            if !r.metadata_url.starts_with("https://") && !r.metadata_url.starts_with("http://") {
+                err(
+                    "resource.metadata_url".into(),
+                    format!("expected an `https://` URL, found `{}`", r.metadata_url),
+                );
+            }
+            if r.authorization_servers.is_empty() {
+                err(
+                    "resource.authorization_servers".into(),
+                    "expected at least one authorization server".into(),
+                );
+            }
+        }
+
+        let mut directories = Vec::new();
+        if let Some(sa) = &policy.signature_agents {
+            if sa.directories.is_empty() {
+                err("signature_agents.directories".into(), "expected at least one trusted operator".into());
+            }
+            for (i, d) in sa.directories.iter().enumerate() {
+                let at = |f: &str| format!("signature_agents.directories[{i}].{f}");
+                let set = match (&d.keys, &d.directory_uri) {
+                    (Some(jwks), None) => match KeySet::from_jwks(jwks) {
+                        Ok((set, problems)) => {
+                            for pr in problems.iter().filter(|pr| !pr.skipped) {
+                                err(at(&format!("keys.keys[{}]", pr.index)), pr.message.clone());
+                            }
+                            if set.is_empty() {
+                                err(at("keys"), "expected at least one Ed25519 key".into());
+                            }
+                            set
+                        }
+                        Err(m) => {
+                            err(at("keys"), m);
+                            KeySet::default()
+                        }
+                    },
+                    (None, Some(uri)) => {
+                        jwks_uris.push((d.operator.clone(), uri.clone()));
+                        KeySet::default()
+                    }
+                    _ => {
+                        err(
+                            format!("signature_agents.directories[{i}]"),
+                            "expected exactly one of `keys` and `directory_uri`".into(),
+                        );
+                        KeySet::default()
+                    }
+                };
+                directories.push((d.operator.clone(), set, d.scopes.clone()));
+            }
+        }
+        if policy.credentials != crate::policy::CredentialMode::Token && policy.signature_agents.is_none() {
+            err(
+                "credentials".into(),
+                "signatures are accepted only with a `signature_agents` section".into(),
+            );
+        }
+
         let prefix = &policy.identity_headers.prefix;
         if prefix.is_empty()
             || !prefix.ends_with('-')
@@ -485,6 +559,11 @@ impl Engine {
             signing_keys: RwLock::new(Vec::new()),
             stats: Mutex::new(crate::stats::Stats::new(policy.log.stats_agents.max(1))),
             log: policy.log.clone(),
+            resource: policy.resource.clone(),
+            credentials: policy.credentials,
+            signature_agents: policy.signature_agents.clone(),
+            directories: RwLock::new(directories),
+            signature_replay: Mutex::new(ReplayCache::new(crate::limits::DEFAULT_REPLAY_ENTRIES)),
         })
     }
 
@@ -510,7 +589,19 @@ impl Engine {
                     .and_then(|ts| ts.issuers.iter().position(|i| i.iss == iss))
                 {
                     Some(i) => (&self.ts_keys, i),
-                    None => return Err(format!("issuer `{}` is not in the policy", crate::keys::clip(iss))),
+                    None => {
+                        // A Web Bot Auth key directory, by operator.
+                        let (set, problems) = KeySet::from_jwks(jwks)?;
+                        let mut dirs = self.directories.write().unwrap_or_else(PoisonError::into_inner);
+                        let slot = dirs.iter_mut().find(|(op, _, _)| op == iss).ok_or_else(|| {
+                            format!("issuer `{}` is not in the policy", crate::keys::clip(iss))
+                        })?;
+                        if set.is_empty() {
+                            return Err("directory has no usable key; keeping the previous keys".into());
+                        }
+                        slot.1 = set;
+                        return Ok(problems);
+                    }
                 },
             },
         };
@@ -676,6 +767,31 @@ impl Engine {
         ts.mint(&grant, key, now, ctx.jti)
     }
 
+    /// RFC 9728 protected-resource metadata, if the policy names the resource.
+    pub fn resource_metadata(&self) -> Option<Value> {
+        let r = self.resource.as_ref()?;
+        let mut scopes: Vec<&str> =
+            self.routes.iter().flat_map(|route| route.scopes.iter().map(String::as_str)).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut doc = serde_json::json!({
+            "resource": r.identifier,
+            "authorization_servers": r.authorization_servers,
+            "scopes_supported": scopes,
+            "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": self.dpop.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        });
+        if let Some(obj) = doc.as_object_mut() {
+            if let Some(name) = &r.name {
+                obj.insert("resource_name".into(), name.clone().into());
+            }
+            if let Some(docs) = &r.documentation {
+                obj.insert("resource_documentation".into(), docs.clone().into());
+            }
+        }
+        Some(doc)
+    }
+
     /// A snapshot of the live statistics (per agent, per route, by outcome and reason).
     pub fn stats(&self) -> crate::stats::StatsSnapshot {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner).snapshot()
@@ -813,60 +929,9 @@ impl Engine {
             run.skip("network", "the policy restricts no networks");
         }
 
-        // 3. Credential.
-        let credential = credential::extract(request)
-            .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
-        run.dpop = credential.scheme == Scheme::Dpop;
-        run.pass(
-            "credential",
-            match credential.scheme {
-                Scheme::Bearer => "bearer token".into(),
-                Scheme::Dpop => "DPoP token".into(),
-            },
-        );
-
-        // 4. Token (cache first).
-        let (verified, cache_hit) =
-            self.verified_token(credential.token, now, verdict).map_err(|e| run.fail_token(e))?;
-        run.token = Some(Arc::clone(&verified));
-        run.cache_hit = cache_hit;
-        let issuer = self.issuers.get(verified.issuer).ok_or_else(|| {
-            run.fail("token", Refusal::deny(ReasonCode::InternalError, "issuer index out of range".into()))
-        })?;
-        token::validate(&verified.claims, issuer, now).map_err(|e| run.fail_token(e))?;
-        if cache_hit {
-            run.pass("token", format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
-        } else {
-            run.pass("token", format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
-            self.remember(&verified, issuer);
-        }
+        // 3–5. Credential, token and sender constraint (or an HTTP message signature).
+        let (verified, issuer_name) = self.authenticate(run, request, verdict)?;
         let claims = &verified.claims;
-
-        // 5. Sender constraint.
-        let jkt = claims.cnf.as_ref().and_then(|c| c.get("jkt"));
-        if jkt.is_some() || issuer.binding == Binding::Dpop {
-            run.dpop = true;
-            if credential.scheme != Scheme::Dpop {
-                let message =
-                    "token is DPoP-bound: send it as `Authorization: DPoP` with a `DPoP` proof".into();
-                return Err(run.fail("binding", Refusal::deny(ReasonCode::BindingDpopRequired, message)));
-            }
-            let jkt = jkt.and_then(Value::as_str);
-            let detail = self.check_dpop(request, credential.token, jkt).map_err(|(code, message)| {
-                let mut refusal = Refusal::deny(code, message);
-                if code == ReasonCode::DpopNonceRequired {
-                    if let Some(nonce) = self.dpop_nonce(now) {
-                        refusal.headers.push(("dpop-nonce".into(), nonce));
-                    }
-                }
-                run.fail("binding", refusal)
-            })?;
-            run.pass("binding", detail);
-        } else {
-            let detail = pop::check(claims, issuer, credential.scheme, request)
-                .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
-            run.pass("binding", detail);
-        }
 
         // 6. Delegation.
         let detail = self
@@ -936,7 +1001,7 @@ impl Engine {
                     format!("{}|a|{}|{}", limit.id, claims.sub.as_deref().unwrap_or(""), agent)
                 }
                 LimitKey::Route => format!("{}|r|{}", limit.id, matched.route.id),
-                LimitKey::Issuer => format!("{}|i|{}", limit.id, issuer.iss),
+                LimitKey::Issuer => format!("{}|i|{}", limit.id, issuer_name),
                 LimitKey::AgentRoute => format!("{}|ar|{}|{}", limit.id, agent, matched.route.id),
             };
             match self.store.take(&key, request.now_ms, limit.rate, limit.burst) {
@@ -1012,6 +1077,146 @@ impl Engine {
             run.pass("risk", "low-risk route".into());
         }
         Ok(())
+    }
+
+    /// Stages 3–5: who is calling. A bearer/DPoP token (verified, then held
+    /// to its binding), an HTTP message signature (Web Bot Auth), or both, as
+    /// the policy's `credentials` says. Returns the verified identity and the
+    /// name of what vouched for it (the token issuer or the signing operator).
+    fn authenticate<'e>(
+        &'e self,
+        run: &mut Run<'e>,
+        request: &Request,
+        verdict: Option<&token::HostVerdict>,
+    ) -> Result<(Arc<VerifiedToken>, String), Refusal> {
+        use crate::policy::CredentialMode;
+        let now = request.now();
+        let has_token = request.header_values("authorization").next().is_some();
+        let has_signature = request.header_values("signature-input").next().is_some();
+        let (use_token, use_signature) = match self.credentials {
+            CredentialMode::Token => (true, false),
+            CredentialMode::Signature => (false, true),
+            CredentialMode::Either => (has_token || !has_signature, !has_token && has_signature),
+            CredentialMode::Both => (true, true),
+        };
+        let signed = if use_signature {
+            let s = self
+                .check_signature(request)
+                .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+            Some(s)
+        } else {
+            None
+        };
+        if !use_token {
+            let Some(sig) = signed else {
+                let refusal = Refusal::deny(ReasonCode::InternalError, "no credential was checked".into());
+                return Err(run.fail("credential", refusal));
+            };
+            run.pass(
+                "credential",
+                format!("HTTP message signature by `{}`", crate::keys::clip(&sig.operator)),
+            );
+            run.skip("token", "no token: the agent is identified by its HTTP message signature");
+            run.pass(
+                "binding",
+                format!(
+                    "signed with key `{}` from `{}`'s directory",
+                    sig.keyid,
+                    crate::keys::clip(&sig.operator)
+                ),
+            );
+            let operator = sig.operator.clone();
+            let verified = Arc::new(signature_identity(sig));
+            run.token = Some(Arc::clone(&verified));
+            return Ok((verified, operator));
+        }
+        let credential = credential::extract(request)
+            .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+        run.dpop = credential.scheme == Scheme::Dpop;
+        run.pass(
+            "credential",
+            match credential.scheme {
+                Scheme::Bearer => "bearer token".into(),
+                Scheme::Dpop => "DPoP token".into(),
+            },
+        );
+
+        // 4. Token (cache first).
+        let (verified, cache_hit) =
+            self.verified_token(credential.token, now, verdict).map_err(|e| run.fail_token(e))?;
+        run.token = Some(Arc::clone(&verified));
+        run.cache_hit = cache_hit;
+        let issuer = self.issuers.get(verified.issuer).ok_or_else(|| {
+            run.fail("token", Refusal::deny(ReasonCode::InternalError, "issuer index out of range".into()))
+        })?;
+        token::validate(&verified.claims, issuer, now).map_err(|e| run.fail_token(e))?;
+        if cache_hit {
+            run.pass("token", format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
+        } else {
+            run.pass("token", format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
+            self.remember(&verified, issuer);
+        }
+        let claims = &verified.claims;
+
+        // 5. Sender constraint.
+        let jkt = claims.cnf.as_ref().and_then(|c| c.get("jkt"));
+        if jkt.is_some() || issuer.binding == Binding::Dpop {
+            run.dpop = true;
+            if credential.scheme != Scheme::Dpop {
+                let message =
+                    "token is DPoP-bound: send it as `Authorization: DPoP` with a `DPoP` proof".into();
+                return Err(run.fail("binding", Refusal::deny(ReasonCode::BindingDpopRequired, message)));
+            }
+            let jkt = jkt.and_then(Value::as_str);
+            let detail = self.check_dpop(request, credential.token, jkt).map_err(|(code, message)| {
+                let mut refusal = Refusal::deny(code, message);
+                if code == ReasonCode::DpopNonceRequired {
+                    if let Some(nonce) = self.dpop_nonce(now) {
+                        refusal.headers.push(("dpop-nonce".into(), nonce));
+                    }
+                }
+                run.fail("binding", refusal)
+            })?;
+            run.pass("binding", detail);
+        } else {
+            let detail = pop::check(claims, issuer, credential.scheme, request)
+                .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
+            run.pass("binding", detail);
+        }
+
+        if let Some(sig) = &signed {
+            run.pass(
+                "credential",
+                format!("token and an HTTP message signature by `{}`", crate::keys::clip(&sig.operator)),
+            );
+        }
+        Ok((verified, issuer.iss.clone()))
+    }
+
+    fn check_signature(
+        &self,
+        request: &Request,
+    ) -> Result<crate::httpsig::VerifiedSignature, token::TokenError> {
+        let policy = self
+            .signature_agents
+            .as_ref()
+            .ok_or((ReasonCode::InternalError, "the policy has no `signature_agents`".to_owned()))?;
+        let directories = self.directories.read().unwrap_or_else(PoisonError::into_inner);
+        let sig = crate::httpsig::verify(policy, &directories, request)?;
+        if let Some((key, until)) = sig.nonce {
+            let fresh = self.signature_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
+                key,
+                request.now(),
+                until,
+            );
+            if !fresh {
+                return Err((
+                    ReasonCode::SignatureReplayed,
+                    "this signature's nonce was already used".into(),
+                ));
+            }
+        }
+        Ok(sig)
     }
 
     fn verified_token(
@@ -1265,6 +1470,7 @@ impl<'e> Run<'e> {
                     refusal.outcome,
                     &refusal.reason,
                     &self.engine.realm,
+                    self.engine.resource.as_ref().map(|r| r.metadata_url.as_str()),
                     &challenge,
                     &refusal.required_scopes,
                     refusal.approval.as_deref(),
@@ -1352,6 +1558,33 @@ impl<'e> Run<'e> {
         };
         self.engine.stats.lock().unwrap_or_else(PoisonError::into_inner).record(&decision);
         decision
+    }
+}
+
+/// The identity of an agent known only by its HTTP message signature.
+fn signature_identity(sig: crate::httpsig::VerifiedSignature) -> VerifiedToken {
+    let mut scopes = sig.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    VerifiedToken {
+        issuer: usize::MAX,
+        alg: crate::keys::Alg::EdDSA,
+        kid: Some(sig.keyid.clone()),
+        claims: token::Claims {
+            iss: sig.operator.clone(),
+            sub: Some(sig.operator.clone()),
+            aud: Vec::new(),
+            exp: None,
+            nbf: None,
+            iat: None,
+            jti: None,
+            client_id: Some(sig.operator.clone()),
+            scopes,
+            actors: Vec::new(),
+            cnf: None,
+            raw: serde_json::Map::new(),
+        },
+        hash: sig.hash,
     }
 }
 

@@ -35,10 +35,15 @@
 //!   connection manager is set to trust it), the
 //!   `connection.sha256_peer_certificate_digest` property (for RFC 8705
 //!   certificate-bound tokens) and Envoy's clock (`get_current_time`).
-//! - **Bodies** (`hash_body`, on by default when the policy has high-risk
-//!   routes): the headers are held while Envoy buffers the body; at its end
-//!   the filter hashes it and decides with `body_sha256`, so approvals bind
-//!   to the exact body. Requests without a body are decided at once.
+//! - **Bodies.** Approvals bind to the body through `Content-Digest`
+//!   (RFC 9530, `sha-256`): the filter passes the declared digest to the core
+//!   as `body_sha256`, and when the request is allowed it holds the body
+//!   until it has all of it and checks it against the declaration; a
+//!   mismatch is refused (`request_invalid`) before the body reaches the
+//!   upstream. Without `Content-Digest` nothing is buffered and approvals
+//!   bind to the method, host, path and query only. (The proxy-wasm 0.2 ABI
+//!   cannot hold the headers while reading the body, so the filter cannot
+//!   hash bodies itself before deciding.)
 //! - **Responses.** The core formats every refusal; the filter sends it
 //!   verbatim with `send_http_response`. On allow, inbound headers with the
 //!   identity prefix are removed first, then the identity headers are set.
@@ -85,7 +90,9 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use self::config::{DecisionLog, Settings};
 use self::jwks::Schedule;
-use self::mapping::{body_digest, headers_to_strip, request_input, response_headers};
+use self::mapping::{
+    body_digest, declared_body_sha256, headers_to_strip, hex, request_input, response_headers,
+};
 use self::metrics::{JwksEvent, Metrics};
 use crate::decision::Decision;
 use crate::engine::Engine;
@@ -140,15 +147,18 @@ struct Filter {
     settings: Settings,
     metrics: Metrics,
     schedule: RefCell<Schedule>,
-    /// HTTP contexts held until the JWKS fetch under way ends, with their body digests.
-    waiting: RefCell<Vec<(u32, Option<String>)>>,
+    /// HTTP contexts held until the JWKS fetch under way ends (and whether
+    /// their request had ended with its headers).
+    waiting: RefCell<Vec<(u32, bool)>>,
+    /// Allowed requests whose body must match the `Content-Digest` they declared.
+    bodies: RefCell<Vec<(u32, [u8; 32])>>,
 }
 
 impl Filter {
     /// Decides the request of the current HTTP context and acts on it.
-    /// `body_sha256`: the body's digest, when bodies are hashed; `may_wait`:
-    /// whether an unknown key may hold the request for a JWKS fetch.
-    fn on_request(&self, context_id: u32, body_sha256: Option<String>, may_wait: bool) -> Action {
+    /// `end_of_stream`: the request has no body; `may_wait`: whether an
+    /// unknown key may hold the request for a JWKS fetch.
+    fn on_request(&self, context_id: u32, end_of_stream: bool, may_wait: bool) -> Action {
         let start_ns = now_ns();
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(headers) => headers,
@@ -160,23 +170,56 @@ impl Filter {
         let Some(start) = start_ns else {
             return self.refuse_internal("cannot read the host clock".into(), start_ns);
         };
+        let declared = match declared_body_sha256(&headers) {
+            Ok(declared) => declared,
+            Err(message) => return self.refuse(ReasonCode::RequestInvalid, message, start_ns),
+        };
+        if end_of_stream && declared.is_some_and(|d| d != body_digest(b"")) {
+            let message = "`Content-Digest` does not match the request's empty body".to_owned();
+            return self.refuse(ReasonCode::RequestInvalid, message, start_ns);
+        }
         let property = |path: Vec<&str>| hostcalls::get_property(path).ok().flatten();
         let source = property(vec!["source", "address"]);
         let cert = property(vec!["connection", "sha256_peer_certificate_digest"]);
         // f64 seconds keep sub-microsecond precision for the next few centuries.
         let now = start as f64 / 1e9;
-        let input = request_input(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
+        let input =
+            request_input(&headers, source.as_deref(), cert.as_deref(), declared.as_ref().map(hex), now);
         let decision = self.engine.decide_input(&input);
 
-        if may_wait
-            && self.should_wait(&decision)
-            && self.hold(context_id, input.body_sha256, ns_to_ms(start))
-        {
+        if may_wait && self.should_wait(&decision) && self.hold(context_id, end_of_stream, ns_to_ms(start)) {
             self.metrics.jwks(JwksEvent::Waited);
             return Action::Pause;
         }
         self.finish(&decision, start_ns);
-        self.act(&decision, &headers, start_ns)
+        let action = self.act(&decision, &headers, start_ns);
+        if let (Action::Continue, false, Some(digest)) = (action, end_of_stream, declared) {
+            self.bodies.borrow_mut().push((context_id, digest));
+        }
+        action
+    }
+
+    /// The digest the body of `context_id` must have, if it declared one and was allowed.
+    fn expected_body(&self, context_id: u32) -> Option<[u8; 32]> {
+        self.bodies.borrow().iter().find(|(id, _)| *id == context_id).map(|(_, d)| *d)
+    }
+
+    /// Checks the buffered body against its declared digest: on a match it
+    /// goes upstream, otherwise the request is refused.
+    fn verify_body(&self, context_id: u32, expected: [u8; 32], body_size: usize) -> Action {
+        self.bodies.borrow_mut().retain(|(id, _)| *id != context_id);
+        let start_ns = now_ns();
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => {
+                return self.refuse_internal(format!("cannot read the request body ({status:?})"), start_ns)
+            }
+        };
+        if body_digest(&body) == expected {
+            return Action::Continue;
+        }
+        let message = "the request body does not match its `Content-Digest`".to_owned();
+        self.refuse(ReasonCode::RequestInvalid, message, start_ns)
     }
 
     /// Records and logs a decision.
@@ -231,7 +274,12 @@ impl Filter {
     /// Refuses the current request with the core's `internal_error` response.
     fn refuse_internal(&self, message: String, start_ns: Option<u64>) -> Action {
         error!("{message}; request refused");
-        let decision = self.engine.refuse_unparsed(ReasonCode::InternalError, message);
+        self.refuse(ReasonCode::InternalError, message, start_ns)
+    }
+
+    /// Refuses the current request with the core's response for `code`.
+    fn refuse(&self, code: ReasonCode, message: String, start_ns: Option<u64>) -> Action {
+        let decision = self.engine.refuse_unparsed(code, message);
         self.finish(&decision, start_ns);
         self.act(&decision, &[], start_ns)
     }
@@ -244,7 +292,7 @@ impl Filter {
 
     /// Starts the on-demand fetches the cooldown allows and holds the request
     /// if any fetch is under way. `false`: decide now.
-    fn hold(&self, context_id: u32, body_sha256: Option<String>, now_ms: i64) -> bool {
+    fn hold(&self, context_id: u32, end_of_stream: bool, now_ms: i64) -> bool {
         let picks = self.schedule.borrow().on_demand(now_ms);
         for index in picks {
             self.fetch(index, now_ms);
@@ -256,7 +304,7 @@ impl Filter {
         if waiting.len() >= MAX_WAITING {
             return false;
         }
-        waiting.push((context_id, body_sha256));
+        waiting.push((context_id, end_of_stream));
         true
     }
 
@@ -344,12 +392,12 @@ impl Filter {
             return;
         }
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
-        for (context_id, body_sha256) in waiting {
+        for (context_id, end_of_stream) in waiting {
             // A context that ended meanwhile cannot be switched to: skip it.
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
-            if self.on_request(context_id, body_sha256, false) == Action::Continue {
+            if self.on_request(context_id, end_of_stream, false) == Action::Continue {
                 if let Err(status) = hostcalls::resume_http_request() {
                     warn!("cannot resume a held request ({status:?})");
                 }
@@ -357,9 +405,10 @@ impl Filter {
         }
     }
 
-    /// Forgets a held request whose stream ended.
+    /// Forgets a request whose stream ended.
     fn forget(&self, context_id: u32) {
         self.waiting.borrow_mut().retain(|(id, _)| *id != context_id);
+        self.bodies.borrow_mut().retain(|(id, _)| *id != context_id);
     }
 }
 
@@ -411,6 +460,7 @@ impl RootContext for Root {
             settings,
             metrics,
             waiting: RefCell::new(Vec::new()),
+            bodies: RefCell::new(Vec::new()),
         });
         if let Some(now) = now_ns().map(ns_to_ms) {
             let due = filter.schedule.borrow().due(now);
@@ -433,7 +483,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http { id: context_id, filter: self.filter.clone(), awaiting_body: false }))
+        Some(Box::new(Http { id: context_id, filter: self.filter.clone() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -445,23 +495,6 @@ impl RootContext for Root {
 struct Http {
     id: u32,
     filter: Option<Rc<Filter>>,
-    /// The headers are held until the whole body is in (`hash_body`).
-    awaiting_body: bool,
-}
-
-impl Http {
-    /// Decides once the whole body is buffered: hashes it and carries on.
-    fn decide_with_body(&mut self, body_size: usize) -> Action {
-        let Some(filter) = &self.filter else { return Action::Pause };
-        self.awaiting_body = false;
-        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-            Ok(body) => body.unwrap_or_default(),
-            Err(status) => {
-                return filter.refuse_internal(format!("cannot read the request body ({status:?})"), now_ns())
-            }
-        };
-        filter.on_request(self.id, Some(body_digest(&body)), true)
-    }
 }
 
 impl Context for Http {
@@ -483,12 +516,7 @@ impl Context for Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         match &self.filter {
-            Some(filter) if filter.settings.hash_body && !end_of_stream => {
-                // Hold the headers (Envoy buffers the body) until the body is complete.
-                self.awaiting_body = true;
-                Action::Pause
-            }
-            Some(filter) => filter.on_request(self.id, None, true),
+            Some(filter) => filter.on_request(self.id, end_of_stream, true),
             None => {
                 // Envoy creates no HTTP context for a refused configuration; fail closed anyway.
                 let _ = hostcalls::send_http_response(
@@ -502,18 +530,21 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match (self.awaiting_body, end_of_stream) {
-            (false, _) => Action::Continue,
-            (true, false) => Action::Pause,
-            (true, true) => self.decide_with_body(body_size),
+        let Some(filter) = &self.filter else { return Action::Pause };
+        match (filter.expected_body(self.id), end_of_stream) {
+            (None, _) => Action::Continue,
+            // Buffer until the whole body is in.
+            (Some(_), false) => Action::Pause,
+            (Some(expected), true) => filter.verify_body(self.id, expected, body_size),
         }
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        if !self.awaiting_body {
-            return Action::Continue;
+        let Some(filter) = &self.filter else { return Action::Pause };
+        match filter.expected_body(self.id) {
+            None => Action::Continue,
+            // The body ended with trailers: it is all buffered now.
+            Some(expected) => filter.verify_body(self.id, expected, usize::MAX),
         }
-        // The body ended with trailers: it is all buffered now.
-        self.decide_with_body(usize::MAX)
     }
 }

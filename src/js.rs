@@ -14,6 +14,22 @@
 //! - Deciding never throws: a malformed request is a `deny` decision.
 //! - The engine has no clock and fetches nothing: the JS host passes `now`
 //!   and hands over JWKS documents it fetched ([`Guard::set_issuer_keys`]).
+//! - Host-verified signatures: [`Guard::decide_or_check`] hands the host the
+//!   one signature a fresh token needs (key, algorithm, signed bytes), the
+//!   host verifies it with WebCrypto (native code, several times faster than
+//!   Wasm for ECDSA and RSA) and [`Guard::decide_with`] finishes with the
+//!   verdict, tied to the token's hash. Every other check stays in the core.
+//!
+//! | export (JS name) | what |
+//! |---|---|
+//! | `new Guard(policy)` | compile; throws with every `path: message` |
+//! | `decide(request)` | decision JSON, every signature in Wasm |
+//! | `decideOrCheck(request, algs)` / `decideWith(request, verdict)` | the two halves of a host-verified decision |
+//! | `jwksUris()`, `setIssuerKeys(iss, jwks)` | keys the host fetches |
+//! | `setRevocations`, `liftSuspension`, `suspendedAgents` | operator controls |
+//! | `setDpopNonceSecret`, `dpopNonce` | DPoP server nonces |
+//! | `stats`, `cachedTokens`, `stateKeys` | counters |
+//! | `check(policy)`, `mint(jwk, claims, typ)`, `verifySignature`, `version` | helpers |
 
 use serde_json::{Map, Value};
 use wasm_bindgen::prelude::*;
@@ -151,6 +167,11 @@ impl Guard {
             })
             .collect();
         Value::Array(list).to_string()
+    }
+
+    /// Live statistics as JSON: `{decisions, outcomes, reasons, routes, agents, agents_evicted}`.
+    pub fn stats(&self) -> String {
+        serde_json::to_string(&self.engine.stats()).unwrap_or_else(|_| "{}".into())
     }
 
     /// Entries held in the per-agent state (rate buckets, breaker windows, suspensions).

@@ -191,6 +191,11 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The key with this RFC 7638 thumbprint.
+    pub fn by_thumbprint(&self, thumbprint: &str) -> Option<&Jwk> {
+        self.keys.iter().find(|k| k.thumbprint == thumbprint)
+    }
+
     /// Picks the key for a JWS with header `kid` and algorithm `alg`.
     ///
     /// With a `kid`, the key with that `kid` (and it must fit `alg`). Without

@@ -143,6 +143,7 @@ pub mod duration;
 pub mod engine;
 pub mod exchange;
 pub mod glob;
+pub mod httpsig;
 pub mod intent;
 pub mod json;
 pub mod jws;

@@ -69,9 +69,51 @@ pub struct Policy {
     /// What goes into the decision log.
     #[serde(default)]
     pub log: LogPolicy,
+    /// Which machine credentials a request may carry. Default `token`.
+    #[serde(default)]
+    pub credentials: CredentialMode,
+    /// Web Bot Auth: operators whose signed agents are trusted (RFC 9421).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_agents: Option<crate::httpsig::SignatureAgentsPolicy>,
+    /// This API as an OAuth protected resource (RFC 9728 metadata, MCP authorization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourcePolicy>,
     /// The edge token service (RFC 8693 token exchange, workload identity federation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_service: Option<crate::exchange::TokenServicePolicy>,
+}
+
+/// Which machine credentials a request must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialMode {
+    /// An access token (`Authorization: Bearer|DPoP`).
+    #[default]
+    Token,
+    /// An HTTP message signature (Web Bot Auth) alone.
+    Signature,
+    /// Either: a token when one is sent, else a signature.
+    Either,
+    /// Both a token and a signature.
+    Both,
+}
+
+/// The protected resource's identity (RFC 9728, RFC 8707).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcePolicy {
+    /// The resource identifier tokens must name as audience (RFC 8707), e.g. `https://api.example.com/mcp`.
+    pub identifier: String,
+    /// Where the metadata document is served; every 401 points to it (`resource_metadata`).
+    pub metadata_url: String,
+    /// Authorization servers that issue tokens for it.
+    pub authorization_servers: Vec<String>,
+    /// A human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A documentation URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documentation: Option<String>,
 }
 
 /// Decision-log settings. Events never contain tokens, signatures or

@@ -21,6 +21,18 @@ pub enum ReasonCode {
     CredentialMissing,
     /// The `Authorization` header is malformed, repeated, or uses an unsupported scheme.
     CredentialMalformed,
+    /// The policy requires an HTTP message signature and the request has none.
+    SignatureMissing,
+    /// The HTTP message signature is malformed, untagged, or does not verify.
+    SignatureInvalid,
+    /// The signature's `created`/`expires` window is not current.
+    SignatureExpired,
+    /// The signing key is in no trusted directory (or not the named agent's).
+    SignatureKeyUnknown,
+    /// The signature does not cover a required component.
+    SignatureComponentMissing,
+    /// The signature's nonce was already used.
+    SignatureReplayed,
     /// The token is not a well-formed compact JWS (or is too large, or is a JWE).
     TokenMalformed,
     /// The token's header or claims are not acceptable JSON (duplicate keys, depth, types).
@@ -149,6 +161,12 @@ impl ReasonCode {
         ReasonCode::RouteNotMatched,
         ReasonCode::CredentialMissing,
         ReasonCode::CredentialMalformed,
+        ReasonCode::SignatureMissing,
+        ReasonCode::SignatureInvalid,
+        ReasonCode::SignatureExpired,
+        ReasonCode::SignatureKeyUnknown,
+        ReasonCode::SignatureComponentMissing,
+        ReasonCode::SignatureReplayed,
         ReasonCode::TokenMalformed,
         ReasonCode::TokenJsonInvalid,
         ReasonCode::TokenHeaderUnsupported,
@@ -218,6 +236,12 @@ impl ReasonCode {
             ReasonCode::RouteNotMatched => "route_not_matched",
             ReasonCode::CredentialMissing => "credential_missing",
             ReasonCode::CredentialMalformed => "credential_malformed",
+            ReasonCode::SignatureMissing => "signature_missing",
+            ReasonCode::SignatureInvalid => "signature_invalid",
+            ReasonCode::SignatureExpired => "signature_expired",
+            ReasonCode::SignatureKeyUnknown => "signature_key_unknown",
+            ReasonCode::SignatureComponentMissing => "signature_component_missing",
+            ReasonCode::SignatureReplayed => "signature_replayed",
             ReasonCode::TokenMalformed => "token_malformed",
             ReasonCode::TokenJsonInvalid => "token_json_invalid",
             ReasonCode::TokenHeaderUnsupported => "token_header_unsupported",
@@ -286,6 +310,12 @@ impl ReasonCode {
         match self {
             RequestInvalid | PathInvalid | CredentialMalformed => 400,
             CredentialMissing
+            | SignatureMissing
+            | SignatureInvalid
+            | SignatureExpired
+            | SignatureKeyUnknown
+            | SignatureComponentMissing
+            | SignatureReplayed
             | TokenMalformed
             | TokenJsonInvalid
             | TokenHeaderUnsupported

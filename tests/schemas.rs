@@ -58,6 +58,11 @@ fn every_policy_field_is_in_the_schema() {
         "circuit_breaker": {"window": "10s", "max_requests": 5, "max_deny_ratio": 0.5, "min_requests": 3,
                             "profile_requests": 10, "max_unusual": 2, "cooldown": "1m"},
         "state": {"max_keys": 1000},
+        "credentials": "either",
+        "signature_agents": {"directories": [{"operator": "https://bot", "directory_uri": "https://bot/.well-known/http-message-signatures-directory", "scopes": ["s"]}],
+                             "tag": "web-bot-auth", "max_age": "5m", "clock_skew": "30s", "require_nonce": true},
+        "resource": {"identifier": "a", "metadata_url": "https://a/.well-known/oauth-protected-resource", "authorization_servers": ["https://sts"],
+                     "name": "A", "documentation": "https://a/docs"},
         "log": {"outcomes": ["deny", "revoked"], "sample": 0.5, "claims": ["tenant"], "headers": ["user-agent"], "stats_agents": 50},
         "token_service": {"issuer": "https://edge", "signing_kid": "k", "default_lifetime": "5m", "federation": [{
             "id": "ci", "issuer": {"iss": "https://ci", "audiences": ["https://edge"], "jwks_uri": "https://ci/keys",

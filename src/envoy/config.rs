@@ -18,16 +18,9 @@
 //!   "jwks_cooldown": "30s",
 //!   "jwks_timeout": "5s",
 //!   "decision_log": "debug",
-//!   "stat_prefix": "agentguard",
-//!   "hash_body": true
+//!   "stat_prefix": "agentguard"
 //! }
 //! ```
-//!
-//! `hash_body`: buffer request bodies and pass their SHA-256 to the core, so
-//! an approval binds to the exact body (an approved payment cannot be
-//! replayed with another amount). Default: on when a route is `high` or
-//! `critical` risk, off otherwise. Bodies over Envoy's buffer limit are then
-//! refused by Envoy (413).
 //!
 //! Every problem, in the wrapper or in the policy, is reported with its JSON
 //! path (`policy.issuers[0].algorithms[0]: …`), and the filter refuses the
@@ -41,7 +34,7 @@ use serde_json::Value;
 use crate::duration::Duration;
 use crate::engine::Engine;
 use crate::limits::MAX_POLICY_BYTES;
-use crate::policy::{Policy, PolicyError, PolicyErrors, Risk};
+use crate::policy::{PolicyError, PolicyErrors};
 
 /// Where and how to fetch one issuer's JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +80,6 @@ pub struct Settings {
     pub decision_log: DecisionLog,
     /// Prefix of every stat the filter defines.
     pub stat_prefix: String,
-    /// Whether request bodies are buffered and hashed for the core.
-    pub hash_body: bool,
 }
 
 impl Default for Settings {
@@ -100,7 +91,6 @@ impl Default for Settings {
             jwks_timeout_secs: 5,
             decision_log: DecisionLog::Debug,
             stat_prefix: "agentguard".into(),
-            hash_body: false,
         }
     }
 }
@@ -123,8 +113,6 @@ struct Wrapper {
     decision_log: DecisionLog,
     #[serde(default)]
     stat_prefix: Option<String>,
-    #[serde(default)]
-    hash_body: Option<bool>,
 }
 
 /// Compiles the plugin configuration into an engine and the Envoy settings.
@@ -156,7 +144,7 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
                 )
                 .into());
             }
-            return Ok((engine, Settings { hash_body: has_high_risk_routes(text), ..Settings::default() }));
+            return Ok((engine, Settings::default()));
         }
     };
     let wrapper: Wrapper = serde_path_to_error::deserialize(&wrapper_value).map_err(|e| {
@@ -178,11 +166,7 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
         }
     };
 
-    let mut settings = Settings {
-        decision_log: wrapper.decision_log,
-        hash_body: wrapper.hash_body.unwrap_or_else(|| has_high_risk_routes(&wrapper.policy.to_string())),
-        ..Settings::default()
-    };
+    let mut settings = Settings { decision_log: wrapper.decision_log, ..Settings::default() };
     let mut positive = |field: &str, value: Option<Duration>, default: u64| match value {
         None => default,
         Some(d) if d.as_secs() == 0 => {
@@ -272,12 +256,6 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
         Some(engine) if errors.is_empty() => Ok((engine, settings)),
         _ => Err(PolicyErrors(errors)),
     }
-}
-
-/// Whether a route of the policy needs approvals (`high` or `critical` risk).
-fn has_high_risk_routes(policy_text: &str) -> bool {
-    Policy::from_json(policy_text)
-        .is_ok_and(|p| p.routes.iter().any(|r| matches!(r.risk, Risk::High | Risk::Critical)))
 }
 
 /// `(index, iss, jwks_uri)` of every issuer in the policy with a `jwks_uri`
@@ -426,20 +404,6 @@ mod tests {
         assert!(split_url("https:///path").is_err());
         assert!(split_url("ftp://h/").is_err());
         assert!(split_url("https://h/a b").is_err());
-    }
-
-    #[test]
-    fn bodies_are_hashed_when_approvals_can_bind_to_them() {
-        assert!(!load(POLICY.as_bytes()).unwrap().1.hash_body);
-        // The shared test policy has a high-risk route (and the approval section it needs).
-        let risky = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/policy.json"));
-        assert!(risky.contains(r#""risk": "high""#));
-        assert!(load(risky.as_bytes()).unwrap().1.hash_body);
-        assert!(load(format!(r#"{{"policy": {risky}}}"#).as_bytes()).unwrap().1.hash_body);
-        let off = format!(r#"{{"policy": {risky}, "hash_body": false}}"#);
-        assert!(!load(off.as_bytes()).unwrap().1.hash_body);
-        let on = format!(r#"{{"policy": {POLICY}, "hash_body": true}}"#);
-        assert!(load(on.as_bytes()).unwrap().1.hash_body);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::request::{HeaderValue, RequestInput};
@@ -79,9 +80,39 @@ pub fn ip_of(address: &str) -> Option<String> {
     host.parse::<IpAddr>().ok().map(|ip| ip.to_string())
 }
 
-/// SHA-256 of a request body, as hex for the core's `body_sha256`.
-pub fn body_digest(body: &[u8]) -> String {
-    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of a request body.
+pub fn body_digest(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+/// A digest as hex, the form the core's `body_sha256` takes.
+pub fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The body's SHA-256 as the client declared it in `Content-Digest` (RFC 9530:
+/// `sha-256=:<base64>:`, possibly next to other algorithms); `None` when the
+/// header is absent or declares no `sha-256`. A malformed `sha-256` member,
+/// or two different ones, is an error.
+pub fn declared_body_sha256(headers: &[(String, Vec<u8>)]) -> Result<Option<[u8; 32]>, String> {
+    let mut found: Option<[u8; 32]> = None;
+    for (_, value) in headers.iter().filter(|(name, _)| name == "content-digest") {
+        let value = String::from_utf8_lossy(value);
+        for member in value.split(',') {
+            let Some(encoded) = member.trim().strip_prefix("sha-256=") else { continue };
+            let digest = encoded
+                .strip_prefix(':')
+                .and_then(|e| e.strip_suffix(':'))
+                .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or("`Content-Digest` has a malformed `sha-256` member: expected `sha-256=:<base64 of 32 bytes>:`")?;
+            if found.is_some_and(|f| f != digest) {
+                return Err("`Content-Digest` declares two different `sha-256` digests".into());
+            }
+            found = Some(digest);
+        }
+    }
+    Ok(found)
 }
 
 /// Names of the inbound headers that must go before forwarding: every one
@@ -170,12 +201,34 @@ mod tests {
 
     #[test]
     fn bodies_are_hashed_as_hex() {
-        assert_eq!(body_digest(b"test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
-        let input = request_input(&[], None, None, Some(body_digest(b"")), 0.0);
+        assert_eq!(
+            hex(&body_digest(b"test")),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        let input = request_input(&[], None, None, Some(hex(&body_digest(b""))), 0.0);
         assert_eq!(
             input.body_sha256.as_deref(),
             Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         );
+    }
+
+    #[test]
+    fn content_digest_declares_the_body_sha256() {
+        // RFC 9530 §B.1: the body `{"hello": "world"}`.
+        let example = "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:";
+        let declared = declared_body_sha256(&h(&[("content-digest", example)])).unwrap().unwrap();
+        assert_eq!(declared, body_digest(b"{\"hello\": \"world\"}"));
+        let several = format!("sha-512=:YWJj:, {example}");
+        assert_eq!(declared_body_sha256(&h(&[("content-digest", &several)])).unwrap(), Some(declared));
+        assert_eq!(declared_body_sha256(&h(&[("content-digest", "sha-512=:YWJj:")])).unwrap(), None);
+        assert_eq!(declared_body_sha256(&h(&[("x-other", example)])).unwrap(), None);
+        for bad in ["sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=", "sha-256=:YWJj:", "sha-256=:!!:"]
+        {
+            assert!(declared_body_sha256(&h(&[("content-digest", bad)])).is_err(), "{bad}");
+        }
+        let other = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+        let twice = h(&[("content-digest", example), ("content-digest", &other)]);
+        assert!(declared_body_sha256(&twice).unwrap_err().contains("two different"));
     }
 
     #[test]

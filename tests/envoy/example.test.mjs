@@ -111,24 +111,45 @@ test("the example policy refuses what it should", async () => {
   assert.equal(traversal.json.reason, "route_not_matched");
 });
 
-test("a payment needs a human approval bound to the exact body", async () => {
-  const payer = await signJwt(key, claims({ scope: "crm.read payments.write" }));
-  const pay = (body, approval) =>
+test("a payment needs a human approval bound to its body (Content-Digest)", async () => {
+  // The policy allows an agent 4 payments in a burst: each part uses its own agent.
+  const payer = (name) =>
+    signJwt(key, claims({ scope: "crm.read payments.write", act: { sub: `spiffe://prod.example.com/agents/${name}` } }));
+  let token = await payer("payer-1");
+  const contentDigest = (body) => `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
+  const pay = (body, { approval, digest = contentDigest(body) } = {}) =>
     send(envoy.port, {
       method: "POST",
       path: "/v1/invoices/981/pay",
       host: "api.example.com",
       headers: {
-        authorization: `Bearer ${payer}`,
+        authorization: `Bearer ${token}`,
         "x-forwarded-for": "10.1.2.3",
         "content-type": "application/json",
+        "content-digest": digest,
         ...(approval ? { "x-agent-approval": approval } : {}),
       },
       body,
     });
+  const approve = (challenge) =>
+    signJwt(
+      approver,
+      {
+        iss: "https://approvals.example.com",
+        aud: "https://api.example.com",
+        sub: "user:cfo@example.com",
+        agent: challenge.agent,
+        action_digest: challenge.action_digest,
+        jti: `approval-${Math.random().toString(36).slice(2)}`,
+        iat: nowSecs() - 5,
+        exp: nowSecs() + 120,
+      },
+      "approval+jwt",
+    );
   const body = '{"amount": 120, "currency": "EUR"}';
+  const other = '{"amount": 9999, "currency": "EUR"}';
 
-  // 1. No approval: the challenge's digest covers the body Envoy buffered.
+  // 1. No approval: the challenge's digest covers the declared body digest.
   const challenge = await pay(body);
   assert.equal(challenge.status, 403, challenge.body);
   assert.equal(challenge.json.decision, "approval_required");
@@ -136,33 +157,28 @@ test("a payment needs a human approval bound to the exact body", async () => {
   assert.equal(challenge.json.action_digest, sha256(action));
   assert.equal(challenge.json.approval_endpoint, "https://approvals.example.com/bc-authorize");
 
-  // 2. A human approves that action; the approval does not fit another body.
-  const approval = await signJwt(
-    approver,
-    {
-      iss: "https://approvals.example.com",
-      aud: "https://api.example.com",
-      sub: "user:cfo@example.com",
-      agent: challenge.json.agent,
-      action_digest: challenge.json.action_digest,
-      jti: `approval-${Math.random().toString(36).slice(2)}`,
-      iat: nowSecs() - 5,
-      exp: nowSecs() + 120,
-    },
-    "approval+jwt",
-  );
-  const tampered = await pay('{"amount": 9999, "currency": "EUR"}', approval);
-  assert.equal(tampered.status, 403, tampered.body);
-  assert.notEqual(tampered.json.decision, "allow");
-
-  // 3. The approved request goes through, body and all.
-  const approved = await pay(body, approval);
+  // 2. A human approves that action: the request goes through, body and all, once.
+  const approval = await approve(challenge.json);
+  const approved = await pay(body, { approval });
   assert.equal(approved.status, 200, approved.body);
-  assert.equal(upstreamSaw(approved).method, "POST");
-  assert.deepEqual(upstreamSaw(approved).headers.get("x-agentguard-route"), ["pay-invoice"]);
-  assert.equal(upstreamSaw(approved).body, body);
+  const seen = upstreamSaw(approved);
+  assert.equal(seen.method, "POST");
+  assert.equal(seen.body, body);
+  assert.deepEqual(seen.headers.get("x-agentguard-route"), ["pay-invoice"]);
+  assert.equal((await pay(body, { approval })).json?.reason, "approval_replayed");
 
-  // 4. Approvals are single-use.
-  const again = await pay(body, approval);
-  assert.equal(again.json?.reason, "approval_replayed", again.body);
+  // 3. The approval does not fit another body, declared honestly...
+  token = await payer("payer-2");
+  const second = await approve((await pay(body)).json);
+  const otherBody = await pay(other, { approval: second });
+  assert.equal(otherBody.status, 403, otherBody.body);
+  assert.match(otherBody.json.reason, /^approval_/);
+  // ...or behind the approved body's digest: the body never reaches the API.
+  token = await payer("payer-3");
+  const third = await approve((await pay(body)).json);
+  const lied = await pay(other, { approval: third, digest: contentDigest(body) });
+  assert.equal(lied.status, 400, lied.body);
+  assert.equal(lied.json.reason, "request_invalid");
+  assert.match(lied.json.detail, /does not match its `Content-Digest`/);
+  assert.equal(lied.headers["x-upstream"], undefined);
 });
