@@ -167,10 +167,12 @@ fn report_totals_match_an_independent_count() {
     assert_eq!(r.agents["synthetic-7"].requests, count(&|e| e["agent"]["agent"] == "synthetic-7"));
     assert_eq!(r.agents["agent-3"].requests, count(&|e| e["agent"]["agent"] == "agent-3"));
     assert_eq!(r.routes["read"], count(&|e| e["route"] == "read"));
-    assert_eq!(
-        r.reasons["rate_limited"],
-        count(&|e| e["reasons"].as_array().unwrap().iter().any(|x| x == "rate_limited"))
-    );
+    // Deny reasons count refusals (deny, revoked), not approval challenges.
+    let refused_for = |e: &Value, reason: &str| {
+        (e["decision"] == "deny" || e["decision"] == "revoked")
+            && e["reasons"].as_array().unwrap().iter().any(|x| x == reason)
+    };
+    assert_eq!(r.reasons["rate_limited"], count(&|e| refused_for(e, "rate_limited")));
     assert!(summary.contains(&format!("{} decisions", r.events)));
     assert!(html.contains(&format!(r#"<b id="total-events">{}</b>"#, r.events)));
     assert!(html.starts_with("<!doctype html>") && !html.contains("<script"), "self-contained, no scripts");
