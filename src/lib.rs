@@ -22,31 +22,46 @@
 //! ## The pipeline
 //!
 //! [`Engine::decide`] runs one pass per request, stopping at the first stage
-//! that refuses and recording every stage in the decision's trace:
+//! that refuses and recording every stage, in this order, in the decision's
+//! trace:
 //!
-//! 1. [`request`] — normalise: method, host, path (percent-decoding and dot
-//!    segments resolved once, ambiguous encodings refused), headers.
-//! 2. [`route`] — first matching route (method + path pattern); none → deny.
-//! 3. [`credential`] — exactly one `Authorization: Bearer|DPoP` header.
-//! 4. [`token`] — strict compact JWS ([`jws`]), issuer by `iss`, `typ`,
-//!    algorithm from the issuer's allow-list tied to the key type, key by
-//!    `kid` ([`keys`]), signature via jwt-compact, then claims. Verified tokens
-//!    are cached ([`cache`]); time and audience are re-checked on every hit.
-//! 5. [`dpop`], [`pop`] — sender constraint: a DPoP proof by the token's key
-//!    (single-use, bound to method, URL and token) or the same client certificate.
-//! 6. [`delegation`] — `act` chain depth, allowed actors and subjects.
-//! 7. [`attestation`] — workload evidence (SPIFFE JWT-SVID, attestation-result
-//!    token) matching the policy and bound to the token's acting agent.
-//! 8. [`revocation`] — token id, subject, agent, key id, or a circuit-breaker
-//!    suspension → `revoked`.
-//! 9. [`intent`] — scopes and RFC 9396 `authorization_details` cover the
-//!    route; [`network`] — the source IP is inside the allowed CIDRs (checked
-//!    right after routing); [`state`] — token-bucket rate limits (429).
-//! 10. [`approval`] — high-risk routes need a human approval token bound to
-//!     the exact action digest and the agent, single-use.
-//! 11. [`state`] — the behaviour monitor: bursts, deny ratios and calls
-//!     outside an agent's usual routes trip the circuit breaker, which revokes
-//!     the agent for a cooldown.
+//! 1. `request` ([`request`]) — normalise: method, host, path
+//!    (percent-decoding and dot segments resolved once, ambiguous encodings
+//!    refused), headers.
+//! 2. `route` ([`route`]) — first matching route (method + path pattern);
+//!    none → deny.
+//! 3. `network` ([`network`]) — the source IP is inside the allowed CIDRs.
+//! 4. `credential` ([`credential`], [`httpsig`]) — exactly one
+//!    `Authorization: Bearer|DPoP` header, and/or an RFC 9421 HTTP message
+//!    signature (Web Bot Auth), as the policy's `credentials` says.
+//! 5. `token` ([`token`], [`jws`], [`keys`], [`cache`]) — strict compact JWS,
+//!    issuer by `iss`, `typ`, algorithm from the issuer's allow-list tied to
+//!    the key type, key by `kid`, signature via jwt-compact, then claims.
+//!    Verified tokens are cached; time and audience are re-checked on every hit.
+//! 6. `binding` ([`dpop`], [`pop`]) — a DPoP proof by the token's key
+//!    (single-use, bound to method, URL and token) or the same client
+//!    certificate; a bound token is never a bearer token.
+//! 7. `delegation` ([`delegation`]) — `act` chain depth, allowed actors and subjects.
+//! 8. `attestation` ([`attestation`]) — workload evidence (SPIFFE JWT-SVID,
+//!    attestation-result token) matching the policy, bound to the token's agent.
+//! 9. `revocation` ([`revocation`], [`state`]) — token id, subject, agent,
+//!    key id, or a circuit-breaker suspension → `revoked`.
+//! 10. `behaviour` ([`state`]) — the behaviour monitor: bursts, deny ratios
+//!     and calls outside an agent's usual routes trip the circuit breaker,
+//!     which revokes the agent for a cooldown.
+//! 11. `scope` ([`intent`]) — scopes and RFC 9396 `authorization_details`
+//!     cover the route.
+//! 12. `limits` ([`state`]) — token-bucket rate limits per agent, route,
+//!     issuer (429 with `Retry-After`).
+//! 13. `risk` ([`approval`]) — high-risk routes need a human approval token
+//!     bound to the exact action digest and the agent, single-use.
+//!
+//! Per-agent state (buckets, breaker windows, suspensions) sits behind the
+//! [`state::StateStore`] trait: in the engine by default, or wherever a host
+//! needs it to be global. [`stats`] keeps live counters; [`report`] turns a
+//! decision log into a summary and an HTML report. The same core is also an
+//! edge token service: [`exchange`] implements RFC 8693 token exchange for
+//! workload identity federation, minting through [`mint`].
 //!
 //! Every outcome is a [`Decision`]: `allow` (with identity headers to
 //! forward), `deny`, `approval_required` or `revoked`, with stable
