@@ -1163,8 +1163,14 @@ impl Engine {
         if jkt.is_some() || issuer.binding == Binding::Dpop {
             run.dpop = true;
             if credential.scheme != Scheme::Dpop {
-                let message =
-                    "token is DPoP-bound: send it as `Authorization: DPoP` with a `DPoP` proof".into();
+                let message = if jkt.is_some() {
+                    "token is DPoP-bound: send it as `Authorization: DPoP` with a `DPoP` proof".into()
+                } else {
+                    format!(
+                        "issuer `{}` requires DPoP: get a DPoP-bound token and send it as `Authorization: DPoP` with a proof",
+                        crate::keys::clip(&issuer.iss)
+                    )
+                };
                 return Err(run.fail("binding", Refusal::deny(ReasonCode::BindingDpopRequired, message)));
             }
             let jkt = jkt.and_then(Value::as_str);
@@ -1419,7 +1425,34 @@ impl<'e> Run<'e> {
         })
     }
 
-    fn finish(mut self, result: Result<(), Refusal>) -> Decision {
+    fn finish(mut self, mut result: Result<(), Refusal>) -> Decision {
+        // Behaviour monitor: record how this request ended. A refusal that
+        // tips the agent's deny ratio over the limit revokes it now, with its
+        // own code; otherwise a trip takes effect from the next request.
+        if let (true, Some(cfg), Some(token)) = (self.agent_watched, &self.engine.breaker, &self.token) {
+            let agent = token.claims.agent();
+            let refused = matches!(&result, Err(r) if r.outcome != Outcome::ApprovalRequired);
+            if let Some(s) = self.engine.store.outcome(&agent, refused, self.now_ms, cfg) {
+                if refused && s.kind == TripKind::DenyRatio {
+                    let mut tripped = suspended(&agent, &s, self.now_ms, true);
+                    if let Err(previous) = &result {
+                        tripped.reason.message =
+                            format!("{} (this request: {})", tripped.reason.message, previous.reason.message);
+                    }
+                    let step = TraceStep {
+                        stage: "behaviour",
+                        result: StageResult::Fail,
+                        detail: tripped.reason.message.clone(),
+                    };
+                    match self.trace.iter_mut().find(|t| t.stage == "behaviour") {
+                        Some(existing) => *existing = step,
+                        None => self.trace.push(step),
+                    }
+                    result = Err(tripped);
+                }
+                self.suspension = Some(s);
+            }
+        }
         const STAGES: [&str; 13] = [
             "request",
             "route",
@@ -1489,14 +1522,6 @@ impl<'e> Run<'e> {
                 )
             }
         };
-        // Behaviour monitor: record how this request ended; a deny-ratio trip
-        // takes effect from the agent's next request.
-        if let (true, Some(cfg), Some(token)) = (self.agent_watched, &self.engine.breaker, &self.token) {
-            let refused = !matches!(outcome, Outcome::Allow | Outcome::ApprovalRequired);
-            if let Some(s) = self.engine.store.outcome(&token.claims.agent(), refused, self.now_ms, cfg) {
-                self.suspension = Some(s);
-            }
-        }
         let agent = self.token.as_ref().map(|t| EventAgent {
             issuer: t.claims.iss.clone(),
             subject: t.claims.sub.clone(),

@@ -124,7 +124,9 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 /// `crypto.subtle.verify`) instead of Wasm, then report as a [`HostVerdict`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignatureCheck {
-    /// base64url SHA-256 of the token: ties the verdict to this token.
+    /// The check's id: base64url SHA-256 over the token's hash and the
+    /// selected key's thumbprint, so a verdict applies to this token verified
+    /// with this key only.
     pub token_hash: String,
     /// JWS algorithm (`ES256`, `EdDSA`, `RS256`, `PS256`).
     pub alg: &'static str,
@@ -146,6 +148,15 @@ pub struct HostVerdict {
     pub valid: bool,
 }
 
+/// The id of a signature check: binds a host's verdict to a token and a key.
+fn check_id(token_hash: &[u8; 32], key_thumbprint: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"agentguard-signature-check-v1\0");
+    h.update(token_hash);
+    h.update(key_thumbprint.as_bytes());
+    b64::encode(&h.finalize())
+}
+
 /// Everything [`verify`] does before the signature check; `None` when the token
 /// would be refused before any signature is checked (the decision says why).
 pub fn signature_check<'k>(
@@ -157,7 +168,7 @@ pub fn signature_check<'k>(
     let issuer = issuers.get(index)?;
     let (alg, key) = jws.key_for(keys_for(index)?, &issuer.algorithms).ok()?;
     Some(SignatureCheck {
-        token_hash: b64::encode(&token_hash(token)),
+        token_hash: check_id(&token_hash(token), &key.thumbprint),
         alg: alg.name(),
         jwk: key.public_jwk.clone(),
         signing_input: jws.signing_input().to_owned(),
@@ -225,10 +236,15 @@ pub fn verify<'k>(
     let hash = token_hash(token);
     let issuer =
         issuers.get(index).ok_or((ReasonCode::InternalError, "issuer index out of range".to_owned()))?;
-    let verdict = host_verdict.filter(|v| v.token_hash == b64::encode(&hash)).map(|v| v.valid);
     let keys = keys_for(index).filter(|k| !k.is_empty()).ok_or_else(|| {
         (ReasonCode::TokenKeyNotFound, format!("keys for issuer `{}` are not loaded yet", clip(&issuer.iss)))
     })?;
+    // A verdict counts only for this token *and* the key selected now: if the
+    // keys rotated while the host was verifying, the check id no longer matches.
+    let verdict = host_verdict.and_then(|v| {
+        let (_, key) = jws.key_for(keys, &issuer.algorithms).ok()?;
+        (v.token_hash == check_id(&hash, &key.thumbprint)).then_some(v.valid)
+    });
     let verified = jws.verify_with(keys, &issuer.algorithms, verdict).map_err(jws_reason)?;
     let claims = type_claims(claims)?;
     Ok(VerifiedToken { issuer: index, alg: verified.alg, kid: verified.kid, claims, hash })

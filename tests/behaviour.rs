@@ -162,13 +162,23 @@ fn the_breaker_trips_on_deny_ratio_and_operators_can_lift_it() {
         json!({"circuit_breaker": {"window": "10s", "max_deny_ratio": 0.5, "min_requests": 6, "cooldown": "15m"}}),
     );
     let t = token("prober", json!({}));
-    // Probing contacts it has no grant for.
+    // Probing contacts it has no grant for; the sixth refusal tips the ratio.
     for i in 0..6 {
         let d = get(&e, &format!("/v1/contacts/{}", 100 + i), &t, T0 * 1000 + i * 100, "10.0.0.1");
-        assert_eq!(d.codes(), [ReasonCode::AuthorizationDetailsMismatch]);
-        if i == 5 {
+        if i < 5 {
+            assert_eq!(d.codes(), [ReasonCode::AuthorizationDetailsMismatch]);
+        } else {
+            assert_eq!(d.codes(), [ReasonCode::BreakerDenyRatio]);
+            assert_eq!(d.decision, Outcome::Revoked);
+            assert!(
+                d.reasons[0].message.contains("this request: token's `authorization_details`"),
+                "{}",
+                d.reasons[0].message
+            );
             let b = d.event.breaker.as_ref().expect("the event says the breaker tripped");
             assert_eq!(b.kind, agentguard::state::TripKind::DenyRatio);
+            let step = d.trace.iter().find(|s| s.stage == "behaviour").unwrap();
+            assert_eq!(step.result, agentguard::decision::StageResult::Fail);
         }
     }
     let d = get(&e, "/v1/contacts/42", &t, T0 * 1000 + 700, "10.0.0.1");

@@ -741,3 +741,29 @@ fn fetched_jwks_text_is_capped_and_strict() {
     assert_eq!(problems.len(), 1, "the symmetric key is reported and skipped");
     assert!(e.set_issuer_keys_json("https://unknown", &ok).unwrap_err().contains("not in the policy"));
 }
+
+#[test]
+fn a_host_verdict_does_not_survive_a_key_rotation() {
+    use agentguard::token::HostVerdict;
+    let e = engine();
+    let t = token_with(header("ES256", "test-es256"), claims());
+    let req = Request::builder("GET", "/v1/contacts/42", NOW)
+        .header("authorization", &format!("Bearer {t}"))
+        .build()
+        .unwrap();
+    let check = e.pending_signature(&req).unwrap();
+    // The issuer rotates: same kid, a different key, while the host verifies.
+    let other = SigningKey::from_random(agentguard::keys::Alg::ES256, &[5; 32]).unwrap();
+    e.set_issuer_keys(
+        "https://sts.test",
+        &json!({"keys": [other.public_jwk("test-es256"), public("ed25519")]}),
+    )
+    .unwrap();
+    let yes = HostVerdict { token_hash: check.token_hash, valid: true };
+    let d = e.decide_with(&req, Some(&yes));
+    assert_eq!(
+        d.codes(),
+        [ReasonCode::TokenSignatureInvalid],
+        "the stale verdict is ignored; Wasm re-checks"
+    );
+}
