@@ -3,6 +3,8 @@
 #
 #   bash scripts/build-js.sh            # release build → js/dist/
 #   bash scripts/build-js.sh --quiet    # no size report
+#   bash scripts/build-js.sh --speed    # opt-level 3 everywhere: ~2x faster
+#                                       # decisions, ~30% larger .wasm
 #
 # cargo build (wasm32-unknown-unknown, feature js, release profile: opt-level z,
 # LTO, panic=abort) → wasm-bindgen --target web (the same glue serves Workers,
@@ -13,7 +15,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 quiet=0
-[ "${1:-}" = "--quiet" ] && quiet=1
+cargo_opts=()
+for arg in "$@"; do
+  case "$arg" in
+    --quiet) quiet=1 ;;
+    # Own target dir: the size-optimised release artefacts stay cached.
+    --speed) cargo_opts=(--config 'profile.release.opt-level=3' --target-dir "$root/target/js-speed") ;;
+    *) echo "build-js.sh: unknown option $arg (--quiet, --speed)" >&2; exit 2 ;;
+  esac
+done
 
 bash scripts/install-tools.sh rust wasm node >/dev/null
 . .tools/env.sh
@@ -22,8 +32,10 @@ want="wasm-bindgen $WASM_BINDGEN_VERSION"
 have="$("$WASM_BINDGEN_BIN" --version)"
 [ "$have" = "$want" ] || { echo "build-js: $have found, $want needed" >&2; exit 1; }
 
-cargo build --quiet --release --lib --target wasm32-unknown-unknown --features js
-raw="target/wasm32-unknown-unknown/release/agentguard.wasm"
+cargo build --quiet --release --lib --target wasm32-unknown-unknown --features js ${cargo_opts[@]+"${cargo_opts[@]}"}
+target_dir="$root/target"
+[ ${#cargo_opts[@]} -gt 0 ] && target_dir="$root/target/js-speed"
+raw="$target_dir/wasm32-unknown-unknown/release/agentguard.wasm"
 
 out="js/dist"
 tmp="$(mktemp -d)"
@@ -39,6 +51,7 @@ for f in agentguard.js agentguard.d.ts agentguard_bg.wasm agentguard_bg.wasm.d.t
   # Replace only what changed, so watchers and workerd see stable files.
   cmp -s "$tmp/$f" "$out/$f" || cp -f "$tmp/$f" "$out/$f"
 done
+touch "$out/.built" # when the build last ran (scripts/demo-gateway.sh compares it with src/)
 
 if [ $quiet = 0 ]; then
   node --input-type=module -e '

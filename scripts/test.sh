@@ -35,10 +35,10 @@ fi
 step "cargo test (unit, integration, doc)"
 cargo test --features cli
 
-step "browser tests (headless Chromium): the HTML activity report"
+step "browser tests (headless Chromium): the HTML activity report and the playground"
 node --test tests/browser/
 
-for suite in js envoy; do
+for suite in js envoy component fuzz-smoke; do
   if [ -f "scripts/test-$suite.sh" ]; then
     step "$suite suite"
     bash "scripts/test-$suite.sh"

@@ -19,12 +19,14 @@
 //! Nothing here decides anything: no policy logic, no defaults of its own
 //! beyond those the JSON API has (`scheme` defaults to `https`).
 //!
-//! Build with `bash scripts/build-component.sh` (`cargo build --target
-//! wasm32-wasip2 --features component --lib --release` emits the component
-//! directly); `docs/component.md` shows how to embed it.
+//! Build with `bash scripts/build-component.sh` (a plain `cargo build --target
+//! wasm32-wasip2 --features component --lib --release` also emits a
+//! component, only larger); `docs/component.md` shows how to embed it.
 
 use std::collections::BTreeMap;
 
+use agentguard_wit::exports::agentguard::guard::guard as wit;
+use agentguard_wit::exports::agentguard::guard::types as t;
 use serde_json::Value;
 
 use crate::decision::{self, Decision, HttpResponse, Outcome, StageResult};
@@ -36,9 +38,6 @@ use crate::request::{HeaderValue, Request, RequestInput};
 use crate::state::{Suspension, TripKind};
 use crate::stats::StatsSnapshot;
 use crate::token::{HostVerdict, SignatureCheck};
-
-use agentguard_wit::exports::agentguard::guard::guard as wit;
-use agentguard_wit::exports::agentguard::guard::types as t;
 
 /// The component's implementation of the exported `guard` interface.
 #[derive(Debug)]
@@ -54,6 +53,8 @@ struct Component;
 agentguard_wit::export!(Component with_types_in agentguard_wit);
 
 /// The `engine` resource: one compiled policy and its per-instance state.
+/// Hosts see it only through the WIT; it is public so that native builds,
+/// which do not export it, still check and test the implementation.
 #[derive(Debug)]
 pub struct EngineResource {
     engine: Engine,
@@ -331,4 +332,57 @@ fn signature_check(c: SignatureCheck) -> t::SignatureCheck {
 /// A count for the WIT's `u32` (every count the core keeps is bounded far below it).
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wit_request(headers: &[(&str, &str)]) -> t::Request {
+        t::Request {
+            method: "GET".into(),
+            scheme: None,
+            host: "api.test".into(),
+            path: "/v1/contacts/42?x=1".into(),
+            headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            source_ip: Some("10.0.0.1".into()),
+            client_cert_sha256: None,
+            body_sha256: None,
+            now: 1_767_225_600.5,
+        }
+    }
+
+    #[test]
+    fn repeated_headers_keep_their_order_and_scheme_defaults_to_https() {
+        let input =
+            request_input(wit_request(&[("authorization", "a"), ("x-one", "1"), ("authorization", "b")]));
+        assert_eq!(input.scheme, "https");
+        assert_eq!(input.now, 1_767_225_600.5);
+        assert!(matches!(&input.headers["x-one"], HeaderValue::One(v) if v == "1"));
+        assert!(matches!(&input.headers["authorization"], HeaderValue::Many(v) if v == &["a", "b"]));
+        let request = Request::from_input(&input).unwrap();
+        assert_eq!(request.header_values("authorization").collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_decision_converts_field_for_field() {
+        let engine = Engine::from_json(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/policy.json"
+        )))
+        .unwrap();
+        let native = engine.decide_input(&request_input(wit_request(&[])));
+        let d = decision(&native);
+        assert!(matches!(d.outcome, t::Outcome::Deny));
+        assert_eq!(d.status, native.status);
+        assert_eq!(d.reasons.len(), 1);
+        assert_eq!(d.reasons[0].code, "credential_missing");
+        assert_eq!(d.route.as_deref(), Some("read-contacts"));
+        assert_eq!(d.trace.len(), native.trace.len());
+        assert_eq!(d.event_json, serde_json::to_string(&native.event).unwrap());
+        assert_eq!(d.log, native.log);
+        let response = d.response.unwrap();
+        assert_eq!(response.status, 401);
+        assert_eq!(response.headers, pairs(&native.response.unwrap().headers));
+    }
 }

@@ -110,16 +110,11 @@ const input = (token) => ({
   now: Date.now() / 1000,
 });
 
-// Runs `fn(i)` over the token list in batches; returns median ops/s of 5 batches.
-async function rate(label, fn, count = N) {
-  for (let i = 0; i < Math.min(200, count); i++) await fn(i); // warm-up
-  const rates = [];
-  for (let b = 0; b < 5; b++) {
-    const t0 = performance.now();
-    for (let i = 0; i < count; i++) await fn(i);
-    rates.push(count / ((performance.now() - t0) / 1000));
-  }
-  return median(rates);
+// One timed pass of `fn(i)` for i in 0..count; returns ops/s.
+async function pass(fn, count) {
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) await fn(i);
+  return count / ((performance.now() - t0) / 1000);
 }
 
 // A fresh guard per batch round would also measure compile; instead the cache
@@ -190,24 +185,35 @@ const bare = (alg, jwk) => {
 const { d: _d1, ...edPub } = keys.ed25519;
 const { d: _d2, ...esPub } = keys.es256;
 
-const r = {};
-r.bareEd = await rate("bare wasm Ed25519", bare("EdDSA", edPub));
-r.bareEs = await rate("bare wasm ES256", bare("ES256", esPub));
-r.joseEd = await rate("jose EdDSA", (i) => joseDecide(inputs.EdDSA[i]));
-r.joseEs = await rate("jose ES256", (i) => joseDecide(inputs.ES256[i]));
-r.agEdWasm = await rate("agentguard EdDSA wasm", (i) => wasmOnly.decideRequest(inputs.EdDSA[i]));
-r.agEdHost = await rate("agentguard EdDSA webcrypto", (i) => hostAll.decideRequest(inputs.EdDSA[i]));
-r.agEsWasm = await rate("agentguard ES256 wasm", (i) => wasmOnly.decideRequest(inputs.ES256[i]));
-r.agEsHost = await rate("agentguard ES256 webcrypto", (i) => hostEs.decideRequest(inputs.ES256[i]));
+// Every measurement runs once per round, rounds interleave them: a machine
+// that gets busier or quieter mid-run moves all of them alike. Reported:
+// the median rate of each, and the median over rounds of each ratio.
 const one = inputs.ES256[0];
 expectAllow(await cached.decideRequest(one));
-r.agCached = await rate("agentguard cached", () => cached.decideRequest(one), N * 20);
-r.agCachedSync = await rate("agentguard cached (sync decideInput)", () => cached.decideInput(one), N * 20);
+const measures = {
+  bareEd: [bare("EdDSA", edPub), N],
+  bareEs: [bare("ES256", esPub), Math.ceil(N / 4)],
+  joseEd: [(i) => joseDecide(inputs.EdDSA[i]), N],
+  joseEs: [(i) => joseDecide(inputs.ES256[i]), N],
+  agEdWasm: [(i) => wasmOnly.decideRequest(inputs.EdDSA[i]), N],
+  agEdHost: [(i) => hostAll.decideRequest(inputs.EdDSA[i]), N],
+  agEsWasm: [(i) => wasmOnly.decideRequest(inputs.ES256[i]), Math.ceil(N / 4)],
+  agEsHost: [(i) => hostEs.decideRequest(inputs.ES256[i]), N],
+  agCached: [() => cached.decideRequest(one), N * 10],
+  agCachedSync: [() => cached.decideInput(one), N * 10],
+};
+for (const [fn, count] of Object.values(measures)) await pass(fn, Math.min(200, count)); // warm-up
+const rounds = quick ? 3 : 7;
+const samples = Object.fromEntries(Object.keys(measures).map((k) => [k, []]));
+for (let round = 0; round < rounds; round++) {
+  for (const [key, [fn, count]] of Object.entries(measures)) samples[key].push(await pass(fn, count));
+}
+const r = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, median(xs)]));
 if (cached.decideInput(one).event.cache_hit !== true) throw new Error("bench: the repeated token was not a cache hit");
 
 const us = (ops) => `${(1e6 / ops).toFixed(1)} µs`;
 const row = (name, ops) => console.log(`  ${name.padEnd(52)} ${fmt(ops).padStart(9)} /s  ${us(ops).padStart(10)}`);
-console.log(`\ndecisions per second (Node ${process.version}, ${N} distinct tokens per run, median of 5 runs):`);
+console.log(`\ndecisions per second (Node ${process.version}, ${N} distinct tokens, median of ${rounds} interleaved rounds):`);
 row("bare Wasm Ed25519 verify (signature only)", r.bareEd);
 row("bare Wasm ES256 verify (signature only)", r.bareEs);
 row("jose jwtVerify + same checks, EdDSA", r.joseEd);
@@ -219,10 +225,11 @@ row("agentguard fresh ES256, WebCrypto verify (default)", r.agEsHost);
 row("agentguard repeated token (cache hit), async decideRequest", r.agCached);
 row("agentguard repeated token (cache hit), sync decideInput", r.agCachedSync);
 
-const ratio = (a, b) => (a / b).toFixed(2);
+// Median over rounds of samples[a][i] / samples[b][i].
+const ratio = (a, b) => median(samples[a].map((x, i) => x / samples[b][i])).toFixed(2);
 console.log("\nratios (cost = 1/throughput):");
-console.log(`  fresh ES256 cost / jose ES256 cost          ${ratio(r.joseEs, r.agEsHost)}x   (target <= 1.3x; Wasm-only: ${ratio(r.joseEs, r.agEsWasm)}x)`);
-console.log(`  fresh EdDSA cost / bare Wasm Ed25519 verify ${ratio(r.bareEd, r.agEdWasm)}x   (target <= 1.1x; WebCrypto: ${ratio(r.bareEd, r.agEdHost)}x)`);
-console.log(`  fresh EdDSA cost / jose EdDSA cost          ${ratio(r.joseEd, r.agEdWasm)}x`);
-console.log(`  cache-hit throughput / jose ES256           ${ratio(r.agCached, r.joseEs)}x   (target >= 50x; sync: ${ratio(r.agCachedSync, r.joseEs)}x)`);
-console.log(`  cache-hit throughput / jose EdDSA           ${ratio(r.agCached, r.joseEd)}x   (sync: ${ratio(r.agCachedSync, r.joseEd)}x)`);
+console.log(`  fresh ES256 cost / jose ES256 cost          ${ratio("joseEs", "agEsHost")}x   (target <= 1.3x; Wasm-only: ${ratio("joseEs", "agEsWasm")}x)`);
+console.log(`  fresh EdDSA cost / bare Wasm Ed25519 verify ${ratio("bareEd", "agEdWasm")}x   (target <= 1.1x; WebCrypto: ${ratio("bareEd", "agEdHost")}x)`);
+console.log(`  fresh EdDSA cost / jose EdDSA cost          ${ratio("joseEd", "agEdWasm")}x`);
+console.log(`  cache-hit throughput / jose ES256           ${ratio("agCached", "joseEs")}x   (target >= 50x; sync: ${ratio("agCachedSync", "joseEs")}x)`);
+console.log(`  cache-hit throughput / jose EdDSA           ${ratio("agCached", "joseEd")}x   (sync: ${ratio("agCachedSync", "joseEd")}x)`);

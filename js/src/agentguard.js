@@ -1,0 +1,464 @@
+// agentguard for JavaScript hosts: the platform glue around the Wasm core.
+//
+// This file maps a Fetch `Request` to the core's request JSON and the
+// decision back to a `Response`, fetches JWKS documents for issuers that name
+// a `jwks_uri`, and loads policies. Every security decision is made by the
+// core (src/ in the Rust crate): there is no policy logic here.
+//
+// It needs the Wasm module instantiated first; the entry points do that:
+// ./node.js (Node), ./workers.js (Cloudflare Workers / workerd), ./browser.js.
+
+import { Guard, check as checkPolicyJson, mint as mintJson, version as coreVersion } from "../dist/agentguard.js";
+import { JwksCache, jwksCache } from "./jwks.js";
+import { DEFAULT_HOST_ALGORITHMS, verifyCheck, webCryptoAvailable } from "./webcrypto.js";
+
+export { JwksCache, jwksCache, DEFAULT_HOST_ALGORITHMS };
+
+/** A policy that does not compile: `problems` lists `{path, message, line?, column?}`. */
+export class PolicyError extends Error {
+  constructor(problems) {
+    const lines = problems.map((p) => `${p.path}: ${p.message}` + (p.line ? ` (line ${p.line}, column ${p.column})` : ""));
+    super(`invalid agentguard policy:\n  ${lines.join("\n  ")}`);
+    this.name = "PolicyError";
+    this.problems = problems;
+  }
+}
+
+/** The core's version (the Rust crate's). */
+export const version = () => coreVersion();
+
+/** Validates a policy (object or JSON text): every problem with its JSON path; `[]` when valid. */
+export function checkPolicy(policy) {
+  return JSON.parse(checkPolicyJson(policyText(policy)));
+}
+
+/**
+ * Signs a token with a private JWK (for tests, demos and the playground):
+ * header `{alg, typ, kid}`, a random `jti` when the claims have none.
+ */
+export function mint(privateJwk, claims, typ = "at+jwt") {
+  return mintJson(JSON.stringify(privateJwk), JSON.stringify(claims), typ);
+}
+
+function policyText(policy) {
+  if (typeof policy === "string") return policy;
+  if (policy && typeof policy === "object") return JSON.stringify(policy);
+  throw new TypeError("agentguard: the policy must be a JSON string or an object");
+}
+
+// ---------------------------------------------------------------------------
+// Request mapping
+
+// "127.0.0.1:5678" → "127.0.0.1", "[::1]:5678" → "::1", "::1" stays.
+function withoutPort(address) {
+  if (address.startsWith("[")) return address.slice(1, address.indexOf("]"));
+  const i = address.indexOf(":");
+  return i !== -1 && i === address.lastIndexOf(":") ? address.slice(0, i) : address;
+}
+
+// A Fetch `Headers` object joins repeated headers with ", ". A Bearer or DPoP
+// credential never contains a comma (token68), so splitting restores the
+// separate header lines and the core can refuse a request that sent two.
+const SPLIT_ON_COMMA = new Set(["authorization", "dpop"]);
+
+/**
+ * Maps a Fetch `Request` plus context to the core's request object.
+ *
+ * context:
+ * - `clientIp`: the caller's IP as the host knows it. Default: in workerd
+ *   `request.cf.clientIp` (the TCP peer); on Cloudflare (`request.cf`
+ *   present) the `CF-Connecting-IP` header, which Cloudflare sets and callers
+ *   cannot forge; elsewhere the header named by `clientIpHeader` (only set it
+ *   behind a proxy that overwrites that header), else none.
+ * - `clientCertSha256`: the client certificate's SHA-256 (hex or base64url).
+ *   Default on Cloudflare: `request.cf.tlsClientAuth.certFingerprintSHA256`
+ *   when a certificate was presented.
+ * - `bodySha256`: SHA-256 of the request body (hex or base64url), when the
+ *   host has it; approvals bind to it (see `bodySha256()`).
+ * - `now`: milliseconds since the epoch. Default `Date.now()`.
+ */
+export function toCoreRequest(request, context = {}) {
+  const url = new URL(request.url);
+  const headers = {};
+  for (const [name, value] of request.headers) {
+    if (SPLIT_ON_COMMA.has(name) && value.includes(",")) {
+      headers[name] = value.split(",").map((v) => v.trim());
+    } else {
+      headers[name] = value;
+    }
+  }
+  const cf = request.cf;
+  let sourceIp = context.clientIp;
+  if (sourceIp === undefined) {
+    if (typeof cf?.clientIp === "string") sourceIp = withoutPort(cf.clientIp); // workerd: the TCP peer
+    else if (cf) sourceIp = request.headers.get("cf-connecting-ip") ?? undefined;
+    else if (context.clientIpHeader) sourceIp = request.headers.get(context.clientIpHeader) ?? undefined;
+  }
+  let certSha256 = context.clientCertSha256;
+  if (certSha256 === undefined) {
+    const tls = cf?.tlsClientAuth;
+    if (tls && tls.certPresented === "1" && tls.certFingerprintSHA256) certSha256 = tls.certFingerprintSHA256;
+  }
+  const input = {
+    method: request.method,
+    scheme: url.protocol.replace(/:$/, ""),
+    host: url.host,
+    path: url.pathname + url.search,
+    headers,
+    now: (context.now ?? Date.now()) / 1000,
+  };
+  if (sourceIp) input.source_ip = sourceIp;
+  if (certSha256) input.client_cert_sha256 = certSha256;
+  if (context.bodySha256) input.body_sha256 = context.bodySha256;
+  return input;
+}
+
+/** SHA-256 of a request's body as base64url (reads a clone; `undefined` when there is no body). */
+export async function bodySha256(request) {
+  if (request.body === null) return undefined;
+  const digest = await crypto.subtle.digest("SHA-256", await request.clone().arrayBuffer());
+  let bin = "";
+  for (const b of new Uint8Array(digest)) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+
+/**
+ * The HTTP response for a refused request: the core formats it (status,
+ * `WWW-Authenticate`, `application/problem+json` body, `Retry-After`); this
+ * only wraps it in a `Response`. An `allow` has no response: forward the
+ * request instead.
+ */
+export function toResponse(decision) {
+  if (decision.decision === "allow") {
+    throw new TypeError("agentguard: an `allow` decision has no response; forward the request");
+  }
+  const r = decision.response;
+  if (!r) return failClosedResponse("internal_error", "the decision carried no response");
+  return new Response(r.body, { status: r.status, headers: r.headers });
+}
+
+/** A 500 problem response for when agentguard cannot decide at all (e.g. a bad policy). */
+export function failClosedResponse(reason, detail) {
+  const body = JSON.stringify({
+    type: `https://agentguard.dev/problems/${reason}`,
+    title: "Internal Server Error",
+    status: 500,
+    detail,
+    decision: "deny",
+    reason,
+  });
+  return new Response(body, {
+    status: 500,
+    headers: { "content-type": "application/problem+json", "cache-control": "no-store" },
+  });
+}
+
+/**
+ * The request to send upstream for an `allow`: every inbound header starting
+ * with the identity prefix is removed (a caller cannot spoof them), then the
+ * verified identity headers are added.
+ */
+export function forwardRequest(request, decision) {
+  if (decision.decision !== "allow") throw new TypeError("agentguard: only an `allow` decision is forwarded");
+  const headers = stripIdentityHeaders(request.headers, decision.strip_header_prefix);
+  for (const [name, value] of Object.entries(decision.forward_headers)) headers.set(name, value);
+  return new Request(request, { headers });
+}
+
+/** A copy of `headers` without any header whose name starts with `prefix`. */
+export function stripIdentityHeaders(headers, prefix) {
+  const out = new Headers();
+  const p = String(prefix).toLowerCase();
+  for (const [name, value] of headers) {
+    if (!name.startsWith(p)) out.append(name, value);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The guard
+
+export class AgentGuard {
+  #guard;
+  #issuers; // [{iss, jwks_uri}]
+  #loaded = new Map(); // jwks_uri -> generation handed to the engine
+  #jwks;
+  #log;
+  #hostAlgs; // comma-separated, for the core
+
+  constructor(guard, issuers, options) {
+    this.#guard = guard;
+    this.#issuers = issuers;
+    this.#jwks = options.jwksCache ?? jwksCache;
+    this.#log = options.log ?? ((line) => console.error(line));
+    const algs = options.hostVerify ?? (webCryptoAvailable() ? DEFAULT_HOST_ALGORITHMS : []);
+    this.#hostAlgs = algs.join(",");
+    // DPoP nonces (when the policy turns them on) derive from a secret: give
+    // every instance the same one (a Workers secret) so their nonces agree.
+    const secret = options.dpopNonceSecret ?? crypto.getRandomValues(new Uint8Array(32));
+    this.#guard.setDpopNonceSecret(typeof secret === "string" ? new TextEncoder().encode(secret) : secret);
+  }
+
+  /**
+   * Compiles a policy (object or JSON text) and loads the keys of issuers that
+   * give a `jwks_uri`. Throws `PolicyError` for a bad policy. A JWKS that
+   * cannot be fetched is logged, not thrown: tokens of that issuer are denied
+   * (`token_key_not_found`) until its keys load.
+   *
+   * options: `jwksCache` (a `JwksCache`; default the module-scope one shared by
+   * every guard in the isolate), `log(line)` (default `console.error`),
+   * `hostVerify`: JWS algorithms whose signatures WebCrypto verifies instead of
+   * Wasm (default `DEFAULT_HOST_ALGORITHMS`, ES256/RS256/PS256, when
+   * `crypto.subtle` exists; `[]` keeps everything in Wasm),
+   * `dpopNonceSecret` (string or bytes; default random per guard).
+   */
+  static async create(policy, options = {}) {
+    const guard = AgentGuard.createSync(policy, options);
+    await guard.refreshKeys();
+    return guard;
+  }
+
+  /** Like `create`, without loading remote keys (they load on the first `decide`). */
+  static createSync(policy, options = {}) {
+    const text = policyText(policy);
+    let guard;
+    try {
+      guard = new Guard(text);
+    } catch (e) {
+      const problems = JSON.parse(checkPolicyJson(text));
+      throw new PolicyError(problems.length ? problems : [{ path: ".", message: String(e?.message ?? e) }]);
+    }
+    return new AgentGuard(guard, JSON.parse(guard.jwksUris()), options);
+  }
+
+  /** Issuers whose keys come from a `jwks_uri`: `[{iss, jwks_uri}]`. */
+  get remoteIssuers() {
+    return this.#issuers.map((i) => ({ ...i }));
+  }
+
+  /**
+   * Decides a Fetch `Request` (see `toCoreRequest` for `context`). Resolves to
+   * the decision object; never rejects for a decision. Remote keys are
+   * refreshed first when their cache entry expired; a token signed with a key
+   * id the engine does not know triggers one JWKS refresh per issuer (subject
+   * to the cache's cooldown) and a second decision.
+   */
+  async decide(request, context = {}) {
+    const input = toCoreRequest(request, context);
+    if (this.#issuers.length === 0) return this.decideRequest(input);
+    await this.#ensureKeys(false);
+    let decision = await this.decideRequest(input);
+    if (decision.reasons[0]?.code === "token_key_not_found" && (await this.#ensureKeys(true))) {
+      decision = await this.decideRequest(input);
+    }
+    return decision;
+  }
+
+  /**
+   * Decides a core request object with the keys as currently loaded,
+   * verifying `hostVerify` signatures with WebCrypto. Never rejects.
+   */
+  async decideRequest(input) {
+    const json = JSON.stringify(input);
+    if (!this.#hostAlgs) return JSON.parse(this.#guard.decide(json));
+    const first = this.#guard.decideOrCheck(json, this.#hostAlgs);
+    if (!first.startsWith('{"check":')) return JSON.parse(first);
+    const verdict = await verifyCheck(JSON.parse(first).check);
+    return JSON.parse(verdict ? this.#guard.decideWith(json, verdict) : this.#guard.decide(json));
+  }
+
+  /** Decides a core request object synchronously, every signature in Wasm. */
+  decideInput(input) {
+    return JSON.parse(this.#guard.decide(JSON.stringify(input)));
+  }
+
+  /** Loads (or refreshes, when expired) every remote issuer's keys. Resolves once done. */
+  async refreshKeys() {
+    await this.#ensureKeys(false);
+  }
+
+  /** Replaces the revocation lists: `{jti, sub, agents, kid}`. */
+  setRevocations(lists) {
+    this.#guard.setRevocations(JSON.stringify(lists));
+  }
+
+  /** Hands an issuer's JWKS (object) to the engine directly; returns skipped keys. */
+  setIssuerKeys(iss, jwks) {
+    return JSON.parse(this.#guard.setIssuerKeys(iss, typeof jwks === "string" ? jwks : JSON.stringify(jwks)));
+  }
+
+  /**
+   * Counters for dashboards and tests: the core's live statistics (decisions,
+   * by outcome, reason, route and agent) plus cache and state sizes.
+   */
+  stats() {
+    return {
+      ...JSON.parse(this.#guard.stats()),
+      cachedTokens: this.#guard.cachedTokens(),
+      stateKeys: this.#guard.stateKeys(),
+      remoteIssuers: this.#issuers.length,
+    };
+  }
+
+  /** Agents the circuit breaker suspended: `[{agent, until_ms, kind, detail}]`. */
+  suspendedAgents(nowMs = Date.now()) {
+    return JSON.parse(this.#guard.suspendedAgents(nowMs / 1000));
+  }
+
+  /** Lifts an agent's suspension (an operator's call); `true` if it was suspended. */
+  liftSuspension(agent) {
+    return this.#guard.liftSuspension(agent);
+  }
+
+  /** The DPoP nonce to hand out now, when the policy turns nonces on. */
+  dpopNonce(nowMs = Date.now()) {
+    return this.#guard.dpopNonce(nowMs / 1000) ?? undefined;
+  }
+
+  /** Frees the Wasm memory of this guard. */
+  free() {
+    this.#guard.free();
+  }
+
+  // Makes sure each remote issuer's newest cached JWKS is in the engine.
+  // `unknownKid`: a token named a key we do not have; ask the cache for a
+  // refresh (it applies the cooldown). Returns whether any issuer's keys changed.
+  async #ensureKeys(unknownKid) {
+    const results = await Promise.all(
+      this.#issuers.map(({ iss, jwks_uri }) =>
+        (unknownKid ? this.#jwks.refreshForUnknownKid(jwks_uri, iss) : this.#jwks.get(jwks_uri, iss)).catch((e) => {
+          this.#log(`agentguard: JWKS ${jwks_uri}: ${e?.message ?? e}`);
+          return null;
+        }),
+      ),
+    );
+    let changed = false;
+    this.#issuers.forEach(({ iss, jwks_uri }, i) => {
+      const entry = results[i];
+      if (!entry || this.#loaded.get(jwks_uri) === entry.generation) return;
+      try {
+        const skipped = JSON.parse(this.#guard.setIssuerKeys(iss, entry.text));
+        for (const p of skipped) {
+          if (!p.skipped) this.#log(`agentguard: JWKS ${jwks_uri}: keys[${p.index}]: ${p.message}`);
+        }
+        changed = true;
+      } catch (e) {
+        this.#log(`agentguard: JWKS ${jwks_uri}: ${e?.message ?? e}`);
+      }
+      // Remember the generation even when refused, so a bad document is not re-parsed per request.
+      this.#loaded.set(jwks_uri, entry.generation);
+    });
+    return changed;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Policy sources and the Workers middleware
+
+const POLICY_TTL_MS = 60_000;
+const guards = new Map(); // policy text -> Promise<AgentGuard>, module scope: one engine per isolate
+
+/**
+ * Reads the policy text: `options.policy` (object or JSON text) inline, else
+ * the environment text binding `options.policyVar` (default
+ * `AGENTGUARD_POLICY`), else KV: `options.policyKv = {binding, key}` (default
+ * binding `AGENTGUARD_KV`, key `policy.json`).
+ */
+export async function loadPolicyText(env = {}, options = {}) {
+  if (options.policy !== undefined) return policyText(options.policy);
+  const varName = options.policyVar ?? "AGENTGUARD_POLICY";
+  const fromVar = env[varName];
+  if (fromVar !== undefined && fromVar !== null && fromVar !== "") return policyText(fromVar);
+  const kv = options.policyKv ?? { binding: "AGENTGUARD_KV", key: "policy.json" };
+  const ns = env[kv.binding];
+  if (ns && typeof ns.get === "function") {
+    const text = await ns.get(kv.key ?? "policy.json", { type: "text", cacheTtl: 60 });
+    if (text) return text;
+    throw new Error(`policy: KV namespace \`${kv.binding}\` has no key \`${kv.key ?? "policy.json"}\``);
+  }
+  throw new Error(`policy: none given (inline \`policy\`, env text binding \`${varName}\`, or KV \`${kv.binding}\`)`);
+}
+
+/**
+ * Wraps a fetch handler so that only requests agentguard allows reach it:
+ *
+ *   export default { fetch: withAgentGuard(async (request, env, ctx, decision) => fetch(request)) };
+ *
+ * A refused request gets the core's response (401/403/429/approval, RFC 9457
+ * body). An allowed request reaches the handler with inbound identity headers
+ * removed and the verified ones added. A policy that cannot be loaded or does
+ * not compile fails closed: every request gets a 500, and one log line says why.
+ *
+ * options: `policy` / `policyVar` / `policyKv` (see `loadPolicyText`),
+ * `context(request, env, ctx)` → extra `toCoreRequest` context, `hashBody`
+ * (hash the request body so approvals bind to it; default false),
+ * `onDecision(decision, request, env, ctx)` (default: log the decision event
+ * as one JSON line with `console.log`; pass `null` to turn off), `jwksCache`, `log`,
+ * `hostVerify`, `dpopNonceSecret` (default: the env secret
+ * `AGENTGUARD_DPOP_NONCE_SECRET`; see `AgentGuard.create`).
+ */
+export function withAgentGuard(handler, options = {}) {
+  const log = options.log ?? ((line) => console.error(line));
+  const onDecision =
+    options.onDecision === undefined ? (d) => console.log(JSON.stringify(d.event)) : options.onDecision;
+  let current = null; // {text, loadedAt}
+  let lastError = null;
+
+  async function guardFor(env) {
+    const now = Date.now();
+    if (!current || (options.policy === undefined && now - current.loadedAt > POLICY_TTL_MS)) {
+      const text = await loadPolicyText(env, options);
+      current = { text, loadedAt: now };
+    }
+    const text = current.text;
+    let pending = guards.get(text);
+    if (!pending) {
+      pending = AgentGuard.create(text, {
+        jwksCache: options.jwksCache,
+        log,
+        hostVerify: options.hostVerify,
+        dpopNonceSecret: options.dpopNonceSecret ?? env.AGENTGUARD_DPOP_NONCE_SECRET,
+      });
+      guards.set(text, pending);
+      // A policy that failed is compiled again on the next request (it may be fixed in KV by then).
+      pending.catch(() => guards.delete(text));
+    }
+    return pending;
+  }
+
+  return async function agentGuardFetch(request, env, ctx) {
+    let guard;
+    try {
+      guard = await guardFor(env);
+      lastError = null;
+    } catch (e) {
+      const message = e?.message ?? String(e);
+      if (message !== lastError) {
+        log(`agentguard: policy rejected, denying every request: ${message.replace(/\n\s*/g, "; ")}`);
+        lastError = message;
+      }
+      return failClosedResponse("policy_invalid", "the gateway's policy could not be loaded");
+    }
+    const context = options.context ? { ...(await options.context(request, env, ctx)) } : {};
+    if (options.hashBody && context.bodySha256 === undefined) context.bodySha256 = await bodySha256(request);
+    const decision = await guard.decide(request, context);
+    if (onDecision) {
+      try {
+        onDecision(decision, request, env, ctx);
+      } catch (e) {
+        log(`agentguard: onDecision threw: ${e?.message ?? e}`);
+      }
+    }
+    if (decision.decision !== "allow") return toResponse(decision);
+    const response = await handler(forwardRequest(request, decision), env, ctx, decision);
+    const nonce = guard.dpopNonce(context.now);
+    if (!nonce) return response;
+    // RFC 9449 §9: hand the client the next DPoP nonce on success too.
+    const withNonce = new Response(response.body, response);
+    withNonce.headers.set("dpop-nonce", nonce);
+    return withNonce;
+  };
+}

@@ -1,0 +1,413 @@
+// Types of the agentguard JS package. The shapes mirror the Rust core's JSON
+// API exactly (src/policy.rs, src/request.rs, src/decision.rs); the policy
+// reference is docs/policy.md and the JSON Schema schema/policy.schema.json.
+
+// ---------------------------------------------------------------------------
+// Policy
+
+/** A duration: a whole number and a unit, e.g. `"30s"`, `"5m"`, `"1h"`, `"7d"`. */
+export type Duration = `${number}${"s" | "m" | "h" | "d"}`;
+/** JWS algorithms agentguard verifies. */
+export type Algorithm = "EdDSA" | "ES256" | "RS256" | "PS256";
+export type Jwk = { kty: string; kid?: string; alg?: string; use?: string; key_ops?: string[]; [member: string]: unknown };
+export interface Jwks {
+  keys: Jwk[];
+}
+
+export interface Policy {
+  description?: string;
+  /** `realm` in `WWW-Authenticate` challenges. Default `"agentguard"`. */
+  realm?: string;
+  /** Trusted token issuers; at least one. */
+  issuers: IssuerPolicy[];
+  dpop?: DpopPolicy;
+  attestation?: AttestationPolicy;
+  delegation?: DelegationPolicy;
+  /** Matched in order; the first that fits the method and path wins. */
+  routes: RoutePolicy[];
+  /** Only `"deny"`: agentguard never allows an unmatched request. */
+  default?: "deny";
+  revoked?: RevocationLists;
+  network?: NetworkPolicy;
+  limits?: LimitPolicy[];
+  circuit_breaker?: CircuitBreakerPolicy;
+  state?: { max_keys?: number };
+  approval?: ApprovalPolicy;
+  identity_headers?: { prefix?: string };
+  cache?: { tokens?: number };
+}
+
+/** Give exactly one of `jwks` (inline keys) and `jwks_uri` (fetched by the host). */
+export interface IssuerPolicy {
+  iss: string;
+  audiences: string[];
+  jwks?: Jwks;
+  jwks_uri?: string;
+  algorithms: Algorithm[];
+  /** Required JWS `typ`; `null` accepts any. Default `"at+jwt"`. */
+  token_type?: string | null;
+  max_lifetime?: Duration;
+  clock_skew?: Duration;
+  required_claims?: string[];
+  binding?: "none" | "mtls" | "dpop";
+}
+
+export interface DpopPolicy {
+  algorithms?: Algorithm[];
+  max_age?: Duration;
+  clock_skew?: Duration;
+  nonce?: boolean;
+  replay_cache?: number;
+}
+
+export interface AttestationPolicy {
+  header?: string;
+  embedded_claim?: string;
+  issuers: AttestationIssuerPolicy[];
+  require?: { spiffe_id?: string[]; claims?: Record<string, unknown[]> };
+  bind_to_actor?: boolean;
+}
+
+export interface AttestationIssuerPolicy {
+  iss: string;
+  kind: "jwt_svid" | "attestation_result";
+  audiences: string[];
+  jwks?: Jwks;
+  jwks_uri?: string;
+  algorithms: Algorithm[];
+  token_type?: string | null;
+  max_lifetime?: Duration;
+  clock_skew?: Duration;
+}
+
+export interface DelegationPolicy {
+  max_depth?: number;
+  actors?: string[];
+  subjects?: string[];
+  require_actor?: boolean;
+}
+
+export interface RoutePolicy {
+  id: string;
+  /** Upper-case methods, or `["*"]`. */
+  methods: string[];
+  /** Literal segments, `*`, `{name}` (captured), and a final `**`. */
+  path: string;
+  scopes?: string[];
+  risk?: "low" | "high" | "critical";
+  network?: NetworkPolicy;
+  authorization_details?: { type: string; actions?: string[]; identifier?: string; locations?: string[] };
+}
+
+export interface RevocationLists {
+  jti?: string[];
+  sub?: string[];
+  agents?: string[];
+  kid?: string[];
+}
+
+export interface NetworkPolicy {
+  /** CIDRs, e.g. `"10.0.0.0/8"`, `"2001:db8::/32"`. */
+  allow: string[];
+}
+
+export interface LimitPolicy {
+  id?: string;
+  per: "agent" | "route" | "issuer" | "agent_route";
+  /** `"100/1m"`: requests per period. */
+  rate: string;
+  burst?: number;
+  routes?: string[];
+}
+
+export interface CircuitBreakerPolicy {
+  window: Duration;
+  max_requests?: number;
+  max_deny_ratio?: number;
+  min_requests?: number;
+  profile_requests?: number;
+  max_unusual?: number;
+  cooldown: Duration;
+}
+
+export interface ApprovalPolicy {
+  issuer: string;
+  jwks?: Jwks;
+  jwks_uri?: string;
+  algorithms: Algorithm[];
+  audiences: string[];
+  endpoint: string;
+  token_type?: string;
+  header?: string;
+  max_lifetime?: Duration;
+  clock_skew?: Duration;
+  replay_cache?: number;
+}
+
+/** One problem with a policy. */
+export interface PolicyProblem {
+  /** JSON path, e.g. `issuers[0].max_lifetime`, or `.` for the document. */
+  path: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Request (the core's request object)
+
+export interface CoreRequest {
+  method: string;
+  /** Default `"https"`. */
+  scheme?: "https" | "http";
+  host?: string;
+  /** Request target: path and optional `?query`. */
+  path: string;
+  /** A name maps to one value, or several when the header was repeated. */
+  headers?: Record<string, string | string[]>;
+  source_ip?: string;
+  /** Client certificate SHA-256: 64 hex digits or 43 base64url characters. */
+  client_cert_sha256?: string;
+  /** Request body SHA-256 (hex or base64url). */
+  body_sha256?: string;
+  /** Unix seconds (may be fractional). */
+  now: number;
+}
+
+/** What `toCoreRequest` adds to a Fetch `Request`. */
+export interface RequestContext {
+  clientIp?: string;
+  /** A header carrying the client IP that a trusted proxy overwrites (off Cloudflare). */
+  clientIpHeader?: string;
+  clientCertSha256?: string;
+  bodySha256?: string;
+  /** Milliseconds since the epoch. Default `Date.now()`. */
+  now?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Decision
+
+export type Outcome = "allow" | "deny" | "approval_required" | "revoked";
+
+/** Stable reason codes: docs/reason-codes.md. */
+export type ReasonCode = string;
+
+export interface Reason {
+  code: ReasonCode;
+  /** Lowercase, concrete: "token expired 42 s ago". */
+  message: string;
+}
+
+export interface Identity {
+  issuer: string;
+  subject?: string;
+  agent: string;
+  client_id?: string;
+  actors: string[];
+  scopes: string[];
+  jti?: string;
+  expires_at: number;
+}
+
+export interface TraceStep {
+  stage: string;
+  result: "pass" | "fail" | "skip";
+  detail: string;
+}
+
+/** The response to send instead of forwarding (lower-case header names). */
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** `application/problem+json` (RFC 9457). */
+  body: string;
+}
+
+export interface ApprovalChallenge {
+  action_digest: string;
+  binding_message: string;
+  agent: string;
+  approval_endpoint?: string;
+}
+
+export interface DecisionEvent {
+  v: 1;
+  time_ms: number;
+  decision: Outcome;
+  status: number;
+  reasons: ReasonCode[];
+  route?: string;
+  method: string;
+  host: string;
+  path: string;
+  source_ip?: string;
+  agent?: {
+    issuer: string;
+    subject?: string;
+    agent: string;
+    actors: string[];
+    client_id?: string;
+    token_hash: string;
+  };
+  cache_hit: boolean;
+  limit?: string;
+  breaker?: { kind: "burst" | "deny_ratio" | "unusual_routes"; detail: string; until_ms: number };
+  approval_digest?: string;
+  [field: string]: unknown;
+}
+
+export interface Decision {
+  decision: Outcome;
+  /** 200 for allow. */
+  status: number;
+  /** Empty on allow. */
+  reasons: Reason[];
+  route?: string;
+  params?: Record<string, string>;
+  identity?: Identity;
+  /** Headers to add upstream (allow only). */
+  forward_headers: Record<string, string>;
+  /** Inbound headers starting with this prefix are removed before forwarding. */
+  strip_header_prefix: string;
+  approval?: ApprovalChallenge;
+  /** Present for every outcome but allow. */
+  response?: HttpResponse;
+  trace: TraceStep[];
+  event: DecisionEvent;
+}
+
+// ---------------------------------------------------------------------------
+// API
+
+export class PolicyError extends Error {
+  readonly problems: PolicyProblem[];
+}
+
+export interface JwksCacheOptions {
+  /** Seconds; `Cache-Control: max-age` is clamped to [minTtl, maxTtl]. Defaults 60 / 86400. */
+  minTtl?: number;
+  maxTtl?: number;
+  /** Seconds, when the response has no max-age. Default 300. */
+  defaultTtl?: number;
+  /** Seconds between unknown-`kid` refreshes of one URL. Default 30. */
+  cooldown?: number;
+  /** Seconds to wait after a failed fetch. Default 30. */
+  retryAfterError?: number;
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+  /** Milliseconds since the epoch. */
+  now?: () => number;
+  log?: (line: string) => void;
+}
+
+export interface JwksEntry {
+  text: string;
+  generation: number;
+  expiresAt: number;
+  stale: boolean;
+}
+
+export class JwksCache {
+  constructor(options?: JwksCacheOptions);
+  get(uri: string): Promise<JwksEntry | null>;
+  refreshForUnknownKid(uri: string): Promise<JwksEntry | null>;
+  stats(uri: string): { fetches: number; generation: number; expiresAt: number; lastError: string | null } | null;
+  clear(): void;
+}
+
+/** The isolate-wide JWKS cache. */
+export const jwksCache: JwksCache;
+/** Algorithms verified with WebCrypto by default. */
+export const DEFAULT_HOST_ALGORITHMS: Algorithm[];
+
+export interface GuardOptions {
+  jwksCache?: JwksCache;
+  log?: (line: string) => void;
+  /** Algorithms whose signatures WebCrypto verifies; `[]` keeps all in Wasm. */
+  hostVerify?: Algorithm[];
+  /** Secret for DPoP nonces; share it across instances. Default random. */
+  dpopNonceSecret?: string | Uint8Array;
+}
+
+export interface GuardStats {
+  decisions: number;
+  outcomes: Record<string, number>;
+  reasons: Record<string, number>;
+  routes: Record<string, number>;
+  agents: Record<
+    string,
+    { requests: number; allowed: number; denied: Record<string, number>; approvals_requested: number; revocations: number; routes: Record<string, number> }
+  >;
+  agents_evicted: number;
+  cachedTokens: number;
+  stateKeys: number;
+  remoteIssuers: number;
+}
+
+export class AgentGuard {
+  static create(policy: Policy | string, options?: GuardOptions): Promise<AgentGuard>;
+  static createSync(policy: Policy | string, options?: GuardOptions): AgentGuard;
+  readonly remoteIssuers: { iss: string; jwks_uri: string }[];
+  decide(request: Request, context?: RequestContext): Promise<Decision>;
+  decideRequest(input: CoreRequest): Promise<Decision>;
+  decideInput(input: CoreRequest): Decision;
+  refreshKeys(): Promise<void>;
+  setRevocations(lists: RevocationLists): void;
+  setIssuerKeys(iss: string, jwks: Jwks | string): { index: number; message: string; skipped: boolean }[];
+  stats(): GuardStats;
+  suspendedAgents(nowMs?: number): { agent: string; until_ms: number; kind: string; detail: string }[];
+  liftSuspension(agent: string): boolean;
+  dpopNonce(nowMs?: number): string | undefined;
+  free(): void;
+}
+
+export function toCoreRequest(request: Request, context?: RequestContext): CoreRequest;
+export function toResponse(decision: Decision): Response;
+export function failClosedResponse(reason: string, detail: string): Response;
+export function forwardRequest(request: Request, decision: Decision): Request;
+export function stripIdentityHeaders(headers: Headers, prefix: string): Headers;
+export function bodySha256(request: Request): Promise<string | undefined>;
+export function checkPolicy(policy: Policy | string): PolicyProblem[];
+export function mint(privateJwk: Jwk, claims: Record<string, unknown>, typ?: string): string;
+export function version(): string;
+
+export interface KvNamespaceLike {
+  get(key: string, options?: { type: "text"; cacheTtl?: number }): Promise<string | null>;
+}
+
+export interface PolicySourceOptions {
+  /** Inline policy (wins over the others). */
+  policy?: Policy | string;
+  /** Environment text binding with the policy JSON. Default `AGENTGUARD_POLICY`. */
+  policyVar?: string;
+  /** KV namespace binding and key. Default `{binding: "AGENTGUARD_KV", key: "policy.json"}`. */
+  policyKv?: { binding: string; key?: string };
+}
+
+export function loadPolicyText(env?: Record<string, unknown>, options?: PolicySourceOptions): Promise<string>;
+
+export type Handler<Env = any, Ctx = any> = (
+  request: Request,
+  env: Env,
+  ctx: Ctx,
+  decision: Decision,
+) => Response | Promise<Response>;
+
+export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends PolicySourceOptions {
+  context?: (request: Request, env: Env, ctx: Ctx) => RequestContext | Promise<RequestContext>;
+  /** Hash the request body so approvals bind to it. Default false. */
+  hashBody?: boolean;
+  /** Default: log `decision.event` as one JSON line; `null` turns it off. */
+  onDecision?: ((decision: Decision, request: Request, env: Env, ctx: Ctx) => void) | null;
+  jwksCache?: JwksCache;
+  log?: (line: string) => void;
+  hostVerify?: Algorithm[];
+  /** Default: the env secret `AGENTGUARD_DPOP_NONCE_SECRET`, else random per isolate. */
+  dpopNonceSecret?: string | Uint8Array;
+}
+
+export function withAgentGuard<Env = any, Ctx = any>(
+  handler: Handler<Env, Ctx>,
+  options?: AgentGuardMiddlewareOptions<Env, Ctx>,
+): (request: Request, env: Env, ctx: Ctx) => Promise<Response>;

@@ -1,0 +1,171 @@
+// JWKS documents fetched from `jwks_uri`, cached per isolate.
+//
+// - one cache at module scope (`jwksCache`), shared by every guard in the
+//   isolate, keyed by URL;
+// - single-flight: concurrent requests for the same URL share one fetch;
+// - lifetime from `Cache-Control: max-age`, clamped to [minTtl, maxTtl]
+//   (`defaultTtl` when the header has none);
+// - a token whose key id is unknown may force a refresh, at most once per
+//   `cooldown` per URL, so an attacker cannot make the gateway fetch per request;
+// - stale-if-error: when a refresh fails the last good document stays in use
+//   and the next attempt waits `retryAfterError`.
+//
+// - discovery: when the URL serves issuer metadata (RFC 8414
+//   `/.well-known/oauth-authorization-server` or OpenID
+//   `/.well-known/openid-configuration`) instead of a JWKS, its `jwks_uri`
+//   is followed once; the metadata's `issuer` must equal the policy's.
+//
+// The cache returns documents as text; the engine parses and validates them.
+
+const MAX_JWKS_BYTES = 256 * 1024;
+
+function maxAgeOf(cacheControl) {
+  if (!cacheControl) return undefined;
+  let maxAge;
+  for (const part of cacheControl.split(",")) {
+    const [name, value] = part.trim().toLowerCase().split("=");
+    if (name === "no-store" || name === "no-cache") return 0;
+    if (name === "max-age" && /^\d+$/.test(value ?? "")) maxAge = Number(value);
+  }
+  return maxAge;
+}
+
+export class JwksCache {
+  #entries = new Map();
+  #options;
+
+  /**
+   * options (seconds unless noted): `minTtl` 60, `maxTtl` 86400, `defaultTtl`
+   * 300, `cooldown` 30 (unknown-kid refresh), `retryAfterError` 30,
+   * `timeoutMs` 5000, `log(line)`, `fetch` (default the global), `now()` in ms (default `Date.now`).
+   */
+  constructor(options = {}) {
+    this.#options = {
+      minTtl: 60,
+      maxTtl: 86_400,
+      defaultTtl: 300,
+      cooldown: 30,
+      retryAfterError: 30,
+      timeoutMs: 5_000,
+      fetch: (...args) => globalThis.fetch(...args),
+      now: () => Date.now(),
+      log: (line) => console.error(line),
+      ...options,
+    };
+  }
+
+  #entry(uri) {
+    let e = this.#entries.get(uri);
+    if (!e) {
+      e = { text: null, generation: 0, expiresAt: 0, nextAttemptAt: 0, lastForcedAt: -Infinity, inflight: null, fetches: 0, lastError: null };
+      this.#entries.set(uri, e);
+    }
+    return e;
+  }
+
+  #view(e) {
+    return e.text === null ? null : { text: e.text, generation: e.generation, expiresAt: e.expiresAt, stale: this.#options.now() >= e.expiresAt };
+  }
+
+  /**
+   * The current document for `uri` as `{text, generation, expiresAt, stale}`:
+   * fetched when missing or expired (unless a failed attempt is still in its
+   * back-off), the last good one when the fetch fails. Rejects only when there
+   * has never been a good document and the fetch just failed; resolves `null`
+   * while waiting out a back-off with nothing cached.
+   */
+  async get(uri, issuer) {
+    const e = this.#entry(uri);
+    if (issuer !== undefined) e.issuer = issuer;
+    const now = this.#options.now();
+    if (e.text !== null && now < e.expiresAt) return this.#view(e);
+    if (now < e.nextAttemptAt) return this.#view(e);
+    return this.#refresh(uri, e);
+  }
+
+  /**
+   * A token named a key id the engine does not have: refetch, unless this URL
+   * was force-refreshed less than `cooldown` seconds ago.
+   */
+  async refreshForUnknownKid(uri, issuer) {
+    const e = this.#entry(uri);
+    if (issuer !== undefined) e.issuer = issuer;
+    const now = this.#options.now();
+    if (e.inflight) return e.inflight;
+    if (now - e.lastForcedAt < this.#options.cooldown * 1000 || now < e.nextAttemptAt) return this.#view(e);
+    e.lastForcedAt = now;
+    return this.#refresh(uri, e);
+  }
+
+  /** Counters for tests and dashboards: `{fetches, generation, expiresAt, lastError}` per URL. */
+  stats(uri) {
+    const e = this.#entries.get(uri);
+    return e ? { fetches: e.fetches, generation: e.generation, expiresAt: e.expiresAt, lastError: e.lastError } : null;
+  }
+
+  /** Forgets everything (tests). */
+  clear() {
+    this.#entries.clear();
+  }
+
+  #refresh(uri, e) {
+    if (!e.inflight) {
+      e.inflight = this.#fetch(uri, e).finally(() => {
+        e.inflight = null;
+      });
+    }
+    return e.inflight;
+  }
+
+  async #get(uri) {
+    const res = await this.#options.fetch(uri, {
+      headers: { accept: "application/jwk-set+json, application/json" },
+      signal: AbortSignal.timeout(this.#options.timeoutMs),
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const text = await res.text();
+    if (text.length > MAX_JWKS_BYTES) throw new Error(`document is larger than ${MAX_JWKS_BYTES} bytes`);
+    return { res, text, doc: JSON.parse(text) };
+  }
+
+  async #fetch(uri, e) {
+    const o = this.#options;
+    e.fetches += 1;
+    try {
+      let { res, text, doc } = await this.#get(uri);
+      if (doc && !Array.isArray(doc.keys) && typeof doc.jwks_uri === "string") {
+        // Issuer metadata: follow its jwks_uri, once.
+        if (e.issuer !== undefined && doc.issuer !== e.issuer) {
+          throw new Error(`metadata names issuer \`${doc.issuer}\`, expected \`${e.issuer}\``);
+        }
+        if (!/^https?:\/\//.test(doc.jwks_uri)) throw new Error("metadata `jwks_uri` is not an http(s) URL");
+        ({ res, text, doc } = await this.#get(doc.jwks_uri));
+      }
+      if (!doc || typeof doc !== "object" || !Array.isArray(doc.keys)) throw new Error("expected a JWKS document `{\"keys\": [...]}`");
+      const maxAge = maxAgeOf(res.headers.get("cache-control")) ?? o.defaultTtl;
+      const ttl = Math.min(Math.max(maxAge, o.minTtl), o.maxTtl);
+      const now = o.now();
+      if (text !== e.text) {
+        e.text = text;
+        e.generation += 1;
+      }
+      e.expiresAt = now + ttl * 1000;
+      e.nextAttemptAt = 0;
+      e.lastError = null;
+      return this.#view(e);
+    } catch (err) {
+      const message = err?.name === "TimeoutError" ? `timed out after ${o.timeoutMs} ms` : (err?.message ?? String(err));
+      e.lastError = message;
+      e.nextAttemptAt = o.now() + o.retryAfterError * 1000;
+      if (e.text !== null) {
+        // stale-if-error
+        o.log(`agentguard: JWKS ${uri}: refresh failed (${message}); using the keys fetched before`);
+        return this.#view(e);
+      }
+      throw new Error(`fetching ${uri} failed: ${message}`);
+    }
+  }
+}
+
+/** The isolate-wide cache every guard uses unless given another. */
+export const jwksCache = new JwksCache();

@@ -1,0 +1,156 @@
+// Test servers on 127.0.0.1, each stopped by its own handle: a JWKS server
+// whose keys, cache headers and availability the test controls, an origin
+// that echoes what it received, and the gateway in a real workerd process.
+
+import { createServer, request as httpRequest } from "node:http";
+import { spawn } from "node:child_process";
+import { webcrypto as crypto } from "node:crypto";
+import { once } from "node:events";
+import { connect } from "node:net";
+import { fileURLToPath } from "node:url";
+
+export const root = fileURLToPath(new URL("../../", import.meta.url));
+
+async function listen(server) {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return server.address().port;
+}
+
+/**
+ * A JWKS endpoint, plus OpenID metadata pointing at it. `state.keys`,
+ * `state.cacheControl`, `state.down`, `state.metadataIssuer` are live.
+ */
+export async function startJwksServer(initialKeys = []) {
+  const state = { keys: initialKeys, cacheControl: "max-age=300", down: false, hits: 0, metadataIssuer: "https://sts.remote.test" };
+  const server = createServer((req, res) => {
+    state.hits += 1;
+    if (state.down) {
+      res.writeHead(503, { "content-type": "text/plain" }).end("down");
+      return;
+    }
+    if (req.url === "/.well-known/openid-configuration") {
+      const base = `http://127.0.0.1:${server.address().port}`;
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ issuer: state.metadataIssuer, jwks_uri: `${base}/.well-known/jwks.json` }));
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/jwk-set+json", "cache-control": state.cacheControl });
+    res.end(JSON.stringify({ keys: state.keys }));
+  });
+  const port = await listen(server);
+  return {
+    state,
+    url: `http://127.0.0.1:${port}/.well-known/jwks.json`,
+    metadataUrl: `http://127.0.0.1:${port}/.well-known/openid-configuration`,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** An origin that answers with the request it saw, as JSON. */
+export async function startOrigin() {
+  const seen = [];
+  const server = createServer((req, res) => {
+    const body = { method: req.method, url: req.url, headers: req.headers };
+    seen.push(body);
+    res.writeHead(200, { "content-type": "application/json", "x-origin": "demo" }).end(JSON.stringify(body));
+  });
+  const port = await listen(server);
+  return { port, seen, close: () => new Promise((r) => server.close(r)) };
+}
+
+export async function freePort() {
+  const server = createServer();
+  const port = await listen(server);
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitForPort(port, child, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`workerd exited with ${child.exitCode}`);
+    const ok = await new Promise((resolve) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`workerd did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** Starts the gateway (js/worker/workerd.capnp) in workerd; stop it with `stop()`. */
+export async function startGateway({ policyText, originPort }) {
+  const port = await freePort();
+  return startWorkerd({
+    config: `${root}js/worker/workerd.capnp`,
+    port,
+    args: ["--socket-addr", `http=127.0.0.1:${port}`, "--external-addr", `origin=127.0.0.1:${originPort}`],
+    env: { AGENTGUARD_POLICY: policyText },
+  });
+}
+
+/** Runs `workerd serve config args…` and waits until 127.0.0.1:`port` accepts connections. */
+export async function startWorkerd({ config, port, args = [], env = {} }) {
+  const bin = process.env.WORKERD_BIN;
+  if (!bin) throw new Error("WORKERD_BIN is not set (source .tools/env.sh)");
+  const child = spawn(bin, ["serve", config, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs = [];
+  const collect = (chunk) => logs.push(...chunk.toString().split("\n").filter(Boolean));
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  try {
+    await waitForPort(port, child);
+  } catch (e) {
+    child.kill("SIGTERM");
+    throw new Error(`${e.message}\n${logs.join("\n")}`);
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    logs,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        await once(child, "exit");
+      }
+    },
+  };
+}
+
+/**
+ * One HTTP request with node:http, so a header may be sent several times
+ * (an array value becomes several header lines, as a real client may send).
+ */
+export function send(url, { method = "GET", headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (text += c));
+      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, text }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** A fresh signing key pair as JWKs (private with `d`, public without). */
+export async function generateKey(alg, kid) {
+  const params = alg === "EdDSA" ? { name: "Ed25519" } : { name: "ECDSA", namedCurve: "P-256" };
+  const pair = await crypto.subtle.generateKey(params, true, ["sign", "verify"]);
+  const priv = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  const { d, key_ops, ext, ...pub } = priv;
+  return {
+    privateJwk: { ...pub, d, kid, alg, use: "sig" },
+    publicJwk: { ...pub, kid, alg, use: "sig" },
+  };
+}

@@ -1,0 +1,520 @@
+// Unit tests of the JS shim in Node 20: request mapping, responses, header
+// stripping, policies, the shared vectors, and the JWKS cache against a local
+// JWKS server on 127.0.0.1.
+
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  AgentGuard,
+  JwksCache,
+  PolicyError,
+  checkPolicy,
+  forwardRequest,
+  mint,
+  stripIdentityHeaders,
+  toCoreRequest,
+  toResponse,
+  withAgentGuard,
+  loadPolicyText,
+  bodySha256,
+} from "../src/node.js";
+import { base64url, verifyCheck } from "../src/webcrypto.js";
+import { loadVectors, caseHeaders, signJwt } from "../../tests/vectors/mint.mjs";
+import { startJwksServer, generateKey } from "./helpers.mjs";
+
+const vectors = loadVectors();
+const nowS = () => Math.floor(Date.now() / 1000);
+
+function claims(extra = {}) {
+  const now = nowS();
+  return {
+    iss: "https://sts.test",
+    aud: "https://api.test",
+    sub: "user:alice",
+    client_id: "crm-agent",
+    scope: "crm.read",
+    iat: now - 5,
+    exp: now + 120,
+    jti: `jti-${Math.random()}`,
+    ...extra,
+  };
+}
+
+describe("request mapping", () => {
+  test("method, scheme, host, path with query, headers, time", () => {
+    const r = new Request("https://API.example.com:8443/v1/contacts/42?x=1&y=%2F", {
+      method: "PATCH",
+      headers: { Authorization: "Bearer a.b.c", "X-Custom": "v" },
+    });
+    const input = toCoreRequest(r, { now: 1_700_000_000_500 });
+    assert.deepEqual(input, {
+      method: "PATCH",
+      scheme: "https",
+      host: "api.example.com:8443",
+      path: "/v1/contacts/42?x=1&y=%2F",
+      headers: { authorization: "Bearer a.b.c", "x-custom": "v" },
+      now: 1_700_000_000.5,
+    });
+  });
+
+  test("now defaults to Date.now()", () => {
+    const before = Date.now() / 1000;
+    const input = toCoreRequest(new Request("http://h/"));
+    assert.ok(input.now >= before && input.now <= Date.now() / 1000);
+    assert.equal(input.scheme, "http");
+  });
+
+  test("repeated Authorization headers stay separate for the core", () => {
+    const h = new Headers();
+    h.append("authorization", "Bearer a.b.c");
+    h.append("authorization", "Bearer d.e.f");
+    const input = toCoreRequest(new Request("https://h/", { headers: h }));
+    assert.deepEqual(input.headers.authorization, ["Bearer a.b.c", "Bearer d.e.f"]);
+  });
+
+  test("client IP: CF-Connecting-IP only on Cloudflare, or a header the operator names", () => {
+    const r = new Request("https://h/", { headers: { "cf-connecting-ip": "203.0.113.7", "x-real-ip": "10.1.1.1" } });
+    assert.equal(toCoreRequest(r).source_ip, undefined, "a plain Node request must not trust the header");
+    Object.defineProperty(r, "cf", { value: { country: "NL" } });
+    assert.equal(toCoreRequest(r).source_ip, "203.0.113.7");
+    const plain = new Request("https://h/", { headers: { "x-real-ip": "10.1.1.1" } });
+    assert.equal(toCoreRequest(plain, { clientIpHeader: "x-real-ip" }).source_ip, "10.1.1.1");
+    assert.equal(toCoreRequest(plain, { clientIp: "192.0.2.1" }).source_ip, "192.0.2.1");
+    // workerd gives the TCP peer; a client's CF-Connecting-IP must not win over it.
+    for (const [peer, ip] of [["127.0.0.1:50816", "127.0.0.1"], ["[::1]:4000", "::1"], ["2001:db8::1", "2001:db8::1"]]) {
+      const local = new Request("https://h/", { headers: { "cf-connecting-ip": "6.6.6.6" } });
+      Object.defineProperty(local, "cf", { value: { clientIp: peer } });
+      assert.equal(toCoreRequest(local).source_ip, ip);
+    }
+  });
+
+  test("body digest: base64url SHA-256, passed as body_sha256", async () => {
+    const r = new Request("https://h/", { method: "POST", body: "abc" });
+    const digest = await bodySha256(r);
+    assert.equal(digest, "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+    assert.equal(await r.text(), "abc", "the original body is still readable");
+    assert.equal(await bodySha256(new Request("https://h/")), undefined);
+    assert.equal(toCoreRequest(new Request("https://h/"), { bodySha256: digest }).body_sha256, digest);
+  });
+
+  test("mTLS thumbprint from request.cf.tlsClientAuth", () => {
+    const fp = "ab".repeat(32);
+    const r = new Request("https://h/");
+    Object.defineProperty(r, "cf", {
+      value: { tlsClientAuth: { certPresented: "1", certVerified: "SUCCESS", certFingerprintSHA256: fp } },
+    });
+    assert.equal(toCoreRequest(r).client_cert_sha256, fp);
+    const none = new Request("https://h/");
+    Object.defineProperty(none, "cf", { value: { tlsClientAuth: { certPresented: "0", certFingerprintSHA256: "" } } });
+    assert.equal(toCoreRequest(none).client_cert_sha256, undefined);
+  });
+});
+
+describe("decisions and responses", () => {
+  let guard;
+  before(async () => {
+    guard = await AgentGuard.create(vectors.policyText);
+  });
+
+  test("every shared vector gives the expected decision in Node", async () => {
+    const now = nowS();
+    for (const [i, c] of vectors.cases.entries()) {
+      const headers = await caseHeaders(c, vectors.keys, now, i);
+      const input = { ...c.request, headers, now };
+      const d = guard.decideInput(input);
+      assert.deepEqual(
+        { decision: d.decision, status: d.status, reasons: d.reasons.map((r) => r.code) },
+        c.expect,
+        c.name,
+      );
+    }
+  });
+
+  test("WebCrypto and Wasm signature paths give the same decisions on every vector", async () => {
+    const now = nowS();
+    const guards = [
+      await AgentGuard.create(vectors.policyText, { hostVerify: [] }),
+      await AgentGuard.create(vectors.policyText, { hostVerify: ["EdDSA", "ES256"] }),
+      await AgentGuard.create(vectors.policyText), // default: ES256 via WebCrypto
+    ];
+    for (const [i, c] of vectors.cases.entries()) {
+      const headers = await caseHeaders(c, vectors.keys, now, 500 + i);
+      const input = { ...c.request, headers, now };
+      for (const g of guards) {
+        const d = await g.decideRequest(input);
+        assert.deepEqual(
+          { decision: d.decision, status: d.status, reasons: d.reasons.map((r) => r.code) },
+          c.expect,
+          c.name,
+        );
+      }
+    }
+    guards.forEach((g) => g.free());
+  });
+
+  test("a WebCrypto failure never counts as valid: the core verifies in Wasm", async () => {
+    assert.equal(await verifyCheck({ alg: "ES256", jwk: { kty: "EC" }, signature: "AA", signing_input: "x", token_hash: "h" }), null);
+    assert.equal(await verifyCheck({ alg: "HS256", jwk: {}, signature: "AA", signing_input: "x", token_hash: "h" }), null);
+    assert.deepEqual([...base64url("AQID_-8")], [1, 2, 3, 255, 239]);
+    assert.throws(() => base64url("a+b"), /invalid base64url/);
+  });
+
+  test("the package resolves to the Node entry point", async () => {
+    const pkg = await import("agentguard");
+    assert.equal(pkg.AgentGuard, AgentGuard);
+    assert.equal(typeof pkg.version(), "string");
+  });
+
+  test("a 401 carries the challenge and an RFC 9457 body", async () => {
+    const d = await guard.decide(new Request("https://api.test/v1/contacts/1"));
+    const r = toResponse(d);
+    assert.equal(r.status, 401);
+    assert.equal(r.headers.get("www-authenticate"), 'Bearer realm="api.test"');
+    assert.equal(r.headers.get("content-type"), "application/problem+json");
+    const body = await r.json();
+    assert.equal(body.reason, "credential_missing");
+    assert.equal(body.status, 401);
+    assert.equal(body.type, "https://agentguard.dev/problems/credential_missing");
+  });
+
+  test("insufficient scope: 403 with error and scope in the challenge", async () => {
+    const token = mint(vectors.keys.ed25519, claims({ scope: "mail.draft" }));
+    const d = await guard.decide(
+      new Request("https://api.test/v1/contacts/1", { headers: { authorization: `Bearer ${token}` } }),
+    );
+    const r = toResponse(d);
+    assert.equal(r.status, 403);
+    assert.match(r.headers.get("www-authenticate"), /error="insufficient_scope"/);
+    assert.match(r.headers.get("www-authenticate"), /scope="crm.read"/);
+  });
+
+  test("approval_required carries the action digest", async () => {
+    const token = mint(vectors.keys.es256, claims({ scope: "payments.write" }));
+    const d = await guard.decide(
+      new Request("https://api.test/v1/payments", { method: "POST", headers: { authorization: `Bearer ${token}` } }),
+    );
+    assert.equal(d.decision, "approval_required");
+    const body = await toResponse(d).json();
+    assert.equal(body.action_digest, d.approval.action_digest);
+  });
+
+  test("an allow has no response; a decision without one fails closed", () => {
+    assert.throws(() => toResponse({ decision: "allow" }), /no response/);
+    const r = toResponse({ decision: "deny", status: 401, reasons: [] });
+    assert.equal(r.status, 500);
+  });
+
+  test("a malformed request is a decision, never an exception", () => {
+    const d = guard.decideInput({ method: "GET", path: "no-slash", now: nowS() });
+    assert.equal(d.decision, "deny");
+    assert.equal(d.reasons[0].code, "path_invalid");
+    const unknown = guard.decideInput({ method: "GET", path: "/", now: 1, surprise: true });
+    assert.equal(unknown.reasons[0].code, "request_invalid");
+  });
+
+  test("the verified-token cache is used on the second request", async () => {
+    const token = mint(vectors.keys.ed25519, claims());
+    const req = () => new Request("https://api.test/v1/contacts/1", { headers: { authorization: `Bearer ${token}` } });
+    const first = await guard.decide(req());
+    const second = await guard.decide(req());
+    assert.equal(first.decision, "allow");
+    assert.equal(first.event.cache_hit, false);
+    assert.equal(second.event.cache_hit, true);
+    const stats = guard.stats();
+    assert.ok(stats.cachedTokens >= 1);
+    assert.ok(stats.decisions >= 2);
+    assert.ok(stats.outcomes.allow >= 2);
+    assert.ok(stats.routes["read-contacts"] >= 2);
+  });
+
+  test("revocation lists can be replaced at run time", async () => {
+    const g = await AgentGuard.create(vectors.policy);
+    const token = mint(vectors.keys.ed25519, claims({ jti: "to-revoke" }));
+    const req = () => new Request("https://api.test/v1/contacts/1", { headers: { authorization: `Bearer ${token}` } });
+    assert.equal((await g.decide(req())).decision, "allow");
+    g.setRevocations({ jti: ["to-revoke"] });
+    const d = await g.decide(req());
+    assert.equal(d.decision, "revoked");
+    assert.throws(() => g.setRevocations({ jtis: [] }), /revocations/);
+    g.free();
+  });
+});
+
+describe("identity headers", () => {
+  test("inbound copies are stripped whatever their case; verified ones added", async () => {
+    const guard = await AgentGuard.create(vectors.policy);
+    const token = mint(vectors.keys.ed25519, claims());
+    const req = new Request("https://api.test/v1/contacts/1", {
+      headers: {
+        authorization: `Bearer ${token}`,
+        "X-AgentGuard-Agent": "spoofed",
+        "x-agentguard-admin": "true",
+        "x-other": "kept",
+      },
+    });
+    const d = await guard.decide(req);
+    assert.equal(d.decision, "allow");
+    const fwd = forwardRequest(req, d);
+    assert.equal(fwd.headers.get("x-agentguard-agent"), "crm-agent");
+    assert.equal(fwd.headers.get("x-agentguard-admin"), null);
+    assert.equal(fwd.headers.get("x-agentguard-subject"), "user:alice");
+    assert.equal(fwd.headers.get("x-other"), "kept");
+    assert.equal(fwd.url, req.url);
+    assert.throws(() => forwardRequest(req, { decision: "deny" }), /only an `allow`/);
+  });
+
+  test("stripIdentityHeaders keeps everything else", () => {
+    const h = stripIdentityHeaders(new Headers({ "x-agentguard-a": "1", "x-agentguardian": "2", a: "3" }), "x-agentguard-");
+    assert.deepEqual([...h], [["a", "3"], ["x-agentguardian", "2"]]);
+  });
+});
+
+describe("policies", () => {
+  test("a bad policy throws PolicyError with JSON paths", async () => {
+    const bad = structuredClone(vectors.policy);
+    bad.issuers[0].algorithms = ["HS256"];
+    bad.routes[0].methods = [];
+    await assert.rejects(AgentGuard.create(bad), (e) => {
+      assert.ok(e instanceof PolicyError);
+      assert.ok(e.problems.some((p) => p.path === "issuers[0].algorithms[0]"), JSON.stringify(e.problems));
+      assert.match(e.message, /issuers\[0\]\.algorithms\[0\]: algorithm `HS256` is never accepted/);
+      return true;
+    });
+    assert.deepEqual(checkPolicy(vectors.policyText), []);
+    const syntax = checkPolicy("{\n  \"issuers\": [,]\n}");
+    assert.equal(syntax.length, 1);
+    assert.equal(syntax[0].line, 2);
+  });
+
+  test("policy sources: inline, env text binding, KV; none is an error", async () => {
+    assert.equal(await loadPolicyText({}, { policy: { a: 1 } }), '{"a":1}');
+    assert.equal(await loadPolicyText({ AGENTGUARD_POLICY: "{}" }), "{}");
+    const kv = { get: async (key) => (key === "policy.json" ? "{\"kv\":true}" : null) };
+    assert.equal(await loadPolicyText({ AGENTGUARD_KV: kv }), '{"kv":true}');
+    assert.equal(await loadPolicyText({ P: "{}" }, { policyVar: "P" }), "{}");
+    await assert.rejects(loadPolicyText({}), /policy: none given/);
+    await assert.rejects(loadPolicyText({ AGENTGUARD_KV: { get: async () => null } }), /has no key `policy.json`/);
+  });
+
+  test("withAgentGuard fails closed on a bad policy, with one log line", async () => {
+    const lines = [];
+    let called = 0;
+    const fetch = withAgentGuard(() => (called++, new Response("origin")), { log: (l) => lines.push(l), onDecision: null });
+    const env = { AGENTGUARD_POLICY: '{"issuers": [], "routes": []}' };
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(new Request("https://api.test/v1/contacts/1"), env, {});
+      assert.equal(r.status, 500);
+      assert.equal((await r.json()).reason, "policy_invalid");
+    }
+    assert.equal(called, 0);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /agentguard: policy rejected, denying every request: .*issuers: expected at least one trusted issuer/);
+  });
+
+  test("withAgentGuard forwards an allowed request, refuses the rest", async () => {
+    const events = [];
+    const seen = [];
+    const fetch = withAgentGuard(
+      (req, env, ctx, decision) => {
+        seen.push([req.headers.get("x-agentguard-agent"), req.headers.get("x-agentguard-admin"), decision.route]);
+        return new Response("ok");
+      },
+      { onDecision: (d) => events.push(d.event) },
+    );
+    const env = { AGENTGUARD_POLICY: vectors.policyText };
+    const token = mint(vectors.keys.es256, claims());
+    const ok = await fetch(
+      new Request("https://api.test/v1/contacts/7", { headers: { authorization: `Bearer ${token}`, "x-agentguard-admin": "1" } }),
+      env,
+      {},
+    );
+    assert.equal(ok.status, 200);
+    assert.deepEqual(seen, [["crm-agent", null, "read-contacts"]]);
+    const no = await fetch(new Request("https://api.test/v1/contacts/7"), env, {});
+    assert.equal(no.status, 401);
+    assert.deepEqual(events.map((e) => e.decision), ["allow", "deny"]);
+    // A body reaches the handler intact.
+    const bodies = [];
+    const post = withAgentGuard(async (req) => (bodies.push(await req.text()), new Response("ok")), {
+      onDecision: null,
+      hashBody: true,
+    });
+    const draft = await post(
+      new Request("https://api.test/v1/drafts", {
+        method: "POST",
+        headers: { authorization: `Bearer ${mint(vectors.keys.ed25519, claims({ scope: "mail.draft" }))}` },
+        body: '{"to":"bob"}',
+      }),
+      env,
+      {},
+    );
+    assert.equal(draft.status, 200);
+    assert.deepEqual(bodies, ['{"to":"bob"}']);
+  });
+});
+
+describe("JWKS from jwks_uri", () => {
+  let server;
+  let keyA;
+  let keyB;
+  before(async () => {
+    keyA = await generateKey("EdDSA", "key-a");
+    keyB = await generateKey("ES256", "key-b");
+    server = await startJwksServer([keyA.publicJwk]);
+  });
+  after(() => server.close());
+
+  const policy = (uri) => ({
+    realm: "api.test",
+    issuers: [
+      {
+        iss: "https://sts.remote.test",
+        audiences: ["https://api.test"],
+        jwks_uri: uri,
+        algorithms: ["EdDSA", "ES256"],
+        max_lifetime: "10m",
+      },
+    ],
+    routes: [{ id: "read", methods: ["GET"], path: "/v1/**", scopes: ["crm.read"] }],
+  });
+  const remoteClaims = () => claims({ iss: "https://sts.remote.test" });
+  const call = async (guard, jwk) => {
+    const token = await signJwt(jwk, remoteClaims());
+    return guard.decide(new Request("https://api.test/v1/x", { headers: { authorization: `Bearer ${token}` } }));
+  };
+  function setup(options = {}) {
+    const clock = { now: 1_000_000 };
+    const logs = [];
+    const cache = new JwksCache({ now: () => clock.now, log: (l) => logs.push(l), ...options });
+    return { clock, logs, cache };
+  }
+
+  test("keys load at create; cache hits do not refetch; max-age is clamped", async () => {
+    server.state.keys = [keyA.publicJwk];
+    server.state.cacheControl = "public, max-age=5";
+    server.state.down = false;
+    const { clock, cache, logs } = setup();
+    const hits = server.state.hits;
+    const guard = await AgentGuard.create(policy(server.url), { jwksCache: cache, log: (l) => logs.push(l) });
+    assert.equal(server.state.hits - hits, 1);
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    assert.equal(server.state.hits - hits, 1);
+    // max-age=5 is below the 60 s floor.
+    assert.equal(cache.stats(server.url).expiresAt, clock.now + 60_000);
+    clock.now += 61_000;
+    server.state.cacheControl = "max-age=99999999";
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    assert.equal(server.state.hits - hits, 2);
+    assert.equal(cache.stats(server.url).expiresAt, clock.now + 86_400_000);
+    assert.deepEqual(logs, []);
+  });
+
+  test("concurrent requests share one fetch (single-flight)", async () => {
+    server.state.keys = [keyA.publicJwk];
+    const { cache } = setup();
+    const hits = server.state.hits;
+    const results = await Promise.all(Array.from({ length: 20 }, () => cache.get(server.url)));
+    assert.equal(server.state.hits - hits, 1);
+    assert.ok(results.every((r) => r.generation === 1));
+  });
+
+  test("rotation: a token with a new kid triggers one refresh and verifies", async () => {
+    server.state.keys = [keyA.publicJwk];
+    server.state.cacheControl = "max-age=3600";
+    const { clock, cache } = setup();
+    const guard = await AgentGuard.create(policy(server.url), { jwksCache: cache });
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    // The issuer rotates: key B is published (A retired) long before our cache expires.
+    server.state.keys = [keyB.publicJwk];
+    clock.now += 1_000;
+    const hits = server.state.hits;
+    const d = await call(guard, keyB.privateJwk);
+    assert.equal(d.decision, "allow", JSON.stringify(d.reasons));
+    assert.equal(server.state.hits - hits, 1);
+    // Tokens of the retired key no longer verify.
+    const old = await call(guard, keyA.privateJwk);
+    assert.equal(old.reasons[0].code, "token_key_not_found");
+  });
+
+  test("unknown kid: at most one refresh per cooldown", async () => {
+    server.state.keys = [keyA.publicJwk];
+    const { clock, cache } = setup({ cooldown: 30 });
+    const guard = await AgentGuard.create(policy(server.url), { jwksCache: cache });
+    const rogue = await generateKey("EdDSA", "rogue");
+    const hits = server.state.hits;
+    for (let i = 0; i < 10; i++) {
+      const d = await call(guard, rogue.privateJwk);
+      assert.equal(d.decision, "deny");
+      assert.equal(d.reasons[0].code, "token_key_not_found");
+      clock.now += 1_000;
+    }
+    assert.equal(server.state.hits - hits, 1, "ten unknown-kid tokens in 10 s: one fetch");
+    clock.now += 30_000;
+    await call(guard, rogue.privateJwk);
+    assert.equal(server.state.hits - hits, 2, "after the cooldown: one more");
+  });
+
+  test("JWKS host down: the last good keys stay in use, retries back off", async () => {
+    server.state.keys = [keyA.publicJwk];
+    server.state.cacheControl = "max-age=60";
+    server.state.down = false;
+    const { clock, cache, logs } = setup({ retryAfterError: 30 });
+    const guard = await AgentGuard.create(policy(server.url), { jwksCache: cache });
+    server.state.down = true;
+    clock.now += 120_000; // expired
+    const hits = server.state.hits;
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    assert.equal(server.state.hits - hits, 1, "one failed attempt, then back-off");
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], /refresh failed \(HTTP 503\); using the keys fetched before/);
+    clock.now += 31_000;
+    server.state.down = false;
+    assert.equal((await call(guard, keyA.privateJwk)).decision, "allow");
+    assert.equal(server.state.hits - hits, 2);
+    assert.equal(cache.stats(server.url).lastError, null);
+  });
+
+  test("no keys at all: deny with token_key_not_found, and a log line", async () => {
+    server.state.down = true;
+    const { cache } = setup();
+    const lines = [];
+    const guard = await AgentGuard.create(policy(server.url), { jwksCache: cache, log: (l) => lines.push(l) });
+    const d = await call(guard, keyA.privateJwk);
+    assert.equal(d.decision, "deny");
+    assert.equal(d.status, 401);
+    assert.equal(d.reasons[0].code, "token_key_not_found");
+    assert.match(lines[0], /fetching http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json failed: HTTP 503/);
+    server.state.down = false;
+  });
+
+  test("issuer metadata discovery: jwks_uri may name the metadata document", async () => {
+    server.state.down = false;
+    server.state.keys = [keyB.publicJwk];
+    const { cache, logs } = setup();
+    const guard = await AgentGuard.create(policy(server.metadataUrl), { jwksCache: cache, log: (l) => logs.push(l) });
+    assert.equal((await call(guard, keyB.privateJwk)).decision, "allow");
+    // Metadata that names another issuer is refused: no keys, deny.
+    server.state.metadataIssuer = "https://evil.test";
+    const other = setup();
+    const lines = [];
+    const g2 = await AgentGuard.create(policy(server.metadataUrl), { jwksCache: other.cache, log: (l) => lines.push(l) });
+    const d = await call(g2, keyB.privateJwk);
+    assert.equal(d.reasons[0].code, "token_key_not_found");
+    assert.match(lines[0], /metadata names issuer `https:\/\/evil\.test`, expected `https:\/\/sts\.remote\.test`/);
+    server.state.metadataIssuer = "https://sts.remote.test";
+  });
+
+  test("a JWKS host that hangs times out", async () => {
+    const cache = new JwksCache({
+      timeoutMs: 100,
+      log: () => {},
+      fetch: (_url, init) =>
+        new Promise((_, reject) => init.signal.addEventListener("abort", () => reject(init.signal.reason))),
+    });
+    await assert.rejects(cache.get("http://127.0.0.1:9/jwks"), /timed out after 100 ms/);
+    assert.equal(cache.stats("http://127.0.0.1:9/jwks").fetches, 1);
+  });
+});

@@ -1,0 +1,203 @@
+//! The wasm-bindgen binding (`src/js.rs`) tested inside Wasm under Node:
+//!
+//!   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!     cargo test --manifest-path js/wasm-test/Cargo.toml --target wasm32-unknown-unknown
+//!
+//! (scripts/test-js.sh runs it.) The shared vectors go through `Guard`
+//! exactly as the JS package calls it: JSON strings in, JSON strings out.
+#![cfg(target_arch = "wasm32")]
+
+use agentguard::js::{check, mint, verify_signature, Guard};
+use serde_json::{json, Map, Value};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const POLICY: &str = include_str!("../../../tests/vectors/policy.json");
+const CASES: &str = include_str!("../../../tests/vectors/cases.json");
+const KEYS: &str = include_str!("../../../tests/vectors/keys.json");
+const NOW: i64 = 1_767_225_600;
+
+fn message(err: wasm_bindgen::JsError) -> String {
+    js_sys::Error::from(JsValue::from(err)).message().into()
+}
+
+fn keys() -> Value {
+    serde_json::from_str(KEYS).unwrap()
+}
+
+/// Mints a case's token per the vectors' rules, with the binding's `mint`.
+fn case_token(spec: &Value, serial: usize) -> String {
+    let keys = keys();
+    let jwk = &keys[spec["key"].as_str().unwrap()];
+    let mut claims: Map<String, Value> = spec["claims"].as_object().unwrap().clone();
+    for v in claims.values_mut() {
+        let rel = v.as_str().and_then(|s| {
+            let n: i64 = s.strip_prefix('+').or_else(|| s.strip_prefix('-'))?.parse().ok()?;
+            Some(if s.starts_with('-') { -n } else { n })
+        });
+        if let Some(rel) = rel {
+            *v = (NOW + rel).into();
+        }
+    }
+    claims.insert("iat".into(), (NOW + spec["iat"].as_i64().unwrap()).into());
+    claims.insert("exp".into(), (NOW + spec["exp"].as_i64().unwrap()).into());
+    claims.entry("jti").or_insert(format!("wasm-{serial}").into());
+    let typ = spec.get("typ").and_then(Value::as_str).map(str::to_owned);
+    let token = mint(&jwk.to_string(), &Value::Object(claims.clone()).to_string(), typ).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    match spec.get("tamper").and_then(Value::as_str) {
+        None => token,
+        Some("payload") => {
+            claims.insert("sub".into(), "user:mallory".into());
+            let payload = agentguard::b64::encode(Value::Object(claims).to_string().as_bytes());
+            format!("{}.{payload}.{}", parts[0], parts[2])
+        }
+        Some("signature") => {
+            let first = if parts[2].starts_with('B') { "A" } else { "B" };
+            format!("{}.{}.{first}{}", parts[0], parts[1], &parts[2][1..])
+        }
+        Some(other) => panic!("unknown tamper `{other}`"),
+    }
+}
+
+fn request(case: &Value, serial: usize) -> String {
+    let mut request = case["request"].clone();
+    request["now"] = NOW.into();
+    if !case["token"].is_null() {
+        let token = case_token(&case["token"], serial);
+        request["headers"]["authorization"] = format!("Bearer {token}").into();
+    }
+    request.to_string()
+}
+
+fn decision(json: &str) -> Value {
+    serde_json::from_str(json).unwrap()
+}
+
+fn summary(d: &Value) -> Value {
+    let codes: Vec<Value> = d["reasons"].as_array().unwrap().iter().map(|r| r["code"].clone()).collect();
+    json!({ "decision": d["decision"], "status": d["status"], "reasons": codes })
+}
+
+#[wasm_bindgen_test]
+fn shared_vectors_through_the_binding() {
+    let guard = Guard::new(POLICY).unwrap();
+    let doc: Value = serde_json::from_str(CASES).unwrap();
+    for (i, case) in doc["cases"].as_array().unwrap().iter().enumerate() {
+        let d = decision(&guard.decide(&request(case, i)));
+        assert_eq!(summary(&d), case["expect"], "{}", case["name"]);
+    }
+}
+
+#[wasm_bindgen_test]
+fn host_verified_signatures_give_the_same_decisions() {
+    let guard = Guard::new(POLICY).unwrap();
+    let doc: Value = serde_json::from_str(CASES).unwrap();
+    for (i, case) in doc["cases"].as_array().unwrap().iter().enumerate() {
+        let req = request(case, 1000 + i);
+        let first = guard.decide_or_check(&req, "EdDSA,ES256");
+        let d = if first.starts_with(r#"{"check":"#) {
+            let check = decision(&first)["check"].clone();
+            // Verify as a host would, here with the Wasm verifier itself.
+            let valid = verify_signature(
+                check["alg"].as_str().unwrap(),
+                &check["jwk"].to_string(),
+                check["signing_input"].as_str().unwrap(),
+                check["signature"].as_str().unwrap(),
+            )
+            .unwrap();
+            let verdict = json!({ "token_hash": check["token_hash"], "valid": valid });
+            decision(&guard.decide_with(&req, &verdict.to_string()))
+        } else {
+            decision(&first)
+        };
+        assert_eq!(summary(&d), case["expect"], "{}", case["name"]);
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_verdict_decides_only_its_own_token() {
+    let guard = Guard::new(POLICY).unwrap();
+    let doc: Value = serde_json::from_str(CASES).unwrap();
+    let case = &doc["cases"][1]; // valid ES256
+    assert_eq!(case["expect"]["decision"], "allow");
+    let req = request(case, 7);
+    let first = guard.decide_or_check(&req, "ES256");
+    let check = decision(&first)["check"].clone();
+    assert_eq!(check["alg"], "ES256");
+    // The host says "invalid": the core refuses.
+    let no = json!({ "token_hash": check["token_hash"], "valid": false });
+    assert_eq!(
+        decision(&guard.decide_with(&req, &no.to_string()))["reasons"][0]["code"],
+        "token_signature_invalid"
+    );
+    // A verdict for another token is ignored: the signature is checked in Wasm.
+    let other = json!({ "token_hash": "AAAA", "valid": false });
+    assert_eq!(decision(&guard.decide_with(&req, &other.to_string()))["decision"], "allow");
+    // Algorithms the host did not ask for are decided in one call.
+    assert_eq!(decision(&guard.decide_or_check(&req, "EdDSA"))["decision"], "allow");
+}
+
+#[wasm_bindgen_test]
+fn a_bad_policy_throws_with_json_paths() {
+    let bad = POLICY.replace(r#""max_lifetime": "10m""#, r#""max_lifetime": "ten minutes""#);
+    assert_ne!(bad, POLICY);
+    let err = message(Guard::new(&bad).unwrap_err());
+    assert!(err.starts_with("issuers[0].max_lifetime"), "{err}");
+    let problems: Value = serde_json::from_str(&check(&bad)).unwrap();
+    assert_eq!(problems[0]["path"], "issuers[0].max_lifetime");
+    assert_eq!(check(POLICY), "[]");
+}
+
+#[wasm_bindgen_test]
+fn deciding_never_throws() {
+    let guard = Guard::new(POLICY).unwrap();
+    for bad in
+        ["", "null", "{", r#"{"method": "GET"}"#, r#"{"method": "GET", "path": "/", "now": 1, "x": 1}"#]
+    {
+        let d = decision(&guard.decide(bad));
+        assert_eq!(d["decision"], "deny", "{bad}");
+        assert_eq!(d["reasons"][0]["code"], "request_invalid", "{bad}");
+        let d = decision(&guard.decide_or_check(bad, "ES256"));
+        assert_eq!(d["reasons"][0]["code"], "request_invalid", "{bad}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn keys_revocations_and_stats() {
+    let remote = r#"{"issuers": [{"iss": "https://sts.remote", "audiences": ["a"], "algorithms": ["EdDSA"],
+        "jwks_uri": "https://sts.remote/jwks"}], "routes": [{"id": "r", "methods": ["GET"], "path": "/**"}]}"#;
+    let guard = Guard::new(remote).unwrap();
+    let uris: Value = serde_json::from_str(&guard.jwks_uris()).unwrap();
+    assert_eq!(uris, json!([{ "iss": "https://sts.remote", "jwks_uri": "https://sts.remote/jwks" }]));
+    let empty = message(guard.set_issuer_keys("https://sts.remote", r#"{"keys": []}"#).unwrap_err());
+    assert!(empty.contains("no usable"), "{empty}");
+    let unknown = message(guard.set_issuer_keys("https://elsewhere", r#"{"keys": []}"#).unwrap_err());
+    assert!(unknown.contains("not in the policy"), "{unknown}");
+    let mut public = keys()["ed25519"].clone();
+    public.as_object_mut().unwrap().remove("d");
+    let skipped = guard
+        .set_issuer_keys(
+            "https://sts.remote",
+            &json!({ "keys": [public, { "kty": "oct", "k": "AA" }] }).to_string(),
+        )
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&skipped).unwrap().as_array().unwrap().len(), 1);
+
+    let policy = Guard::new(POLICY).unwrap();
+    assert!(message(policy.set_revocations(r#"{"jtis": []}"#).unwrap_err()).starts_with("revocations."));
+    policy.set_revocations(r#"{"jti": ["x"]}"#).unwrap();
+    assert_eq!(policy.cached_tokens(), 0);
+    assert_eq!(policy.suspended_agents(NOW as f64), "[]");
+}
+
+#[wasm_bindgen_test]
+fn mint_adds_a_random_jti_and_checks_its_input() {
+    let jwk = keys()["es256"].to_string();
+    let a = mint(&jwk, r#"{"sub": "x"}"#, None).unwrap();
+    let b = mint(&jwk, r#"{"sub": "x"}"#, None).unwrap();
+    assert_ne!(a, b, "jti comes from crypto.getRandomValues");
+    assert!(message(mint(&jwk, "[]", None).unwrap_err()).contains("expected a JSON object"));
+    assert!(message(mint("{}", "{}", None).unwrap_err()).contains("private JWK"));
+    assert!(!agentguard::js::version().is_empty());
+}

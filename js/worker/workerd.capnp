@@ -1,0 +1,38 @@
+# Local run of the gateway in workerd (the open-source Workers runtime):
+#
+#   AGENTGUARD_POLICY="$(cat policy.json)" workerd serve js/worker/workerd.capnp \
+#     --socket-addr http=127.0.0.1:8787 --external-addr origin=127.0.0.1:8788
+#
+# scripts/demo-gateway.sh does this for you. Module names mirror the paths in
+# js/ so the relative imports of worker.js, js/src/ and js/dist/ resolve as
+# they do under wrangler. Build js/dist/ first: bash scripts/build-js.sh
+using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .gateway),
+    # The protected API; --external-addr origin=HOST:PORT overrides the address.
+    (name = "origin", external = (address = "127.0.0.1:8788", http = ())),
+    # Outbound fetch() (JWKS documents) may reach loopback addresses in local runs.
+    (name = "net", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:8787", http = (), service = "main")],
+);
+
+const gateway :Workerd.Worker = (
+  modules = [
+    (name = "worker/worker.js", esModule = embed "worker.js"),
+    (name = "src/workers.js", esModule = embed "../src/workers.js"),
+    (name = "src/agentguard.js", esModule = embed "../src/agentguard.js"),
+    (name = "src/jwks.js", esModule = embed "../src/jwks.js"),
+    (name = "src/webcrypto.js", esModule = embed "../src/webcrypto.js"),
+    (name = "dist/agentguard.js", esModule = embed "../dist/agentguard.js"),
+    (name = "dist/agentguard_bg.wasm", wasm = embed "../dist/agentguard_bg.wasm"),
+  ],
+  bindings = [
+    (name = "ORIGIN", service = "origin"),
+    (name = "AGENTGUARD_POLICY", fromEnvironment = "AGENTGUARD_POLICY"),
+  ],
+  globalOutbound = "net",
+  compatibilityDate = "2025-01-01",
+);
