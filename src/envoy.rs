@@ -46,7 +46,7 @@
 //!   hash bodies itself before deciding.)
 //! - **Responses.** The core formats every refusal; the filter sends it
 //!   verbatim with `send_http_response`. On allow, inbound headers with the
-//!   identity prefix are removed first, then the identity headers are set.
+//!   identity prefix are removed first, then the identity headers are added.
 //! - **JWKS by URL** ([`jwks`]): for issuers with a `jwks_uri`, keys are
 //!   fetched through the configured Envoy cluster at configuration time,
 //!   refreshed every `jwks_refresh`, and re-fetched (at most once per
@@ -56,6 +56,10 @@
 //!   with a rotated-in key) is **held** until the fetch ends (at most
 //!   `jwks_timeout`), then decided; if the keys still do not fit, it is denied
 //!   `token_key_not_found`.
+//! - **DPoP nonces.** When the policy wants them, the engine gets a nonce
+//!   secret: the wrapper's `dpop_nonce_secret`, else one created per Envoy
+//!   (WASI randomness) and shared by its VMs through proxy-wasm shared data.
+//!   Responses that went upstream carry the current `DPoP-Nonce`.
 //! - **Fail closed.** Every decision error is a deny (the core). A host call
 //!   that fails (headers unreadable, a header edit refused) is a 500
 //!   `internal_error` refusal, never a pass. A panic is a bug: it is logged
@@ -71,8 +75,9 @@
 //!
 //! ## Not done here
 //!
-//! - Shared state across workers (proxy-wasm shared data) and revocation-list
-//!   updates at run time: later issues.
+//! - Per-agent state (rate limits, circuit breaker, replay caches) is per
+//!   VM, so per worker; sharing it through proxy-wasm shared data, and
+//!   revocation-list updates at run time, are later issues.
 
 mod config;
 mod jwks;
@@ -86,7 +91,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
 use self::config::{DecisionLog, Settings};
 use self::jwks::Schedule;
@@ -102,7 +107,7 @@ use crate::reason::ReasonCode;
 /// are decided at once with the keys at hand.
 const MAX_WAITING: usize = 1024;
 
-/// How often the root context wakes up: JWKS schedule and log level.
+/// How often the root context wakes up: stats, JWKS schedule, log level.
 const TICK: Duration = Duration::from_secs(1);
 
 /// The proxy-wasm entry point, in its own module so `_initialize` (exported
@@ -152,6 +157,8 @@ struct Filter {
     waiting: RefCell<Vec<(u32, bool)>>,
     /// Allowed requests whose body must match the `Content-Digest` they declared.
     bodies: RefCell<Vec<(u32, [u8; 32])>>,
+    /// Whether the policy asks for DPoP nonces (handed out on every response).
+    dpop_nonces: bool,
 }
 
 impl Filter {
@@ -224,9 +231,9 @@ impl Filter {
 
     /// Records and logs a decision.
     fn finish(&self, decision: &Decision, start_ns: Option<u64>) {
-        let micros = match (start_ns, now_ns()) {
-            (Some(a), Some(b)) => b.saturating_sub(a) / 1000,
-            _ => 0,
+        let micros = match (self.metrics.time_this_one(), start_ns) {
+            (true, Some(start)) => now_ns().map(|end| end.saturating_sub(start) / 1000),
+            _ => None,
         };
         self.metrics.record(decision, micros);
         let level = match self.settings.decision_log {
@@ -264,7 +271,14 @@ impl Filter {
             }
         }
         for (name, value) in &decision.forward_headers {
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+            // Every inbound header with the prefix is gone, so adding is enough
+            // (and cheaper for Envoy than replacing); anything else is replaced.
+            let set = if name.starts_with(&decision.strip_header_prefix) {
+                hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
+            } else {
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+            };
+            if let Err(status) = set {
                 return self.refuse_internal(format!("cannot set header `{name}` ({status:?})"), start_ns);
             }
         }
@@ -285,6 +299,9 @@ impl Filter {
     }
 
     /// Whether the refusal is "no key for this token" while keys come from URLs.
+    /// Such a refusal comes before every stage that keeps state (rate limits,
+    /// breaker, replay caches), so deciding the request again later counts
+    /// nothing twice.
     fn should_wait(&self, decision: &Decision) -> bool {
         decision.reasons.first().is_some_and(|r| r.code == ReasonCode::TokenKeyNotFound)
             && !self.schedule.borrow().is_empty()
@@ -367,8 +384,10 @@ impl Filter {
         self.release_if_idle();
     }
 
-    /// Periodic work: expire stuck fetches, start due ones, release waiters.
+    /// Periodic work: flush the stats, expire stuck fetches, start due ones,
+    /// release waiters.
     fn on_tick(&self) {
+        self.metrics.flush();
         let Some(now) = now_ns().map(ns_to_ms) else { return };
         let expired = self.schedule.borrow_mut().expire(now);
         for index in &expired {
@@ -405,11 +424,46 @@ impl Filter {
         }
     }
 
+    /// Adds the current DPoP nonce to a response that has none (RFC 9449 §8:
+    /// the client learns the next nonce from successful responses too).
+    fn add_dpop_nonce(&self) {
+        let has_one =
+            hostcalls::get_map_value(MapType::HttpResponseHeaders, "dpop-nonce").ok().flatten().is_some();
+        let now = now_ns().map(|ns| i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX));
+        if let (false, Some(nonce)) = (has_one, now.and_then(|now| self.engine.dpop_nonce(now))) {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "dpop-nonce", &nonce);
+        }
+    }
+
     /// Forgets a request whose stream ended.
     fn forget(&self, context_id: u32) {
         self.waiting.borrow_mut().retain(|(id, _)| *id != context_id);
         self.bodies.borrow_mut().retain(|(id, _)| *id != context_id);
     }
+}
+
+/// Where the VMs of one Envoy keep the DPoP nonce secret they share (proxy-wasm
+/// shared data spans the worker threads), so a nonce handed out by one worker
+/// is good on all. The main thread configures first and creates it.
+const NONCE_SECRET_KEY: &str = "agentguard.dpop_nonce_secret.v1";
+
+/// The Envoy-wide DPoP nonce secret: the one already shared, or 32 fresh
+/// random bytes (WASI `random_get`) shared from now on.
+fn shared_dpop_nonce_secret() -> Result<Vec<u8>, String> {
+    for _ in 0..3 {
+        let (value, cas) = hostcalls::get_shared_data(NONCE_SECRET_KEY).map_err(|s| format!("{s:?}"))?;
+        if let Some(secret) = value.filter(|v| v.len() >= 32) {
+            return Ok(secret);
+        }
+        let mut fresh = [0u8; 32];
+        getrandom::getrandom(&mut fresh).map_err(|e| format!("no randomness: {e}"))?;
+        match hostcalls::set_shared_data(NONCE_SECRET_KEY, Some(&fresh), cas) {
+            Ok(()) => return Ok(fresh.to_vec()),
+            Err(Status::CasMismatch) => continue,
+            Err(s) => return Err(format!("{s:?}")),
+        }
+    }
+    Err("the shared secret kept changing".into())
 }
 
 /// The root context: one per plugin configuration per VM.
@@ -419,6 +473,13 @@ struct Root {
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        if let Some(filter) = &self.filter {
+            filter.metrics.flush();
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(filter) = &self.filter {
             filter.on_fetched(token, body_size);
@@ -454,6 +515,12 @@ impl RootContext for Root {
             }
         };
         info!("policy loaded (root context {}, {} issuer(s) with keys by URL)", self.id, settings.jwks.len());
+        match settings.dpop_nonce_secret.clone().map_or_else(shared_dpop_nonce_secret, Ok) {
+            Ok(secret) => engine.set_dpop_nonce_secret(&secret),
+            // Only policies with `dpop.nonce` need it; they then refuse DPoP requests (fail closed).
+            Err(e) => warn!("no DPoP nonce secret: {e}"),
+        }
+        let dpop_nonces = engine.dpop_nonce(0).is_some();
         let filter = Rc::new(Filter {
             schedule: RefCell::new(Schedule::new(&settings)),
             engine,
@@ -461,6 +528,7 @@ impl RootContext for Root {
             metrics,
             waiting: RefCell::new(Vec::new()),
             bodies: RefCell::new(Vec::new()),
+            dpop_nonces,
         });
         if let Some(now) = now_ns().map(ns_to_ms) {
             let due = filter.schedule.borrow().due(now);
@@ -537,6 +605,13 @@ impl HttpContext for Http {
             (Some(_), false) => Action::Pause,
             (Some(expected), true) => filter.verify_body(self.id, expected, body_size),
         }
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(filter) = self.filter.as_ref().filter(|f| f.dpop_nonces) {
+            filter.add_dpop_nonce();
+        }
+        Action::Continue
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {

@@ -18,7 +18,8 @@
 //!   "jwks_cooldown": "30s",
 //!   "jwks_timeout": "5s",
 //!   "decision_log": "debug",
-//!   "stat_prefix": "agentguard"
+//!   "stat_prefix": "agentguard",
+//!   "dpop_nonce_secret": "<base64url of 32 random bytes>"
 //! }
 //! ```
 //!
@@ -80,6 +81,8 @@ pub struct Settings {
     pub decision_log: DecisionLog,
     /// Prefix of every stat the filter defines.
     pub stat_prefix: String,
+    /// The secret DPoP nonces derive from, when the operator gives one.
+    pub dpop_nonce_secret: Option<Vec<u8>>,
 }
 
 impl Default for Settings {
@@ -91,6 +94,7 @@ impl Default for Settings {
             jwks_timeout_secs: 5,
             decision_log: DecisionLog::Debug,
             stat_prefix: "agentguard".into(),
+            dpop_nonce_secret: None,
         }
     }
 }
@@ -113,6 +117,8 @@ struct Wrapper {
     decision_log: DecisionLog,
     #[serde(default)]
     stat_prefix: Option<String>,
+    #[serde(default)]
+    dpop_nonce_secret: Option<String>,
 }
 
 /// Compiles the plugin configuration into an engine and the Envoy settings.
@@ -200,6 +206,15 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
             ));
         } else {
             settings.stat_prefix = prefix;
+        }
+    }
+    if let Some(secret) = &wrapper.dpop_nonce_secret {
+        match crate::b64::decode(secret) {
+            Ok(bytes) if bytes.len() >= 32 => settings.dpop_nonce_secret = Some(bytes),
+            _ => errors.push(PolicyError::new(
+                "dpop_nonce_secret",
+                "expected at least 32 random bytes, base64url-encoded (43 characters or more)",
+            )),
         }
     }
     let cluster_ok = |c: &str| !c.is_empty() && !c.bytes().any(|b| b.is_ascii_control());
@@ -360,6 +375,11 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].starts_with("jwks_cooldown: expected a positive duration"));
         assert!(errs[1].starts_with("stat_prefix: "));
+        let errs = errors(&format!(r#"{{"policy": {POLICY}, "dpop_nonce_secret": "c2hvcnQ"}}"#));
+        assert!(errs[0].starts_with("dpop_nonce_secret: expected at least 32 random bytes"), "{errs:?}");
+        let secret = crate::b64::encode(&[7; 32]);
+        let ok = format!(r#"{{"policy": {POLICY}, "dpop_nonce_secret": "{secret}"}}"#);
+        assert_eq!(load(ok.as_bytes()).unwrap().1.dpop_nonce_secret, Some(vec![7; 32]));
         let errs = errors(&format!(r#"{{"policy": {POLICY}, "decision_log": "loud"}}"#));
         assert!(errs[0].starts_with("decision_log: unknown variant `loud`"), "{errs:?}");
     }

@@ -8,12 +8,16 @@
 //! | `decision.allow`, `decision.deny`, `decision.approval_required`, `decision.revoked` | counter | decisions by outcome |
 //! | `reason.<code>` (one per [`ReasonCode`]) | counter | refusals by reason code |
 //! | `token.cache_hit`, `token.cache_miss` | counter | verified tokens, from the cache or freshly checked |
-//! | `decision_time_us` | histogram | time to decide, in microseconds |
+//! | `decision_time_us` | histogram | time to decide, in microseconds (one decision in eight) |
 //! | `jwks.fetch_ok`, `jwks.fetch_failed` | counter | JWKS fetches by result |
 //! | `jwks.waited` | counter | requests held until a JWKS fetch finished |
 //!
-//! A metric that cannot be updated is skipped silently: stats never change a
-//! decision.
+//! Decision counters are kept in the VM and handed to Envoy once a second
+//! (on the root context's tick), so a request costs no metric host call; the
+//! histogram samples one decision in eight. A metric that cannot be updated
+//! is skipped silently: stats never change a decision.
+
+use std::cell::{Cell, RefCell};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -21,17 +25,22 @@ use proxy_wasm::types::MetricType;
 use crate::decision::{Decision, Outcome};
 use crate::reason::ReasonCode;
 
-/// The ids of every metric the filter updates.
-#[derive(Debug, Clone)]
+/// One decision in this many has its time recorded in the histogram.
+pub const TIME_SAMPLE_EVERY: u32 = 8;
+
+/// The ids of every metric the filter updates, and the decision counts not
+/// yet handed to Envoy.
+#[derive(Debug)]
 pub struct Metrics {
-    outcomes: [u32; 4],
-    reasons: Vec<(ReasonCode, u32)>,
-    cache_hit: u32,
-    cache_miss: u32,
+    /// Counter ids: outcomes, then reasons (in [`ReasonCode::ALL`] order), then cache hit and miss.
+    counters: Vec<u32>,
+    /// Counts since the last [`Metrics::flush`], one per entry of `counters`.
+    pending: RefCell<Vec<u64>>,
     decision_time_us: u32,
     jwks_ok: u32,
     jwks_failed: u32,
     jwks_waited: u32,
+    decisions: Cell<u32>,
 }
 
 /// A JWKS-related event worth counting.
@@ -44,6 +53,9 @@ pub enum JwksEvent {
     /// A request was held until a fetch finished.
     Waited,
 }
+
+const OUTCOMES: [Outcome; 4] = [Outcome::Allow, Outcome::Deny, Outcome::ApprovalRequired, Outcome::Revoked];
+const REASONS_AT: usize = OUTCOMES.len();
 
 fn outcome_index(outcome: Outcome) -> usize {
     match outcome {
@@ -62,49 +74,70 @@ impl Metrics {
                 .map_err(|s| format!("cannot define metric `{prefix}.{name}`: {s:?}"))
         };
         let counter = |name: &str| define(MetricType::Counter, name);
-        let mut outcomes = [0; 4];
-        for outcome in [Outcome::Allow, Outcome::Deny, Outcome::ApprovalRequired, Outcome::Revoked] {
-            let id = counter(&format!("decision.{}", outcome.as_str()))?;
-            if let Some(slot) = outcomes.get_mut(outcome_index(outcome)) {
-                *slot = id;
-            }
+        let mut counters = Vec::new();
+        for outcome in OUTCOMES {
+            counters.push(counter(&format!("decision.{}", outcome.as_str()))?);
         }
-        let mut reasons = Vec::with_capacity(ReasonCode::ALL.len());
-        for &code in ReasonCode::ALL {
-            reasons.push((code, counter(&format!("reason.{}", code.as_str()))?));
+        for code in ReasonCode::ALL {
+            counters.push(counter(&format!("reason.{}", code.as_str()))?);
         }
+        counters.push(counter("token.cache_hit")?);
+        counters.push(counter("token.cache_miss")?);
         Ok(Metrics {
-            outcomes,
-            reasons,
-            cache_hit: counter("token.cache_hit")?,
-            cache_miss: counter("token.cache_miss")?,
+            pending: RefCell::new(vec![0; counters.len()]),
+            counters,
             decision_time_us: define(MetricType::Histogram, "decision_time_us")?,
             jwks_ok: counter("jwks.fetch_ok")?,
             jwks_failed: counter("jwks.fetch_failed")?,
             jwks_waited: counter("jwks.waited")?,
+            decisions: Cell::new(0),
         })
     }
 
-    /// Counts one decision that took `micros` to reach.
-    pub fn record(&self, decision: &Decision, micros: u64) {
-        let bump = |id: u32| {
-            let _ = hostcalls::increment_metric(id, 1);
+    /// Whether the next decision's time should be measured (one in [`TIME_SAMPLE_EVERY`]).
+    pub fn time_this_one(&self) -> bool {
+        let n = self.decisions.get().wrapping_add(1);
+        self.decisions.set(n);
+        n.is_multiple_of(TIME_SAMPLE_EVERY)
+    }
+
+    /// Counts one decision; `micros` is its time when it was measured.
+    /// Counts reach Envoy at the next [`Metrics::flush`].
+    pub fn record(&self, decision: &Decision, micros: Option<u64>) {
+        let mut pending = self.pending.borrow_mut();
+        let mut bump = |index: usize| {
+            if let Some(n) = pending.get_mut(index) {
+                *n += 1;
+            }
         };
-        if let Some(&id) = self.outcomes.get(outcome_index(decision.decision)) {
-            bump(id);
-        }
+        bump(outcome_index(decision.decision));
         for reason in &decision.reasons {
-            if let Some((_, id)) = self.reasons.iter().find(|(code, _)| *code == reason.code) {
-                bump(*id);
+            if let Some(i) = ReasonCode::ALL.iter().position(|c| *c == reason.code) {
+                bump(REASONS_AT + i);
             }
         }
         if decision.identity.is_some() {
-            bump(if decision.event.cache_hit { self.cache_hit } else { self.cache_miss });
+            let cache = REASONS_AT + ReasonCode::ALL.len();
+            bump(if decision.event.cache_hit { cache } else { cache + 1 });
         }
-        let _ = hostcalls::record_metric(self.decision_time_us, micros);
+        if let Some(micros) = micros {
+            let _ = hostcalls::record_metric(self.decision_time_us, micros);
+        }
     }
 
-    /// Counts a JWKS event.
+    /// Hands the pending decision counts to Envoy (every tick: one host call
+    /// per counter that moved, instead of several per request).
+    pub fn flush(&self) {
+        let mut pending = self.pending.borrow_mut();
+        for (id, n) in self.counters.iter().zip(pending.iter_mut()) {
+            if *n > 0 {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
+                *n = 0;
+            }
+        }
+    }
+
+    /// Counts a JWKS event (rare: straight to Envoy).
     pub fn jwks(&self, event: JwksEvent) {
         let id = match event {
             JwksEvent::FetchOk => self.jwks_ok,

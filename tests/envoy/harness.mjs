@@ -284,10 +284,12 @@ export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
+  let timer;
   const result = await Promise.race([
     new Promise((resolve) => child.on("exit", (code) => resolve({ code }))),
-    sleep(timeoutMs).then(() => null),
+    new Promise((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs))),
   ]);
+  clearTimeout(timer);
   if (!result) {
     process.kill(child.pid, "SIGKILL");
     throw new Error(`Envoy accepted the configuration and kept running:\n${output.slice(-3000)}`);

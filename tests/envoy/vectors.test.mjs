@@ -6,6 +6,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { loadVectors, caseHeaders, mintCaseToken } from "../vectors/mint.mjs";
 import {
@@ -122,34 +123,46 @@ test("refusals carry the core's challenge and problem body", async () => {
 test("stats count decisions, reasons and token-cache hits", async () => {
   const count = (s, name) => s[`wasmcustom.agentguard.${name}`] ?? 0;
   const snapshot = async () => (await stats(envoy)).values;
+  // Decision counters reach Envoy once a second: wait until every expected
+  // delta is there, then check nothing else moved.
+  const settled = async (before, expected) =>
+    eventually(
+      async () => {
+        const now = await snapshot();
+        const delta = (name) => count(now, name) - count(before, name);
+        return Object.entries(expected).every(([name, n]) => delta(name) >= n) ? delta : null;
+      },
+      { what: `counters ${JSON.stringify(expected)}` },
+    );
   const valid = findCase("valid ES256 token reads a contact");
   const token = await mintCaseToken(valid.token, keys, nowSecs(), 2000);
   const headers = { authorization: `Bearer ${token}` };
 
+  await sleep(1200); // a tick: counts of the earlier tests are flushed
   let before = await snapshot();
   for (let i = 0; i < 3; i++) {
     const res = await send(envoy.port, { path: "/v1/contacts/7", headers });
     assert.equal(res.status, 200, res.body);
   }
-  let after = await snapshot();
-  let delta = (name) => count(after, name) - count(before, name);
-  assert.equal(delta("decision.allow"), 3);
   // The same token three times: one signature check, then two cache hits.
-  assert.equal(delta("token.cache_miss"), 1);
-  assert.equal(delta("token.cache_hit"), 2);
+  let expected = { "decision.allow": 3, "token.cache_miss": 1, "token.cache_hit": 2 };
+  let delta = await settled(before, expected);
+  for (const [name, n] of Object.entries(expected)) assert.equal(delta(name), n, name);
 
-  before = after;
+  before = await snapshot();
   for (let i = 0; i < 2; i++) assert.equal((await sendCase(findCase("expired token"), 2001 + i)).status, 401);
   assert.equal((await sendCase(findCase("revoked jti"), 2003)).status, 401);
   assert.equal((await sendCase(findCase("no route for the path"), 2004)).status, 403);
-  after = await snapshot();
-  delta = (name) => count(after, name) - count(before, name);
+  expected = {
+    "decision.deny": 3,
+    "decision.revoked": 1,
+    "reason.token_expired": 2,
+    "reason.revoked_token": 1,
+    "reason.route_not_matched": 1,
+  };
+  delta = await settled(before, expected);
+  for (const [name, n] of Object.entries(expected)) assert.equal(delta(name), n, name);
   assert.equal(delta("decision.allow"), 0);
-  assert.equal(delta("decision.deny"), 3);
-  assert.equal(delta("decision.revoked"), 1);
-  assert.equal(delta("reason.token_expired"), 2);
-  assert.equal(delta("reason.revoked_token"), 1);
-  assert.equal(delta("reason.route_not_matched"), 1);
   const text = (await stats(envoy)).text;
   assert.match(text, /wasmcustom\.agentguard\.decision_time_us/, "the decision-time histogram exists");
 });

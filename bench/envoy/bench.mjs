@@ -1,0 +1,319 @@
+// agentguard in Envoy vs Envoy's own JWT filter, side by side in one run.
+//
+//   bash bench/envoy/run.sh            (builds, installs tools, then runs this)
+//
+// Every variant is the same Envoy (1 worker) answering GET /v1/contacts/42
+// with a direct response after its HTTP filters, so the numbers compare the
+// filters, not an upstream. wrk (1 thread, 16 connections, loopback) sends
+// the same valid ES256 token on every request:
+//
+//   none            no auth filter
+//   jwt_authn+rbac  envoy.filters.http.jwt_authn (same issuer, audience, keys,
+//                   clock skew and max lifetime; JWT cache on) + RBAC requiring
+//                   GET /v1/contacts/* and `crm.read` in the token's scope
+//   agentguard      the Wasm filter with tests/vectors/policy.json (cache on)
+//
+// and, to price a fresh signature check (every request a cache miss):
+//
+//   jwt_authn, no cache            jwt_authn+rbac with the JWT cache off
+//   agentguard, no cache           the policy with `cache.tokens: 0`
+//   agentguard, no cache, EdDSA    the same with an EdDSA token
+//
+// Variants run in rounds (A B C D E, A B C D E, ...); each figure is the
+// median over rounds. Environment: ROUNDS (3), DURATION (8 s), CONNECTIONS (16),
+// VARIANTS (comma-separated names, to run only those).
+
+import { execFileSync } from "node:child_process";
+import { writeFileSync, mkdirSync, statSync, readFileSync } from "node:fs";
+import path from "node:path";
+
+import { loadVectors, mintCaseToken } from "../../tests/vectors/mint.mjs";
+import { ROOT, WASM, startEnvoy, send, stats } from "../../tests/envoy/harness.mjs";
+
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const DURATION = Number(process.env.DURATION ?? 8);
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16);
+const WRK = process.env.WRK_BIN || "wrk";
+const TARGET = "/v1/contacts/42";
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+
+const { cases, keys, policy, policyText } = loadVectors();
+const es256 = cases.find((c) => c.name === "valid ES256 token reads a contact").token;
+
+// ------------------------------------------------------------------ configs
+
+const directResponse = { status: 200, body: { inline_string: "ok\n" } };
+
+function bootstrap(httpFilters) {
+  return {
+    admin: { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } },
+    static_resources: {
+      listeners: [
+        {
+          name: "bench",
+          address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: "envoy.filters.network.http_connection_manager",
+                  typed_config: {
+                    "@type":
+                      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    stat_prefix: "bench",
+                    route_config: {
+                      virtual_hosts: [
+                        { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: directResponse }] },
+                      ],
+                    },
+                    http_filters: [
+                      ...httpFilters,
+                      {
+                        name: "envoy.filters.http.router",
+                        typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+                      },
+                    ],
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+function agentguardFilter(policyJson) {
+  return {
+    name: "envoy.filters.http.wasm",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+      config: {
+        name: "agentguard",
+        root_id: "",
+        configuration: { "@type": "type.googleapis.com/google.protobuf.StringValue", value: policyJson },
+        vm_config: { vm_id: "agentguard", runtime: "envoy.wasm.runtime.v8", code: { local: { filename: WASM } } },
+        failure_policy: "FAIL_CLOSED",
+      },
+    },
+  };
+}
+
+function jwtAuthnFilters({ cache }) {
+  const issuer = policy.issuers[0];
+  const seconds = (d) => Number(d.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[d.at(-1)];
+  const provider = {
+    issuer: issuer.iss,
+    audiences: issuer.audiences,
+    local_jwks: { inline_string: JSON.stringify(issuer.jwks) },
+    forward: true,
+    payload_in_metadata: "jwt_payload",
+    clock_skew_seconds: seconds(issuer.clock_skew),
+    max_lifetime: `${seconds(issuer.max_lifetime)}s`,
+    // What agentguard forwards as identity headers.
+    claim_to_headers: [
+      { header_name: "x-jwt-subject", claim_name: "sub" },
+      { header_name: "x-jwt-client-id", claim_name: "client_id" },
+      { header_name: "x-jwt-scope", claim_name: "scope" },
+    ],
+    ...(cache ? { jwt_cache_config: { jwt_cache_size: 1000 } } : {}),
+  };
+  return [
+    {
+      name: "envoy.filters.http.jwt_authn",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        providers: { sts: provider },
+        rules: [{ match: { prefix: "/" }, requires: { provider_name: "sts" } }],
+      },
+    },
+    {
+      name: "envoy.filters.http.rbac",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+        rules: {
+          action: "ALLOW",
+          policies: {
+            "read-contacts": {
+              permissions: [
+                {
+                  and_rules: {
+                    rules: [
+                      { header: { name: ":method", string_match: { exact: "GET" } } },
+                      { url_path: { path: { prefix: "/v1/contacts/" } } },
+                    ],
+                  },
+                },
+              ],
+              principals: [
+                {
+                  metadata: {
+                    filter: "envoy.filters.http.jwt_authn",
+                    path: [{ key: "jwt_payload" }, { key: "scope" }],
+                    value: { string_match: { safe_regex: { regex: "(.* )?crm\\.read( .*)?" } } },
+                  },
+                },
+              ],
+            },
+          },
+        },
+      },
+    },
+  ];
+}
+
+const noCachePolicy = JSON.stringify({ ...policy, cache: { tokens: 0 } });
+
+const VARIANTS = [
+  { name: "none", filters: [] },
+  { name: "jwt_authn+rbac", filters: jwtAuthnFilters({ cache: true }) },
+  { name: "agentguard", filters: [agentguardFilter(policyText)] },
+  { name: "jwt_authn+rbac, no cache", filters: jwtAuthnFilters({ cache: false }) },
+  { name: "agentguard, no cache", filters: [agentguardFilter(noCachePolicy)] },
+  { name: "agentguard, no cache, EdDSA", filters: [agentguardFilter(noCachePolicy)], key: "ed25519" },
+];
+
+// ------------------------------------------------------------------ wrk
+
+function parseLatency(text) {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text);
+  if (!m) throw new Error(`cannot parse latency ${text}`);
+  return Number(m[1]) * { us: 1e-3, ms: 1, s: 1e3 }[m[2]];
+}
+
+function wrk(port, token, seconds) {
+  const out = execFileSync(
+    WRK,
+    [
+      "-t1",
+      `-c${CONNECTIONS}`,
+      `-d${seconds}s`,
+      "--latency",
+      "-H",
+      "Host: api.test",
+      "-H",
+      `authorization: Bearer ${token}`,
+      `http://127.0.0.1:${port}${TARGET}`,
+    ],
+    { encoding: "utf8" },
+  );
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = parseLatency(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const p99 = parseLatency(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const errors = /Socket errors:.*/.exec(out)?.[0] ?? "";
+  return { rps, p50, p99, requests, non2xx, errors };
+}
+
+/** CPU seconds (user + system) Envoy's process has used so far. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  // utime and stime are fields 14 and 15 of /proc/<pid>/stat (1-based), in clock ticks.
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// ------------------------------------------------------------------ run
+
+async function measure(variant, token) {
+  const envoy = await startEnvoy(bootstrap(variant.filters), { logLevel: "wasm:warn" });
+  try {
+    const check = await send(envoy.port, { path: TARGET, headers: { authorization: `Bearer ${token}` } });
+    if (check.status !== 200) throw new Error(`${variant.name}: the valid token got ${check.status}: ${check.body}`);
+    const anonymous = await send(envoy.port, { path: TARGET });
+    if (variant.filters.length && anonymous.status !== 401 && process.env.CHECK !== "0") {
+      throw new Error(`${variant.name}: a request without a token got ${anonymous.status}`);
+    }
+    wrk(envoy.port, token, 3); // warm-up: V8 tiers the Wasm up, caches fill
+    const cpuBefore = cpuSeconds(envoy.pid);
+    const result = wrk(envoy.port, token, DURATION);
+    // Envoy's CPU time per request: steadier than req/s when the machine is shared.
+    result.cpuUs = ((cpuSeconds(envoy.pid) - cpuBefore) * 1e6) / result.requests;
+    if (result.non2xx || result.errors) throw new Error(`${variant.name}: ${result.non2xx} non-2xx, ${result.errors}`);
+    if (variant.name.startsWith("agentguard")) {
+      const { values, text } = await stats(envoy);
+      result.cacheHits = values["wasmcustom.agentguard.token.cache_hit"] ?? 0;
+      result.cacheMisses = values["wasmcustom.agentguard.token.cache_miss"] ?? 0;
+      // The filter's own histogram: time inside the decision (host calls excluded).
+      const hist = /decision_time_us: (.*)/.exec(text)?.[1] ?? "";
+      const cumulative = (q) => Number(new RegExp(`P${q}\\([^,]+,([\\d.]+)\\)`).exec(hist)?.[1]);
+      result.decideUs = { p50: cumulative(50), p99: cumulative(99) };
+    }
+    return result;
+  } finally {
+    await envoy.stop();
+  }
+}
+
+const only = process.env.VARIANTS?.split(",");
+const selected = only ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS;
+const results = new Map(selected.map((v) => [v.name, []]));
+console.log(`Envoy ${execFileSync(process.env.ENVOY_BIN, ["--version"], { encoding: "utf8" }).match(/\d+\.\d+\.\d+/)[0]}, 1 worker; wrk -t1 -c${CONNECTIONS} -d${DURATION}s; ${ROUNDS} round(s)`);
+for (let round = 1; round <= ROUNDS; round++) {
+  // One valid token per round (iat now-10 s, exp now+590 s: the policy's 10 min maximum).
+  const now = Math.floor(Date.now() / 1000);
+  const tokens = {
+    es256: await mintCaseToken({ ...es256, exp: 590 }, keys, now, round),
+    ed25519: await mintCaseToken({ ...es256, key: "ed25519", exp: 590 }, keys, now, round),
+  };
+  for (const variant of selected) {
+    const r = await measure(variant, tokens[variant.key ?? "es256"]);
+    results.get(variant.name).push(r);
+    console.log(
+      `  round ${round}  ${variant.name.padEnd(26)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  cpu ${r.cpuUs.toFixed(1)} us/req` +
+        (r.cacheHits !== undefined
+          ? `  (token cache: ${r.cacheHits} hits, ${r.cacheMisses} misses; decide p50 ${r.decideUs.p50} us, p99 ${r.decideUs.p99} us)`
+          : ""),
+    );
+  }
+}
+
+const summary = {};
+for (const [name, rs] of results) {
+  summary[name] = {
+    rps: median(rs.map((r) => r.rps)),
+    p50: median(rs.map((r) => r.p50)),
+    p99: median(rs.map((r) => r.p99)),
+    cpuUs: median(rs.map((r) => r.cpuUs)),
+  };
+}
+if (only) {
+  console.log(JSON.stringify(summary, null, 1));
+  process.exit(0);
+}
+const ag = summary["agentguard"];
+const jwt = summary["jwt_authn+rbac"];
+const none = summary["none"];
+// CPU time is the steadier measure; req/s would include waiting on a shared machine.
+const freshUs = (cached, fresh) => fresh.cpuUs - cached.cpuUs;
+const wasmBytes = statSync(WASM).size;
+
+const lines = [];
+lines.push("");
+lines.push(`| variant | req/s | p50 ms | p99 ms | Envoy CPU µs/req |`);
+lines.push(`|---|---:|---:|---:|---:|`);
+for (const [name, s] of Object.entries(summary)) {
+  lines.push(`| ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(3)} | ${s.p99.toFixed(3)} | ${s.cpuUs.toFixed(1)} |`);
+}
+lines.push("");
+lines.push(`agentguard / jwt_authn+rbac: throughput ${(ag.rps / jwt.rps).toFixed(3)}x (target >= 0.9), p99 ${(ag.p99 / jwt.p99).toFixed(3)}x (target <= 1.2)`);
+lines.push(`agentguard / no filter:      throughput ${(ag.rps / none.rps).toFixed(3)}x, p99 ${(ag.p99 / none.p99).toFixed(3)}x`);
+lines.push(
+  `Envoy CPU per request: none ${none.cpuUs.toFixed(1)} us, jwt_authn+rbac ${jwt.cpuUs.toFixed(1)} us (+${(jwt.cpuUs - none.cpuUs).toFixed(1)}), ` +
+    `agentguard ${ag.cpuUs.toFixed(1)} us (+${(ag.cpuUs - none.cpuUs).toFixed(1)})`,
+);
+lines.push(
+  `fresh ES256 (cache off), extra time per request on the worker: agentguard ${freshUs(ag, summary["agentguard, no cache"]).toFixed(0)} us (Wasm p256), ` +
+    `jwt_authn ${freshUs(jwt, summary["jwt_authn+rbac, no cache"]).toFixed(0)} us (BoringSSL); ` +
+    `agentguard with EdDSA tokens ${freshUs(ag, summary["agentguard, no cache, EdDSA"]).toFixed(0)} us`,
+);
+lines.push(`filter: ${path.relative(ROOT, WASM)} ${wasmBytes} bytes (${(wasmBytes / 1024).toFixed(0)} KiB)`);
+console.log(lines.join("\n"));
+
+mkdirSync(path.join(ROOT, "target"), { recursive: true });
+const out = path.join(ROOT, "target/bench-envoy.json");
+writeFileSync(out, JSON.stringify({ rounds: Object.fromEntries(results), summary, wasmBytes }, null, 1));
+console.log(`raw numbers: ${path.relative(ROOT, out)}`);
