@@ -175,18 +175,25 @@ pub fn check(
         }
     }
     let iat = match claims.get("iat") {
-        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64),
+        // Seconds since 1970 before year 10000, like any NumericDate.
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.is_finite() && (0.0..=253_402_300_799.0).contains(f))
+            .map(|f| f.floor() as i64),
         _ => None,
     }
     .ok_or_else(|| invalid("proof `iat` must be a number".into()))?;
     let now = request.now();
     if iat > now.saturating_add(policy.clock_skew.as_secs_i64()) {
-        return Err((ReasonCode::DpopProofStale, format!("proof was made {} s in the future", iat - now)));
+        return Err((
+            ReasonCode::DpopProofStale,
+            format!("proof was made {} s in the future", iat.saturating_sub(now)),
+        ));
     }
     if now.saturating_sub(iat) > policy.max_age.as_secs_i64() {
         return Err((
             ReasonCode::DpopProofStale,
-            format!("proof is {} s old, more than the {} allowed", now - iat, policy.max_age),
+            format!("proof is {} s old, more than the {} allowed", now.saturating_sub(iat), policy.max_age),
         ));
     }
     // At a resource, the proof must be bound to the presented token and the

@@ -1318,7 +1318,7 @@ fn suspended(agent: &str, s: &Suspension, now_ms: i64, tripped: bool) -> Refusal
         (true, TripKind::DenyRatio) => ReasonCode::BreakerDenyRatio,
         (true, TripKind::UnusualRoutes) => ReasonCode::BreakerUnusualRoutes,
     };
-    let left = ((s.until_ms - now_ms).max(0) + 999) / 1000;
+    let left = (s.until_ms.saturating_sub(now_ms).max(0).saturating_add(999)) / 1000;
     let message = if tripped {
         format!("agent `{}` is revoked for {left} s: {}", crate::keys::clip(agent), s.detail)
     } else {

@@ -149,16 +149,17 @@ pub fn verify(
     let skew = policy.clock_skew.as_secs_i64();
     let created = input.created.ok_or_else(|| invalid("signature has no `created`".into()))?;
     let expires = input.expires.ok_or_else(|| invalid("signature has no `expires`".into()))?;
-    if created > now + skew {
-        return Err((
-            ReasonCode::SignatureExpired,
-            format!("signature was created {} s in the future", created - now),
-        ));
+    // `created`/`expires` are attacker-chosen integers: saturating arithmetic only.
+    if created > now.saturating_add(skew) {
+        let ahead = created.saturating_sub(now);
+        return Err((ReasonCode::SignatureExpired, format!("signature was created {ahead} s in the future")));
     }
-    if now >= expires + skew {
-        return Err((ReasonCode::SignatureExpired, format!("signature expired {} s ago", now - expires)));
+    if now >= expires.saturating_add(skew) {
+        let ago = now.saturating_sub(expires);
+        return Err((ReasonCode::SignatureExpired, format!("signature expired {ago} s ago")));
     }
-    if expires - created > policy.max_age.as_secs_i64() || now - created > policy.max_age.as_secs_i64() + skew
+    let max_age = policy.max_age.as_secs_i64();
+    if expires.saturating_sub(created) > max_age || now.saturating_sub(created) > max_age.saturating_add(skew)
     {
         return Err((
             ReasonCode::SignatureExpired,
@@ -209,7 +210,7 @@ pub fn verify(
                 .chain_update(n.as_bytes())
                 .finalize()
                 .into();
-            Some((key, expires + skew))
+            Some((key, expires.saturating_add(skew)))
         }
         None if policy.require_nonce => return Err(invalid("signature has no `nonce`".into())),
         None => None,

@@ -279,7 +279,7 @@ pub fn validate(claims: &Claims, issuer: &Issuer, now: i64) -> Result<(), TokenE
         if now.saturating_add(skew) < nbf {
             return Err((
                 ReasonCode::TokenNotYetValid,
-                format!("token is not valid for another {} s", nbf - now),
+                format!("token is not valid for another {} s", nbf.saturating_sub(now)),
             ));
         }
     }
@@ -287,7 +287,7 @@ pub fn validate(claims: &Claims, issuer: &Issuer, now: i64) -> Result<(), TokenE
         if iat > now.saturating_add(skew) {
             return Err((
                 ReasonCode::TokenIssuedInFuture,
-                format!("token was issued {} s in the future", iat - now),
+                format!("token was issued {} s in the future", iat.saturating_sub(now)),
             ));
         }
     }

@@ -337,3 +337,17 @@ fn rfc7638_thumbprint_of_the_rfc9449_key() {
                      "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "crv": "P-256"});
     assert_eq!(parse_jwk(&jwk).unwrap().unwrap().thumbprint, RFC_PROOF_JWK_THUMBPRINT);
 }
+
+/// Found by the `dpop` fuzz target: an `iat` far in the past made the
+/// "proof is N s old" message overflow (a panic with overflow checks).
+#[test]
+fn absurd_iat_values_are_refused_not_a_panic() {
+    let e = engine();
+    let token = bound();
+    for iat in [json!(i64::MIN), json!(-1e19), json!(-1e300), json!(1e300), json!(i64::MAX)] {
+        let p = Proof::new(&token, "far").claim("iat", iat.clone()).sign();
+        let d = decide(&e, &token, &[&p]);
+        assert_eq!(d.decision, agentguard::Outcome::Deny, "{iat}");
+        assert_eq!(d.codes(), [ReasonCode::DpopProofInvalid], "{iat}: {:?}", d.reasons);
+    }
+}

@@ -224,3 +224,13 @@ fn mcp_clients_discover_the_resource_from_every_401() {
         .to_string()
         .contains("resource.identifier: no issuer lists"));
 }
+
+/// `created`/`expires` are attacker-chosen: extreme values are refused, never an overflow.
+#[test]
+fn extreme_signature_times_are_refused_not_a_panic() {
+    let e = engine("signature");
+    for (created, expires) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (i64::MIN, i64::MIN), (i64::MAX, i64::MAX)] {
+        let d = signed(&e, &Sig { created, expires, ..Sig::new("x") }, None);
+        assert_eq!(d.codes(), [ReasonCode::SignatureExpired], "{created} {expires}");
+    }
+}
