@@ -38,7 +38,7 @@ cargo test --features cli
 step "browser tests (headless Chromium): the HTML activity report and the playground"
 node --test tests/browser/
 
-for suite in js envoy component fuzz-smoke; do
+for suite in js envoy component; do
   if [ -f "scripts/test-$suite.sh" ]; then
     step "$suite suite"
     bash "scripts/test-$suite.sh"
