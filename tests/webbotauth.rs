@@ -229,7 +229,9 @@ fn mcp_clients_discover_the_resource_from_every_401() {
 #[test]
 fn extreme_signature_times_are_refused_not_a_panic() {
     let e = engine("signature");
-    for (created, expires) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (i64::MIN, i64::MIN), (i64::MAX, i64::MAX)] {
+    for (created, expires) in
+        [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (i64::MIN, i64::MIN), (i64::MAX, i64::MAX)]
+    {
         let d = signed(&e, &Sig { created, expires, ..Sig::new("x") }, None);
         assert_eq!(d.codes(), [ReasonCode::SignatureExpired], "{created} {expires}");
     }
