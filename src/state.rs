@@ -12,7 +12,6 @@
 //! `max_keys` entries, so a flood of distinct agents evicts idle ones instead
 //! of growing memory.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
@@ -222,8 +221,9 @@ struct Bucket {
 struct Inner {
     buckets: LruCache<String, Bucket>,
     agents: LruCache<String, AgentWindow>,
-    suspended: HashMap<String, Suspension>,
-    max_suspended: usize,
+    /// Suspensions, bounded like everything else (O(1) insert; a flood of
+    /// distinct tripping agents evicts the least recently seen suspension).
+    suspended: LruCache<String, Suspension>,
 }
 
 /// The default store: in the engine, bounded.
@@ -240,8 +240,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner {
                 buckets: LruCache::new(cap),
                 agents: LruCache::new(cap),
-                suspended: HashMap::new(),
-                max_suspended: max_keys.max(1),
+                suspended: LruCache::new(cap),
             }),
         }
     }
@@ -252,18 +251,8 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn suspend(&mut self, agent: &str, s: Suspension, now_ms: i64) -> Suspension {
-        if self.suspended.len() >= self.max_suspended {
-            self.suspended.retain(|_, v| v.until_ms > now_ms);
-        }
-        // Still full of live suspensions: keep the new one anyway by dropping
-        // the one ending soonest (a suspension is never silently skipped).
-        if self.suspended.len() >= self.max_suspended {
-            if let Some(k) = self.suspended.iter().min_by_key(|(_, v)| v.until_ms).map(|(k, _)| k.clone()) {
-                self.suspended.remove(&k);
-            }
-        }
-        self.suspended.insert(agent.to_owned(), s.clone());
+    fn suspend(&mut self, agent: &str, s: Suspension, _now_ms: i64) -> Suspension {
+        self.suspended.put(agent.to_owned(), s.clone());
         s
     }
 }
@@ -362,7 +351,7 @@ impl StateStore for MemoryStore {
             Some(s) if s.until_ms > now_ms => Some(s.clone()),
             Some(_) => {
                 // Cooldown over: the agent starts again with a clean window.
-                inner.suspended.remove(agent);
+                inner.suspended.pop(agent);
                 inner.agents.pop(agent);
                 None
             }
@@ -373,7 +362,7 @@ impl StateStore for MemoryStore {
     fn lift(&self, agent: &str) -> bool {
         let mut inner = self.lock();
         inner.agents.pop(agent);
-        inner.suspended.remove(agent).is_some()
+        inner.suspended.pop(agent).is_some()
     }
 
     fn suspended(&self, now_ms: i64) -> Vec<(String, Suspension)> {

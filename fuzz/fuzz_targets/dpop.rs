@@ -182,8 +182,6 @@ fn build(p: &Proof, request: &Request, token: Option<&str>, now: i64, max_age: i
     }
     let iat: Option<Value> = match &p.iat {
         Iat::Offset(o) => Some((now + i64::from(*o)).into()),
-        Iat::Seconds(n) if skip_known() => Some((*n).max(-(1 << 62)).into()),
-        Iat::Float(f) if skip_known() => serde_json::Number::from_f64(f.max(-4e18)).map(Value::Number),
         Iat::Seconds(n) => Some((*n).into()),
         Iat::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number),
         Iat::Missing => None,
@@ -199,17 +197,10 @@ fn build(p: &Proof, request: &Request, token: Option<&str>, now: i64, max_age: i
     if let Some(v) = text(&p.nonce, &dpop::nonce(SECRET, now, agentguard::duration::Duration::from_secs(max_age as u64))) {
         claims.insert("nonce".into(), v);
     }
-    if let Some((k, v)) = p.extra.as_ref().filter(|(k, _)| !(skip_known() && k == "iat")) {
+    if let Some((k, v)) = &p.extra {
         claims.insert(k.clone(), serde_json::from_str(v).unwrap_or(Value::String(v.clone())));
     }
     (mint::sign_with_header(&s.key, &header, &claims), claims, usize::from(p.signer))
-}
-
-/// `AGENTGUARD_FUZZ_SKIP_KNOWN=1` keeps `iat` away from the known overflow
-/// (fuzz/repro/tests/dpop_iat_overflow.rs) so a campaign can look past it.
-fn skip_known() -> bool {
-    static S: OnceLock<bool> = OnceLock::new();
-    *S.get_or_init(|| std::env::var_os("AGENTGUARD_FUZZ_SKIP_KNOWN").is_some())
 }
 
 fuzz_target!(|input: Input| {

@@ -280,6 +280,10 @@ fn main() {
             // Past the replay cache's default capacity (100000 proof ids).
             cases.push(150_000);
         }
+        if scenario == "agents+verdict" && !quick {
+            // Well past the state capacity: memory must plateau.
+            cases.push(300_000);
+        }
         for &n in &cases {
             let out = std::process::Command::new(&exe)
                 .env("AGENTGUARD_HOSTILE_CASE", format!("{scenario},{n}"))
