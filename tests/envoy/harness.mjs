@@ -6,10 +6,12 @@
 //
 //   import { startEnvoy, startUpstream, send, stats } from "./harness.mjs";
 
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import http from "node:http";
+import https from "node:https";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -141,45 +143,48 @@ export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED" } = {}
  * edge: `:scheme` is set to `https` (as the vectors assume), and the client
  * address comes from the last `X-Forwarded-For` entry (Envoy's default with
  * `use_remote_address: false`), so a test can present any source IP.
+ *
+ * `listeners` (default one plain `ingress`) lists `{name, tls}`; `tls` makes
+ * that listener terminate TLS (see `downstreamTls`). Every listener runs the
+ * same filters and routes.
  */
-export function bootstrap({ httpFilters, upstreamPort, clusters = {} }) {
+export function bootstrap({ httpFilters, upstreamPort, clusters = {}, listeners = [{ name: "ingress" }] }) {
   return {
     node: { id: "agentguard-test", cluster: "agentguard-test" },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } },
     static_resources: {
-      listeners: [
-        {
-          name: "ingress",
-          address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
-          filter_chains: [
-            {
-              filters: [
-                {
-                  name: "envoy.filters.network.http_connection_manager",
-                  typed_config: {
-                    "@type":
-                      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    stat_prefix: "ingress",
-                    scheme_header_transformation: { scheme_to_overwrite: "https" },
-                    route_config: {
-                      virtual_hosts: [
-                        { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "upstream" } }] },
-                      ],
-                    },
-                    http_filters: [
-                      ...httpFilters,
-                      {
-                        name: "envoy.filters.http.router",
-                        typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
-                      },
+      listeners: listeners.map(({ name, tls }) => ({
+        name,
+        address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
+        filter_chains: [
+          {
+            ...(tls ? { transport_socket: downstreamTls(tls) } : {}),
+            filters: [
+              {
+                name: "envoy.filters.network.http_connection_manager",
+                typed_config: {
+                  "@type":
+                    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                  stat_prefix: "ingress",
+                  scheme_header_transformation: { scheme_to_overwrite: "https" },
+                  route_config: {
+                    virtual_hosts: [
+                      { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "upstream" } }] },
                     ],
                   },
+                  http_filters: [
+                    ...httpFilters,
+                    {
+                      name: "envoy.filters.http.router",
+                      typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+                    },
+                  ],
                 },
-              ],
-            },
-          ],
-        },
-      ],
+              },
+            ],
+          },
+        ],
+      })),
       clusters: [
         cluster("upstream", upstreamPort ?? 9),
         ...Object.entries(clusters).map(([name, port]) => cluster(name, port)),
@@ -188,16 +193,75 @@ export function bootstrap({ httpFilters, upstreamPort, clusters = {} }) {
   };
 }
 
+/**
+ * A `DownstreamTlsContext` transport socket: `{cert, key}` files for the
+ * server, and with `ca` the client certificates it validates — requested
+ * always, required when `requireClientCert`.
+ */
+export function downstreamTls({ cert, key, ca, requireClientCert = false }) {
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+      require_client_certificate: requireClientCert,
+      common_tls_context: {
+        tls_certificates: [{ certificate_chain: { filename: cert }, private_key: { filename: key } }],
+        ...(ca ? { validation_context: { trusted_ca: { filename: ca } } } : {}),
+      },
+    },
+  };
+}
+
+/**
+ * Makes a test PKI with `openssl` in a fresh temp dir: a CA, a server
+ * certificate for 127.0.0.1/localhost, and one client certificate per name in
+ * `clients` (plus `stranger`, signed by a CA nobody trusts). Returns paths and
+ * each client's DER SHA-256 as base64url (what `cnf["x5t#S256"]` holds):
+ * `{dir, ca, server: {cert, key}, clients: {name: {cert, key, x5t}}}`.
+ */
+export function makePki(clients = ["a", "b"]) {
+  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-pki-"));
+  const ssl = (...args) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  const ecKey = (name) => ssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name);
+  const ca = (name) => {
+    ecKey(`${name}.key`);
+    ssl("req", "-x509", "-new", "-key", `${name}.key`, "-subj", `/CN=agentguard test ${name}`, "-days", "2",
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign", "-out", `${name}.pem`);
+  };
+  const leaf = (name, issuer, ext) => {
+    ecKey(`${name}.key`);
+    writeFileSync(path.join(dir, `${name}.ext`), ext);
+    ssl("req", "-new", "-key", `${name}.key`, "-subj", `/CN=${name}`, "-out", `${name}.csr`);
+    ssl("x509", "-req", "-in", `${name}.csr`, "-CA", `${issuer}.pem`, "-CAkey", `${issuer}.key`, "-CAcreateserial",
+      "-days", "2", "-extfile", `${name}.ext`, "-out", `${name}.pem`);
+    const der = ssl("x509", "-in", `${name}.pem`, "-outform", "DER");
+    return {
+      cert: path.join(dir, `${name}.pem`),
+      key: path.join(dir, `${name}.key`),
+      x5t: createHash("sha256").update(der).digest("base64url"),
+    };
+  };
+  ca("ca");
+  ca("other-ca");
+  const server = leaf("server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  const client = (name, issuer) => leaf(`client-${name}`, issuer, "extendedKeyUsage=clientAuth\n");
+  const made = Object.fromEntries(clients.map((name) => [name, client(name, "ca")]));
+  made.stranger = client("stranger", "other-ca");
+  return { dir, ca: path.join(dir, "ca.pem"), server, clients: made };
+}
+
 // ---------------------------------------------------------------- Envoy process
 
 let nextBaseId = 300 + (process.pid % 50) * 10;
 
 /**
  * Starts Envoy with `config` (an object, written as JSON, or a path to a
- * YAML/JSON file) and waits until its listener accepts requests. Returns
- * `{port, adminPort, pid, output(), stop()}`.
+ * YAML/JSON file) and waits until its listeners accept requests. Returns
+ * `{port, ports, adminPort, pid, output(), stop()}`: `port` is the first
+ * listener's, `ports` maps every listener's name to its port. `concurrency`
+ * is Envoy's worker-thread count (one Wasm VM each).
  */
-export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 20000 } = {}) {
+export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 20000, concurrency = 1 } = {}) {
   const bin = envoyBin();
   const dir = mkdtempSync(path.join(tmpdir(), "agentguard-envoy-"));
   let configPath = config;
@@ -209,7 +273,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
   const args = [
     "-c", configPath,
     "--base-id", String(nextBaseId++),
-    "--concurrency", "1",
+    "--concurrency", String(concurrency),
     "--admin-address-path", adminPath,
     "--log-level", "warn",
     "--component-log-level", logLevel,
@@ -226,6 +290,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
   const deadline = Date.now() + timeoutMs;
   let adminPort = 0;
   let port = 0;
+  let ports = {};
   while (Date.now() < deadline && !exit) {
     await sleep(50);
     if (!adminPort && existsSync(adminPath)) {
@@ -234,12 +299,13 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
     }
     if (adminPort) {
       try {
-        const listeners = await getJson(adminPort, "/listeners?format=json");
-        const addr = listeners.listener_statuses?.[0]?.local_address?.socket_address;
-        if (addr?.port_value) {
+        const statuses = (await getJson(adminPort, "/listeners?format=json")).listener_statuses ?? [];
+        const bound = statuses.map((l) => [l.name, l.local_address?.socket_address?.port_value]);
+        if (bound.length && bound.every(([, p]) => p)) {
           const ready = await get(adminPort, "/ready");
           if (ready.status === 200) {
-            port = addr.port_value;
+            ports = Object.fromEntries(bound);
+            port = bound[0][1];
             break;
           }
         }
@@ -251,6 +317,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
   const envoy = {
     pid: child.pid,
     port,
+    ports,
     adminPort,
     output: () => output,
     exited,
@@ -301,16 +368,25 @@ export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
 
 /**
  * Sends a request through Envoy. `headers` is an object whose values may be
- * arrays (sent as repeated header lines). Resolves with
+ * arrays (sent as repeated header lines); `body` a string, or an array of
+ * strings sent as separate writes; `tls` makes it HTTPS. Resolves with
  * `{status, headers, body, json}`.
  */
-export function send(port, { method = "GET", path: target = "/", host = "api.test", headers = {}, body } = {}) {
+export function send(
+  port,
+  { method = "GET", path: target = "/", host = "api.test", headers = {}, body, tls, chunkGapMs = 50 } = {},
+) {
   const raw = ["host", host];
   for (const [name, value] of Object.entries(headers)) {
     for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
   }
+  // `tls`: `{ca, cert, key}` file paths (cert/key optional): HTTPS, with that client certificate.
+  const read = (file) => (file ? readFileSync(file) : undefined);
+  const client = tls ? https : http;
+  const options = { host: "127.0.0.1", port, method, path: target, headers: raw, agent: false };
+  if (tls) Object.assign(options, { ca: read(tls.ca), cert: read(tls.cert), key: read(tls.key), servername: "localhost" });
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, method, path: target, headers: raw, agent: false }, (res) => {
+    const req = client.request(options, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d) => (body += d));
@@ -325,7 +401,18 @@ export function send(port, { method = "GET", path: target = "/", host = "api.tes
       });
     });
     req.on("error", reject);
-    req.end(body);
+    if (Array.isArray(body)) {
+      // Chunks, written apart (`chunkGapMs`), so Envoy sees the body in several frames.
+      (async () => {
+        for (const chunk of body) {
+          req.write(chunk);
+          await sleep(chunkGapMs);
+        }
+        req.end();
+      })();
+    } else {
+      req.end(body);
+    }
   });
 }
 
