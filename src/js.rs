@@ -247,3 +247,118 @@ pub fn verify_signature(
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").into()
 }
+
+// ---------------------------------------------------------------------------
+// The gateway's own endpoints: RFC 9728 protected-resource metadata, and the
+// edge token service (RFC 8693 token exchange, its JWKS, RFC 8414 metadata).
+// The core builds every document and every response; the JS host only routes
+// the request here and wraps the `{status, headers, body}` it gets back.
+
+/// Path of an absolute URL, without query, fragment or trailing `/`
+/// (`https://h/a/b/?q` → `/a/b`; `https://h` → ``).
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("").trim_end_matches('/')
+}
+
+fn response_json(r: &crate::decision::HttpResponse) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| {
+        r#"{"status":500,"headers":{"content-type":"application/json","cache-control":"no-store"},"body":"{\"error\":\"server_error\"}"}"#.into()
+    })
+}
+
+/// Where the gateway serves its endpoints, from the policy (JSON text):
+/// `{"resource_metadata": [paths], "token": path?, "jwks": path?,
+/// "authorization_server": [paths]}`. Protected-resource metadata is served
+/// at the path of `resource.metadata_url`, at `/.well-known/oauth-protected-resource`
+/// plus the path of `resource.identifier` (RFC 9728 §3.1) and at the bare
+/// well-known path; the token service at the issuer's path plus `/token`
+/// and `/.well-known/jwks.json` (as its RFC 8414 metadata says), and that
+/// metadata at `/.well-known/oauth-authorization-server` plus the issuer's
+/// path (RFC 8414 §3.1). Throws for policy JSON that does not parse.
+#[wasm_bindgen(js_name = gatewayEndpoints)]
+pub fn gateway_endpoints(policy_json: &str) -> Result<String, JsError> {
+    let policy: crate::policy::Policy =
+        serde_json::from_str(policy_json).map_err(|e| js_error(format!("policy: {e}")))?;
+    let mut out = Map::new();
+    let mut resource: Vec<String> = Vec::new();
+    if let Some(r) = &policy.resource {
+        const BASE: &str = "/.well-known/oauth-protected-resource";
+        for p in
+            [url_path(&r.metadata_url).to_owned(), format!("{BASE}{}", url_path(&r.identifier)), BASE.into()]
+        {
+            if !p.is_empty() && !resource.contains(&p) {
+                resource.push(p);
+            }
+        }
+    }
+    out.insert("resource_metadata".into(), resource.into());
+    let mut servers: Vec<String> = Vec::new();
+    if let Some(ts) = &policy.token_service {
+        let base = url_path(&ts.issuer);
+        out.insert("token".into(), format!("{base}/token").into());
+        out.insert("jwks".into(), format!("{base}/.well-known/jwks.json").into());
+        servers.push(format!("/.well-known/oauth-authorization-server{base}"));
+    }
+    out.insert("authorization_server".into(), servers.into());
+    Ok(Value::Object(out).to_string())
+}
+
+#[wasm_bindgen]
+impl Guard {
+    /// RFC 9728 protected-resource metadata (JSON), when the policy has a `resource` section.
+    #[wasm_bindgen(js_name = resourceMetadata)]
+    pub fn resource_metadata(&self) -> Option<String> {
+        self.engine.resource_metadata().map(|doc| doc.to_string())
+    }
+
+    /// RFC 8414 metadata of the token service (JSON), when the policy has a `token_service`.
+    #[wasm_bindgen(js_name = tokenServiceMetadata)]
+    pub fn token_service_metadata(&self) -> Option<String> {
+        self.engine.token_service_metadata().map(|doc| doc.to_string())
+    }
+
+    /// The token service's public JWKS (every loaded signing key, private parts removed).
+    #[wasm_bindgen(js_name = tokenServiceJwks)]
+    pub fn token_service_jwks(&self) -> String {
+        self.engine.token_service_jwks().to_string()
+    }
+
+    /// Loads the token service's private signing keys: a JWK Set (JSON text)
+    /// whose keys carry `d` and a `kid`, one of them the policy's
+    /// `signing_kid`. Returns how many were loaded; throws (keeping the
+    /// previous keys) for anything else. From a secret, never the policy.
+    #[wasm_bindgen(js_name = setSigningKeys)]
+    pub fn set_signing_keys(&self, private_jwks_json: &str) -> Result<usize, JsError> {
+        let jwks = parse_json("signing keys", private_jwks_json)?;
+        self.engine.set_signing_keys(&jwks).map_err(js_error)
+    }
+
+    /// RFC 8693 token exchange: the token request (request JSON as for
+    /// `decide`, with its `content-type` and any `DPoP` header) and its raw
+    /// body → the response as JSON `{status, headers, body}`: the RFC 8693
+    /// §2.2.1 success or an RFC 6749 §5.2 error, `Cache-Control: no-store`.
+    /// The minted token's `jti` is 128 random bits from
+    /// `crypto.getRandomValues`. Never throws: every failure is an error response.
+    pub fn exchange(&self, request_json: &str, body: &str) -> String {
+        let fail = |error: &'static str, m: String| {
+            response_json(&crate::exchange::OAuthError::new(error, m).response())
+        };
+        let request = match api::parse_request(request_json).map(|input| Request::from_input(&input)) {
+            Ok(Ok(request)) => request,
+            Ok(Err(e)) => return fail("invalid_request", e.message),
+            Err(m) => return fail("invalid_request", m),
+        };
+        let mut raw = [0u8; 16];
+        if let Err(e) = getrandom::getrandom(&mut raw) {
+            return fail("server_error", format!("no randomness: {e}"));
+        }
+        let jti = crate::b64::encode(&raw);
+        response_json(&self.engine.exchange(crate::exchange::ExchangeContext {
+            request: &request,
+            body,
+            jti: &jti,
+        }))
+    }
+}

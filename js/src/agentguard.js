@@ -8,7 +8,13 @@
 // It needs the Wasm module instantiated first; the entry points do that:
 // ./node.js (Node), ./workers.js (Cloudflare Workers / workerd), ./browser.js.
 
-import { Guard, check as checkPolicyJson, mint as mintJson, version as coreVersion } from "../dist/agentguard.js";
+import {
+  Guard,
+  check as checkPolicyJson,
+  gatewayEndpoints,
+  mint as mintJson,
+  version as coreVersion,
+} from "../dist/agentguard.js";
 import { JwksCache, jwksCache } from "./jwks.js";
 import { DEFAULT_HOST_ALGORITHMS, verifyCheck, webCryptoAvailable } from "./webcrypto.js";
 
@@ -188,6 +194,7 @@ export class AgentGuard {
   #jwks;
   #log;
   #hostAlgs; // comma-separated, for the core
+  #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
 
   constructor(guard, issuers, options) {
     this.#guard = guard;
@@ -200,6 +207,14 @@ export class AgentGuard {
     // every instance the same one (a Workers secret) so their nonces agree.
     const secret = options.dpopNonceSecret ?? crypto.getRandomValues(new Uint8Array(32));
     this.#guard.setDpopNonceSecret(typeof secret === "string" ? new TextEncoder().encode(secret) : secret);
+    // The token service's private signing keys come from a secret, never the policy.
+    if (options.signingKeys) {
+      try {
+        this.setSigningKeys(options.signingKeys);
+      } catch (e) {
+        this.#log(`agentguard: signing keys refused, the token endpoint answers server_error: ${e?.message ?? e}`);
+      }
+    }
   }
 
   /**
@@ -213,7 +228,10 @@ export class AgentGuard {
    * `hostVerify`: JWS algorithms whose signatures WebCrypto verifies instead of
    * Wasm (default `DEFAULT_HOST_ALGORITHMS`, ES256/RS256/PS256, when
    * `crypto.subtle` exists; `[]` keeps everything in Wasm),
-   * `dpopNonceSecret` (string or bytes; default random per guard).
+   * `dpopNonceSecret` (string or bytes; default random per guard),
+   * `signingKeys`: the token service's private JWK Set (object or JSON text,
+   * keys with `d` and `kid`; see `setSigningKeys`), for policies with a
+   * `token_service`.
    */
   static async create(policy, options = {}) {
     const guard = AgentGuard.createSync(policy, options);
@@ -231,7 +249,9 @@ export class AgentGuard {
       const problems = JSON.parse(checkPolicyJson(text));
       throw new PolicyError(problems.length ? problems : [{ path: ".", message: String(e?.message ?? e) }]);
     }
-    return new AgentGuard(guard, JSON.parse(guard.jwksUris()), options);
+    const created = new AgentGuard(guard, JSON.parse(guard.jwksUris()), options);
+    created.#endpoints = JSON.parse(gatewayEndpoints(text));
+    return created;
   }
 
   /** Issuers whose keys come from a `jwks_uri`: `[{iss, jwks_uri}]`. */
@@ -318,6 +338,105 @@ export class AgentGuard {
     return this.#guard.dpopNonce(nowMs / 1000) ?? undefined;
   }
 
+  // --- The gateway's own endpoints: RFC 9728 metadata, the RFC 8693 token
+  // service, its JWKS and RFC 8414 metadata. The core builds every document
+  // and response; this only routes and wraps.
+
+  /** RFC 9728 protected-resource metadata, when the policy has a `resource` section. */
+  resourceMetadata() {
+    const text = this.#guard.resourceMetadata();
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+
+  /** RFC 8414 authorization-server metadata of the token service, when the policy has one. */
+  tokenServiceMetadata() {
+    const text = this.#guard.tokenServiceMetadata();
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+
+  /** The token service's public JWKS: every loaded signing key, without private parts. */
+  tokenServiceJwks() {
+    return JSON.parse(this.#guard.tokenServiceJwks());
+  }
+
+  /**
+   * Loads the token service's private signing keys: a JWK Set (object or JSON
+   * text) whose keys carry `d` and a `kid`, one of them the policy's
+   * `signing_kid` (the one in use; the others stay published for verifiers).
+   * Returns how many were loaded; throws, keeping the previous keys, otherwise.
+   */
+  setSigningKeys(jwks) {
+    return this.#guard.setSigningKeys(typeof jwks === "string" ? jwks : JSON.stringify(jwks));
+  }
+
+  /**
+   * Paths of the endpoints `serveEndpoint` answers:
+   * `{resource_metadata: [], token?, jwks?, authorization_server: []}`.
+   */
+  get endpoints() {
+    return structuredClone(this.#endpoints);
+  }
+
+  /**
+   * RFC 8693 token exchange for a Fetch `Request` (`POST`, form body): the
+   * core checks everything and mints; resolves to the RFC 8693 response or
+   * the RFC 6749 §5.2 error, `Cache-Control: no-store`. Never rejects.
+   */
+  async exchange(request, context = {}) {
+    const input = JSON.stringify(toCoreRequest(request, context));
+    const body = await readTokenBody(request);
+    if (this.#issuers.length) await this.#ensureKeys(false);
+    let out = JSON.parse(this.#guard.exchange(input, body));
+    // A subject token signed with a key we do not have yet: one refresh
+    // (under the JWKS cache's cooldown), then once more. Nothing was minted
+    // and no DPoP proof was spent: the subject token is checked first.
+    if (out.status === 400 && this.#issuers.length && JSON.parse(out.body).error === "invalid_grant") {
+      if (await this.#ensureKeys("token")) out = JSON.parse(this.#guard.exchange(input, body));
+    }
+    const headers = new Headers(out.headers);
+    const nonce = this.dpopNonce(context.now);
+    if (nonce) headers.set("dpop-nonce", nonce);
+    return new Response(out.body, { status: out.status, headers });
+  }
+
+  /**
+   * Answers the gateway's own endpoints, before any decision: protected-
+   * resource metadata (RFC 9728) when the policy has a `resource` section;
+   * with a `token_service`, `POST /token` (RFC 8693), its JWKS and its
+   * RFC 8414 metadata (paths in `endpoints`). Resolves to `undefined` for
+   * any other request, which is then decided as usual.
+   */
+  async serveEndpoint(request, context = {}) {
+    const e = this.#endpoints;
+    if (!e) return undefined;
+    const path = new URL(request.url).pathname;
+    if (e.token !== undefined && path === e.token) return this.exchange(request, context);
+    let doc;
+    let type = "application/json";
+    if (e.resource_metadata.includes(path)) doc = this.#guard.resourceMetadata();
+    else if (e.authorization_server.includes(path)) doc = this.#guard.tokenServiceMetadata();
+    else if (e.jwks !== undefined && path === e.jwks) {
+      doc = this.#guard.tokenServiceJwks();
+      type = "application/jwk-set+json";
+    }
+    if (doc === undefined) return undefined;
+    // Public documents: any origin may read them (browser-based MCP clients).
+    const headers = { "access-control-allow-origin": "*" };
+    if (request.method === "OPTIONS") {
+      return new Response(null, { status: 204, headers: { ...headers, "access-control-allow-methods": "GET, HEAD" } });
+    }
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response(JSON.stringify({ error: "method_not_allowed" }), {
+        status: 405,
+        headers: { ...headers, allow: "GET, HEAD", "content-type": "application/json" },
+      });
+    }
+    return new Response(request.method === "HEAD" ? null : doc, {
+      status: 200,
+      headers: { ...headers, "content-type": type, "cache-control": "public, max-age=300" },
+    });
+  }
+
   /** Frees the Wasm memory of this guard. */
   free() {
     this.#guard.free();
@@ -353,6 +472,33 @@ export class AgentGuard {
     });
     return changed;
   }
+}
+
+// The token request body, read up to one byte past the core's 64 KiB limit
+// (a larger body is refused by the core without being read to the end).
+const MAX_TOKEN_BODY = 64 * 1024;
+async function readTokenBody(request) {
+  if (request.body === null) return "";
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > MAX_TOKEN_BODY) {
+      await reader.cancel().catch(() => {});
+      break;
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 // ---------------------------------------------------------------------------
@@ -421,6 +567,7 @@ export function withAgentGuard(handler, options = {}) {
         log,
         hostVerify: options.hostVerify,
         dpopNonceSecret: options.dpopNonceSecret ?? env.AGENTGUARD_DPOP_NONCE_SECRET,
+        signingKeys: options.signingKeys ?? env.AGENTGUARD_SIGNING_KEYS,
       });
       guards.set(text, pending);
       // A policy that failed is compiled again on the next request (it may be fixed in KV by then).
@@ -443,6 +590,10 @@ export function withAgentGuard(handler, options = {}) {
       return failClosedResponse("policy_invalid", "the gateway's policy could not be loaded");
     }
     const context = options.context ? { ...(await options.context(request, env, ctx)) } : {};
+    // The gateway's own endpoints (RFC 9728 metadata; with a token service,
+    // /token, its JWKS and RFC 8414 metadata) are answered before any decision.
+    const served = await guard.serveEndpoint(request, context);
+    if (served) return served;
     if (options.hashBody && context.bodySha256 === undefined) context.bodySha256 = await bodySha256(request);
     const decision = await guard.decide(request, context);
     if (onDecision) {

@@ -84,14 +84,17 @@ async function waitForPort(port, child, timeoutMs = 10_000) {
   throw new Error(`workerd did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
-/** Starts the gateway (js/worker/workerd.capnp) in workerd; stop it with `stop()`. */
-export async function startGateway({ policyText, originPort }) {
+/**
+ * Starts the gateway (js/worker/workerd.capnp) in workerd; stop it with `stop()`.
+ * `env`: more environment bindings (e.g. `AGENTGUARD_SIGNING_KEYS`).
+ */
+export async function startGateway({ policyText, originPort, env = {} }) {
   const port = await freePort();
   return startWorkerd({
     config: `${root}js/worker/workerd.capnp`,
     port,
     args: ["--socket-addr", `http=127.0.0.1:${port}`, "--external-addr", `origin=127.0.0.1:${originPort}`],
-    env: { AGENTGUARD_POLICY: policyText },
+    env: { ...env, AGENTGUARD_POLICY: policyText },
   });
 }
 

@@ -32,6 +32,11 @@ const gateway :Workerd.Worker = (
   bindings = [
     (name = "ORIGIN", service = "origin"),
     (name = "AGENTGUARD_POLICY", fromEnvironment = "AGENTGUARD_POLICY"),
+    # The token service's private signing keys (a JWK Set with `d`), for
+    # policies with a `token_service`; unset: /token answers server_error.
+    (name = "AGENTGUARD_SIGNING_KEYS", fromEnvironment = "AGENTGUARD_SIGNING_KEYS"),
+    # Shared by every instance so DPoP nonces agree (policies with dpop.nonce).
+    (name = "AGENTGUARD_DPOP_NONCE_SECRET", fromEnvironment = "AGENTGUARD_DPOP_NONCE_SECRET"),
   ],
   globalOutbound = "net",
   compatibilityDate = "2025-01-01",
