@@ -16,9 +16,10 @@ import {
   version as coreVersion,
 } from "../dist/agentguard.js";
 import { JwksCache, jwksCache } from "./jwks.js";
+import { DirectoryCache, directoryCache, directorySources } from "./directory.js";
 import { DEFAULT_HOST_ALGORITHMS, verifyCheck, webCryptoAvailable } from "./webcrypto.js";
 
-export { JwksCache, jwksCache, DEFAULT_HOST_ALGORITHMS };
+export { JwksCache, jwksCache, DirectoryCache, directoryCache, DEFAULT_HOST_ALGORITHMS };
 
 /** A policy that does not compile: `problems` lists `{path, message, line?, column?}`. */
 export class PolicyError extends Error {
@@ -192,14 +193,18 @@ export class AgentGuard {
   #issuers; // [{iss, jwks_uri}]
   #loaded = new Map(); // jwks_uri -> generation handed to the engine
   #jwks;
+  #dirs; // DirectoryCache for Web Bot Auth key directories
+  #dirSources; // Set of "operator\njwks_uri" entries that are key directories
   #log;
   #hostAlgs; // comma-separated, for the core
   #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
 
-  constructor(guard, issuers, options) {
+  constructor(guard, issuers, options, directories = []) {
     this.#guard = guard;
     this.#issuers = issuers;
     this.#jwks = options.jwksCache ?? jwksCache;
+    this.#dirs = options.directoryCache ?? directoryCache;
+    this.#dirSources = new Set(directories.map((d) => `${d.operator}\n${d.directory_uri}`));
     this.#log = options.log ?? ((line) => console.error(line));
     const algs = options.hostVerify ?? (webCryptoAvailable() ? DEFAULT_HOST_ALGORITHMS : []);
     this.#hostAlgs = algs.join(",");
@@ -224,7 +229,8 @@ export class AgentGuard {
    * (`token_key_not_found`) until its keys load.
    *
    * options: `jwksCache` (a `JwksCache`; default the module-scope one shared by
-   * every guard in the isolate), `log(line)` (default `console.error`),
+   * every guard in the isolate), `directoryCache` (a `DirectoryCache` for Web
+   * Bot Auth key directories named by `directory_uri`; default the module-scope one), `log(line)` (default `console.error`),
    * `hostVerify`: JWS algorithms whose signatures WebCrypto verifies instead of
    * Wasm (default `DEFAULT_HOST_ALGORITHMS`, ES256/RS256/PS256, when
    * `crypto.subtle` exists; `[]` keeps everything in Wasm),
@@ -249,7 +255,8 @@ export class AgentGuard {
       const problems = JSON.parse(checkPolicyJson(text));
       throw new PolicyError(problems.length ? problems : [{ path: ".", message: String(e?.message ?? e) }]);
     }
-    const created = new AgentGuard(guard, JSON.parse(guard.jwksUris()), options);
+    // The engine lists key directories (by operator) with the issuers' JWKS URLs.
+    const created = new AgentGuard(guard, JSON.parse(guard.jwksUris()), options, directorySources(text));
     created.#endpoints = JSON.parse(gatewayEndpoints(text));
     return created;
   }
@@ -271,7 +278,9 @@ export class AgentGuard {
     if (this.#issuers.length === 0) return this.decideRequest(input);
     await this.#ensureKeys(false);
     let decision = await this.decideRequest(input);
-    if (decision.reasons[0]?.code === "token_key_not_found" && (await this.#ensureKeys(true))) {
+    const code = decision.reasons[0]?.code;
+    const unknown = code === "token_key_not_found" ? "token" : code === "signature_key_unknown" ? "signature" : null;
+    if (unknown && (await this.#ensureKeys(unknown))) {
       decision = await this.decideRequest(input);
     }
     return decision;
@@ -442,13 +451,24 @@ export class AgentGuard {
     this.#guard.free();
   }
 
-  // Makes sure each remote issuer's newest cached JWKS is in the engine.
-  // `unknownKid`: a token named a key we do not have; ask the cache for a
-  // refresh (it applies the cooldown). Returns whether any issuer's keys changed.
+  // The cached document of one key source: an issuer's JWKS (`jwksCache`) or
+  // an operator's key directory (`directoryCache`). `unknownKid` ("token" or
+  // "signature") asks the matching cache for a refresh (it applies the cooldown).
+  #keysFor(iss, uri, unknownKid) {
+    const directory = this.#dirSources.has(`${iss}\n${uri}`);
+    const cache = directory ? this.#dirs : this.#jwks;
+    const force = unknownKid === (directory ? "signature" : "token");
+    return force ? cache.refreshForUnknownKid(uri, directory ? undefined : iss) : cache.get(uri, directory ? undefined : iss);
+  }
+
+  // Makes sure each remote issuer's newest cached JWKS (and each key
+  // directory) is in the engine. `unknownKid`: a token ("token") or a message
+  // signature ("signature") named a key we do not have. Returns whether any
+  // keys changed.
   async #ensureKeys(unknownKid) {
     const results = await Promise.all(
       this.#issuers.map(({ iss, jwks_uri }) =>
-        (unknownKid ? this.#jwks.refreshForUnknownKid(jwks_uri, iss) : this.#jwks.get(jwks_uri, iss)).catch((e) => {
+        this.#keysFor(iss, jwks_uri, unknownKid).catch((e) => {
           this.#log(`agentguard: JWKS ${jwks_uri}: ${e?.message ?? e}`);
           return null;
         }),
@@ -564,6 +584,7 @@ export function withAgentGuard(handler, options = {}) {
     if (!pending) {
       pending = AgentGuard.create(text, {
         jwksCache: options.jwksCache,
+        directoryCache: options.directoryCache,
         log,
         hostVerify: options.hostVerify,
         dpopNonceSecret: options.dpopNonceSecret ?? env.AGENTGUARD_DPOP_NONCE_SECRET,

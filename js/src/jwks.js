@@ -38,6 +38,9 @@ export class JwksCache {
    * options (seconds unless noted): `minTtl` 60, `maxTtl` 86400, `defaultTtl`
    * 300, `cooldown` 30 (unknown-kid refresh), `retryAfterError` 30,
    * `timeoutMs` 5000, `log(line)`, `fetch` (default the global), `now()` in ms (default `Date.now`).
+   * For other key documents (js/src/directory.js): `accept` (the request's
+   * `Accept`), `discovery` (follow issuer metadata; default true), `label`
+   * (what log lines call the document; default `JWKS`).
    */
   constructor(options = {}) {
     this.#options = {
@@ -50,6 +53,9 @@ export class JwksCache {
       fetch: (...args) => globalThis.fetch(...args),
       now: () => Date.now(),
       log: (line) => console.error(line),
+      accept: "application/jwk-set+json, application/json",
+      discovery: true,
+      label: "JWKS",
       ...options,
     };
   }
@@ -119,7 +125,7 @@ export class JwksCache {
 
   async #get(uri) {
     const res = await this.#options.fetch(uri, {
-      headers: { accept: "application/jwk-set+json, application/json" },
+      headers: { accept: this.#options.accept },
       signal: AbortSignal.timeout(this.#options.timeoutMs),
     });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
@@ -133,7 +139,7 @@ export class JwksCache {
     e.fetches += 1;
     try {
       let { res, text, doc } = await this.#get(uri);
-      if (doc && !Array.isArray(doc.keys) && typeof doc.jwks_uri === "string") {
+      if (o.discovery && doc && !Array.isArray(doc.keys) && typeof doc.jwks_uri === "string") {
         // Issuer metadata: follow its jwks_uri, once.
         if (e.issuer !== undefined && doc.issuer !== e.issuer) {
           throw new Error(`metadata names issuer \`${doc.issuer}\`, expected \`${e.issuer}\``);
@@ -141,7 +147,7 @@ export class JwksCache {
         if (!/^https?:\/\//.test(doc.jwks_uri)) throw new Error("metadata `jwks_uri` is not an http(s) URL");
         ({ res, text, doc } = await this.#get(doc.jwks_uri));
       }
-      if (!doc || typeof doc !== "object" || !Array.isArray(doc.keys)) throw new Error("expected a JWKS document `{\"keys\": [...]}`");
+      if (!doc || typeof doc !== "object" || !Array.isArray(doc.keys)) throw new Error(`expected a ${o.label} document \`{"keys": [...]}\``);
       const maxAge = maxAgeOf(res.headers.get("cache-control")) ?? o.defaultTtl;
       const ttl = Math.min(Math.max(maxAge, o.minTtl), o.maxTtl);
       const now = o.now();
@@ -159,7 +165,7 @@ export class JwksCache {
       e.nextAttemptAt = o.now() + o.retryAfterError * 1000;
       if (e.text !== null) {
         // stale-if-error
-        o.log(`agentguard: JWKS ${uri}: refresh failed (${message}); using the keys fetched before`);
+        o.log(`agentguard: ${o.label} ${uri}: refresh failed (${message}); using the keys fetched before`);
         return this.#view(e);
       }
       throw new Error(`fetching ${uri} failed: ${message}`);

@@ -1,0 +1,161 @@
+// The Hono middleware (js/src/hono.js) in real workerd: a Hono app using
+// `app.use(agentguard())`, bundled by wrangler exactly as `wrangler deploy`
+// would (js/test/fixtures/hono-worker.mjs), runs beside the plain gateway
+// (js/worker/, `withAgentGuard`). Every shared vector goes to both and must
+// get the same decision: status, reason code and what reaches the origin.
+
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { loadVectors, caseHeaders } from "../../tests/vectors/mint.mjs";
+import { freePort, root, send, startGateway, startOrigin, startWorkerd } from "./helpers.mjs";
+
+const vectors = loadVectors();
+const nowS = () => Math.floor(Date.now() / 1000);
+
+/** Bundles the Hono fixture with wrangler and starts it in workerd in front of `originPort`. */
+async function startHonoApp({ policyText, originPort, dir }) {
+  execFileSync(
+    process.env.WRANGLER_BIN ?? join(root, "js/node_modules/.bin/wrangler"),
+    ["deploy", "--dry-run", "--outdir", dir, "-c", join(root, "js/test/fixtures/hono.wrangler.toml")],
+    { cwd: join(root, "js/test/fixtures"), env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: "pipe" },
+  );
+  const wasm = readdirSync(dir).find((f) => f.endsWith(".wasm"));
+  assert.ok(wasm, `no .wasm in ${readdirSync(dir)}`);
+  const port = await freePort();
+  writeFileSync(
+    join(dir, "config.capnp"),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .w), (name = "net", network = (allow = ["public", "private", "local"]))],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const w :Workerd.Worker = (
+  modules = [(name = "hono-worker.js", esModule = embed "hono-worker.js"), (name = "${wasm}", wasm = embed "${wasm}")],
+  bindings = [
+    (name = "ORIGIN_URL", text = "http://127.0.0.1:${originPort}"),
+    (name = "AGENTGUARD_POLICY", fromEnvironment = "AGENTGUARD_POLICY"),
+  ],
+  globalOutbound = "net",
+  compatibilityDate = "2025-01-01",
+);
+`,
+  );
+  return startWorkerd({ config: join(dir, "config.capnp"), port, env: { AGENTGUARD_POLICY: policyText } });
+}
+
+describe("Hono middleware in workerd: same decisions as the plain wrapper", () => {
+  let origin;
+  let plain;
+  let hono;
+  let dir;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "agentguard-hono-"));
+    origin = await startOrigin();
+    [plain, hono] = await Promise.all([
+      startGateway({ policyText: vectors.policyText, originPort: origin.port }),
+      startHonoApp({ policyText: vectors.policyText, originPort: origin.port, dir }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([plain?.stop(), hono?.stop()]);
+    await origin?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  // What a response says about the decision, comparable across the two frontends.
+  function outcome(res) {
+    if (res.status === 200) {
+      const seen = JSON.parse(res.text);
+      const identity = Object.fromEntries(Object.entries(seen.headers).filter(([k]) => k.startsWith("x-agentguard-")));
+      return { status: 200, identity };
+    }
+    const body = JSON.parse(res.text);
+    return {
+      status: res.status,
+      reason: body.reason,
+      decision: body.decision,
+      contentType: res.headers["content-type"],
+      challenge: res.headers["www-authenticate"]?.replace(/error_description="[^"]*"/, ""),
+      retryAfter: res.headers["retry-after"],
+    };
+  }
+
+  for (const [i, c] of vectors.cases.entries()) {
+    test(`vector: ${c.name}`, async () => {
+      const now = nowS();
+      // Fresh credentials for each frontend (single-use jti/nonces), same time.
+      const [hPlain, hHono] = await Promise.all([caseHeaders(c, vectors.keys, now, i), caseHeaders(c, vectors.keys, now, 5000 + i)]);
+      const before = origin.seen.length;
+      const req = (url, headers) => send(url + c.request.path, { method: c.request.method, headers: { ...headers, host: c.request.host } });
+      const a = await req(plain.url, hPlain);
+      const b = await req(hono.url, hHono);
+      const [oa, ob] = [outcome(a), outcome(b)];
+      assert.deepEqual(ob, oa, `${c.name}: hono ${b.status} ${b.text} vs plain ${a.status} ${a.text}`);
+      // And both match the vector's expectation.
+      if (c.expect.decision === "allow") {
+        assert.equal(b.status, 200, b.text);
+        assert.equal(origin.seen.length, before + 2);
+        assert.equal(b.headers["x-hono-agent"], JSON.parse(b.text).headers["x-agentguard-agent"], "c.get('agentguard') has the verified agent");
+        assert.equal(b.headers["x-hono-route"], JSON.parse(b.text).headers["x-agentguard-route"]);
+      } else {
+        assert.equal(origin.seen.length, before, "a refused request reaches no origin");
+        assert.deepEqual({ decision: ob.decision, status: ob.status, reasons: [ob.reason] }, c.expect);
+        assert.equal(ob.contentType, "application/problem+json");
+      }
+    });
+  }
+
+  test("spoofed identity headers are stripped before the Hono handlers run", async () => {
+    const c = vectors.cases.find((x) => x.name === "valid EdDSA token reads a contact");
+    const headers = await caseHeaders(c, vectors.keys, nowS(), 9999);
+    const res = await send(`${hono.url}/v1/contacts/42?fields=name`, {
+      headers: { ...headers, host: "api.test", "x-agentguard-agent": "spiffe://evil/admin", "x-agentguard-is-admin": "true", "x-kept": "yes" },
+    });
+    assert.equal(res.status, 200, res.text);
+    const seen = JSON.parse(res.text);
+    assert.equal(seen.url, "/v1/contacts/42?fields=name");
+    assert.equal(seen.headers["x-agentguard-agent"], "spiffe://test/agents/crm-bot");
+    assert.equal(seen.headers["x-agentguard-is-admin"], undefined);
+    assert.equal(seen.headers["x-kept"], "yes");
+    assert.equal(res.headers["x-hono-agent"], "spiffe://test/agents/crm-bot");
+  });
+
+  test("the Hono app logs one decision event per decided request, like the plain wrapper", () => {
+    const events = (logs) => logs.filter((l) => l.startsWith('{"v":1')).map((l) => JSON.parse(l));
+    const [ea, eb] = [events(plain.logs), events(hono.logs)];
+    assert.ok(eb.length >= vectors.cases.length, hono.logs.join("\n"));
+    assert.deepEqual(
+      eb.slice(0, vectors.cases.length).map((e) => [e.decision, e.status, e.reasons]),
+      ea.slice(0, vectors.cases.length).map((e) => [e.decision, e.status, e.reasons]),
+    );
+  });
+});
+
+describe("Hono middleware with a bad policy", () => {
+  test("fails closed: 500 policy_invalid, the handlers never run", async () => {
+    const origin = await startOrigin();
+    const dir = mkdtempSync(join(tmpdir(), "agentguard-hono-"));
+    const bad = structuredClone(vectors.policy);
+    bad.routes[0].path = "";
+    let app;
+    try {
+      app = await startHonoApp({ policyText: JSON.stringify(bad), originPort: origin.port, dir });
+      const res = await send(`${app.url}/v1/contacts/42`, { headers: { host: "api.test" } });
+      assert.equal(res.status, 500, res.text);
+      assert.equal(JSON.parse(res.text).reason, "policy_invalid");
+      assert.equal(res.headers["x-hono-agent"], undefined);
+      assert.equal(origin.seen.length, 0);
+    } finally {
+      await app?.stop();
+      await origin.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
