@@ -157,3 +157,28 @@ export async function generateKey(alg, kid) {
     publicJwk: { ...pub, kid, alg, use: "sig" },
   };
 }
+
+/**
+ * A DPoP client key (RFC 9449) made with npm `jose`, as an agent would:
+ * `{publicJwk, thumbprint, proof({htm, htu, token?, nonce?, iat?, jti?})}`
+ * where `proof` signs a fresh `dpop+jwt` (random `jti`, `ath` when a token is given).
+ */
+export async function dpopKey(alg = "ES256") {
+  const { generateKeyPair, exportJWK, calculateJwkThumbprint, SignJWT } = await import("jose");
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  const thumbprint = await calculateJwkThumbprint(publicJwk, "sha256");
+  const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
+  async function proof({ htm, htu, token, nonce, iat = Math.floor(Date.now() / 1000), jti } = {}) {
+    const claims = { htm, htu, iat, jti: jti ?? b64url(crypto.getRandomValues(new Uint8Array(16))) };
+    if (token) claims.ath = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+    if (nonce) claims.nonce = nonce;
+    return new SignJWT(claims).setProtectedHeader({ alg, typ: "dpop+jwt", jwk: publicJwk }).sign(privateKey);
+  }
+  return { publicJwk, thumbprint, proof };
+}
+
+/** `application/x-www-form-urlencoded` body of an object. */
+export function formBody(params) {
+  return new URLSearchParams(Object.entries(params).filter(([, v]) => v !== undefined)).toString();
+}
