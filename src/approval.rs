@@ -35,7 +35,6 @@ use crate::decision::ApprovalChallenge;
 use crate::keys::{clip, KeySet};
 use crate::policy::{ApprovalPolicy, Binding};
 use crate::reason::ReasonCode;
-use crate::replay::ReplayCache;
 use crate::request::Request;
 use crate::route::Route;
 use crate::token::{self, Issuer, TokenError};
@@ -86,7 +85,6 @@ pub struct ApprovalGate {
     pub initial_keys: KeySet,
     /// `jwks_uri`, if the host must fetch the keys.
     pub jwks_uri: Option<String>,
-    replay_capacity: usize,
 }
 
 impl ApprovalGate {
@@ -161,13 +159,7 @@ impl ApprovalGate {
             header: p.header.clone(),
             initial_keys,
             jwks_uri: p.jwks_uri.clone(),
-            replay_capacity: p.replay_cache,
         })
-    }
-
-    /// A replay cache of the configured size.
-    pub fn replay_cache(&self) -> ReplayCache {
-        ReplayCache::new(self.replay_capacity)
     }
 
     /// Checks the request's approval token, if any. `Ok(None)`: no approval

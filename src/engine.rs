@@ -32,11 +32,12 @@ use crate::network::NetworkList;
 use crate::policy::{Binding, LimitKey, Policy, PolicyError, PolicyErrors, Risk};
 use crate::pop;
 use crate::reason::ReasonCode;
-use crate::replay::ReplayCache;
 use crate::request::{Request, RequestInput};
 use crate::revocation::Revocations;
 use crate::route::{Route, RouteMatch};
-use crate::state::{BreakerConfig, MemoryStore, Rate, StateStore, Suspension, Take, TripKind};
+use crate::state::{
+    BreakerConfig, FirstUse, MemoryStore, Rate, ReplaySpace, StateStore, Suspension, Take, TripKind,
+};
 use crate::token::{self, Issuer, VerifiedToken};
 
 /// A compiled policy, ready to decide. Share one per isolate / VM / process.
@@ -55,7 +56,6 @@ pub struct Engine {
     attestation: Option<Attestation>,
     att_issuers: Vec<Issuer>,
     att_keys: RwLock<Vec<IssuerKeys>>,
-    dpop_replay: Mutex<ReplayCache>,
     dpop_nonce_secret: RwLock<Option<Vec<u8>>>,
     network: Option<NetworkList>,
     limits: Vec<Limit>,
@@ -63,7 +63,6 @@ pub struct Engine {
     store: Box<dyn StateStore>,
     approval: Option<ApprovalGate>,
     approval_keys: RwLock<Vec<IssuerKeys>>,
-    approval_replay: Mutex<ReplayCache>,
     token_service: Option<TokenService>,
     ts_keys: RwLock<Vec<IssuerKeys>>,
     signing_keys: RwLock<Vec<(String, SigningKey)>>,
@@ -73,7 +72,6 @@ pub struct Engine {
     credentials: crate::policy::CredentialMode,
     signature_agents: Option<crate::httpsig::SignatureAgentsPolicy>,
     directories: RwLock<Vec<(String, KeySet, Vec<String>)>>,
-    signature_replay: Mutex<ReplayCache>,
 }
 
 /// A compiled rate limit.
@@ -103,7 +101,18 @@ impl Engine {
     /// Compiles a policy, reporting every problem found. Per-agent state
     /// (rate limits, breaker) lives in a [`MemoryStore`] inside the engine.
     pub fn new(policy: &Policy) -> Result<Engine, PolicyErrors> {
-        let store = MemoryStore::new(policy.state.max_keys.clamp(1, crate::limits::MAX_STATE_KEYS));
+        let replay = |n: usize| n.clamp(1, crate::limits::MAX_REPLAY_ENTRIES);
+        let store = MemoryStore::new(policy.state.max_keys.clamp(1, crate::limits::MAX_STATE_KEYS))
+            .with_replay_capacity(
+                ReplaySpace::DpopProof,
+                replay(
+                    policy.dpop.as_ref().map_or(crate::limits::DEFAULT_REPLAY_ENTRIES, |d| d.replay_cache),
+                ),
+            )
+            .with_replay_capacity(
+                ReplaySpace::Approval,
+                replay(policy.approval.as_ref().map_or(1, |a| a.replay_cache)),
+            );
         Engine::with_store(policy, Box::new(store))
     }
 
@@ -528,7 +537,6 @@ impl Engine {
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
             identity_prefix: prefix.clone(),
             cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
-            dpop_replay: Mutex::new(ReplayCache::new(dpop.replay_cache)),
             dpop_nonce_secret: RwLock::new(None),
             dpop,
             attestation,
@@ -543,9 +551,6 @@ impl Engine {
                     .iter()
                     .map(|g| IssuerKeys { set: Arc::new(g.initial_keys.clone()), generation: 0 })
                     .collect(),
-            ),
-            approval_replay: Mutex::new(
-                approval.as_ref().map_or_else(|| ReplayCache::new(1), ApprovalGate::replay_cache),
             ),
             approval,
             ts_keys: RwLock::new(
@@ -563,7 +568,6 @@ impl Engine {
             credentials: policy.credentials,
             signature_agents: policy.signature_agents.clone(),
             directories: RwLock::new(directories),
-            signature_replay: Mutex::new(ReplayCache::new(crate::limits::DEFAULT_REPLAY_ENTRIES)),
         })
     }
 
@@ -740,16 +744,20 @@ impl Engine {
                     };
                     OAuthError::new(error, m)
                 })?;
-            let fresh = self.dpop_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
-                proof.replay_key,
-                now,
-                proof.expires_at,
-            );
-            if !fresh {
-                return Err(OAuthError::new(
-                    "invalid_dpop_proof",
-                    "this DPoP proof (`jti`) was already used",
-                ));
+            match self.store.first_use(ReplaySpace::DpopProof, proof.replay_key, now, proof.expires_at) {
+                FirstUse::Fresh => {}
+                FirstUse::Replayed => {
+                    return Err(OAuthError::new(
+                        "invalid_dpop_proof",
+                        "this DPoP proof (`jti`) was already used",
+                    ))
+                }
+                FirstUse::Full { retry_after_secs } => return Err(OAuthError::new(
+                    "temporarily_unavailable",
+                    format!(
+                        "too many live DPoP proofs to remember another one; retry in {retry_after_secs} s"
+                    ),
+                )),
             }
             grant.jkt = Some(proof.jkt);
         }
@@ -1058,15 +1066,8 @@ impl Engine {
                     ));
                 }
                 Some((replay_key, expires_at, approver)) => {
-                    let fresh = self
-                        .approval_replay
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .first_use(replay_key, now, expires_at);
-                    if !fresh {
-                        let message = "this approval was already used; ask for a new one".into();
-                        return Err(run.fail("risk", Refusal::deny(ReasonCode::ApprovalReplayed, message)));
-                    }
+                    self.first_use(ReplaySpace::Approval, replay_key, now, expires_at)
+                        .map_err(|refusal| run.fail("risk", refusal))?;
                     run.pass(
                         "risk",
                         format!("approved by {} for this exact action", crate::keys::clip(&approver)),
@@ -1103,6 +1104,10 @@ impl Engine {
             let s = self
                 .check_signature(request)
                 .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+            if let Some((key, until)) = s.nonce {
+                self.first_use(ReplaySpace::SignatureNonce, key, request.now(), until)
+                    .map_err(|refusal| run.fail("credential", refusal))?;
+            }
             Some(s)
         } else {
             None
@@ -1174,7 +1179,7 @@ impl Engine {
                 return Err(run.fail("binding", Refusal::deny(ReasonCode::BindingDpopRequired, message)));
             }
             let jkt = jkt.and_then(Value::as_str);
-            let detail = self.check_dpop(request, credential.token, jkt).map_err(|(code, message)| {
+            let proof = self.check_dpop(request, credential.token, jkt).map_err(|(code, message)| {
                 let mut refusal = Refusal::deny(code, message);
                 if code == ReasonCode::DpopNonceRequired {
                     if let Some(nonce) = self.dpop_nonce(now) {
@@ -1183,7 +1188,9 @@ impl Engine {
                 }
                 run.fail("binding", refusal)
             })?;
-            run.pass("binding", detail);
+            self.first_use(ReplaySpace::DpopProof, proof.replay_key, now, proof.expires_at)
+                .map_err(|refusal| run.fail("binding", refusal))?;
+            run.pass("binding", format!("DPoP proof by key `{}`", proof.jkt));
         } else {
             let detail = pop::check(claims, issuer, credential.scheme, request)
                 .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
@@ -1208,21 +1215,7 @@ impl Engine {
             .as_ref()
             .ok_or((ReasonCode::InternalError, "the policy has no `signature_agents`".to_owned()))?;
         let directories = self.directories.read().unwrap_or_else(PoisonError::into_inner);
-        let sig = crate::httpsig::verify(policy, &directories, request)?;
-        if let Some((key, until)) = sig.nonce {
-            let fresh = self.signature_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
-                key,
-                request.now(),
-                until,
-            );
-            if !fresh {
-                return Err((
-                    ReasonCode::SignatureReplayed,
-                    "this signature's nonce was already used".into(),
-                ));
-            }
-        }
-        Ok(sig)
+        crate::httpsig::verify(policy, &directories, request)
     }
 
     fn verified_token(
@@ -1249,7 +1242,7 @@ impl Engine {
         request: &Request,
         token: &str,
         jkt: Option<&str>,
-    ) -> Result<String, dpop::DpopError> {
+    ) -> Result<dpop::CheckedProof, dpop::DpopError> {
         let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner).clone();
         if self.dpop.nonce && secret.is_none() {
             return Err((
@@ -1257,16 +1250,33 @@ impl Engine {
                 "DPoP nonces are on but the host set no nonce secret".into(),
             ));
         }
-        let proof = dpop::check(&self.dpop, request, Some(token), jkt, secret.as_deref())?;
-        let fresh = self.dpop_replay.lock().unwrap_or_else(PoisonError::into_inner).first_use(
-            proof.replay_key,
-            request.now(),
-            proof.expires_at,
-        );
-        if !fresh {
-            return Err((ReasonCode::DpopProofReplayed, "this DPoP proof (`jti`) was already used".into()));
+        dpop::check(&self.dpop, request, Some(token), jkt, secret.as_deref())
+    }
+
+    /// Records a single-use id in the store: a replay is refused with the
+    /// space's code; a store with no room left refuses with `503` and
+    /// `Retry-After` rather than forget a live id.
+    fn first_use(&self, space: ReplaySpace, key: [u8; 32], now: i64, expires_at: i64) -> Result<(), Refusal> {
+        match self.store.first_use(space, key, now, expires_at) {
+            FirstUse::Fresh => Ok(()),
+            FirstUse::Replayed => {
+                let message = match space {
+                    ReplaySpace::DpopProof => "this DPoP proof (`jti`) was already used",
+                    ReplaySpace::Approval => "this approval was already used; ask for a new one",
+                    ReplaySpace::SignatureNonce => "this signature's nonce was already used",
+                };
+                Err(Refusal::deny(space.replayed_code(), message.into()))
+            }
+            FirstUse::Full { retry_after_secs } => {
+                let message = format!(
+                    "the {} replay cache is full of live ids and cannot safely remember another; retry in {retry_after_secs} s",
+                    space.as_str()
+                );
+                let mut refusal = Refusal::deny(ReasonCode::ReplayCacheFull, message);
+                refusal.headers.push(("retry-after".into(), retry_after_secs.to_string()));
+                Err(refusal)
+            }
         }
-        Ok(format!("DPoP proof by key `{}`", proof.jkt))
     }
 
     fn remember(&self, verified: &Arc<VerifiedToken>, issuer: &Issuer) {

@@ -336,6 +336,7 @@ impl OAuthError {
         let status = match self.error {
             "invalid_client" => 401,
             "server_error" => 500,
+            "temporarily_unavailable" => 503,
             _ => 400,
         };
         json_response(status, &json!({"error": self.error, "error_description": self.description}))

@@ -129,6 +129,9 @@ pub enum ReasonCode {
     NetworkNotAllowed,
     /// A rate limit is exhausted; retry after `Retry-After` seconds.
     RateLimited,
+    /// A replay cache (DPoP proofs, approvals, signature nonces) is full of
+    /// live ids; refused rather than forget one; retry after `Retry-After` seconds.
+    ReplayCacheFull,
     /// The agent is revoked by the circuit breaker until its cooldown ends.
     AgentSuspended,
     /// The breaker tripped now: too many requests in its window.
@@ -149,6 +152,9 @@ pub enum ReasonCode {
     ApprovalAgentMismatch,
     /// The approval was already used.
     ApprovalReplayed,
+    /// The agent's shared state (a Durable Object) could not be reached; the
+    /// host refuses rather than decide without it (fail closed).
+    StateUnavailable,
     /// Something failed inside agentguard; the request is denied (fail closed).
     InternalError,
 }
@@ -215,6 +221,7 @@ impl ReasonCode {
         ReasonCode::AuthorizationDetailsMismatch,
         ReasonCode::NetworkNotAllowed,
         ReasonCode::RateLimited,
+        ReasonCode::ReplayCacheFull,
         ReasonCode::AgentSuspended,
         ReasonCode::BreakerBurst,
         ReasonCode::BreakerDenyRatio,
@@ -225,6 +232,7 @@ impl ReasonCode {
         ReasonCode::ApprovalDigestMismatch,
         ReasonCode::ApprovalAgentMismatch,
         ReasonCode::ApprovalReplayed,
+        ReasonCode::StateUnavailable,
         ReasonCode::InternalError,
     ];
 
@@ -290,6 +298,7 @@ impl ReasonCode {
             ReasonCode::AuthorizationDetailsMismatch => "authorization_details_mismatch",
             ReasonCode::NetworkNotAllowed => "network_not_allowed",
             ReasonCode::RateLimited => "rate_limited",
+            ReasonCode::ReplayCacheFull => "replay_cache_full",
             ReasonCode::AgentSuspended => "agent_suspended",
             ReasonCode::BreakerBurst => "breaker_burst",
             ReasonCode::BreakerDenyRatio => "breaker_deny_ratio",
@@ -300,6 +309,7 @@ impl ReasonCode {
             ReasonCode::ApprovalDigestMismatch => "approval_digest_mismatch",
             ReasonCode::ApprovalAgentMismatch => "approval_agent_mismatch",
             ReasonCode::ApprovalReplayed => "approval_replayed",
+            ReasonCode::StateUnavailable => "state_unavailable",
             ReasonCode::InternalError => "internal_error",
         }
     }
@@ -375,6 +385,8 @@ impl ReasonCode {
             | ApprovalAgentMismatch
             | ApprovalReplayed => 403,
             RateLimited => 429,
+            ReplayCacheFull => 503,
+            StateUnavailable => 503,
             InternalError => 500,
         }
     }

@@ -1,5 +1,6 @@
 //! Per-agent state: rate-limit buckets, the behaviour monitor (circuit
-//! breaker) and suspensions — behind one trait, so a host can keep it where
+//! breaker), suspensions and single-use ids (DPoP proofs, approvals,
+//! message-signature nonces) — behind one trait, so a host can keep it where
 //! it must live for its consistency needs.
 //!
 //! [`MemoryStore`] (the default) keeps it in the engine: per isolate in
@@ -20,6 +21,9 @@ use lru::LruCache;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::Duration;
+use crate::reason::ReasonCode;
+pub use crate::replay::FirstUse;
+use crate::replay::ReplayCache;
 
 /// A rate: `n` requests per `period`, written `"100/1m"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +151,49 @@ pub enum Take {
     },
 }
 
+/// A namespace of single-use ids, each with its own replay cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplaySpace {
+    /// DPoP proof `jti`s (RFC 9449), bound to the proof key.
+    DpopProof,
+    /// Approval tokens.
+    Approval,
+    /// HTTP message-signature nonces (RFC 9421).
+    SignatureNonce,
+}
+
+impl ReplaySpace {
+    /// Every space, in a fixed order.
+    pub const ALL: [ReplaySpace; 3] =
+        [ReplaySpace::DpopProof, ReplaySpace::Approval, ReplaySpace::SignatureNonce];
+
+    fn index(self) -> usize {
+        match self {
+            ReplaySpace::DpopProof => 0,
+            ReplaySpace::Approval => 1,
+            ReplaySpace::SignatureNonce => 2,
+        }
+    }
+
+    /// Stable name, for stores that key shared data by it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplaySpace::DpopProof => "dpop",
+            ReplaySpace::Approval => "approval",
+            ReplaySpace::SignatureNonce => "signature",
+        }
+    }
+
+    /// The reason code for a replayed id of this space.
+    pub fn replayed_code(self) -> ReasonCode {
+        match self {
+            ReplaySpace::DpopProof => ReasonCode::DpopProofReplayed,
+            ReplaySpace::Approval => ReasonCode::ApprovalReplayed,
+            ReplaySpace::SignatureNonce => ReasonCode::SignatureReplayed,
+        }
+    }
+}
+
 /// Where per-agent state lives.
 pub trait StateStore: fmt::Debug + Send + Sync {
     /// Takes one request from bucket `key` (capacity `burst`, refilled at `rate`).
@@ -164,6 +211,10 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     fn suspended(&self, now_ms: i64) -> Vec<(String, Suspension)>;
     /// Number of agents and buckets held (for capacity checks).
     fn keys_held(&self) -> usize;
+    /// Records single-use id `key` of `space` until `expires_at` (Unix
+    /// seconds). A store must never forget a live id (that would allow a
+    /// replay): when it has no room it answers [`FirstUse::Full`].
+    fn first_use(&self, space: ReplaySpace, key: [u8; 32], now: i64, expires_at: i64) -> FirstUse;
 }
 
 const SLOTS: usize = 10;
@@ -230,6 +281,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// One replay cache per [`ReplaySpace`], by its index.
+    replay: [Mutex<ReplayCache>; 3],
 }
 
 impl MemoryStore {
@@ -242,7 +295,22 @@ impl MemoryStore {
                 agents: LruCache::new(cap),
                 suspended: LruCache::new(cap),
             }),
+            replay: ReplaySpace::ALL
+                .map(|_| Mutex::new(ReplayCache::new(crate::limits::DEFAULT_REPLAY_ENTRIES))),
         }
+    }
+
+    /// Sets how many live ids of `space` are remembered (at least one).
+    pub fn with_replay_capacity(mut self, space: ReplaySpace, capacity: usize) -> MemoryStore {
+        if let Some(slot) = self.replay.get_mut(space.index()) {
+            *slot = Mutex::new(ReplayCache::new(capacity));
+        }
+        self
+    }
+
+    /// Ids of `space` remembered now.
+    pub fn replay_len(&self, space: ReplaySpace) -> usize {
+        self.replay.get(space.index()).map_or(0, |c| c.lock().unwrap_or_else(PoisonError::into_inner).len())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -380,6 +448,16 @@ impl StateStore for MemoryStore {
     fn keys_held(&self) -> usize {
         let inner = self.lock();
         inner.buckets.len() + inner.agents.len() + inner.suspended.len()
+    }
+
+    fn first_use(&self, space: ReplaySpace, key: [u8; 32], now: i64, expires_at: i64) -> FirstUse {
+        match self.replay.get(space.index()) {
+            Some(cache) => {
+                cache.lock().unwrap_or_else(PoisonError::into_inner).first_use(key, now, expires_at)
+            }
+            // Unreachable (every space has a cache); refuse rather than accept unrecorded.
+            None => FirstUse::Full { retry_after_secs: 1 },
+        }
     }
 }
 

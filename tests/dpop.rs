@@ -273,14 +273,25 @@ fn server_nonces() {
 }
 
 #[test]
-fn replay_cache_is_bounded() {
+fn replay_cache_is_bounded_and_never_forgets_a_live_proof() {
     let e = engine_with("dpop", json!({"replay_cache": 5}));
     let token = bound();
-    for i in 0..20 {
+    for i in 0..5 {
         assert!(decide(&e, &token, &[&Proof::new(&token, &format!("r{i}")).sign()]).is_allowed());
     }
-    // The most recent ids are still remembered.
-    assert_code(&decide(&e, &token, &[&Proof::new(&token, "r19").sign()]), ReasonCode::DpopProofReplayed);
+    // Full of live ids: a new proof is refused (503 + Retry-After) rather than recorded by forgetting one.
+    for i in 5..20 {
+        let d = decide(&e, &token, &[&Proof::new(&token, &format!("r{i}")).sign()]);
+        assert_eq!(d.codes(), [ReasonCode::ReplayCacheFull]);
+        assert_eq!(d.status, 503);
+        let retry: u64 = d.response.as_ref().unwrap().headers["retry-after"].parse().unwrap();
+        assert!(retry >= 1, "retry-after {retry}");
+    }
+    // Every recorded id is still remembered.
+    for i in 0..5 {
+        let d = decide(&e, &token, &[&Proof::new(&token, &format!("r{i}")).sign()]);
+        assert_code(&d, ReasonCode::DpopProofReplayed);
+    }
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! - `agents`: a flood of distinct agents (each has its own token, rate-limit
 //!   buckets, breaker window and statistics row);
 //! - `dpop`: one DPoP-bound token and a flood of distinct proofs, each sent
-//!   twice (the replay cache fills to its capacity; every replay refused);
+//!   twice (the replay cache fills to its capacity of live ids; every replay
+//!   refused; past the capacity, new proofs are refused as `replay_cache_full`
+//!   until the oldest expire, and no live id is ever forgotten);
 //! - `breaker`: a flood of distinct agents that each trip the circuit breaker
 //!   (one suspension per agent; suspensions are bounded by `state.max_keys`).
 //!
@@ -175,6 +177,7 @@ fn run_case(scenario: &str, n: usize) -> Value {
     let verdict = scenario.ends_with("+verdict");
     let mut wrong = 0usize;
     let mut refused_replays = 0usize;
+    let mut refused_full = 0usize;
 
     let decide = |engine: &Engine, req: &Request| -> (Decision, u128) {
         if verdict {
@@ -223,7 +226,11 @@ fn run_case(scenario: &str, n: usize) -> Value {
                 let (replay, _) = decide(&engine, &req);
                 let replay_refused = replay.codes() == [ReasonCode::DpopProofReplayed];
                 refused_replays += usize::from(replay_refused);
-                (ns, first.is_allowed() && replay_refused)
+                // Past the capacity (all ids live), new proofs are refused outright: fail closed.
+                let full = first.codes() == [ReasonCode::ReplayCacheFull]
+                    && replay.codes() == [ReasonCode::ReplayCacheFull];
+                refused_full += usize::from(full);
+                (ns, (first.is_allowed() && replay_refused) || full)
             }
             other => panic!("unknown scenario {other}"),
         };
@@ -249,7 +256,7 @@ fn run_case(scenario: &str, n: usize) -> Value {
         "rss_start": rss_start, "rss_engine": rss_engine, "rss_after": rss_after,
         "cached_tokens": engine.cached_tokens(), "state_keys": engine.state_keys(),
         "stats_agents": engine.stats().agents.len(),
-        "wrong": wrong, "refused_replays": refused_replays,
+        "wrong": wrong, "refused_replays": refused_replays, "refused_full": refused_full,
         "first_proof_refused": first_proof_refused,
     })
 }
@@ -296,7 +303,11 @@ fn main() {
             let u = |k: &str| r[k].as_u64().unwrap();
             let mut correct = if u("wrong") == 0 { "all as expected".to_owned() } else { format!("{} wrong", u("wrong")) };
             if scenario == "dpop" {
-                correct.push_str(&format!("; {} replays refused", u("refused_replays")));
+                correct.push_str(&format!(
+                    "; {} replays refused, {} refused as cache full",
+                    u("refused_replays"),
+                    u("refused_full")
+                ));
                 if r["first_proof_refused"] == Value::Bool(false) {
                     correct.push_str("; first proof replayable after eviction");
                 } else {

@@ -1,15 +1,9 @@
-//! The DPoP replay cache is one LRU shared by every agent; when it is full,
-//! the least recently used proof id is evicted even if it has not expired.
-//! So any authenticated client with its own DPoP-bound token can flush the
-//! cache with `dpop.replay_cache` fresh proofs of its own, after which a
-//! proof captured from *another* agent replays successfully inside its
-//! 60-second window. src/replay.rs documents the trade-off ("capacity must
-//! cover the ids one window can produce"); bench/hostile shows it at the
-//! default capacity (after 10^5 proofs the first one is replayable).
-//!
-//! Fails until a full cache of live ids refuses new proofs (fail closed,
-//! e.g. a 429/503 with Retry-After) instead of forgetting live ones, or the
-//! cache is partitioned so one agent cannot evict another's ids.
+//! Regression test for a hostile-load finding: the DPoP replay cache was one
+//! LRU shared by every agent and evicted ids that were still live when full.
+//! A client with its own DPoP-bound token could flush it with
+//! `dpop.replay_cache` fresh proofs, after which a proof captured from
+//! *another* agent replayed inside its window. A full cache of live ids now
+//! refuses new proofs (`replay_cache_full`, 503 + `Retry-After`) instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use agentguard::keys::{parse_jwk, Alg};
@@ -71,11 +65,21 @@ fn another_agent_cannot_flush_a_live_proof_out_of_the_replay_cache() {
     assert!(engine.decide(&captured).is_allowed());
     assert_eq!(engine.decide(&captured).codes(), [ReasonCode::DpopProofReplayed]);
 
-    // The attacker sends its own valid proofs, one per cache slot.
-    for i in 0..CAPACITY {
+    // The attacker sends its own valid proofs, one per free cache slot.
+    for i in 0..CAPACITY - 1 {
         assert!(engine.decide(&request(&attacker, &format!("a{i}"))).is_allowed());
     }
     // Same second, the victim's proof is still inside its window: a replay.
     let replay = engine.decide(&captured);
-    assert!(!replay.is_allowed(), "the victim's captured DPoP proof replayed after another agent flushed the cache");
+    assert_eq!(
+        replay.codes(),
+        [ReasonCode::DpopProofReplayed],
+        "the victim's captured DPoP proof must stay refused after another agent filled the cache"
+    );
+    // The cache is full of live ids: the attacker's next proof is refused, not recorded by forgetting one.
+    let flood = engine.decide(&request(&attacker, "one-more"));
+    assert_eq!(flood.codes(), [ReasonCode::ReplayCacheFull]);
+    assert_eq!(flood.status, 503);
+    let retry: u64 = flood.response.as_ref().unwrap().headers["retry-after"].parse().unwrap();
+    assert!((1..=70).contains(&retry), "retry-after {retry}");
 }
