@@ -6,67 +6,41 @@
 
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { loadVectors, caseHeaders } from "../../tests/vectors/mint.mjs";
-import { freePort, root, send, startGateway, startOrigin, startWorkerd } from "./helpers.mjs";
+import { root, send, startGateway, startOrigin } from "./helpers.mjs";
+import { startBundledWorker } from "./fixtures/bundle.mjs";
 
 const vectors = loadVectors();
 const nowS = () => Math.floor(Date.now() / 1000);
 
-/** Bundles the Hono fixture with wrangler and starts it in workerd in front of `originPort`. */
-async function startHonoApp({ policyText, originPort, dir }) {
-  execFileSync(
-    process.env.WRANGLER_BIN ?? join(root, "js/node_modules/.bin/wrangler"),
-    ["deploy", "--dry-run", "--outdir", dir, "-c", join(root, "js/test/fixtures/hono.wrangler.toml")],
-    { cwd: join(root, "js/test/fixtures"), env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: "pipe" },
-  );
-  const wasm = readdirSync(dir).find((f) => f.endsWith(".wasm"));
-  assert.ok(wasm, `no .wasm in ${readdirSync(dir)}`);
-  const port = await freePort();
-  writeFileSync(
-    join(dir, "config.capnp"),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .w), (name = "net", network = (allow = ["public", "private", "local"]))],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const w :Workerd.Worker = (
-  modules = [(name = "hono-worker.js", esModule = embed "hono-worker.js"), (name = "${wasm}", wasm = embed "${wasm}")],
-  bindings = [
-    (name = "ORIGIN_URL", text = "http://127.0.0.1:${originPort}"),
-    (name = "AGENTGUARD_POLICY", fromEnvironment = "AGENTGUARD_POLICY"),
-  ],
-  globalOutbound = "net",
-  compatibilityDate = "2025-01-01",
-);
-`,
-  );
-  return startWorkerd({ config: join(dir, "config.capnp"), port, env: { AGENTGUARD_POLICY: policyText } });
+/** The Hono fixture, bundled by wrangler, in workerd in front of `originPort`. */
+function startHonoApp({ policyText, originPort }) {
+  return startBundledWorker({
+    config: join(root, "js/test/fixtures/hono.wrangler.toml"),
+    main: "hono-worker.js",
+    policyText,
+    originUrl: `http://127.0.0.1:${originPort}`,
+  });
 }
 
 describe("Hono middleware in workerd: same decisions as the plain wrapper", () => {
   let origin;
   let plain;
   let hono;
-  let dir;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "agentguard-hono-"));
     origin = await startOrigin();
     [plain, hono] = await Promise.all([
       startGateway({ policyText: vectors.policyText, originPort: origin.port }),
-      startHonoApp({ policyText: vectors.policyText, originPort: origin.port, dir }),
+      startHonoApp({ policyText: vectors.policyText, originPort: origin.port }),
     ]);
   });
 
   after(async () => {
     await Promise.all([plain?.stop(), hono?.stop()]);
     await origin?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   // What a response says about the decision, comparable across the two frontends.
@@ -141,12 +115,11 @@ describe("Hono middleware in workerd: same decisions as the plain wrapper", () =
 describe("Hono middleware with a bad policy", () => {
   test("fails closed: 500 policy_invalid, the handlers never run", async () => {
     const origin = await startOrigin();
-    const dir = mkdtempSync(join(tmpdir(), "agentguard-hono-"));
     const bad = structuredClone(vectors.policy);
     bad.routes[0].path = "";
     let app;
     try {
-      app = await startHonoApp({ policyText: JSON.stringify(bad), originPort: origin.port, dir });
+      app = await startHonoApp({ policyText: JSON.stringify(bad), originPort: origin.port });
       const res = await send(`${app.url}/v1/contacts/42`, { headers: { host: "api.test" } });
       assert.equal(res.status, 500, res.text);
       assert.equal(JSON.parse(res.text).reason, "policy_invalid");
@@ -155,7 +128,6 @@ describe("Hono middleware with a bad policy", () => {
     } finally {
       await app?.stop();
       await origin.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

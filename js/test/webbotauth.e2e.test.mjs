@@ -17,6 +17,7 @@ import { signatureHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTOR
 import { signerFromJWK } from "web-bot-auth/crypto";
 
 import { generateKey, send, startGateway, startOrigin } from "./helpers.mjs";
+import { DirectoryCache } from "../src/directory.js";
 
 const INLINE_OPERATOR = "https://crawler.test";
 
@@ -219,10 +220,10 @@ describe("Web Bot Auth (npm web-bot-auth) against the gateway in workerd", () =>
     assert.deepEqual(reasons, ["signature_invalid", "signature_expired", "signature_key_unknown", "signature_replayed"]);
   });
 
-  test("no credential at all → 401 naming both schemes' absence", async () => {
+  test("no credential at all (credentials: either) → 401 credential_missing", async () => {
     const res = await get("/v1/records/1", {});
     assert.equal(res.status, 401, res.text);
-    assert.match(JSON.parse(res.text).reason, /^(credential_missing|signature_missing)$/);
+    assert.equal(JSON.parse(res.text).reason, "credential_missing");
   });
 
   test("a key from one operator's directory cannot claim the other operator", async () => {
@@ -235,5 +236,46 @@ describe("Web Bot Auth (npm web-bot-auth) against the gateway in workerd", () =>
     assert.ok(events.some((e) => e.decision === "allow" && e.agent?.agent === INLINE_OPERATOR), gateway.logs.join("\n"));
     assert.ok(events.some((e) => e.decision === "allow" && e.agent?.agent === directory.operator));
     for (const e of events) assert.ok(!JSON.stringify(e).includes("sig1=:"), "events never carry the signature");
+  });
+});
+
+describe("DirectoryCache (the shim's key-directory cache)", () => {
+  const fakeFetch = (responses, seen) => async (url, init) => {
+    seen.push({ url, accept: init.headers.accept });
+    const r = responses.shift();
+    if (r instanceof Error) throw r;
+    return new Response(JSON.stringify(r.body), { status: r.status ?? 200, headers: r.headers ?? {} });
+  };
+
+  test("asks for the directory media type, follows no issuer metadata, refuses a document without keys", async () => {
+    const seen = [];
+    const cache = new DirectoryCache({ fetch: fakeFetch([{ body: { jwks_uri: "https://evil.test/jwks" } }], seen), log: () => {} });
+    await assert.rejects(cache.get("https://bots.test/.well-known/http-message-signatures-directory"), /key directory document/);
+    assert.equal(seen.length, 1, "jwks_uri in a directory is not followed");
+    assert.match(seen[0].accept, /^application\/http-message-signatures-directory\+json/);
+  });
+
+  test("caches for max-age, keeps the last good directory when a refresh fails, honours the cooldown", async () => {
+    let now = 1_000_000;
+    const seen = [];
+    const keys = { keys: [{ kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" }] };
+    const responses = [{ body: keys, headers: { "cache-control": "max-age=120" } }, new Error("connection refused"), { body: keys }];
+    const cache = new DirectoryCache({ fetch: fakeFetch(responses, seen), now: () => now, log: () => {}, cooldown: 30 });
+    const url = "https://bots.test/.well-known/http-message-signatures-directory";
+    const first = await cache.get(url);
+    assert.equal(first.generation, 1);
+    now += 60_000;
+    assert.equal((await cache.get(url)).generation, 1);
+    assert.equal(seen.length, 1, "still fresh: no fetch");
+    now += 61_000;
+    const stale = await cache.get(url); // refresh fails: stale-if-error
+    assert.equal(seen.length, 2);
+    assert.equal(stale.text, first.text);
+    assert.equal(cache.stats(url).lastError, "connection refused");
+    // Unknown keyid: one forced refresh, then none within the cooldown.
+    now += 31_000;
+    await cache.refreshForUnknownKid(url);
+    await cache.refreshForUnknownKid(url);
+    assert.equal(seen.length, 3);
   });
 });
