@@ -35,6 +35,44 @@ export interface Policy {
   approval?: ApprovalPolicy;
   identity_headers?: { prefix?: string };
   cache?: { tokens?: number };
+  /** Which machine credentials a request must carry. Default `"token"`. */
+  credentials?: "token" | "signature" | "either" | "both";
+  /** Web Bot Auth (RFC 9421): operators whose signed agents are trusted. docs/agents.md */
+  signature_agents?: SignatureAgentsPolicy;
+  /** This API as an OAuth protected resource (RFC 9728 metadata, MCP authorization). docs/agents.md */
+  resource?: ResourcePolicy;
+}
+
+export interface SignatureAgentsPolicy {
+  directories: SignatureDirectoryPolicy[];
+  /** Required `tag`. Default `"web-bot-auth"`. */
+  tag?: string;
+  /** Longest `expires − created` and oldest `created`. Default `"5m"`. */
+  max_age?: Duration;
+  clock_skew?: Duration;
+  /** Require a single-use nonce. Default true. */
+  require_nonce?: boolean;
+}
+
+/** One operator; give exactly one of `keys` (inline) and `directory_uri` (fetched by the host). */
+export interface SignatureDirectoryPolicy {
+  /** As its `Signature-Agent` header names it, e.g. `"https://crawler.example"`. */
+  operator: string;
+  keys?: Jwks;
+  /** `…/.well-known/http-message-signatures-directory` */
+  directory_uri?: string;
+  /** Scopes this operator's agents get. */
+  scopes?: string[];
+}
+
+export interface ResourcePolicy {
+  /** The resource identifier tokens must name as audience (RFC 8707). */
+  identifier: string;
+  /** Where the RFC 9728 metadata is served; every 401 points to it. */
+  metadata_url: string;
+  authorization_servers: string[];
+  name?: string;
+  documentation?: string;
 }
 
 /** Give exactly one of `jwks` (inline keys) and `jwks_uri` (fetched by the host). */
@@ -318,11 +356,23 @@ export class JwksCache {
 
 /** The isolate-wide JWKS cache. */
 export const jwksCache: JwksCache;
+
+/**
+ * A `JwksCache` for Web Bot Auth key directories
+ * (`/.well-known/http-message-signatures-directory`, named by
+ * `signature_agents.directories[].directory_uri`): directory media type, no
+ * issuer-metadata discovery; refreshed (under the cooldown) when a signature's
+ * `keyid` is in no trusted directory.
+ */
+export class DirectoryCache extends JwksCache {}
+/** The isolate-wide key-directory cache. */
+export const directoryCache: DirectoryCache;
 /** Algorithms verified with WebCrypto by default. */
 export const DEFAULT_HOST_ALGORITHMS: Algorithm[];
 
 export interface GuardOptions {
   jwksCache?: JwksCache;
+  directoryCache?: DirectoryCache;
   log?: (line: string) => void;
   /** Algorithms whose signatures WebCrypto verifies; `[]` keeps all in Wasm. */
   hostVerify?: Algorithm[];
@@ -398,6 +448,7 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   context?: (request: Request, env: Env, ctx: Ctx) => RequestContext | Promise<RequestContext>;
   /** Hash the request body so approvals bind to it. Default false. */
   hashBody?: boolean;
+  directoryCache?: DirectoryCache;
   /** Default: log `decision.event` as one JSON line; `null` turns it off. */
   onDecision?: ((decision: Decision, request: Request, env: Env, ctx: Ctx) => void) | null;
   jwksCache?: JwksCache;
