@@ -131,3 +131,64 @@ describe("Hono middleware with a bad policy", () => {
     }
   });
 });
+
+describe("Hono middleware in Node (app.request)", () => {
+  // The same middleware through Hono's own request path, with DPoP server
+  // nonces on: the nonce the wrapper adds after a handler must survive Hono.
+  test("an allowed DPoP request reaches the handler with the decision, and the response carries the next DPoP-Nonce", async () => {
+    const { Hono } = await import("hono");
+    const { agentguard } = await import("agentguard/hono");
+    const { SignJWT, exportJWK, generateKeyPair, calculateJwkThumbprint } = await import("jose");
+    const issuer = await generateKeyPair("EdDSA", { extractable: true });
+    const client = await generateKeyPair("EdDSA", { extractable: true });
+    const issuerJwk = { ...(await exportJWK(issuer.publicKey)), kid: "i1", alg: "EdDSA" };
+    const clientJwk = await exportJWK(client.publicKey);
+    const policy = {
+      issuers: [{ iss: "https://sts.test", audiences: ["https://api.test"], jwks: { keys: [issuerJwk] }, algorithms: ["EdDSA"], binding: "dpop" }],
+      dpop: { nonce: true },
+      routes: [{ id: "read", methods: ["GET"], path: "/v1/**", scopes: ["read"] }],
+    };
+    const app = new Hono();
+    const seen = [];
+    app.use("*", agentguard({ policy, onDecision: null, dpopNonceSecret: "a shared test secret of 32 bytes!" }));
+    app.get("/v1/*", (c) => {
+      seen.push({ decision: c.get("agentguard"), spoofed: c.req.header("x-agentguard-agent") });
+      return c.json({ ok: true });
+    });
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ scope: "read", client_id: "bot", cnf: { jkt: await calculateJwkThumbprint(clientJwk) } })
+      .setProtectedHeader({ alg: "EdDSA", typ: "at+jwt", kid: "i1" })
+      .setIssuer("https://sts.test")
+      .setAudience("https://api.test")
+      .setSubject("user:alice")
+      .setIssuedAt(now)
+      .setExpirationTime(now + 120)
+      .setJti(crypto.randomUUID())
+      .sign(issuer.privateKey);
+    const ath = Buffer.from(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))).toString("base64url");
+    const proof = (nonce) => {
+      const claims = { htm: "GET", htu: "https://api.test/v1/x", ath, jti: crypto.randomUUID() };
+      if (nonce) claims.nonce = nonce;
+      return new SignJWT(claims).setProtectedHeader({ alg: "EdDSA", typ: "dpop+jwt", jwk: clientJwk }).setIssuedAt().sign(client.privateKey);
+    };
+    const call = async (nonce) =>
+      app.request("https://api.test/v1/x", {
+        headers: { authorization: `DPoP ${token}`, dpop: await proof(nonce), "x-agentguard-agent": "spiffe://evil" },
+      });
+    const first = await call(undefined);
+    assert.equal(first.status, 401);
+    assert.equal((await first.json()).reason, "dpop_nonce_required");
+    const nonce = first.headers.get("dpop-nonce");
+    assert.ok(nonce);
+    assert.equal(seen.length, 0, "a refused request runs no handler");
+    const ok = await call(nonce);
+    assert.equal(ok.status, 200, await ok.clone().text());
+    assert.deepEqual(await ok.json(), { ok: true });
+    assert.ok(ok.headers.get("dpop-nonce"), "the next nonce is on the handler's response");
+    assert.equal(ok.headers.get("content-type"), "application/json");
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0].decision.decision, "allow");
+    assert.equal(seen[0].decision.identity.agent, "bot");
+    assert.equal(seen[0].spoofed, "bot", "the handler sees the verified identity header, not the inbound copy");
+  });
+});
