@@ -28,6 +28,14 @@ import { z } from "zod";
 import { freePort, generateKey, root } from "./helpers.mjs";
 import { startBundledWorker } from "./fixtures/bundle.mjs";
 
+// Node's fetch keeps connections alive, and workerd drains open connections
+// for seconds when stopped: every request here says `Connection: close`.
+function fetchOnce(url, init = {}) {
+  const headers = new Headers(init.headers);
+  headers.set("connection", "close");
+  return fetch(url, { ...init, headers });
+}
+
 async function listen(server) {
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -66,7 +74,10 @@ async function startMcpServer() {
     await transport.handleRequest(req, res, body);
   });
   const url = await listen(server);
-  return { url, port: Number(new URL(url).port), seen, close: () => new Promise((r) => server.close(r)) };
+  return { url, port: Number(new URL(url).port), seen, close: () => new Promise((r) => {
+      server.close(r);
+      server.closeAllConnections(); // workerd keeps connections alive
+    }) };
 }
 
 /**
@@ -132,7 +143,10 @@ async function startAuthorizationServer({ clientId, clientSecret }) {
       .setJti(crypto.randomUUID())
       .sign(signing);
   };
-  return { url: base, tokenRequests, mintFor, close: () => new Promise((r) => server.close(r)) };
+  return { url: base, tokenRequests, mintFor, close: () => new Promise((r) => {
+      server.close(r);
+      server.closeAllConnections(); // workerd keeps connections alive
+    }) };
 }
 
 describe("MCP SDK client → agentguard gateway (workerd) → MCP SDK server", () => {
@@ -171,14 +185,16 @@ describe("MCP SDK client → agentguard gateway (workerd) → MCP SDK server", (
 
   after(async () => {
     if (process.env.MCP_DEBUG) console.error(gateway?.logs.join("\n"));
-    await gateway?.stop();
+    // Origin and authorization server first: workerd waits for its open
+    // upstream connections (the client's SSE stream) before it exits.
     await Promise.all([mcp?.close(), as?.close()]);
+    await gateway?.stop();
   });
 
   /** A fetch that records what the SDK client asks for. */
   function recordingFetch(log) {
     return async (url, init) => {
-      const res = await fetch(url, init);
+      const res = await fetchOnce(url, init);
       log.push({ method: init?.method ?? "GET", url: String(url), status: res.status, wwwAuthenticate: res.headers.get("www-authenticate") });
       return res;
     };
@@ -237,7 +253,7 @@ describe("MCP SDK client → agentguard gateway (workerd) → MCP SDK server", (
 
   test("the metadata document describes the resource (RFC 9728)", async () => {
     for (const path of ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]) {
-      const res = await fetch(base(resource) + path);
+      const res = await fetchOnce(base(resource) + path);
       assert.equal(res.status, 200, path);
       const doc = await res.json();
       assert.equal(doc.resource, resource);
@@ -250,6 +266,7 @@ describe("MCP SDK client → agentguard gateway (workerd) → MCP SDK server", (
   test("a token issued for another resource is refused (no token passthrough)", async () => {
     const foreign = await as.mintFor("https://other-mcp.example/mcp");
     const seenBefore = mcp.seen.length;
+    const eventsBefore = gateway.logs.filter((l) => l.startsWith('{"v":1')).length;
     const log = [];
     const transport = new StreamableHTTPClientTransport(new URL(resource), {
       requestInit: { headers: { authorization: `Bearer ${foreign}` } },
@@ -262,22 +279,25 @@ describe("MCP SDK client → agentguard gateway (workerd) → MCP SDK server", (
     assert.match(log[0].wwwAuthenticate, /error="invalid_token"/);
     assert.match(log[0].wwwAuthenticate, /resource_metadata="/);
     assert.equal(mcp.seen.length, seenBefore, "the MCP server never saw the request");
-    const event = gateway.logs
-      .filter((l) => l.startsWith('{"v":1'))
-      .map((l) => JSON.parse(l))
-      .at(-1);
-    assert.deepEqual(event.reasons, ["token_audience_invalid"]);
+    // The decision event (workerd's stdout may trail the response a little).
+    const events = () => gateway.logs.filter((l) => l.startsWith('{"v":1')).map((l) => JSON.parse(l));
+    const refusals = () => events().slice(eventsBefore).filter((e) => e.decision !== "allow");
+    for (let i = 0; i < 40 && refusals().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(
+      refusals().map((e) => e.reasons),
+      [["token_audience_invalid"]],
+    );
   });
 
   test("a token for the resource but without the route's scope is refused with 403 and the scope to ask for", async () => {
     // The authorization server grants what the client asks for; ask for nothing.
-    const res = await fetch(`${as.url}/token`, {
+    const res = await fetchOnce(`${as.url}/token`, {
       method: "POST",
       headers: { authorization: `Basic ${btoa(`${clientId}:${clientSecret}`)}`, "content-type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams({ grant_type: "client_credentials", resource, scope: "other" }),
     });
     const { access_token } = await res.json();
-    const denied = await fetch(resource, {
+    const denied = await fetchOnce(resource, {
       method: "POST",
       headers: { authorization: `Bearer ${access_token}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
