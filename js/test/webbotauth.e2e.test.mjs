@@ -17,6 +17,7 @@ import { signatureHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTOR
 import { signerFromJWK } from "web-bot-auth/crypto";
 
 import { generateKey, send, startGateway, startOrigin } from "./helpers.mjs";
+import { signJwt } from "../../tests/vectors/mint.mjs";
 import { DirectoryCache } from "../src/directory.js";
 
 const INLINE_OPERATOR = "https://crawler.test";
@@ -236,6 +237,43 @@ describe("Web Bot Auth (npm web-bot-auth) against the gateway in workerd", () =>
     assert.ok(events.some((e) => e.decision === "allow" && e.agent?.agent === INLINE_OPERATOR), gateway.logs.join("\n"));
     assert.ok(events.some((e) => e.decision === "allow" && e.agent?.agent === directory.operator));
     for (const e of events) assert.ok(!JSON.stringify(e).includes("sig1=:"), "events never carry the signature");
+  });
+});
+
+describe("credentials: both (a token and a signature) in workerd", () => {
+  test("each alone is refused with the missing one named; together they are allowed", async () => {
+    const key = await ed25519();
+    const issuer = await generateKey("EdDSA", "both-1");
+    const origin = await startOrigin();
+    const policy = {
+      realm: "api.test",
+      credentials: "both",
+      issuers: [{ iss: "https://sts.test", audiences: ["https://api.test"], jwks: { keys: [issuer.publicJwk] }, algorithms: ["EdDSA"] }],
+      signature_agents: { directories: [{ operator: INLINE_OPERATOR, keys: { keys: [key.publicJwk] }, scopes: ["records.read"] }] },
+      routes: [{ id: "read-records", methods: ["GET"], path: "/v1/records/**", scopes: ["records.read"] }],
+    };
+    let gw;
+    try {
+      gw = await startGateway({ policyText: JSON.stringify(policy), originPort: origin.port });
+      const now = Math.floor(Date.now() / 1000);
+      const token = `Bearer ${await signJwt(issuer.privateJwk, {
+        iss: "https://sts.test", aud: "https://api.test", sub: "user:alice", client_id: "crawler-app",
+        scope: "records.read", iat: now - 1, exp: now + 120, jti: `both-${now}`,
+      })}`;
+      const get = async (headers) => {
+        const res = await send(`${gw.url}/v1/records/1`, { headers: { host: "api.test", ...headers } });
+        return { status: res.status, reason: res.status === 200 ? null : JSON.parse(res.text).reason, text: res.text };
+      };
+      assert.deepEqual(await get({ authorization: token }).then((r) => [r.status, r.reason]), [401, "signature_missing"]);
+      assert.deepEqual(await get(await signed(key, { operator: INLINE_OPERATOR })).then((r) => [r.status, r.reason]), [401, "credential_missing"]);
+      const both = await get({ authorization: token, ...(await signed(key, { operator: INLINE_OPERATOR })) });
+      assert.equal(both.status, 200, both.text);
+      assert.equal(origin.seen.length, 1, "only the request with both reached the origin");
+      assert.equal(JSON.parse(both.text).headers["x-agentguard-subject"], "user:alice");
+    } finally {
+      await gw?.stop();
+      await origin.close();
+    }
   });
 });
 
