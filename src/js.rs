@@ -362,3 +362,25 @@ impl Guard {
         }))
     }
 }
+
+// ---------------------------------------------------------------------------
+// Shared state: where an agent's state lives (js/src/durable.js).
+
+/// The agent a request (request JSON) claims to be, **unverified**, for
+/// routing it to the agent's shared state (a Durable Object): see
+/// [`crate::shard`]. `credentials` is the policy's `credentials` mode
+/// (`token`, `signature`, `either`, `both`; anything else is `token`).
+/// `undefined` when the request names no agent. Never used for a decision.
+#[wasm_bindgen(js_name = routingKey)]
+pub fn routing_key(request_json: &str, credentials: &str) -> Option<String> {
+    use crate::policy::CredentialMode;
+    let mode = match credentials {
+        "signature" => CredentialMode::Signature,
+        "either" => CredentialMode::Either,
+        "both" => CredentialMode::Both,
+        _ => CredentialMode::Token,
+    };
+    let input = api::parse_request(request_json).ok()?;
+    let request = Request::from_input(&input).ok()?;
+    crate::shard::routing_key(&request, mode)
+}

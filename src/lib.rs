@@ -174,6 +174,7 @@ pub mod report;
 pub mod request;
 pub mod revocation;
 pub mod route;
+pub mod shard;
 pub mod state;
 pub mod stats;
 pub mod token;

@@ -18,8 +18,10 @@ import {
 import { JwksCache, jwksCache } from "./jwks.js";
 import { DirectoryCache, directoryCache, directorySources } from "./directory.js";
 import { DEFAULT_HOST_ALGORITHMS, verifyCheck, webCryptoAvailable } from "./webcrypto.js";
+import { decideWithState, serveOperator } from "./durable.js";
 
 export { JwksCache, jwksCache, DirectoryCache, directoryCache, DEFAULT_HOST_ALGORITHMS };
+export { AgentStateObject, routingKey, decideShared, stateUnavailable } from "./durable.js";
 
 /** A policy that does not compile: `problems` lists `{path, message, line?, column?}`. */
 export class PolicyError extends Error {
@@ -274,7 +276,11 @@ export class AgentGuard {
    * to the cache's cooldown) and a second decision.
    */
   async decide(request, context = {}) {
-    const input = toCoreRequest(request, context);
+    return this.decideCore(toCoreRequest(request, context));
+  }
+
+  /** `decide` for a core request object (see `toCoreRequest`): keys refreshed as there. Never rejects. */
+  async decideCore(input) {
     if (this.#issuers.length === 0) return this.decideRequest(input);
     await this.#ensureKeys(false);
     let decision = await this.decideRequest(input);
@@ -564,7 +570,12 @@ export async function loadPolicyText(env = {}, options = {}) {
  * `onDecision(decision, request, env, ctx)` (default: log the decision event
  * as one JSON line with `console.log`; pass `null` to turn off), `jwksCache`, `log`,
  * `hostVerify`, `dpopNonceSecret` (default: the env secret
- * `AGENTGUARD_DPOP_NONCE_SECRET`; see `AgentGuard.create`).
+ * `AGENTGUARD_DPOP_NONCE_SECRET`; see `AgentGuard.create`),
+ * `stateBinding` (the Durable Object namespace holding agents' shared state;
+ * default `AGENTGUARD_STATE`, used when bound), `statsRoute` / `liftRoute`
+ * (policy route ids that turn on `GET /_agentguard/stats` and
+ * `POST /_agentguard/suspensions/lift`; default the env texts
+ * `AGENTGUARD_STATS_ROUTE` / `AGENTGUARD_LIFT_ROUTE`, else off). See ./durable.js.
  */
 export function withAgentGuard(handler, options = {}) {
   const log = options.log ?? ((line) => console.error(line));
@@ -616,7 +627,8 @@ export function withAgentGuard(handler, options = {}) {
     const served = await guard.serveEndpoint(request, context);
     if (served) return served;
     if (options.hashBody && context.bodySha256 === undefined) context.bodySha256 = await bodySha256(request);
-    const decision = await guard.decide(request, context);
+    // With an AGENTGUARD_STATE binding, decided in the agent's Durable Object (./durable.js).
+    const decision = await decideWithState(guard, request, context, env, options, current.text);
     if (onDecision) {
       try {
         onDecision(decision, request, env, ctx);
@@ -625,6 +637,9 @@ export function withAgentGuard(handler, options = {}) {
       }
     }
     if (decision.decision !== "allow") return toResponse(decision);
+    // Operator endpoints (/_agentguard/stats, …/suspensions/lift): off unless their policy route is named.
+    const operated = await serveOperator(guard, decision, request, env, options, current.text);
+    if (operated) return operated;
     const response = await handler(forwardRequest(request, decision), env, ctx, decision);
     const nonce = guard.dpopNonce(context.now);
     if (!nonce) return response;

@@ -401,6 +401,8 @@ export class AgentGuard {
   readonly remoteIssuers: { iss: string; jwks_uri: string }[];
   decide(request: Request, context?: RequestContext): Promise<Decision>;
   decideRequest(input: CoreRequest): Promise<Decision>;
+  /** `decide` for a core request object: keys refreshed first, like `decide`. */
+  decideCore(input: CoreRequest): Promise<Decision>;
   decideInput(input: CoreRequest): Decision;
   refreshKeys(): Promise<void>;
   setRevocations(lists: RevocationLists): void;
@@ -456,7 +458,44 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   hostVerify?: Algorithm[];
   /** Default: the env secret `AGENTGUARD_DPOP_NONCE_SECRET`, else random per isolate. */
   dpopNonceSecret?: string | Uint8Array;
+  /** Durable Object namespace binding for shared per-agent state; used when bound. Default `AGENTGUARD_STATE`. */
+  stateBinding?: string;
+  /** Policy route id that turns on `GET /_agentguard/stats`. Default: env text `AGENTGUARD_STATS_ROUTE`, else off. */
+  statsRoute?: string;
+  /** Policy route id that turns on `POST /_agentguard/suspensions/lift`. Default: env text `AGENTGUARD_LIFT_ROUTE`, else off. */
+  liftRoute?: string;
 }
+
+// Shared per-agent state (js/src/durable.js, docs/workers.md "Shared state").
+
+/** The agent a core request claims to be, UNVERIFIED (routing only); `undefined` when it names none. */
+export function routingKey(input: CoreRequest, credentials?: "token" | "signature" | "either" | "both"): string | undefined;
+
+/** The Durable Object class holding agents' state; bind it as `AGENTGUARD_STATE`. */
+export class AgentStateObject {
+  constructor(state: unknown, env?: Record<string, unknown>);
+  fetch(request: Request): Promise<Response>;
+}
+
+export interface DurableObjectNamespaceLike {
+  idFromName(name: string): unknown;
+  get(id: unknown): { fetch(input: string, init?: RequestInit): Promise<Response> };
+}
+
+/**
+ * Decides `input` in its agent's object of `namespace` (requests naming no agent
+ * locally with `guard`). Never rejects: a failing object gives `stateUnavailable`.
+ */
+export function decideShared(
+  namespace: DurableObjectNamespaceLike,
+  guard: AgentGuard,
+  input: CoreRequest,
+  policyText: string,
+  log?: (line: string) => void,
+): Promise<Decision>;
+
+/** The 503 `state_unavailable` deny, shaped like a core decision. */
+export function stateUnavailable(input: CoreRequest, message: string): Decision;
 
 export function withAgentGuard<Env = any, Ctx = any>(
   handler: Handler<Env, Ctx>,

@@ -6,7 +6,15 @@
 //   AGENTGUARD_POLICY  policy JSON text (or AGENTGUARD_KV: KV namespace, key `policy.json`)
 //   ORIGIN_URL         the origin's base URL, e.g. https://api-internal.example.com
 //   ORIGIN             or a service binding to the origin (used when ORIGIN_URL is unset)
+//   AGENTGUARD_STATE   optional Durable Object namespace (class AgentStateObject): per-agent
+//                      limits, breaker and suspensions shared by every isolate
+//   AGENTGUARD_STATS_ROUTE / AGENTGUARD_LIFT_ROUTE  optional policy route ids that turn on
+//                      GET /_agentguard/stats and POST /_agentguard/suspensions/lift
 import { withAgentGuard } from "../src/workers.js";
+
+// The Durable Object class for shared per-agent state: used when wrangler.toml
+// binds AGENTGUARD_STATE to it (see docs/workers.md, "Shared state").
+export { AgentStateObject } from "../src/workers.js";
 
 async function toOrigin(request, env) {
   if (env.ORIGIN_URL) {

@@ -26,6 +26,7 @@ const gateway :Workerd.Worker = (
     (name = "src/agentguard.js", esModule = embed "../src/agentguard.js"),
     (name = "src/jwks.js", esModule = embed "../src/jwks.js"),
     (name = "src/directory.js", esModule = embed "../src/directory.js"),
+    (name = "src/durable.js", esModule = embed "../src/durable.js"),
     (name = "src/webcrypto.js", esModule = embed "../src/webcrypto.js"),
     (name = "dist/agentguard.js", esModule = embed "../dist/agentguard.js"),
     (name = "dist/agentguard_bg.wasm", wasm = embed "../dist/agentguard_bg.wasm"),
