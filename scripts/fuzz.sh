@@ -25,7 +25,7 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
 case "$budget" in
-  smoke) limit=(-max_total_time=8) ;;
+  smoke) limit=(-max_total_time="${AGENTGUARD_FUZZ_SMOKE_SECS:-8}") ;;
   runs=*) limit=(-runs="${budget#runs=}") ;;
   *[!0-9]*|"") echo "usage: $0 smoke|SECONDS|runs=N [target...]" >&2; exit 2 ;;
   *) limit=(-max_total_time="$budget") ;;

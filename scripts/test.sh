@@ -45,4 +45,7 @@ for suite in js envoy component; do
   fi
 done
 
+step "fuzz smoke: every cargo-fuzz target for a few seconds (long campaigns: bash scripts/fuzz.sh 600)"
+AGENTGUARD_FUZZ_SMOKE_SECS="${AGENTGUARD_FUZZ_SMOKE_SECS:-5}" bash scripts/test-fuzz-smoke.sh
+
 step "all tests passed"

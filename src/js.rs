@@ -384,3 +384,21 @@ pub fn routing_key(request_json: &str, credentials: &str) -> Option<String> {
     let request = Request::from_input(&input).ok()?;
     crate::shard::routing_key(&request, mode)
 }
+
+// ---------------------------------------------------------------------------
+// Reports: the CLI's `agentguard report`, for the playground's log view.
+
+/// The agent-activity report of a decision log (JSON Lines of decision
+/// events) as a self-contained HTML page (inline CSS and SVG, no scripts):
+/// the same page `agentguard report --html` writes.
+#[wasm_bindgen(js_name = reportHtml)]
+pub fn report_html(jsonl: &str) -> String {
+    crate::report::Report::from_jsonl(jsonl).html()
+}
+
+/// The same report's totals as JSON: `{events, bad_lines, first_ms, last_ms,
+/// outcomes, reasons, routes, agents, hours}`.
+#[wasm_bindgen(js_name = reportJson)]
+pub fn report_json(jsonl: &str) -> String {
+    serde_json::to_string(&crate::report::Report::from_jsonl(jsonl)).unwrap_or_else(|_| "{}".into())
+}

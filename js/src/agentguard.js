@@ -565,6 +565,8 @@ export async function loadPolicyText(env = {}, options = {}) {
  * not compile fails closed: every request gets a 500, and one log line says why.
  *
  * options: `policy` / `policyVar` / `policyKv` (see `loadPolicyText`),
+ * `policyTtlMs` (how often the env/KV policy is read again; default 60 000;
+ * a policy that fails at a reload leaves the last good one in force),
  * `context(request, env, ctx)` → extra `toCoreRequest` context, `hashBody`
  * (hash the request body so approvals bind to it; default false),
  * `onDecision(decision, request, env, ctx)` (default: log the decision event
@@ -581,16 +583,12 @@ export function withAgentGuard(handler, options = {}) {
   const log = options.log ?? ((line) => console.error(line));
   const onDecision =
     options.onDecision === undefined ? (d) => console.log(JSON.stringify(d.event)) : options.onDecision;
-  let current = null; // {text, loadedAt}
+  const ttl = options.policyTtlMs ?? POLICY_TTL_MS;
+  let current = null; // {text, loadedAt}: the policy text last read
+  let good = null; // {text, guard}: the last policy that compiled
   let lastError = null;
 
-  async function guardFor(env) {
-    const now = Date.now();
-    if (!current || (options.policy === undefined && now - current.loadedAt > POLICY_TTL_MS)) {
-      const text = await loadPolicyText(env, options);
-      current = { text, loadedAt: now };
-    }
-    const text = current.text;
+  function compile(text, env) {
     let pending = guards.get(text);
     if (!pending) {
       pending = AgentGuard.create(text, {
@@ -602,23 +600,52 @@ export function withAgentGuard(handler, options = {}) {
         signingKeys: options.signingKeys ?? env.AGENTGUARD_SIGNING_KEYS,
       });
       guards.set(text, pending);
-      // A policy that failed is compiled again on the next request (it may be fixed in KV by then).
+      // A policy that failed is compiled again on the next read (it may be fixed in KV by then).
       pending.catch(() => guards.delete(text));
     }
     return pending;
   }
 
-  return async function agentGuardFetch(request, env, ctx) {
-    let guard;
+  // The policy to decide with: re-read every `policyTtlMs` (env binding or
+  // KV). A policy that cannot be read or compiled at start fails closed (every
+  // request a 500). At a reload, the last good policy stays in force (as Envoy
+  // keeps its last good config) and one log line says why.
+  async function guardFor(env) {
+    const now = Date.now();
     try {
-      guard = await guardFor(env);
+      if (!current || (options.policy === undefined && now - current.loadedAt > ttl)) {
+        current = { text: null, loadedAt: now };
+        current.text = await loadPolicyText(env, options);
+      }
+      if (current.text === null) throw new Error(lastError ?? "policy: not loaded");
+      const guard = await compile(current.text, env);
+      good = { text: current.text, guard };
       lastError = null;
+      return good;
     } catch (e) {
+      // Not read again, nor compiled again, until the next read is due.
+      if (current) current.text = null;
       const message = e?.message ?? String(e);
       if (message !== lastError) {
-        log(`agentguard: policy rejected, denying every request: ${message.replace(/\n\s*/g, "; ")}`);
+        const flat = message.replace(/\n\s*/g, "; ");
+        log(
+          good
+            ? `agentguard: policy reload failed, the last good policy stays in force: ${flat}`
+            : `agentguard: policy rejected, denying every request: ${flat}`,
+        );
         lastError = message;
       }
+      if (good) return good;
+      throw e;
+    }
+  }
+
+  return async function agentGuardFetch(request, env, ctx) {
+    let guard;
+    let activePolicy;
+    try {
+      ({ guard, text: activePolicy } = await guardFor(env));
+    } catch {
       return failClosedResponse("policy_invalid", "the gateway's policy could not be loaded");
     }
     const context = options.context ? { ...(await options.context(request, env, ctx)) } : {};
@@ -628,7 +655,7 @@ export function withAgentGuard(handler, options = {}) {
     if (served) return served;
     if (options.hashBody && context.bodySha256 === undefined) context.bodySha256 = await bodySha256(request);
     // With an AGENTGUARD_STATE binding, decided in the agent's Durable Object (./durable.js).
-    const decision = await decideWithState(guard, request, context, env, options, current.text);
+    const decision = await decideWithState(guard, request, context, env, options, activePolicy);
     if (onDecision) {
       try {
         onDecision(decision, request, env, ctx);
@@ -638,7 +665,7 @@ export function withAgentGuard(handler, options = {}) {
     }
     if (decision.decision !== "allow") return toResponse(decision);
     // Operator endpoints (/_agentguard/stats, …/suspensions/lift): off unless their policy route is named.
-    const operated = await serveOperator(guard, decision, request, env, options, current.text);
+    const operated = await serveOperator(guard, decision, request, env, options, activePolicy);
     if (operated) return operated;
     const response = await handler(forwardRequest(request, decision), env, ctx, decision);
     const nonce = guard.dpopNonce(context.now);

@@ -119,6 +119,7 @@ export async function startWorkerd({ config, port, args = [], env = {} }) {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    pid: child.pid,
     logs,
     async stop() {
       if (child.exitCode === null) {

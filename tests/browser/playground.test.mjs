@@ -11,7 +11,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -365,6 +365,54 @@ describe("browser playground", { timeout: 120_000 }, () => {
     await page.waitForFunction(() => document.querySelector("#tests-badge").textContent === "16");
     assert.equal(await page.inputValue("#policy-text"), saved.policy);
     assert.equal(await page.textContent("#policy-status"), "valid");
+    assert.deepEqual(pageErrors, []);
+  });
+  test("activity log: the session's decisions and a gateway's log file become the CLI's report", async () => {
+    await page.click('[data-tab="log"]');
+    const summary = await page.textContent("#log-summary");
+    const n = Number(summary.match(/^(\d+) decisions? this session$/)?.[1]);
+    assert.ok(n > 0, `decisions recorded by the earlier tests: ${summary}`);
+    assert.equal(await page.textContent("#log-badge"), String(n));
+
+    // The session's log downloads as JSON Lines of decision events...
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#log-download")]);
+    const sessionFile = join(artifacts, "playground-decisions.jsonl");
+    await download.saveAs(sessionFile);
+    const events = readFileSync(sessionFile, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(events.length, n);
+    assert.ok(events.every((e) => e.v && e.decision), "every line is a decision event");
+    // ...and its report in the page has the file's numbers, as the CLI's does.
+    await page.click("#log-report-session");
+    const report = page.frameLocator("#log-report");
+    const number = async (id) => Number(await report.locator(`#${id}`).textContent());
+    assert.equal(await number("total-events"), n);
+    const count = (list, o) => list.filter((e) => e.decision === o).length;
+    assert.equal(await number("total-allow"), count(events, "allow"));
+    assert.equal(await number("total-deny"), count(events, "deny"));
+    assert.equal(await number("total-revoked"), count(events, "revoked"));
+    assert.ok(count(events, "revoked") > 0, "the loop scenario revoked an agent");
+    const cliSummary = execFileSync(cli(), ["report", sessionFile], { encoding: "utf8" });
+    assert.match(cliSummary, new RegExp(`\\b${n} decisions`));
+
+    // A log file from elsewhere (here the CLI's `eval --log`), with one line that is not an event.
+    const logFile = join(artifacts, "playground-gateway.jsonl");
+    rmSync(logFile, { force: true });
+    const requests = readdirSync(join(root, "examples", "requests")).filter((f) => f.endsWith(".json"));
+    for (const r of requests) {
+      execFileSync(cli(), ["eval", "--policy", join(root, "examples", "policy.json"),
+        "--request", join(root, "examples", "requests", r), "--log", logFile]);
+    }
+    const logged = readFileSync(logFile, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    appendFileSync(logFile, "not a decision event\n");
+    await page.setInputFiles("#log-file", logFile);
+    await page.waitForFunction((k) => document.querySelector("#log-source").textContent.includes(`: ${k} decisions`), logged.length);
+    assert.equal(await number("total-events"), logged.length);
+    assert.equal(await number("total-deny"), count(logged, "deny"));
+    const agents = new Set(logged.map((e) => e.agent?.agent ?? "(anonymous)"));
+    assert.equal(await number("total-agents"), agents.size);
+    assert.match(await page.textContent("#log-source"), /skipped 1 line that is not a decision event/);
+    await assertLayout("activity log");
+    await shot("log");
     assert.deepEqual(pageErrors, []);
   });
 });

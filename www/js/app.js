@@ -16,6 +16,7 @@ import { simulate, PRESETS, MIXES } from "./simulator.js";
 import { stackedChart, laneChart, SERIES } from "./chart.js";
 import { validateTests, runTests, caseFrom } from "./policytests.js";
 import { encodeState, stateFromHash, classifyImport, exportDocument } from "./share.js";
+import { initLogView } from "./logview.js";
 
 const state = {
   keys: null, // the key ring
@@ -103,7 +104,7 @@ function validate() {
   state.policy = null;
   if (problems.length === 0) {
     try {
-      state.engine = new Engine(text);
+      state.engine = new Engine(text, { log: true });
       state.policy = JSON.parse(text);
       chip.textContent = "valid";
       chip.className = "chip ok";
@@ -438,7 +439,7 @@ async function runScenarioById(id) {
   }
   const box = $("#scenario-result");
   const detail = $("#scenario-decision");
-  const engine = new Engine(state.policyText);
+  const engine = new Engine(state.policyText, { log: true });
   let results;
   try {
     results = await runScenario(sc, { engine, client: client(), now: now() });
@@ -779,6 +780,7 @@ async function main() {
 
   // Tabs
   for (const b of $$(".tabs [data-tab]")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  initLogView({ toast });
   for (const a of $$("[data-goto]")) a.addEventListener("click", (e) => (e.preventDefault(), showTab(a.dataset.goto)));
 
   // Clock

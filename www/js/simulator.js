@@ -47,7 +47,7 @@ export const PRESETS = {
  * `ctx`: {policyText, policy, keys, start (Unix s), onProgress(done, total)}.
  */
 export async function simulate(config, ctx) {
-  const engine = new Engine(ctx.policyText);
+  const engine = new Engine(ctx.policyText, { log: true });
   const client = new Client(ctx.keys, ctx.policy);
   const r = rng(config.seed ?? 1);
   const agents = [];
