@@ -8,6 +8,9 @@
 //   ORIGIN             or a service binding to the origin (used when ORIGIN_URL is unset)
 //   AGENTGUARD_STATE   optional Durable Object namespace (class AgentStateObject): per-agent
 //                      limits, breaker and suspensions shared by every isolate
+//   AGENTGUARD_SIGNING_KEYS  secret: the token service's private JWK Set (policies with `token_service`)
+//   AGENTGUARD_DPOP_NONCE_SECRET  secret shared by every isolate (policies with `dpop.nonce`)
+//   AGENTGUARD_HASH_BODY  "true": approvals bind to the body's SHA-256
 //   AGENTGUARD_STATS_ROUTE / AGENTGUARD_LIFT_ROUTE  optional policy route ids that turn on
 //                      GET /_agentguard/stats and POST /_agentguard/suspensions/lift
 import { withAgentGuard } from "../src/workers.js";
@@ -26,6 +29,12 @@ async function toOrigin(request, env) {
   return new Response("agentguard gateway: no origin configured (set ORIGIN_URL)\n", { status: 502 });
 }
 
+// AGENTGUARD_HASH_BODY = "true": approvals for high-risk routes bind to the
+// request body's SHA-256 too (the gateway reads the body once more to hash
+// it); otherwise they bind to method, host, path and query.
+const plain = withAgentGuard(toOrigin);
+const hashing = withAgentGuard(toOrigin, { hashBody: true });
+
 export default {
-  fetch: withAgentGuard(toOrigin),
+  fetch: (request, env, ctx) => (env.AGENTGUARD_HASH_BODY === "true" ? hashing : plain)(request, env, ctx),
 };

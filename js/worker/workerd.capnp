@@ -39,6 +39,8 @@ const gateway :Workerd.Worker = (
     (name = "AGENTGUARD_SIGNING_KEYS", fromEnvironment = "AGENTGUARD_SIGNING_KEYS"),
     # Shared by every instance so DPoP nonces agree (policies with dpop.nonce).
     (name = "AGENTGUARD_DPOP_NONCE_SECRET", fromEnvironment = "AGENTGUARD_DPOP_NONCE_SECRET"),
+    # "true": approvals bind to the request body's SHA-256 too.
+    (name = "AGENTGUARD_HASH_BODY", fromEnvironment = "AGENTGUARD_HASH_BODY"),
   ],
   globalOutbound = "net",
   compatibilityDate = "2025-01-01",
