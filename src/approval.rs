@@ -115,31 +115,14 @@ impl ApprovalGate {
                 format!("expected between 1 and {}", crate::limits::MAX_REPLAY_ENTRIES),
             ));
         }
-        let initial_keys = match (&p.jwks, &p.jwks_uri) {
-            (Some(jwks), None) => match KeySet::from_jwks(jwks) {
-                Ok((set, problems)) => {
-                    for pr in problems.iter().filter(|pr| !pr.skipped) {
-                        errors.push((format!("jwks.keys[{}]", pr.index), pr.message.clone()));
-                    }
-                    if set.is_empty() {
-                        errors.push((
-                            "jwks.keys".into(),
-                            "expected at least one signature verification key".into(),
-                        ));
-                    }
-                    set
-                }
-                Err(m) => {
-                    errors.push(("jwks".into(), m));
-                    KeySet::default()
-                }
-            },
-            (None, Some(_)) => KeySet::default(),
-            _ => {
-                errors.push((".".into(), "expected exactly one of `jwks` and `jwks_uri`".into()));
-                KeySet::default()
-            }
-        };
+        let (initial_keys, _, problems) = KeySet::from_policy(
+            p.jwks.as_ref(),
+            p.jwks_uri.as_deref(),
+            ["jwks", "jwks_uri"],
+            "signature verification key",
+            "",
+        );
+        errors.extend(problems);
         if !errors.is_empty() {
             return Err(errors);
         }

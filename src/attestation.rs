@@ -177,37 +177,17 @@ impl Attestation {
                     "JWT-SVIDs are signed with RS, ES or PS algorithms, not `EdDSA`".into(),
                 ));
             }
-            let set = match (&ip.jwks, &ip.jwks_uri) {
-                (Some(jwks), None) => match KeySet::from_jwks(jwks) {
-                    Ok((set, problems)) => {
-                        for pr in problems.iter().filter(|pr| !pr.skipped) {
-                            errors.push((at(&format!("jwks.keys[{}]", pr.index)), pr.message.clone()));
-                        }
-                        if set.is_empty() {
-                            errors.push((
-                                at("jwks.keys"),
-                                "expected at least one signature verification key".into(),
-                            ));
-                        }
-                        set
-                    }
-                    Err(m) => {
-                        errors.push((at("jwks"), m));
-                        KeySet::default()
-                    }
-                },
-                (None, Some(uri)) => {
-                    uris.push((ip.iss.clone(), uri.clone()));
-                    KeySet::default()
-                }
-                _ => {
-                    errors.push((
-                        format!("issuers[{i}]"),
-                        "expected exactly one of `jwks` and `jwks_uri`".into(),
-                    ));
-                    KeySet::default()
-                }
-            };
+            let (set, uri, problems) = KeySet::from_policy(
+                ip.jwks.as_ref(),
+                ip.jwks_uri.as_deref(),
+                ["jwks", "jwks_uri"],
+                "signature verification key",
+                &format!("issuers[{i}]"),
+            );
+            errors.extend(problems);
+            if let Some(uri) = uri {
+                uris.push((ip.iss.clone(), uri));
+            }
             let spiffe = ip.kind == EvidenceKind::JwtSvid;
             issuers.push(Issuer {
                 iss: ip.iss.clone(),

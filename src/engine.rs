@@ -159,40 +159,19 @@ impl Engine {
                     err(at(&format!("required_claims[{j}]")), "expected a claim name".into());
                 }
             }
-            let set = match (&p.jwks, &p.jwks_uri) {
-                (Some(_), Some(_)) => {
-                    err(at("jwks"), "give either `jwks` or `jwks_uri`, not both".into());
-                    KeySet::default()
-                }
-                (None, None) => {
-                    err(format!("issuers[{i}]"), "expected `jwks` (inline keys) or `jwks_uri`".into());
-                    KeySet::default()
-                }
-                (None, Some(uri)) => {
-                    if !uri.starts_with("https://") && !uri.starts_with("http://") {
-                        err(at("jwks_uri"), format!("expected an `https://` URL, found `{uri}`"));
-                    }
-                    jwks_uris.push((p.iss.clone(), uri.clone()));
-                    KeySet::default()
-                }
-                (Some(jwks), None) => match KeySet::from_jwks(jwks) {
-                    Err(m) => {
-                        err(at("jwks"), m);
-                        KeySet::default()
-                    }
-                    Ok((set, problems)) => {
-                        for KeyProblem { index, message, skipped } in problems {
-                            if !skipped {
-                                err(at(&format!("jwks.keys[{index}]")), message);
-                            }
-                        }
-                        if set.is_empty() {
-                            err(at("jwks.keys"), "expected at least one signature verification key".into());
-                        }
-                        set
-                    }
-                },
-            };
+            let (set, uri, problems) = KeySet::from_policy(
+                p.jwks.as_ref(),
+                p.jwks_uri.as_deref(),
+                ["jwks", "jwks_uri"],
+                "signature verification key",
+                &format!("issuers[{i}]"),
+            );
+            for (path, message) in problems {
+                err(path, message);
+            }
+            if let Some(uri) = uri {
+                jwks_uris.push((p.iss.clone(), uri));
+            }
             issuers.push(Issuer::from_policy(p));
             keys.push(IssuerKeys { set: Arc::new(set), generation: 0 });
         }
@@ -468,35 +447,19 @@ impl Engine {
                 err("signature_agents.directories".into(), "expected at least one trusted operator".into());
             }
             for (i, d) in sa.directories.iter().enumerate() {
-                let at = |f: &str| format!("signature_agents.directories[{i}].{f}");
-                let set = match (&d.keys, &d.directory_uri) {
-                    (Some(jwks), None) => match KeySet::from_jwks(jwks) {
-                        Ok((set, problems)) => {
-                            for pr in problems.iter().filter(|pr| !pr.skipped) {
-                                err(at(&format!("keys.keys[{}]", pr.index)), pr.message.clone());
-                            }
-                            if set.is_empty() {
-                                err(at("keys"), "expected at least one Ed25519 key".into());
-                            }
-                            set
-                        }
-                        Err(m) => {
-                            err(at("keys"), m);
-                            KeySet::default()
-                        }
-                    },
-                    (None, Some(uri)) => {
-                        jwks_uris.push((d.operator.clone(), uri.clone()));
-                        KeySet::default()
-                    }
-                    _ => {
-                        err(
-                            format!("signature_agents.directories[{i}]"),
-                            "expected exactly one of `keys` and `directory_uri`".into(),
-                        );
-                        KeySet::default()
-                    }
-                };
+                let (set, uri, problems) = KeySet::from_policy(
+                    d.keys.as_ref(),
+                    d.directory_uri.as_deref(),
+                    ["keys", "directory_uri"],
+                    "Ed25519 key",
+                    &format!("signature_agents.directories[{i}]"),
+                );
+                for (path, message) in problems {
+                    err(path, message);
+                }
+                if let Some(uri) = uri {
+                    jwks_uris.push((d.operator.clone(), uri));
+                }
                 directories.push((d.operator.clone(), set, d.scopes.clone()));
             }
         }
@@ -752,12 +715,14 @@ impl Engine {
                         "this DPoP proof (`jti`) was already used",
                     ))
                 }
-                FirstUse::Full { retry_after_secs } => return Err(OAuthError::new(
-                    "temporarily_unavailable",
-                    format!(
+                FirstUse::Full { retry_after_secs } => {
+                    return Err(OAuthError::new(
+                        "temporarily_unavailable",
+                        format!(
                         "too many live DPoP proofs to remember another one; retry in {retry_after_secs} s"
                     ),
-                )),
+                    ))
+                }
             }
             grant.jkt = Some(proof.jkt);
         }
@@ -1377,7 +1342,11 @@ impl<'e> Run<'e> {
             engine,
             method: crate::keys::clip(method),
             host: crate::keys::clip(host),
-            path: path.chars().take(crate::limits::MAX_PATH_BYTES).collect(),
+            path: if path.len() <= crate::limits::MAX_PATH_BYTES {
+                path.to_owned()
+            } else {
+                path.chars().take(crate::limits::MAX_PATH_BYTES).collect()
+            },
             now_ms,
             source_ip: None,
             trace: Vec::new(),
@@ -1665,6 +1634,9 @@ fn forward_headers(prefix: &str, id: &Identity, route: Option<&str>) -> BTreeMap
 
 /// Header-safe value: visible ASCII stays, everything else (and `%`) is percent-encoded.
 fn header_value(text: &str) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if (0x20..0x7f).contains(&b) && b != b'%' {

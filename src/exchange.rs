@@ -211,32 +211,17 @@ impl TokenService {
             let index = match service.issuers.iter().position(|x| x.iss == ext.iss) {
                 Some(index) => index,
                 None => {
-                    let keys = match (&ext.jwks, &ext.jwks_uri) {
-                        (Some(jwks), None) => match KeySet::from_jwks(jwks) {
-                            Ok((set, problems)) => {
-                                for pr in problems.iter().filter(|pr| !pr.skipped) {
-                                    errors.push((
-                                        at(&format!("issuer.jwks.keys[{}]", pr.index)),
-                                        pr.message.clone(),
-                                    ));
-                                }
-                                set
-                            }
-                            Err(m) => {
-                                errors.push((at("issuer.jwks"), m));
-                                KeySet::default()
-                            }
-                        },
-                        (None, Some(uri)) => {
-                            service.jwks_uris.push((ext.iss.clone(), uri.clone()));
-                            KeySet::default()
-                        }
-                        _ => {
-                            errors
-                                .push((at("issuer"), "expected exactly one of `jwks` and `jwks_uri`".into()));
-                            KeySet::default()
-                        }
-                    };
+                    let (keys, uri, problems) = KeySet::from_policy(
+                        ext.jwks.as_ref(),
+                        ext.jwks_uri.as_deref(),
+                        ["jwks", "jwks_uri"],
+                        "signature verification key",
+                        &at("issuer"),
+                    );
+                    errors.extend(problems);
+                    if let Some(uri) = uri {
+                        service.jwks_uris.push((ext.iss.clone(), uri));
+                    }
                     service.issuers.push(Issuer {
                         iss: ext.iss.clone(),
                         audiences: ext.audiences.clone(),

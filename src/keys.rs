@@ -176,6 +176,71 @@ impl KeySet {
         Ok((set, problems))
     }
 
+    /// Compiles a policy section's keys: inline (`names[0]`, a JWKS) or
+    /// fetched by the host (`names[1]`, a URL), exactly one of them. Returns
+    /// the inline set (empty for a URL, until the host hands keys over), the
+    /// URL, and every problem as `(JSON path, message)`, paths under
+    /// `section` (e.g. `issuers[2]`; `""` for paths relative to the caller's
+    /// own section, which is then `.`). Malformed inline keys are errors
+    /// (skipped ones, e.g. `use: enc`, are not); an inline set with no usable
+    /// key is an error (`what`: "signature verification key", …). Every
+    /// policy section with keys (issuers, attestation and approval issuers,
+    /// token-exchange issuers, signature-agent directories) goes through here.
+    pub fn from_policy(
+        inline: Option<&Value>,
+        uri: Option<&str>,
+        names: [&str; 2],
+        what: &str,
+        section: &str,
+    ) -> (KeySet, Option<String>, Vec<(String, String)>) {
+        let [jwks_name, uri_name] = names;
+        let mut problems = Vec::new();
+        let path = |rel: &str| match (section.is_empty(), rel.is_empty()) {
+            (true, true) => ".".to_owned(),
+            (true, false) => rel.to_owned(),
+            (false, true) => section.to_owned(),
+            (false, false) => format!("{section}.{rel}"),
+        };
+        match (inline, uri) {
+            (Some(jwks), None) => match KeySet::from_jwks(jwks) {
+                Ok((set, found)) => {
+                    for p in found.into_iter().filter(|p| !p.skipped) {
+                        problems.push((path(&format!("{jwks_name}.keys[{}]", p.index)), p.message));
+                    }
+                    if set.is_empty() {
+                        problems.push((
+                            path(&format!("{jwks_name}.keys")),
+                            format!("expected at least one {what}"),
+                        ));
+                    }
+                    (set, None, problems)
+                }
+                Err(message) => {
+                    problems.push((path(jwks_name), message));
+                    (KeySet::default(), None, problems)
+                }
+            },
+            (None, Some(uri)) => {
+                if !uri.starts_with("https://") && !uri.starts_with("http://") {
+                    problems.push((path(uri_name), format!("expected an `https://` URL, found `{uri}`")));
+                }
+                (KeySet::default(), Some(uri.to_owned()), problems)
+            }
+            (Some(_), Some(_)) => {
+                problems
+                    .push((path(""), format!("expected one of `{jwks_name}` and `{uri_name}`, found both")));
+                (KeySet::default(), None, problems)
+            }
+            (None, None) => {
+                problems.push((
+                    path(""),
+                    format!("expected `{jwks_name}` (inline keys) or `{uri_name}` (fetched by the host)"),
+                ));
+                (KeySet::default(), None, problems)
+            }
+        }
+    }
+
     /// Builds a set from already-parsed keys.
     pub fn from_keys(keys: Vec<Jwk>) -> KeySet {
         KeySet { keys }
@@ -425,6 +490,10 @@ impl SmallDigit for rsa::BigUint {
 /// Shortens attacker-controlled text before it goes into a message.
 pub(crate) fn clip(text: &str) -> String {
     const MAX: usize = 64;
+    // The usual case, short printable ASCII, is kept as is (no per-char walk).
+    if text.len() <= MAX && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return text.to_owned();
+    }
     let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX).collect();
     if text.chars().count() > MAX {
         out.push('…');
@@ -489,5 +558,39 @@ mod tests {
         assert_eq!(set.select(Some("b"), Alg::EdDSA).unwrap().kid.as_deref(), Some("b"));
         assert!(set.select(Some("c"), Alg::EdDSA).unwrap_err().contains("no key with kid `c`"));
         assert!(set.select(Some("a"), Alg::ES256).unwrap_err().contains("cannot verify"));
+    }
+
+    #[test]
+    fn policy_keys_come_from_exactly_one_source_with_paths() {
+        let key = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let jwks = serde_json::json!({"keys": [key, {"kty": "OKP", "crv": "Ed25519", "x": "short"}]});
+        let names = ["jwks", "jwks_uri"];
+        let (set, uri, problems) = KeySet::from_policy(Some(&jwks), None, names, "key", "issuers[1]");
+        assert_eq!((set.len(), uri), (1, None));
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "issuers[1].jwks.keys[1]");
+
+        let (set, uri, problems) =
+            KeySet::from_policy(None, Some("https://x/jwks"), names, "key", "issuers[1]");
+        assert!(set.is_empty() && problems.is_empty());
+        assert_eq!(uri.as_deref(), Some("https://x/jwks"));
+
+        let (_, _, problems) = KeySet::from_policy(None, Some("ftp://x"), names, "key", "issuers[1]");
+        assert_eq!(
+            problems,
+            [("issuers[1].jwks_uri".to_owned(), "expected an `https://` URL, found `ftp://x`".to_owned())]
+        );
+        let (_, _, problems) = KeySet::from_policy(Some(&jwks), Some("https://x"), names, "key", "");
+        assert_eq!(
+            problems,
+            [(".".to_owned(), "expected one of `jwks` and `jwks_uri`, found both".to_owned())]
+        );
+        let (_, _, problems) =
+            KeySet::from_policy(None, None, ["keys", "directory_uri"], "Ed25519 key", "d[0]");
+        assert_eq!(problems[0].0, "d[0]");
+        assert!(problems[0].1.contains("`keys` (inline keys) or `directory_uri`"));
+        let empty = serde_json::json!({"keys": []});
+        let (_, _, problems) = KeySet::from_policy(Some(&empty), None, names, "Ed25519 key", "");
+        assert_eq!(problems, [("jwks.keys".to_owned(), "expected at least one Ed25519 key".to_owned())]);
     }
 }
