@@ -40,6 +40,24 @@ use crate::state::{
 };
 use crate::token::{self, Issuer, VerifiedToken};
 
+/// The pipeline's stages, in order: every decision's trace has each of them
+/// once, in this order (stages not reached are `skip`).
+pub const STAGES: [&str; 13] = [
+    "request",
+    "route",
+    "network",
+    "credential",
+    "token",
+    "binding",
+    "delegation",
+    "attestation",
+    "revocation",
+    "behaviour",
+    "scope",
+    "limits",
+    "risk",
+];
+
 /// A compiled policy, ready to decide. Share one per isolate / VM / process.
 #[derive(Debug)]
 pub struct Engine {
@@ -1432,21 +1450,6 @@ impl<'e> Run<'e> {
                 self.suspension = Some(s);
             }
         }
-        const STAGES: [&str; 13] = [
-            "request",
-            "route",
-            "network",
-            "credential",
-            "token",
-            "binding",
-            "delegation",
-            "attestation",
-            "revocation",
-            "behaviour",
-            "scope",
-            "limits",
-            "risk",
-        ];
         // Every stage appears once, in pipeline order; those not reached are skipped.
         let mut recorded = std::mem::take(&mut self.trace);
         for stage in STAGES {

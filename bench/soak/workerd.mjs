@@ -33,7 +33,7 @@ const opt = (name, fallback) => Number(args.find((a) => a.startsWith(`--${name}=
 const seconds = Number(args.find((a) => /^\d+$/.test(a)) ?? 180);
 const roundSecs = Math.min(opt("round", 60), 240);
 const connections = opt("connections", 32);
-const FORGED = 500; // distinct forged tokens per round
+const FORGED = 500; // distinct forged tokens per round (about a third of the mix)
 
 const vectors = loadVectors();
 const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
@@ -50,11 +50,14 @@ function raw(method, path, headers, expect) {
 async function mix(serial) {
   const now = Math.floor(Date.now() / 1000);
   const out = [];
+  const cases = [];
   for (const [i, c] of vectors.cases.entries()) {
     const headers = await caseHeaders(c, vectors.keys, now, serial * 1000 + i);
     const e = c.expect;
-    out.push(raw(c.request.method, c.request.path, headers, e.status === 200 ? "200 allow" : `${e.status} ${e.reasons[0]}`));
+    cases.push(raw(c.request.method, c.request.path, headers, e.status === 200 ? "200 allow" : `${e.status} ${e.reasons[0]}`));
   }
+  // Agents reuse their tokens: each vector's request recurs (cache hits), about 60% of the mix.
+  for (let k = 0; k < 36; k++) out.push(...cases);
   // Hostile: distinct forged tokens (valid shape, random signature).
   const valid = vectors.cases.find((c) => c.expect.status === 200 && c.request.method === "GET");
   const token = (await caseHeaders(valid, vectors.keys, now, serial * 1000 + 999)).authorization.slice(7);
@@ -64,9 +67,18 @@ async function mix(serial) {
     out.push(raw("GET", valid.request.path, { authorization: `Bearer ${h}.${p}.${sig}` }, "401 token_signature_invalid"));
   }
   // Hostile: a 12 KB "token" and a flood of 60 junk headers around a valid token.
-  out.push(raw("GET", valid.request.path, { authorization: `Bearer ${"A".repeat(12_000)}` }, "401 token_malformed"));
-  const junk = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-junk-${i}`, "y".repeat(100)]));
-  out.push(raw("GET", valid.request.path, { ...junk, authorization: `Bearer ${token}` }, "200 allow"));
+  for (let k = 0; k < 10; k++) {
+    out.push(raw("GET", valid.request.path, { authorization: `Bearer ${"A".repeat(12_000)}` }, "401 token_malformed"));
+    const junk = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-junk-${i}`, "y".repeat(100)]));
+    out.push(raw("GET", valid.request.path, { ...junk, authorization: `Bearer ${token}` }, "200 allow"));
+  }
+  // Shuffled (seeded), so every stretch of the run has the same mix.
+  let seed = 42 + serial;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
   return out;
 }
 

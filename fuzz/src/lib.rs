@@ -78,21 +78,6 @@ pub fn thumbprint(jwk: &Value) -> String {
     parse_jwk(&public(jwk)).unwrap().unwrap().thumbprint
 }
 
-const STAGES: [&str; 13] = [
-    "request",
-    "route",
-    "network",
-    "credential",
-    "token",
-    "binding",
-    "delegation",
-    "attestation",
-    "revocation",
-    "behaviour",
-    "scope",
-    "limits",
-    "risk",
-];
 
 /// Asserts the invariants every decision must satisfy (see the crate docs).
 pub fn check_decision(d: &Decision) {
@@ -121,7 +106,7 @@ pub fn check_decision(d: &Decision) {
         assert!(d.approval.is_some(), "approval_required without a challenge");
     }
     let stages: Vec<&str> = d.trace.iter().map(|t| t.stage).collect();
-    assert_eq!(stages, STAGES, "trace stages out of order");
+    assert_eq!(stages, agentguard::engine::STAGES, "trace stages out of order");
     // The wire form says the same.
     let json: Value = serde_json::from_str(&agentguard::api::to_json(d)).unwrap();
     let outcome = json["decision"].as_str().unwrap();
