@@ -578,6 +578,13 @@ export async function loadPolicyText(env = {}, options = {}) {
  * (policy route ids that turn on `GET /_agentguard/stats` and
  * `POST /_agentguard/suspensions/lift`; default the env texts
  * `AGENTGUARD_STATS_ROUTE` / `AGENTGUARD_LIFT_ROUTE`, else off). See ./durable.js.
+ * `signingKeys` (the token service's private JWK Set; default the env secret
+ * `AGENTGUARD_SIGNING_KEYS`).
+ *
+ * Before any decision it answers its own endpoints (`AgentGuard.serveEndpoint`):
+ * RFC 9728 protected-resource metadata when the policy has a `resource`
+ * section; with a `token_service`, `POST /token` (RFC 8693), the JWKS and
+ * RFC 8414 metadata.
  */
 export function withAgentGuard(handler, options = {}) {
   const log = options.log ?? ((line) => console.error(line));

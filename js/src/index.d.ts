@@ -378,6 +378,37 @@ export interface GuardOptions {
   hostVerify?: Algorithm[];
   /** Secret for DPoP nonces; share it across instances. Default random. */
   dpopNonceSecret?: string | Uint8Array;
+  /** The token service's private JWK Set (keys with `d` and `kid`); from a secret, never the policy. */
+  signingKeys?: Jwks | string;
+}
+
+/** Where `serveEndpoint` answers (paths, from the policy's `resource` and `token_service`). */
+export interface GatewayEndpoints {
+  resource_metadata: string[];
+  token?: string;
+  jwks?: string;
+  authorization_server: string[];
+}
+
+/** RFC 9728 protected-resource metadata, as the core builds it from the policy. */
+export interface ProtectedResourceMetadata {
+  resource: string;
+  authorization_servers: string[];
+  scopes_supported: string[];
+  bearer_methods_supported: string[];
+  dpop_signing_alg_values_supported: string[];
+  resource_name?: string;
+  resource_documentation?: string;
+}
+
+/** RFC 8414 metadata of the token service. */
+export interface AuthorizationServerMetadata {
+  issuer: string;
+  token_endpoint: string;
+  jwks_uri: string;
+  grant_types_supported: string[];
+  token_endpoint_auth_methods_supported: string[];
+  dpop_signing_alg_values_supported: string[];
 }
 
 export interface GuardStats {
@@ -411,6 +442,19 @@ export class AgentGuard {
   suspendedAgents(nowMs?: number): { agent: string; until_ms: number; kind: string; detail: string }[];
   liftSuspension(agent: string): boolean;
   dpopNonce(nowMs?: number): string | undefined;
+  /** RFC 9728 metadata, when the policy has a `resource` section. */
+  resourceMetadata(): ProtectedResourceMetadata | undefined;
+  /** RFC 8414 metadata, when the policy has a `token_service`. */
+  tokenServiceMetadata(): AuthorizationServerMetadata | undefined;
+  /** The token service's public JWKS (every loaded signing key). */
+  tokenServiceJwks(): Jwks;
+  /** Loads the private signing keys; returns how many; throws (keeping the old ones) when refused. */
+  setSigningKeys(jwks: Jwks | string): number;
+  readonly endpoints: GatewayEndpoints | null;
+  /** RFC 8693 token exchange: the RFC 8693 response or an RFC 6749 §5.2 error (`Cache-Control: no-store`). */
+  exchange(request: Request, context?: RequestContext): Promise<Response>;
+  /** The gateway's own endpoints (metadata, /token, JWKS); `undefined` for any other request. */
+  serveEndpoint(request: Request, context?: RequestContext): Promise<Response | undefined>;
   free(): void;
 }
 
@@ -458,6 +502,8 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   hostVerify?: Algorithm[];
   /** Default: the env secret `AGENTGUARD_DPOP_NONCE_SECRET`, else random per isolate. */
   dpopNonceSecret?: string | Uint8Array;
+  /** The token service's private JWK Set. Default: the env secret `AGENTGUARD_SIGNING_KEYS`. */
+  signingKeys?: Jwks | string;
   /** Durable Object namespace binding for shared per-agent state; used when bound. Default `AGENTGUARD_STATE`. */
   stateBinding?: string;
   /** Policy route id that turns on `GET /_agentguard/stats`. Default: env text `AGENTGUARD_STATS_ROUTE`, else off. */

@@ -157,6 +157,7 @@ describe("RFC 8693 token service in the gateway", () => {
             issuer: { iss: "https://ci.test", audiences: [EDGE], jwks_uri: ciJwks.url, algorithms: ["ES256"] },
             subjects: ["repo:acme/*:ref:refs/heads/main"],
             claims: { repository_owner: ["acme"] },
+            actors: ["spiffe://acme.test/agents/*"],
             scopes: ["deploy.write", "logs.read"],
             audiences: [API],
             max_lifetime: "10m",
@@ -271,6 +272,30 @@ describe("RFC 8693 token service in the gateway", () => {
       body: "{}",
     });
     assert.equal(deploy.status, 200, deploy.text);
+  });
+
+  test("with an actor token, the workload becomes act.sub and the gateway's agent", async () => {
+    const actor = await ciToken({ sub: "spiffe://acme.test/agents/deployer" });
+    const res = await exchange({
+      subject_token: await ciToken(),
+      actor_token: actor,
+      actor_token_type: JWT_TYPE,
+      scope: "logs.read",
+    });
+    assert.equal(res.status, 200, res.text);
+    const token = json(res).access_token;
+    const { payload } = await jwtVerify(token, jwks(), { issuer: EDGE, audience: API });
+    assert.deepEqual(payload.act, { sub: "spiffe://acme.test/agents/deployer" });
+    const ok = await send(`${gateway.url}/v1/logs`, { headers: { host: "api.test", authorization: `Bearer ${token}` } });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(json(ok).headers["x-agentguard-agent"], "spiffe://acme.test/agents/deployer");
+    const outsider = await exchange({
+      subject_token: await ciToken(),
+      actor_token: await ciToken({ sub: "spiffe://other.test/agents/x" }),
+      actor_token_type: JWT_TYPE,
+    });
+    assert.equal(outsider.status, 400, outsider.text);
+    assert.equal(json(outsider).error, "invalid_grant");
   });
 
   test("with DPoP, the minted token is bound to the proof key and works only with its proofs", async () => {
