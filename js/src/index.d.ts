@@ -292,6 +292,8 @@ export interface DecisionEvent {
   limit?: string;
   breaker?: { kind: "burst" | "deny_ratio" | "unusual_routes"; detail: string; until_ms: number };
   approval_digest?: string;
+  /** Decision time the host measured (µs); the core has no clock. */
+  duration_us?: number;
   [field: string]: unknown;
 }
 
@@ -495,8 +497,12 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   /** Hash the request body so approvals bind to it. Default false. */
   hashBody?: boolean;
   directoryCache?: DirectoryCache;
-  /** Default: log `decision.event` as one JSON line; `null` turns it off. */
+  /** Default: log `decision.event` as one JSON line (when `decision.log`); `null` turns it off. */
   onDecision?: ((decision: Decision, request: Request, env: Env, ctx: Ctx) => void) | null;
+  /** Re-read the env/KV policy this often (ms). Default 60 000. A failed reload keeps the last good policy. */
+  policyTtlMs?: number;
+  /** Analytics Engine dataset binding: one `analyticsDataPoint` per logged decision. Default `AGENTGUARD_ANALYTICS`, used when bound. */
+  analyticsBinding?: string;
   jwksCache?: JwksCache;
   log?: (line: string) => void;
   hostVerify?: Algorithm[];
@@ -542,6 +548,19 @@ export function decideShared(
 
 /** The 503 `state_unavailable` deny, shaped like a core decision. */
 export function stateUnavailable(input: CoreRequest, message: string): Decision;
+
+/** A Workers Analytics Engine data point (docs/workers.md lists the columns). */
+export interface AnalyticsDataPoint {
+  /** `[agent]`, the sampling key. */
+  indexes: [string];
+  /** decision, first reason, route, method, path, issuer, agent, source IP, limit, breaker trip kind. */
+  blobs: string[];
+  /** status, decision time (µs), token-cache hit (0/1). */
+  doubles: [number, number, number];
+}
+
+/** A decision event as an Analytics Engine data point. */
+export function analyticsDataPoint(event: DecisionEvent): AnalyticsDataPoint;
 
 export function withAgentGuard<Env = any, Ctx = any>(
   handler: Handler<Env, Ctx>,
