@@ -35,15 +35,18 @@
 //!   connection manager is set to trust it), the
 //!   `connection.sha256_peer_certificate_digest` property (for RFC 8705
 //!   certificate-bound tokens) and Envoy's clock (`get_current_time`).
-//! - **Bodies.** Approvals bind to the body through `Content-Digest`
-//!   (RFC 9530, `sha-256`): the filter passes the declared digest to the core
-//!   as `body_sha256`, and when the request is allowed it holds the body
-//!   until it has all of it and checks it against the declaration; a
-//!   mismatch is refused (`request_invalid`) before the body reaches the
-//!   upstream. Without `Content-Digest` nothing is buffered and approvals
-//!   bind to the method, host, path and query only. (The proxy-wasm 0.2 ABI
-//!   cannot hold the headers while reading the body, so the filter cannot
-//!   hash bodies itself before deciding.)
+//! - **Bodies.** Approvals bind to the body's SHA-256 ([`body`]). A request
+//!   with a body to a `high`/`critical` route is held at its headers
+//!   (`Action::Pause`, which with the plugin's
+//!   `allow_on_headers_stop_iteration: true` lets Envoy keep the headers
+//!   editable and hand over the body), buffered, hashed, and decided once the
+//!   body has ended. Without that setting Envoy never hands over the body;
+//!   such a request is refused (500 `internal_error`, logged with the fix)
+//!   after `body_wait`. A request that declares `Content-Digest` (RFC 9530,
+//!   `sha-256`) is decided at once on the declared digest; if allowed, its
+//!   body is held until complete and checked against the declaration (a
+//!   mismatch is refused `request_invalid` before the body reaches the
+//!   upstream). Other requests are never buffered.
 //! - **Responses.** The core formats every refusal; the filter sends it
 //!   verbatim with `send_http_response`. On allow, inbound headers with the
 //!   identity prefix are removed first, then the identity headers are added.
@@ -79,6 +82,7 @@
 //!   VM, so per worker; sharing it through proxy-wasm shared data, and
 //!   revocation-list updates at run time, are later issues.
 
+mod body;
 mod config;
 mod jwks;
 mod mapping;
@@ -93,7 +97,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
-use self::config::{DecisionLog, Settings};
+use self::body::BodyRoutes;
+use self::config::{DecisionLog, Loaded, Settings};
 use self::jwks::Schedule;
 use self::mapping::{
     body_digest, declared_body_sha256, headers_to_strip, hex, request_input, response_headers,
@@ -146,15 +151,30 @@ fn follow_host_log_level() {
     }
 }
 
+/// Where a request is when the filter decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Its headers have arrived; `end_of_stream`: it has no body.
+    Headers { end_of_stream: bool },
+    /// Its whole body has been read (for an approval-gated route): the body's
+    /// SHA-256, `None` for an empty body.
+    Body(Option<[u8; 32]>),
+}
+
 /// What one VM shares between its root context and its HTTP contexts.
 struct Filter {
     engine: Engine,
     settings: Settings,
     metrics: Metrics,
     schedule: RefCell<Schedule>,
-    /// HTTP contexts held until the JWKS fetch under way ends (and whether
-    /// their request had ended with its headers).
-    waiting: RefCell<Vec<(u32, bool)>>,
+    /// Which requests are decided only once their body is read.
+    body_routes: BodyRoutes,
+    /// HTTP contexts held until the JWKS fetch under way ends, and where
+    /// their request was.
+    waiting: RefCell<Vec<(u32, Stage)>>,
+    /// Requests whose body is being read before the decision: since when
+    /// (ms), and whether any of the body has reached the filter yet.
+    reading: RefCell<Vec<(u32, i64, bool)>>,
     /// Allowed requests whose body must match the `Content-Digest` they declared.
     bodies: RefCell<Vec<(u32, [u8; 32])>>,
     /// Whether the policy asks for DPoP nonces (handed out on every response).
@@ -162,10 +182,11 @@ struct Filter {
 }
 
 impl Filter {
-    /// Decides the request of the current HTTP context and acts on it.
-    /// `end_of_stream`: the request has no body; `may_wait`: whether an
-    /// unknown key may hold the request for a JWKS fetch.
-    fn on_request(&self, context_id: u32, end_of_stream: bool, may_wait: bool) -> Action {
+    /// Decides the request of the current HTTP context and acts on it — or,
+    /// for a request with a body to an approval-gated route, starts reading
+    /// the body first. `may_wait`: whether an unknown key may hold the request
+    /// for a JWKS fetch.
+    fn on_request(&self, context_id: u32, stage: Stage, may_wait: bool) -> Action {
         let start_ns = now_ns();
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(headers) => headers,
@@ -181,7 +202,14 @@ impl Filter {
             Ok(declared) => declared,
             Err(message) => return self.refuse(ReasonCode::RequestInvalid, message, start_ns),
         };
-        if end_of_stream && declared.is_some_and(|d| d != body_digest(b"")) {
+        // The body was read and hashed here, so nothing is left to check against a declaration.
+        let (end_of_stream, read) = match stage {
+            Stage::Headers { end_of_stream } => (end_of_stream, None),
+            Stage::Body(digest) => (true, digest),
+        };
+        if stage == (Stage::Headers { end_of_stream: true })
+            && declared.is_some_and(|d| d != body_digest(b""))
+        {
             let message = "`Content-Digest` does not match the request's empty body".to_owned();
             return self.refuse(ReasonCode::RequestInvalid, message, start_ns);
         }
@@ -190,11 +218,17 @@ impl Filter {
         let cert = property(vec!["connection", "sha256_peer_certificate_digest"]);
         // f64 seconds keep sub-microsecond precision for the next few centuries.
         let now = start as f64 / 1e9;
-        let input =
-            request_input(&headers, source.as_deref(), cert.as_deref(), declared.as_ref().map(hex), now);
+        // An empty body binds like no body, whichever way the digest came.
+        let body_sha256 = read.or(declared.filter(|d| *d != body_digest(b""))).as_ref().map(hex);
+        let input = request_input(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
+        if !end_of_stream && declared.is_none() && self.body_routes.needs_body(&input) {
+            // Hold the headers (Envoy keeps them editable) until the body is in.
+            self.reading.borrow_mut().push((context_id, ns_to_ms(start), false));
+            return Action::Pause;
+        }
         let decision = self.engine.decide_input(&input);
 
-        if may_wait && self.should_wait(&decision) && self.hold(context_id, end_of_stream, ns_to_ms(start)) {
+        if may_wait && self.should_wait(&decision) && self.hold(context_id, stage, ns_to_ms(start)) {
             self.metrics.jwks(JwksEvent::Waited);
             return Action::Pause;
         }
@@ -204,6 +238,60 @@ impl Filter {
             self.bodies.borrow_mut().push((context_id, digest));
         }
         action
+    }
+
+    /// Whether the filter is reading the body of `context_id` before deciding.
+    fn is_reading(&self, context_id: u32) -> bool {
+        self.reading.borrow().iter().any(|(id, _, _)| *id == context_id)
+    }
+
+    /// Part of the body of `context_id` arrived (more is coming).
+    fn body_seen(&self, context_id: u32) {
+        for (id, _, seen) in self.reading.borrow_mut().iter_mut() {
+            *seen |= *id == context_id;
+        }
+    }
+
+    /// Refuses the requests held for their body that none of the body reached
+    /// within `body_wait`. Envoy delivers the body to a filter that holds the
+    /// headers only with the plugin's `allow_on_headers_stop_iteration: true`;
+    /// without it such a request would hang until a timeout, so it is refused
+    /// here, saying why.
+    fn expire_reading(&self, now_ms: i64) {
+        let wait_ms = i64::try_from(self.settings.body_wait_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let stuck: Vec<u32> = self
+            .reading
+            .borrow()
+            .iter()
+            .filter(|(_, since, seen)| !seen && now_ms.saturating_sub(*since) >= wait_ms)
+            .map(|(id, _, _)| *id)
+            .collect();
+        for context_id in stuck {
+            self.reading.borrow_mut().retain(|(id, _, _)| *id != context_id);
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue;
+            }
+            let message = format!(
+                "no request body reached the filter within {}s; approval-gated routes need it: set \
+                 `allow_on_headers_stop_iteration: true` in the plugin config (Envoy 1.35 or later)",
+                self.settings.body_wait_secs
+            );
+            let _ = self.refuse_internal(message, now_ns());
+        }
+    }
+
+    /// The whole body of `context_id` is in: hash it and decide.
+    fn on_body_read(&self, context_id: u32, body_size: usize) -> Action {
+        self.reading.borrow_mut().retain(|(id, _, _)| *id != context_id);
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => {
+                return self.refuse_internal(format!("cannot read the request body ({status:?})"), now_ns())
+            }
+        };
+        // An empty body binds like no body, however the client framed it.
+        let digest = (!body.is_empty()).then(|| body_digest(&body));
+        self.on_request(context_id, Stage::Body(digest), true)
     }
 
     /// The digest the body of `context_id` must have, if it declared one and was allowed.
@@ -309,7 +397,7 @@ impl Filter {
 
     /// Starts the on-demand fetches the cooldown allows and holds the request
     /// if any fetch is under way. `false`: decide now.
-    fn hold(&self, context_id: u32, end_of_stream: bool, now_ms: i64) -> bool {
+    fn hold(&self, context_id: u32, stage: Stage, now_ms: i64) -> bool {
         let picks = self.schedule.borrow().on_demand(now_ms);
         for index in picks {
             self.fetch(index, now_ms);
@@ -321,7 +409,7 @@ impl Filter {
         if waiting.len() >= MAX_WAITING {
             return false;
         }
-        waiting.push((context_id, end_of_stream));
+        waiting.push((context_id, stage));
         true
     }
 
@@ -400,6 +488,7 @@ impl Filter {
         for index in due {
             self.fetch(index, now);
         }
+        self.expire_reading(now);
         if !expired.is_empty() {
             self.release_if_idle();
         }
@@ -411,12 +500,12 @@ impl Filter {
             return;
         }
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
-        for (context_id, end_of_stream) in waiting {
+        for (context_id, stage) in waiting {
             // A context that ended meanwhile cannot be switched to: skip it.
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
-            if self.on_request(context_id, end_of_stream, false) == Action::Continue {
+            if self.on_request(context_id, stage, false) == Action::Continue {
                 if let Err(status) = hostcalls::resume_http_request() {
                     warn!("cannot resume a held request ({status:?})");
                 }
@@ -438,6 +527,7 @@ impl Filter {
     /// Forgets a request whose stream ended.
     fn forget(&self, context_id: u32) {
         self.waiting.borrow_mut().retain(|(id, _)| *id != context_id);
+        self.reading.borrow_mut().retain(|(id, _, _)| *id != context_id);
         self.bodies.borrow_mut().retain(|(id, _)| *id != context_id);
     }
 }
@@ -497,7 +587,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let (engine, settings) = match config::load(&bytes) {
+        let Loaded { engine, settings, body_routes } = match config::load(&bytes) {
             Ok(loaded) => loaded,
             Err(errors) => {
                 for e in &errors.0 {
@@ -526,7 +616,9 @@ impl RootContext for Root {
             engine,
             settings,
             metrics,
+            body_routes,
             waiting: RefCell::new(Vec::new()),
+            reading: RefCell::new(Vec::new()),
             bodies: RefCell::new(Vec::new()),
             dpop_nonces,
         });
@@ -584,7 +676,7 @@ impl Context for Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         match &self.filter {
-            Some(filter) => filter.on_request(self.id, end_of_stream, true),
+            Some(filter) => filter.on_request(self.id, Stage::Headers { end_of_stream }, true),
             None => {
                 // Envoy creates no HTTP context for a refused configuration; fail closed anyway.
                 let _ = hostcalls::send_http_response(
@@ -599,6 +691,14 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(filter) = &self.filter else { return Action::Pause };
+        if filter.is_reading(self.id) {
+            // Buffer until the whole body is in, then decide.
+            if end_of_stream {
+                return filter.on_body_read(self.id, body_size);
+            }
+            filter.body_seen(self.id);
+            return Action::Pause;
+        }
         match (filter.expected_body(self.id), end_of_stream) {
             (None, _) => Action::Continue,
             // Buffer until the whole body is in.
@@ -616,6 +716,10 @@ impl HttpContext for Http {
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
         let Some(filter) = &self.filter else { return Action::Pause };
+        if filter.is_reading(self.id) {
+            // The body ended with trailers: it is all buffered now.
+            return filter.on_body_read(self.id, usize::MAX);
+        }
         match filter.expected_body(self.id) {
             None => Action::Continue,
             // The body ended with trailers: it is all buffered now.

@@ -19,7 +19,8 @@
 //!   "jwks_timeout": "5s",
 //!   "decision_log": "debug",
 //!   "stat_prefix": "agentguard",
-//!   "dpop_nonce_secret": "<base64url of 32 random bytes>"
+//!   "dpop_nonce_secret": "<base64url of 32 random bytes>",
+//!   "body_wait": "10s"
 //! }
 //! ```
 //!
@@ -35,7 +36,9 @@ use serde_json::Value;
 use crate::duration::Duration;
 use crate::engine::Engine;
 use crate::limits::MAX_POLICY_BYTES;
-use crate::policy::{PolicyError, PolicyErrors};
+use crate::policy::{Policy, PolicyError, PolicyErrors};
+
+use super::body::BodyRoutes;
 
 /// Where and how to fetch one issuer's JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,9 @@ pub struct Settings {
     pub stat_prefix: String,
     /// The secret DPoP nonces derive from, when the operator gives one.
     pub dpop_nonce_secret: Option<Vec<u8>>,
+    /// Seconds a request held for its body (approval-gated routes) may wait
+    /// for the first of it before it is refused.
+    pub body_wait_secs: u64,
 }
 
 impl Default for Settings {
@@ -95,6 +101,7 @@ impl Default for Settings {
             decision_log: DecisionLog::Debug,
             stat_prefix: "agentguard".into(),
             dpop_nonce_secret: None,
+            body_wait_secs: 10,
         }
     }
 }
@@ -119,10 +126,30 @@ struct Wrapper {
     stat_prefix: Option<String>,
     #[serde(default)]
     dpop_nonce_secret: Option<String>,
+    #[serde(default)]
+    body_wait: Option<Duration>,
+}
+
+/// A configuration that compiled.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The compiled policy.
+    pub engine: Engine,
+    /// The Envoy-only settings.
+    pub settings: Settings,
+    /// Which requests need their body read before the decision.
+    pub body_routes: BodyRoutes,
+}
+
+/// Parses and compiles a policy.
+fn compile(text: &str) -> Result<(Engine, BodyRoutes), PolicyErrors> {
+    let policy = Policy::from_json(text)?;
+    let engine = Engine::new(&policy)?;
+    Ok((engine, BodyRoutes::new(&policy)))
 }
 
 /// Compiles the plugin configuration into an engine and the Envoy settings.
-pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
+pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| PolicyError::new(".", "the plugin configuration is not UTF-8 text"))?;
     if text.trim().is_empty() {
@@ -138,7 +165,7 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
     let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
         Ok(value) if value.get("policy").is_some() => value,
         _ => {
-            let engine = Engine::from_json(text)?;
+            let (engine, body_routes) = compile(text)?;
             if let Some((iss, _)) = engine.jwks_uris().first() {
                 return Err(PolicyError::new(
                     ".",
@@ -150,7 +177,7 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
                 )
                 .into());
             }
-            return Ok((engine, Settings::default()));
+            return Ok(Loaded { engine, settings: Settings::default(), body_routes });
         }
     };
     let wrapper: Wrapper = serde_path_to_error::deserialize(&wrapper_value).map_err(|e| {
@@ -160,8 +187,8 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
     })?;
 
     let mut errors = Vec::new();
-    let engine = match Engine::from_json(&wrapper.policy.to_string()) {
-        Ok(engine) => Some(engine),
+    let compiled = match compile(&wrapper.policy.to_string()) {
+        Ok(compiled) => Some(compiled),
         Err(PolicyErrors(list)) => {
             // Positions refer to the re-serialised policy, so only the path is kept.
             errors.extend(list.into_iter().map(|e| {
@@ -185,6 +212,7 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
     settings.jwks_cooldown_secs =
         positive("jwks_cooldown", wrapper.jwks_cooldown, settings.jwks_cooldown_secs);
     settings.jwks_timeout_secs = positive("jwks_timeout", wrapper.jwks_timeout, settings.jwks_timeout_secs);
+    settings.body_wait_secs = positive("body_wait", wrapper.body_wait, settings.body_wait_secs);
     if settings.jwks_timeout_secs > 60 {
         errors.push(PolicyError::new(
             "jwks_timeout",
@@ -267,8 +295,8 @@ pub fn load(bytes: &[u8]) -> Result<(Engine, Settings), PolicyErrors> {
         }
     }
 
-    match engine {
-        Some(engine) if errors.is_empty() => Ok((engine, settings)),
+    match compiled {
+        Some((engine, body_routes)) if errors.is_empty() => Ok(Loaded { engine, settings, body_routes }),
         _ => Err(PolicyErrors(errors)),
     }
 }
@@ -339,9 +367,9 @@ mod tests {
 
     #[test]
     fn a_plain_policy_is_enough_for_inline_keys() {
-        let (engine, settings) = load(POLICY.as_bytes()).unwrap();
-        assert!(engine.jwks_uris().is_empty());
-        assert_eq!(settings, Settings::default());
+        let loaded = load(POLICY.as_bytes()).unwrap();
+        assert!(loaded.engine.jwks_uris().is_empty());
+        assert_eq!(loaded.settings, Settings::default());
     }
 
     #[test]
@@ -379,7 +407,7 @@ mod tests {
         assert!(errs[0].starts_with("dpop_nonce_secret: expected at least 32 random bytes"), "{errs:?}");
         let secret = crate::b64::encode(&[7; 32]);
         let ok = format!(r#"{{"policy": {POLICY}, "dpop_nonce_secret": "{secret}"}}"#);
-        assert_eq!(load(ok.as_bytes()).unwrap().1.dpop_nonce_secret, Some(vec![7; 32]));
+        assert_eq!(load(ok.as_bytes()).unwrap().settings.dpop_nonce_secret, Some(vec![7; 32]));
         let errs = errors(&format!(r#"{{"policy": {POLICY}, "decision_log": "loud"}}"#));
         assert!(errs[0].starts_with("decision_log: unknown variant `loud`"), "{errs:?}");
     }
@@ -391,7 +419,7 @@ mod tests {
         let wrapped = format!(r#"{{"policy": {plain}}}"#);
         assert!(errors(&wrapped)[0].starts_with("jwks_cluster: issuer `https://sts.test` has a `jwks_uri`"));
         let wrapped = format!(r#"{{"policy": {plain}, "jwks_cluster": "sts", "jwks_refresh": "1h"}}"#);
-        let (_, settings) = load(wrapped.as_bytes()).unwrap();
+        let settings = load(wrapped.as_bytes()).unwrap().settings;
         assert_eq!(
             settings.jwks,
             [JwksSource {
@@ -404,7 +432,7 @@ mod tests {
         );
         assert_eq!(settings.jwks_refresh_secs, 3600);
         let per_issuer = format!(r#"{{"policy": {plain}, "jwks_clusters": {{"https://sts.test": "sts2"}}}}"#);
-        assert_eq!(load(per_issuer.as_bytes()).unwrap().1.jwks[0].cluster, "sts2");
+        assert_eq!(load(per_issuer.as_bytes()).unwrap().settings.jwks[0].cluster, "sts2");
         let unknown =
             format!(r#"{{"policy": {plain}, "jwks_cluster": "s", "jwks_clusters": {{"https://x": "y"}}}}"#);
         assert!(errors(&unknown)[0].starts_with("jwks_clusters.https://x: "));

@@ -113,8 +113,13 @@ const cluster = (name, port) => ({
   },
 });
 
-/** The wasm HTTP filter entry, `configuration` being the plugin configuration string. */
-export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED" } = {}) {
+/**
+ * The wasm HTTP filter entry, `configuration` being the plugin configuration
+ * string. `allowStopIteration` sets `allow_on_headers_stop_iteration`, which
+ * lets the filter hold a request's headers while it reads the body (for
+ * approval-gated routes; docs/envoy.md).
+ */
+export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allowStopIteration = true } = {}) {
   return {
     name: "envoy.filters.http.wasm",
     typed_config: {
@@ -129,6 +134,7 @@ export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED" } = {}
           code: { local: { filename: WASM } },
         },
         failure_policy: failurePolicy,
+        ...(allowStopIteration ? { allow_on_headers_stop_iteration: true } : {}),
       },
     },
   };
