@@ -160,7 +160,7 @@ impl ApprovalGate {
             return Err((ReasonCode::ApprovalInvalid, format!("more than one `{}` header", self.header)));
         }
         let issuers = std::slice::from_ref(&self.issuer);
-        let verified = token::verify(approval, issuers, |_| Some(keys), None).map_err(approval_error)?;
+        let verified = token::verify(approval, issuers, |_| Some(keys), &[]).map_err(approval_error)?;
         token::validate(&verified.claims, &self.issuer, request.now()).map_err(approval_error)?;
         let raw = &verified.claims.raw;
         let digest = action_digest(request);

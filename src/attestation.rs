@@ -274,7 +274,7 @@ impl Attestation {
                         format!("more than one `{}` header", self.header),
                     ));
                 }
-                let verified = token::verify(token, issuers, keys_for, None).map_err(evidence_error)?;
+                let verified = token::verify(token, issuers, keys_for, &[]).map_err(evidence_error)?;
                 let issuer = issuers
                     .get(verified.issuer)
                     .ok_or((ReasonCode::InternalError, "attestation issuer index out of range".to_owned()))?;

@@ -182,12 +182,32 @@ impl<'a> UntrustedJws<'a> {
     /// Checks the signature with the single key in `keys`, ignoring any `kid`
     /// (for DPoP proofs, whose key travels in the header and was already
     /// parsed by the caller).
-    pub fn verify_embedded(self, keys: &KeySet, allowed: &[Alg]) -> Result<VerifiedJws, JwsError> {
+    /// `host_verdict`, when given, is the host's check of this exact signature.
+    pub fn verify_embedded(
+        self,
+        keys: &KeySet,
+        allowed: &[Alg],
+        host_verdict: Option<bool>,
+    ) -> Result<VerifiedJws, JwsError> {
+        let (alg, key) = self.key_for_embedded(keys, allowed)?;
+        match host_verdict {
+            Some(true) => {}
+            Some(false) => return Err(JwsError::Signature("signature does not verify".into())),
+            None => keys::verify_signature(alg, &key.key, self.signing_input.as_bytes(), &self.signature)
+                .map_err(JwsError::Signature)?,
+        }
+        Ok(VerifiedJws { alg, kid: key.kid.clone(), header: self.header, payload: self.payload })
+    }
+
+    /// The algorithm and key [`Self::verify_embedded`] would use.
+    pub fn key_for_embedded<'k>(
+        &self,
+        keys: &'k KeySet,
+        allowed: &[Alg],
+    ) -> Result<(Alg, &'k Jwk), JwsError> {
         let alg = self.algorithm(allowed)?;
         let key = keys.select(None, alg).map_err(JwsError::Key)?;
-        keys::verify_signature(alg, &key.key, self.signing_input.as_bytes(), &self.signature)
-            .map_err(JwsError::Signature)?;
-        Ok(VerifiedJws { alg, kid: key.kid.clone(), header: self.header, payload: self.payload })
+        Ok((alg, key))
     }
 
     /// The bytes the signature covers (`header.payload`).

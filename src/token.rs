@@ -148,8 +148,9 @@ pub struct HostVerdict {
     pub valid: bool,
 }
 
-/// The id of a signature check: binds a host's verdict to a token and a key.
-fn check_id(token_hash: &[u8; 32], key_thumbprint: &str) -> String {
+/// The id of a signature check: binds a host's verdict to a token (or DPoP
+/// proof) and a key.
+pub(crate) fn check_id(token_hash: &[u8; 32], key_thumbprint: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"agentguard-signature-check-v1\0");
     h.update(token_hash);
@@ -225,12 +226,13 @@ fn pre_signature<'t>(
 }
 
 /// Verifies signature and claim types. `keys_for(i)` gives issuer `i`'s current
-/// keys; `host_verdict`, when it names this token, replaces the Wasm signature check.
+/// keys; a host verdict naming this token (and the key selected now)
+/// replaces the Wasm signature check.
 pub fn verify<'k>(
     token: &str,
     issuers: &[Issuer],
     keys_for: impl Fn(usize) -> Option<&'k KeySet>,
-    host_verdict: Option<&HostVerdict>,
+    host_verdicts: &[HostVerdict],
 ) -> Result<VerifiedToken, TokenError> {
     let (jws, index, claims) = pre_signature(token, issuers)?;
     let hash = token_hash(token);
@@ -241,10 +243,13 @@ pub fn verify<'k>(
     })?;
     // A verdict counts only for this token *and* the key selected now: if the
     // keys rotated while the host was verifying, the check id no longer matches.
-    let verdict = host_verdict.and_then(|v| {
-        let (_, key) = jws.key_for(keys, &issuer.algorithms).ok()?;
-        (v.token_hash == check_id(&hash, &key.thumbprint)).then_some(v.valid)
-    });
+    let verdict = match host_verdicts {
+        [] => None,
+        verdicts => jws.key_for(keys, &issuer.algorithms).ok().and_then(|(_, key)| {
+            let id = check_id(&hash, &key.thumbprint);
+            verdicts.iter().find(|v| v.token_hash == id).map(|v| v.valid)
+        }),
+    };
     let verified = jws.verify_with(keys, &issuer.algorithms, verdict).map_err(jws_reason)?;
     let claims = type_claims(claims)?;
     Ok(VerifiedToken { issuer: index, alg: verified.alg, kid: verified.kid, claims, hash })

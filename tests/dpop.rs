@@ -320,11 +320,12 @@ fn rfc9449_resource_request_example_verifies() {
         .unwrap();
     let policy = DpopPolicy::default();
     let checked =
-        dpop::check(&policy, &request, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None).unwrap();
+        dpop::check(&policy, &request, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[])
+            .unwrap();
     assert_eq!(checked.jkt, RFC_PROOF_JWK_THUMBPRINT);
     // Any other token, method or time fails.
     assert_eq!(
-        dpop::check(&policy, &request, Some("other-token"), Some(RFC_PROOF_JWK_THUMBPRINT), None)
+        dpop::check(&policy, &request, Some("other-token"), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[])
             .unwrap_err()
             .0,
         ReasonCode::DpopAthMismatch
@@ -335,7 +336,7 @@ fn rfc9449_resource_request_example_verifies() {
         .build()
         .unwrap();
     assert_eq!(
-        dpop::check(&policy, &late, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None)
+        dpop::check(&policy, &late, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[])
             .unwrap_err()
             .0,
         ReasonCode::DpopProofStale
@@ -361,4 +362,57 @@ fn absurd_iat_values_are_refused_not_a_panic() {
         assert_eq!(d.decision, agentguard::Outcome::Deny, "{iat}");
         assert_eq!(d.codes(), [ReasonCode::DpopProofInvalid], "{iat}: {:?}", d.reasons);
     }
+}
+
+// --- Host-verified proofs (WebCrypto in the JS host) ------------------------
+
+#[test]
+fn the_proof_signature_can_be_verified_by_the_host() {
+    use agentguard::token::HostVerdict;
+    let e = engine();
+    let token = bound();
+    let verify = |c: &agentguard::token::SignatureCheck| {
+        let jwk = parse_jwk(&c.jwk).unwrap().unwrap();
+        let sig = b64::decode(&c.signature).unwrap();
+        let alg = Alg::parse(c.alg).unwrap();
+        HostVerdict {
+            token_hash: c.token_hash.clone(),
+            valid: agentguard::keys::verify_signature(alg, &jwk.key, c.signing_input.as_bytes(), &sig)
+                .is_ok(),
+        }
+    };
+    // A fresh token and its proof: two checks, the proof's with the proof's own key.
+    let p = Proof::new(&token, "h1").sign();
+    let req = request("GET", &token, "DPoP", &[&p]);
+    let checks = e.pending_signatures(&req);
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[1].alg, "ES256");
+    assert_eq!(parse_jwk(&checks[1].jwk).unwrap().unwrap().thumbprint, thumbprint(&client()));
+    assert_eq!(checks[1].signing_input, p.rsplit_once('.').unwrap().0);
+    let verdicts: Vec<_> = checks.iter().map(verify).collect();
+    assert!(verdicts.iter().all(|v| v.valid));
+    assert!(e.decide_with_verdicts(&req, &verdicts).is_allowed());
+    // The token is cached now: only the proof needs checking.
+    let p = Proof::new(&token, "h2").sign();
+    let req = request("GET", &token, "DPoP", &[&p]);
+    let checks = e.pending_signatures(&req);
+    assert_eq!(checks.len(), 1);
+    // A host that says the proof does not verify is believed: refused.
+    let no = HostVerdict { token_hash: checks[0].token_hash.clone(), valid: false };
+    let d = e.decide_with_verdicts(&req, &[no]);
+    assert_eq!(d.codes(), [ReasonCode::DpopProofInvalid]);
+    // The refused proof was not recorded: with a true verdict it passes.
+    assert!(e.decide_with_verdicts(&req, &[verify(&checks[0])]).is_allowed());
+    // A verdict names one proof and key: for another proof it is ignored, and
+    // that proof's bad signature is caught in Wasm.
+    let mut bad = Proof::new(&token, "h3").sign();
+    bad.replace_range(bad.len() - 4.., "AAAA");
+    let req = request("GET", &token, "DPoP", &[&bad]);
+    let other = verify(
+        &e.pending_signatures(&request("GET", &token, "DPoP", &[&Proof::new(&token, "h4").sign()]))[0],
+    );
+    assert!(other.valid);
+    assert_eq!(e.decide_with_verdicts(&req, &[other]).codes(), [ReasonCode::DpopProofInvalid]);
+    // A Bearer request has no proof to check.
+    assert!(e.pending_signatures(&request("GET", &token, "Bearer", &[&p])).is_empty());
 }

@@ -241,8 +241,8 @@ fuzz_target!(|input: Input| {
         Text::Number(n) => Some(n.to_string()),
     };
     let secret = input.nonce.then_some(SECRET);
-    let result = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret);
-    let again = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret);
+    let result = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret, &[]);
+    let again = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret, &[]);
     assert_eq!(result, again, "the check is not deterministic");
 
     let Ok(proof) = result else { return };
