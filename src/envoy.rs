@@ -27,7 +27,17 @@
 //! - **One engine per VM.** Envoy runs one Wasm VM per worker thread; each VM
 //!   has one root context holding an `Rc` of the compiled engine, its
 //!   verified-token cache and the JWKS schedule, shared by all HTTP contexts.
-//!   Nothing crosses threads, so each worker keeps its own cache.
+//!   The token cache stays per worker.
+//! - **Per-agent state across workers** ([`store`]): rate-limit buckets,
+//!   breaker windows, suspensions and the replay caches (DPoP proofs,
+//!   approvals, signature nonces) live in proxy-wasm shared data, in fixed
+//!   slot tables sized from the policy and updated with compare-and-swap, so
+//!   one limit holds for all workers and a proof used on one is refused on
+//!   the others (`"shared_state": false` keeps them per worker).
+//! - **Operator endpoints** (off unless the wrapper names their routes):
+//!   `GET /_agentguard/suspensions` and
+//!   `POST /_agentguard/suspensions/lift?agent=…`, answered by the filter
+//!   once the request is allowed by that route (which must require a scope).
 //! - **Request mapping** ([`mapping`]): `:method`, `:scheme`, `:authority`,
 //!   `:path` (the raw path: the core normalises it), every header (repeated
 //!   ones stay separate), the `source.address` property (the downstream peer,
@@ -78,15 +88,15 @@
 //!
 //! ## Not done here
 //!
-//! - Per-agent state (rate limits, circuit breaker, replay caches) is per
-//!   VM, so per worker; sharing it through proxy-wasm shared data, and
-//!   revocation-list updates at run time, are later issues.
+//! - Revocation-list updates at run time (the lists come with the policy).
+//! - State across Envoy processes (replicas): shared data is per process.
 
 mod body;
 mod config;
 mod jwks;
 mod mapping;
 mod metrics;
+mod store;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -101,7 +111,7 @@ use self::body::BodyRoutes;
 use self::config::{DecisionLog, Loaded, Settings};
 use self::jwks::Schedule;
 use self::mapping::{
-    body_digest, declared_body_sha256, headers_to_strip, hex, request_input, response_headers,
+    body_digest, declared_body_sha256, headers_to_strip, hex, query_param, request_input, response_headers,
 };
 use self::metrics::{JwksEvent, Metrics};
 use crate::decision::Decision;
@@ -159,6 +169,24 @@ enum Stage {
     /// Its whole body has been read (for an approval-gated route): the body's
     /// SHA-256, `None` for an empty body.
     Body(Option<[u8; 32]>),
+}
+
+/// `POST` here lifts a breaker suspension (`?agent=`), when `lift_route` is set.
+const LIFT_PATH: &str = "/_agentguard/suspensions/lift";
+/// `GET` here lists the suspensions in force, when `suspensions_route` is set.
+const SUSPENSIONS_PATH: &str = "/_agentguard/suspensions";
+
+/// An operator endpoint a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Operator {
+    /// Not an operator request (or the endpoint is off, or the request was refused).
+    None,
+    /// Allowed, but by another route than the endpoint's.
+    WrongRoute(String),
+    /// Lift a suspension.
+    Lift,
+    /// List suspensions.
+    List,
 }
 
 /// What one VM shares between its root context and its HTTP contexts.
@@ -232,12 +260,85 @@ impl Filter {
             self.metrics.jwks(JwksEvent::Waited);
             return Action::Pause;
         }
+        let operator = match self.operator(&decision) {
+            Operator::None => None,
+            Operator::WrongRoute(message) => {
+                return self.refuse(ReasonCode::RouteNotMatched, message, start_ns)
+            }
+            serve => Some(serve),
+        };
         self.finish(&decision, start_ns);
+        if let Some(operator) = operator {
+            return self.serve_operator(operator, &headers, ns_to_ms(start));
+        }
         let action = self.act(&decision, &headers, start_ns);
         if let (Action::Continue, false, Some(digest)) = (action, end_of_stream, declared) {
             self.bodies.borrow_mut().push((context_id, digest));
         }
         action
+    }
+
+    /// Whether the request is for an operator endpoint, and may use it.
+    fn operator(&self, decision: &Decision) -> Operator {
+        let (route, serve) = match (decision.event.method.as_str(), decision.event.path.as_str()) {
+            ("POST", LIFT_PATH) => (&self.settings.lift_route, Operator::Lift),
+            ("GET", SUSPENSIONS_PATH) => (&self.settings.suspensions_route, Operator::List),
+            _ => return Operator::None,
+        };
+        // Off unless configured; refused requests get the core's answer as any other.
+        let Some(route) = route.as_ref().filter(|_| decision.is_allowed()) else { return Operator::None };
+        if decision.route.as_ref() == Some(route) {
+            return serve;
+        }
+        Operator::WrongRoute(format!(
+            "the operator endpoint needs the policy route `{route}`, but `{}` matched",
+            decision.route.as_deref().unwrap_or("none")
+        ))
+    }
+
+    /// Answers an operator request (already allowed by its own route).
+    fn serve_operator(&self, operator: Operator, headers: &[(String, Vec<u8>)], now_ms: i64) -> Action {
+        let scope = if self.settings.shared_state { "envoy" } else { "worker" };
+        let (status, body) = match operator {
+            Operator::Lift => {
+                let path =
+                    headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| String::from_utf8_lossy(v));
+                match path.as_deref().and_then(|p| query_param(p, "agent")).filter(|a| !a.is_empty()) {
+                    Some(agent) => {
+                        let lifted = self.engine.lift_suspension(&agent);
+                        info!("operator request: suspension of `{agent}` lifted: {lifted}");
+                        (200, serde_json::json!({"scope": scope, "agent": agent, "lifted": lifted}))
+                    }
+                    None => (
+                        400,
+                        serde_json::json!({"type": "https://agentguard.dev/problems/request_invalid",
+                            "title": "Bad Request", "status": 400, "reason": "request_invalid",
+                            "detail": "expected the agent as `?agent=<percent-encoded agent id>`"}),
+                    ),
+                }
+            }
+            Operator::List => {
+                let now = now_ms.div_euclid(1000);
+                let suspended: Vec<serde_json::Value> = self
+                    .engine
+                    .suspended_agents(now)
+                    .into_iter()
+                    .map(|(agent, s)| serde_json::json!({"agent": agent, "suspension": s}))
+                    .collect();
+                (200, serde_json::json!({"scope": scope, "suspended": suspended}))
+            }
+            Operator::None | Operator::WrongRoute(_) => return Action::Continue,
+        };
+        let content_type = if status == 200 { "application/json" } else { "application/problem+json" };
+        let sent = hostcalls::send_http_response(
+            status,
+            vec![("content-type", content_type), ("cache-control", "no-store")],
+            Some(body.to_string().as_bytes()),
+        );
+        if let Err(status) = sent {
+            error!("cannot send the operator response ({status:?})");
+        }
+        Action::Pause
     }
 
     /// Whether the filter is reading the body of `context_id` before deciding.
@@ -587,7 +688,19 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let Loaded { engine, settings, body_routes } = match config::load(&bytes) {
+        // Per-agent state in Envoy's shared data, namespaced by the plugin's
+        // name: every worker (and filters with the same vm_id and name) sees one.
+        let name = hostcalls::get_property(vec!["plugin_name"]).ok().flatten();
+        let ns = name.map(|n| String::from_utf8_lossy(&n).into_owned()).filter(|n| !n.is_empty());
+        let ns = ns.unwrap_or_else(|| "agentguard".into());
+        let open = |policy: &crate::policy::Policy| -> Result<Box<dyn crate::state::StateStore>, String> {
+            let layout = store::Layout::new(&ns, policy);
+            let (slots, capacity) = (layout.slot_keys(), layout.capacity());
+            let shared = store::SharedStore::open(store::Host, layout)?;
+            info!("per-agent state shared by every worker: {slots} shared-data keys, room for {capacity} entries");
+            Ok(Box::new(shared))
+        };
+        let Loaded { engine, settings, body_routes } = match config::load(&bytes, &open) {
             Ok(loaded) => loaded,
             Err(errors) => {
                 for e in &errors.0 {

@@ -20,7 +20,10 @@
 //!   "decision_log": "debug",
 //!   "stat_prefix": "agentguard",
 //!   "dpop_nonce_secret": "<base64url of 32 random bytes>",
-//!   "body_wait": "10s"
+//!   "body_wait": "10s",
+//!   "shared_state": true,
+//!   "lift_route": "agentguard-lift",
+//!   "suspensions_route": "agentguard-suspensions"
 //! }
 //! ```
 //!
@@ -37,6 +40,7 @@ use crate::duration::Duration;
 use crate::engine::Engine;
 use crate::limits::MAX_POLICY_BYTES;
 use crate::policy::{Policy, PolicyError, PolicyErrors};
+use crate::state::StateStore;
 
 use super::body::BodyRoutes;
 
@@ -89,6 +93,13 @@ pub struct Settings {
     /// Seconds a request held for its body (approval-gated routes) may wait
     /// for the first of it before it is refused.
     pub body_wait_secs: u64,
+    /// Whether per-agent state (limits, breaker, suspensions, replay caches)
+    /// is shared by every worker through shared data, or kept per worker.
+    pub shared_state: bool,
+    /// The policy route that turns on `POST /_agentguard/suspensions/lift`.
+    pub lift_route: Option<String>,
+    /// The policy route that turns on `GET /_agentguard/suspensions`.
+    pub suspensions_route: Option<String>,
 }
 
 impl Default for Settings {
@@ -102,6 +113,9 @@ impl Default for Settings {
             stat_prefix: "agentguard".into(),
             dpop_nonce_secret: None,
             body_wait_secs: 10,
+            shared_state: true,
+            lift_route: None,
+            suspensions_route: None,
         }
     }
 }
@@ -128,6 +142,12 @@ struct Wrapper {
     dpop_nonce_secret: Option<String>,
     #[serde(default)]
     body_wait: Option<Duration>,
+    #[serde(default)]
+    shared_state: Option<bool>,
+    #[serde(default)]
+    lift_route: Option<String>,
+    #[serde(default)]
+    suspensions_route: Option<String>,
 }
 
 /// A configuration that compiled.
@@ -141,15 +161,30 @@ pub struct Loaded {
     pub body_routes: BodyRoutes,
 }
 
-/// Parses and compiles a policy.
-fn compile(text: &str) -> Result<(Engine, BodyRoutes), PolicyErrors> {
+/// Opens the store per-agent state is shared through (the filter passes
+/// one over Envoy's shared data).
+pub type OpenStore<'a> = &'a dyn Fn(&Policy) -> Result<Box<dyn StateStore>, String>;
+
+/// Parses and compiles a policy, its per-agent state in the store `open`
+/// gives (`None`: the engine's own memory).
+fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoutes), PolicyErrors> {
     let policy = Policy::from_json(text)?;
-    let engine = Engine::new(&policy)?;
+    let engine = match open {
+        None => Engine::new(&policy)?,
+        Some(open) => {
+            let store = open(&policy).map_err(|e| {
+                PolicyError::new("shared_state", format!("cannot open the shared state: {e}"))
+            })?;
+            Engine::with_store(&policy, store)?
+        }
+    };
     Ok((engine, BodyRoutes::new(&policy)))
 }
 
-/// Compiles the plugin configuration into an engine and the Envoy settings.
-pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
+/// Compiles the plugin configuration into an engine and the Envoy settings;
+/// per-agent state goes to the store `open` gives unless the wrapper says
+/// `"shared_state": false`.
+pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| PolicyError::new(".", "the plugin configuration is not UTF-8 text"))?;
     if text.trim().is_empty() {
@@ -165,7 +200,7 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
     let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
         Ok(value) if value.get("policy").is_some() => value,
         _ => {
-            let (engine, body_routes) = compile(text)?;
+            let (engine, body_routes) = compile(text, Some(open))?;
             if let Some((iss, _)) = engine.jwks_uris().first() {
                 return Err(PolicyError::new(
                     ".",
@@ -187,7 +222,8 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
     })?;
 
     let mut errors = Vec::new();
-    let compiled = match compile(&wrapper.policy.to_string()) {
+    let shared = wrapper.shared_state.unwrap_or(true);
+    let compiled = match compile(&wrapper.policy.to_string(), shared.then_some(open)) {
         Ok(compiled) => Some(compiled),
         Err(PolicyErrors(list)) => {
             // Positions refer to the re-serialised policy, so only the path is kept.
@@ -199,7 +235,8 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
         }
     };
 
-    let mut settings = Settings { decision_log: wrapper.decision_log, ..Settings::default() };
+    let mut settings =
+        Settings { decision_log: wrapper.decision_log, shared_state: shared, ..Settings::default() };
     let mut positive = |field: &str, value: Option<Duration>, default: u64| match value {
         None => default,
         Some(d) if d.as_secs() == 0 => {
@@ -243,6 +280,16 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
                 "dpop_nonce_secret",
                 "expected at least 32 random bytes, base64url-encoded (43 characters or more)",
             )),
+        }
+    }
+    for (field, route) in
+        [("lift_route", &wrapper.lift_route), ("suspensions_route", &wrapper.suspensions_route)]
+    {
+        let Some(id) = route else { continue };
+        match operator_route_problem(&wrapper.policy, id) {
+            Some(message) => errors.push(PolicyError::new(field, message)),
+            None if field == "lift_route" => settings.lift_route = Some(id.clone()),
+            None => settings.suspensions_route = Some(id.clone()),
         }
     }
     let cluster_ok = |c: &str| !c.is_empty() && !c.bytes().any(|b| b.is_ascii_control());
@@ -301,6 +348,24 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
     }
 }
 
+/// Why route `id` cannot guard an operator endpoint: it must exist and
+/// require at least one scope (an admin scope), so only an operator's token
+/// gets through.
+fn operator_route_problem(policy: &Value, id: &str) -> Option<String> {
+    let routes = policy.get("routes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let Some(route) = routes.iter().find(|r| r.get("id").and_then(Value::as_str) == Some(id)) else {
+        return Some(format!("no route in the policy has the id `{}`", crate::keys::clip(id)));
+    };
+    let scopes = route.get("scopes").and_then(Value::as_array).map_or(0, Vec::len);
+    (scopes == 0).then(|| {
+        format!(
+            "route `{}` requires no scope: an operator endpoint needs a route with an admin scope \
+             (like `agentguard.admin`)",
+            crate::keys::clip(id)
+        )
+    })
+}
+
 /// `(index, iss, jwks_uri)` of every issuer in the policy with a `jwks_uri`
 /// and no inline `jwks` (the ones whose keys the filter fetches).
 fn jwks_uri_issuers(policy: &Value) -> Vec<(usize, String, String)> {
@@ -356,6 +421,16 @@ mod tests {
             r#"{{"issuers": [{{"iss": "https://sts.test", "audiences": ["a"], "algorithms": ["EdDSA"],
                  "jwks_uri": "{uri}"}}], "routes": []}}"#
         )
+    }
+
+    /// Loads with state in a mock of Envoy's shared data.
+    fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
+        let host = std::sync::Arc::new(crate::envoy::store::mock::MockHost::default());
+        let open = move |p: &Policy| -> Result<Box<dyn StateStore>, String> {
+            let layout = crate::envoy::store::Layout::new("agentguard", p);
+            Ok(Box::new(crate::envoy::store::SharedStore::open(std::sync::Arc::clone(&host), layout)?))
+        };
+        super::load(bytes, &open)
     }
 
     fn errors(text: &str) -> Vec<String> {
@@ -441,6 +516,21 @@ mod tests {
             errors(&bad_uri),
             ["policy.issuers[0].jwks_uri: expected a URL with a host, found `https://user@h/x`"]
         );
+    }
+
+    #[test]
+    fn operator_routes_must_exist_and_need_a_scope() {
+        let with_admin = POLICY.replace(
+            r#""routes": ["#,
+            r#""routes": [{"id": "lift", "methods": ["POST"], "path": "/_agentguard/suspensions/lift",
+                           "scopes": ["agentguard.admin"]},"#,
+        );
+        let ok = format!(r#"{{"policy": {with_admin}, "lift_route": "lift"}}"#);
+        assert_eq!(load(ok.as_bytes()).unwrap().settings.lift_route.as_deref(), Some("lift"));
+        let errs = errors(&format!(r#"{{"policy": {with_admin}, "suspensions_route": "nope"}}"#));
+        assert_eq!(errs, ["suspensions_route: no route in the policy has the id `nope`"]);
+        let errs = errors(&format!(r#"{{"policy": {POLICY}, "lift_route": "r"}}"#));
+        assert!(errs[0].starts_with("lift_route: route `r` requires no scope"), "{errs:?}");
     }
 
     #[test]

@@ -128,6 +128,41 @@ pub fn headers_to_strip<'a>(headers: &'a [(String, Vec<u8>)], prefix: &str) -> V
     names
 }
 
+/// The first value of query parameter `name` in a raw `:path`, percent-decoded
+/// (`+` is a space, as in forms); `None` when absent or not UTF-8 once decoded.
+pub fn query_param(path: &str, name: &str) -> Option<String> {
+    let (_, query) = path.split_once('?')?;
+    let query = query.split('#').next().unwrap_or("");
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key)? == name).then(|| percent_decode(value)).flatten()
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok())?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The `(name, value)` list for `send_http_response`, from the core's response headers.
 pub fn response_headers(headers: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
     headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
@@ -229,6 +264,18 @@ mod tests {
         let other = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
         let twice = h(&[("content-digest", example), ("content-digest", &other)]);
         assert!(declared_body_sha256(&twice).unwrap_err().contains("two different"));
+    }
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        let path = "/_agentguard/suspensions/lift?x=1&agent=spiffe%3A%2F%2Ftest%2Fagents%2Fbot&agent=second";
+        assert_eq!(query_param(path, "agent").as_deref(), Some("spiffe://test/agents/bot"));
+        assert_eq!(query_param("/p?a+b=c+d", "a b").as_deref(), Some("c d"));
+        assert_eq!(query_param("/p?agent", "agent").as_deref(), Some(""));
+        assert_eq!(query_param("/p", "agent"), None);
+        assert_eq!(query_param("/p?agent=%zz", "agent"), None);
+        assert_eq!(query_param("/p?agent=%ff", "agent"), None, "not UTF-8");
+        assert_eq!(query_param("/p?agent=%4", "agent"), None);
     }
 
     #[test]
