@@ -430,8 +430,12 @@ impl Filter {
             DecisionLog::Debug => log::Level::Debug,
             DecisionLog::Info => log::Level::Info,
         };
-        if log::log_enabled!(level) {
-            match serde_json::to_string(&decision.event) {
+        // `decision.log`: the policy's `log` settings (outcome filter, sampling).
+        if decision.log && log::log_enabled!(level) {
+            let mut event = decision.event.clone();
+            let measured = || Some(now_ns()?.saturating_sub(start_ns?) / 1000);
+            event.duration_us = event.duration_us.or(micros).or_else(measured);
+            match serde_json::to_string(&event) {
                 Ok(event) => log::log!(level, "decision {event}"),
                 Err(e) => warn!("cannot serialise the decision event: {e}"),
             }
