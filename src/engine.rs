@@ -794,6 +794,13 @@ impl Engine {
         self.store.lift(agent)
     }
 
+    /// Puts a breaker suspension back in force (a host restoring what it kept
+    /// in durable storage); `false` if the store cannot. An expired one is
+    /// ignored when decisions look at it.
+    pub fn restore_suspension(&self, agent: &str, suspension: Suspension) -> bool {
+        self.store.restore(agent, suspension)
+    }
+
     /// Entries held in the per-agent state (buckets, agent windows, suspensions).
     pub fn state_keys(&self) -> usize {
         self.store.keys_held()
@@ -856,9 +863,11 @@ impl Engine {
         let credential = credential::extract(request).ok()?;
         if let Some(cache) = &self.cache {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-            let hash = token::token_hash(credential.token);
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache.get(&hash, |issuer| keys.get(issuer).map(|k| k.generation), request.now()).is_some() {
+            if cache
+                .get(credential.token, |issuer| keys.get(issuer).map(|k| k.generation), request.now())
+                .is_some()
+            {
                 return None;
             }
         }
@@ -1163,7 +1172,7 @@ impl Engine {
             run.pass("token", format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
         } else {
             run.pass("token", format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
-            self.remember(&verified, issuer);
+            self.remember(credential.token, &verified, issuer);
         }
         let claims = &verified.claims;
 
@@ -1229,11 +1238,10 @@ impl Engine {
         now: i64,
         verdicts: &[token::HostVerdict],
     ) -> Result<(Arc<VerifiedToken>, bool), token::TokenError> {
-        let hash = token::token_hash(token);
         if let Some(cache) = &self.cache {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(hit) = cache.get(&hash, |issuer| keys.get(issuer).map(|k| k.generation), now) {
+            if let Some(hit) = cache.get(token, |issuer| keys.get(issuer).map(|k| k.generation), now) {
                 return Ok((hit, true));
             }
         }
@@ -1286,7 +1294,7 @@ impl Engine {
         }
     }
 
-    fn remember(&self, verified: &Arc<VerifiedToken>, issuer: &Issuer) {
+    fn remember(&self, token: &str, verified: &Arc<VerifiedToken>, issuer: &Issuer) {
         let (Some(cache), Some(exp)) = (&self.cache, verified.claims.exp) else { return };
         let generation = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -1294,6 +1302,7 @@ impl Engine {
         };
         let expires_at = exp.saturating_add(issuer.clock_skew.as_secs_i64());
         cache.lock().unwrap_or_else(PoisonError::into_inner).insert(
+            token,
             Arc::clone(verified),
             generation,
             expires_at,

@@ -150,6 +150,16 @@ impl Guard {
         self.engine.lift_suspension(agent)
     }
 
+    /// Puts a breaker suspension back in force (JSON `{"until_ms", "kind",
+    /// "detail"}`, as `suspendedAgents` lists them), e.g. after a Durable
+    /// Object restarts; never shortens one in force. Throws on bad JSON.
+    #[wasm_bindgen(js_name = restoreSuspension)]
+    pub fn restore_suspension(&self, agent: &str, suspension_json: &str) -> Result<bool, JsError> {
+        let suspension =
+            serde_json::from_str(suspension_json).map_err(|e| js_error(format!("suspension: {e}")))?;
+        Ok(self.engine.restore_suspension(agent, suspension))
+    }
+
     /// Agents suspended at `now` (Unix seconds), as JSON
     /// `[{"agent", "until_ms", "kind", "detail"}]`.
     #[wasm_bindgen(js_name = suspendedAgents)]

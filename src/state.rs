@@ -114,7 +114,7 @@ fn default_cooldown() -> Duration {
 }
 
 /// Why the breaker tripped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TripKind {
     /// Too many requests in the window.
@@ -126,7 +126,7 @@ pub enum TripKind {
 }
 
 /// An agent revoked by the breaker until `until_ms`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suspension {
     /// Unix milliseconds the suspension ends.
     pub until_ms: i64,
@@ -207,6 +207,12 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     fn suspension(&self, agent: &str, now_ms: i64) -> Option<Suspension>;
     /// Lifts a suspension (an operator's call); `true` if there was one.
     fn lift(&self, agent: &str) -> bool;
+    /// Puts a suspension in force, e.g. one a host kept in durable storage
+    /// and restores after a restart; `false` if this store cannot (the
+    /// default). Never shortens one already in force.
+    fn restore(&self, _agent: &str, _suspension: Suspension) -> bool {
+        false
+    }
     /// Suspensions in force at `now_ms`.
     fn suspended(&self, now_ms: i64) -> Vec<(String, Suspension)>;
     /// Number of agents and buckets held (for capacity checks).
@@ -450,6 +456,15 @@ impl StateStore for MemoryStore {
         inner.buckets.len() + inner.agents.len() + inner.suspended.len()
     }
 
+    fn restore(&self, agent: &str, suspension: Suspension) -> bool {
+        let mut inner = self.lock();
+        let longer = inner.suspended.peek(agent).is_none_or(|s| s.until_ms < suspension.until_ms);
+        if longer {
+            inner.suspended.put(agent.to_owned(), suspension);
+        }
+        true
+    }
+
     fn first_use(&self, space: ReplaySpace, key: [u8; 32], now: i64, expires_at: i64) -> FirstUse {
         match self.replay.get(space.index()) {
             Some(cache) => {
@@ -464,6 +479,19 @@ impl StateStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_suspension_is_in_force_and_never_shortens_one() {
+        let store = MemoryStore::new(10);
+        let s = |until_ms| Suspension { until_ms, kind: TripKind::Burst, detail: "restored".into() };
+        assert!(store.restore("a", s(10_000)));
+        assert_eq!(store.suspension("a", 5_000), Some(s(10_000)));
+        assert!(store.restore("a", s(7_000)));
+        assert_eq!(store.suspension("a", 8_000).map(|x| x.until_ms), Some(10_000), "not shortened");
+        assert!(store.restore("a", s(20_000)));
+        assert_eq!(store.suspension("a", 15_000).map(|x| x.until_ms), Some(20_000));
+        assert_eq!(store.suspension("a", 20_000), None, "over at its end");
+    }
     use proptest::prelude::*;
 
     fn rate(s: &str) -> Rate {

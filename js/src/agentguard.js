@@ -348,6 +348,15 @@ export class AgentGuard {
     return this.#guard.liftSuspension(agent);
   }
 
+  /**
+   * Puts a breaker suspension back in force (`{until_ms, kind, detail}`, as
+   * `suspendedAgents` lists them), e.g. one kept in Durable Object storage;
+   * never shortens one in force.
+   */
+  restoreSuspension(agent, suspension) {
+    return this.#guard.restoreSuspension(agent, JSON.stringify(suspension));
+  }
+
   /** The DPoP nonce to hand out now, when the policy turns nonces on. */
   dpopNonce(nowMs = Date.now()) {
     return this.#guard.dpopNonce(nowMs / 1000) ?? undefined;

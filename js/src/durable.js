@@ -34,6 +34,7 @@ export const OPERATOR_PREFIX = "/_agentguard";
 const ORIGIN = "https://agentguard-state.internal"; // the object's URL space (never leaves the runtime)
 const MAX_GUARDS = 4; // engines per isolate of objects (one per policy text in use)
 const MAX_OPERATOR_BODY = 4096;
+const SUSPENSION_KEY = "suspension"; // the agent's breaker trip, in the object's durable storage
 
 /**
  * The agent a core request object claims to be, UNVERIFIED (see src/shard.rs):
@@ -96,6 +97,8 @@ function json(value, status = 200) {
  * uses DPoP nonces, the same `AGENTGUARD_DPOP_NONCE_SECRET` as the gateway.
  */
 export class AgentStateObject {
+  #restored = new WeakSet(); // engines this object instance has put its stored suspension into
+
   constructor(state, env) {
     this.state = state;
     this.env = env ?? {};
@@ -112,12 +115,20 @@ export class AgentStateObject {
           const guard = await pending.catch(() => null);
           if (guard && guard.liftSuspension(body.agent)) lifted = true;
         }
+        const stored = await this.#storage?.get(SUSPENSION_KEY);
+        if (stored?.agent === body.agent) {
+          await this.#storage.delete(SUSPENSION_KEY);
+          lifted ||= stored.until_ms > Date.now();
+        }
         return json({ lifted });
       }
       const guard = await this.#guard(body);
       if (!guard) return json({ need_policy: true });
+      await this.#restore(guard);
       if (path === "/decide") {
-        return json({ decision: await guard.decideCore(body.input) });
+        const decision = await guard.decideCore(body.input);
+        await this.#keep(decision);
+        return json({ decision });
       }
       if (path === "/stats") {
         if (typeof body.agent !== "string") return json({ error: "`agent` must be a string" }, 400);
@@ -132,6 +143,36 @@ export class AgentStateObject {
       console.error(`agentguard: agent state: ${e?.message ?? e}`);
       return json({ error: String(e?.message ?? e) }, 500);
     }
+  }
+
+  // Durable storage, when the runtime gives the object some.
+  get #storage() {
+    const storage = this.state?.storage;
+    return storage && typeof storage.get === "function" && typeof storage.put === "function" ? storage : undefined;
+  }
+
+  // A breaker trip is the one piece of an agent's state that must outlive the
+  // object's memory (an isolate restart or an object moving elsewhere would
+  // otherwise end the agent's revocation early): it is written to durable
+  // storage and put back into the engine the first time this object instance
+  // decides. Buckets and windows are not kept: after a restart they start
+  // full, which errs towards the agent only within one window.
+  async #keep(decision) {
+    const trip = decision?.event?.breaker;
+    const agent = decision?.event?.agent?.agent;
+    if (!trip || !agent || decision.decision !== "revoked" || !this.#storage) return;
+    const stored = await this.#storage.get(SUSPENSION_KEY);
+    if (stored?.agent === agent && stored.until_ms >= trip.until_ms) return;
+    await this.#storage.put(SUSPENSION_KEY, { agent, until_ms: trip.until_ms, kind: trip.kind, detail: trip.detail });
+  }
+
+  async #restore(guard) {
+    if (this.#restored.has(guard)) return;
+    this.#restored.add(guard);
+    const stored = await this.#storage?.get(SUSPENSION_KEY);
+    if (!stored || stored.until_ms <= Date.now()) return;
+    const { agent, ...suspension } = stored;
+    guard.restoreSuspension(agent, suspension);
   }
 
   // The engine for the gateway's policy (by hash); compiled from the text the
