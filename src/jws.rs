@@ -181,8 +181,8 @@ impl<'a> UntrustedJws<'a> {
 
     /// Checks the signature with the single key in `keys`, ignoring any `kid`
     /// (for DPoP proofs, whose key travels in the header and was already
-    /// parsed by the caller).
-    /// `host_verdict`, when given, is the host's check of this exact signature.
+    /// parsed by the caller). `host_verdict`, when given, is the host's check
+    /// of this exact signature.
     pub fn verify_embedded(
         self,
         keys: &KeySet,
@@ -190,13 +190,7 @@ impl<'a> UntrustedJws<'a> {
         host_verdict: Option<bool>,
     ) -> Result<VerifiedJws, JwsError> {
         let (alg, key) = self.key_for_embedded(keys, allowed)?;
-        match host_verdict {
-            Some(true) => {}
-            Some(false) => return Err(JwsError::Signature("signature does not verify".into())),
-            None => keys::verify_signature(alg, &key.key, self.signing_input.as_bytes(), &self.signature)
-                .map_err(JwsError::Signature)?,
-        }
-        Ok(VerifiedJws { alg, kid: key.kid.clone(), header: self.header, payload: self.payload })
+        self.verified_by(alg, key, host_verdict)
     }
 
     /// The algorithm and key [`Self::verify_embedded`] would use.
@@ -230,6 +224,11 @@ impl<'a> UntrustedJws<'a> {
         host_verdict: Option<bool>,
     ) -> Result<VerifiedJws, JwsError> {
         let (alg, key) = self.key_for(keys, allowed)?;
+        self.verified_by(alg, key, host_verdict)
+    }
+
+    /// The signature check itself: the host's verdict when it gave one, else Wasm.
+    fn verified_by(self, alg: Alg, key: &Jwk, host_verdict: Option<bool>) -> Result<VerifiedJws, JwsError> {
         match host_verdict {
             Some(true) => {}
             Some(false) => return Err(JwsError::Signature("signature does not verify".into())),
