@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Envoy suite: the filter's unit tests (native), then the built filter in
 # a real Envoy (1.40, V8) on 127.0.0.1 — every shared vector, identity
-# headers, refusals, stats, decision log, JWKS by URL with rotation, refused
-# configurations, and the example envoy.yaml.
+# headers, refusals, stats, decision events, JWKS by URL with rotation,
+# refused configurations, mTLS-bound tokens (openssl-made certificates), the
+# approval loop with the body read by the filter, per-agent state shared by
+# four workers and the operator endpoints, and the example envoy.yaml.
 #
 #   bash scripts/test-envoy.sh
 #

@@ -154,7 +154,17 @@ export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allow
  * that listener terminate TLS (see `downstreamTls`). Every listener runs the
  * same filters and routes.
  */
-export function bootstrap({ httpFilters, upstreamPort, clusters = {}, listeners = [{ name: "ingress" }] }) {
+export function bootstrap({
+  httpFilters,
+  upstreamPort,
+  clusters = {},
+  listeners = [{ name: "ingress" }],
+  directResponse = false,
+}) {
+  // `directResponse`: Envoy itself answers 200 `ok` after the filters (no upstream; for load tests).
+  const action = directResponse
+    ? { direct_response: { status: 200, body: { inline_string: "ok\n" } } }
+    : { route: { cluster: "upstream" } };
   return {
     node: { id: "agentguard-test", cluster: "agentguard-test" },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } },
@@ -175,7 +185,7 @@ export function bootstrap({ httpFilters, upstreamPort, clusters = {}, listeners 
                   scheme_header_transformation: { scheme_to_overwrite: "https" },
                   route_config: {
                     virtual_hosts: [
-                      { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "upstream" } }] },
+                      { name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, ...action }] },
                     ],
                   },
                   http_filters: [
