@@ -36,6 +36,12 @@
 //! records it), because a write to a key that does not exist yet cannot be
 //! made conditional: from then on every change is read → modify → CAS write,
 //! retried on a CAS mismatch, so two workers never both accept one DPoP proof.
+//! The creation itself (and that of the slot-hash secret) relies on Envoy
+//! configuring the main thread's VM before the workers' VMs, which it does;
+//! two VMs creating the same tables at the same instant could each keep
+//! their own secret for the slot hashes (each still bounded and fail-closed,
+//! but not shared). tests/envoy/state.test.mjs checks the sharing with four
+//! workers.
 //! The memory this takes is bounded by the table sizes (see docs/envoy.md).
 //!
 //! Every failure fails closed: a host error or a CAS that keeps failing is a
