@@ -37,7 +37,8 @@
 //! made conditional: from then on every change is read → modify → CAS write,
 //! retried on a CAS mismatch, so two workers never both accept one DPoP proof.
 //! The creation itself (and that of the slot-hash secret) relies on Envoy
-//! configuring the main thread's VM before the workers' VMs, which it does;
+//! configuring the main thread's VM before the workers' VMs, as Envoy 1.40 does
+//! (its `policy loaded` line always comes first in the tests);
 //! two VMs creating the same tables at the same instant could each keep
 //! their own secret for the slot hashes (each still bounded and fail-closed,
 //! but not shared). tests/envoy/state.test.mjs checks the sharing with four
