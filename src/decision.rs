@@ -243,6 +243,339 @@ impl Decision {
     pub fn codes(&self) -> Vec<ReasonCode> {
         self.reasons.iter().map(|r| r.code).collect()
     }
+
+    /// The decision as JSON: byte for byte what `serde_json::to_string`
+    /// gives (tests/decision_json.rs checks it), written directly. Every
+    /// decision crosses the host boundary as this text, and serde's generic
+    /// serializer with its per-byte escaping was a third of a cached
+    /// decision's time in Wasm. The structs are destructured without `..`, so
+    /// a new field does not compile until it is written here too.
+    pub fn to_json(&self) -> String {
+        let Decision {
+            decision,
+            status,
+            reasons,
+            route,
+            params,
+            identity,
+            forward_headers,
+            strip_header_prefix,
+            approval,
+            response,
+            trace,
+            event,
+            log,
+        } = self;
+        let mut out = String::with_capacity(2048);
+        let o = &mut out;
+        o.push_str("{\"decision\":\"");
+        o.push_str(decision.as_str());
+        o.push_str("\",\"status\":");
+        push_u64(o, u64::from(*status));
+        o.push_str(",\"reasons\":[");
+        for (i, Reason { code, message }) in reasons.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"code\":\"");
+            o.push_str(code.as_str());
+            o.push_str("\",\"message\":");
+            push_str(o, message);
+            o.push('}');
+        }
+        o.push(']');
+        if let Some(route) = route {
+            o.push_str(",\"route\":");
+            push_str(o, route);
+        }
+        if !params.is_empty() {
+            o.push_str(",\"params\":");
+            push_map(o, params);
+        }
+        if let Some(Identity { issuer, subject, agent, client_id, actors, scopes, jti, expires_at }) =
+            identity
+        {
+            o.push_str(",\"identity\":{\"issuer\":");
+            push_str(o, issuer);
+            if let Some(subject) = subject {
+                o.push_str(",\"subject\":");
+                push_str(o, subject);
+            }
+            o.push_str(",\"agent\":");
+            push_str(o, agent);
+            if let Some(client_id) = client_id {
+                o.push_str(",\"client_id\":");
+                push_str(o, client_id);
+            }
+            o.push_str(",\"actors\":");
+            push_list(o, actors);
+            o.push_str(",\"scopes\":");
+            push_list(o, scopes);
+            if let Some(jti) = jti {
+                o.push_str(",\"jti\":");
+                push_str(o, jti);
+            }
+            o.push_str(",\"expires_at\":");
+            push_i64(o, *expires_at);
+            o.push('}');
+        }
+        o.push_str(",\"forward_headers\":");
+        push_map(o, forward_headers);
+        o.push_str(",\"strip_header_prefix\":");
+        push_str(o, strip_header_prefix);
+        if let Some(ApprovalChallenge { action_digest, binding_message, agent, approval_endpoint }) = approval
+        {
+            o.push_str(",\"approval\":{\"action_digest\":");
+            push_str(o, action_digest);
+            o.push_str(",\"binding_message\":");
+            push_str(o, binding_message);
+            o.push_str(",\"agent\":");
+            push_str(o, agent);
+            if let Some(endpoint) = approval_endpoint {
+                o.push_str(",\"approval_endpoint\":");
+                push_str(o, endpoint);
+            }
+            o.push('}');
+        }
+        if let Some(HttpResponse { status, headers, body }) = response {
+            o.push_str(",\"response\":{\"status\":");
+            push_u64(o, u64::from(*status));
+            o.push_str(",\"headers\":");
+            push_map(o, headers);
+            o.push_str(",\"body\":");
+            push_str(o, body);
+            o.push('}');
+        }
+        o.push_str(",\"trace\":[");
+        for (i, TraceStep { stage, result, detail }) in trace.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"stage\":");
+            push_str(o, stage);
+            o.push_str(",\"result\":\"");
+            o.push_str(match result {
+                StageResult::Pass => "pass",
+                StageResult::Fail => "fail",
+                StageResult::Skip => "skip",
+            });
+            o.push_str("\",\"detail\":");
+            push_str(o, detail);
+            o.push('}');
+        }
+        o.push_str("],\"event\":");
+        event.write_json(o);
+        o.push_str(",\"log\":");
+        o.push_str(if *log { "true" } else { "false" });
+        o.push('}');
+        out
+    }
+}
+
+impl DecisionEvent {
+    /// The event as JSON, as `serde_json::to_string` writes it (see [`Decision::to_json`]).
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(512);
+        self.write_json(&mut out);
+        out
+    }
+
+    fn write_json(&self, o: &mut String) {
+        let DecisionEvent {
+            v,
+            time_ms,
+            decision,
+            status,
+            reasons,
+            route,
+            method,
+            host,
+            path,
+            source_ip,
+            agent,
+            cache_hit,
+            limit,
+            breaker,
+            approval_digest,
+            claims,
+            headers,
+            duration_us,
+        } = self;
+        o.push_str("{\"v\":");
+        push_u64(o, u64::from(*v));
+        o.push_str(",\"time_ms\":");
+        push_i64(o, *time_ms);
+        o.push_str(",\"decision\":\"");
+        o.push_str(decision.as_str());
+        o.push_str("\",\"status\":");
+        push_u64(o, u64::from(*status));
+        o.push_str(",\"reasons\":[");
+        for (i, code) in reasons.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push('"');
+            o.push_str(code.as_str());
+            o.push('"');
+        }
+        o.push(']');
+        if let Some(route) = route {
+            o.push_str(",\"route\":");
+            push_str(o, route);
+        }
+        o.push_str(",\"method\":");
+        push_str(o, method);
+        o.push_str(",\"host\":");
+        push_str(o, host);
+        o.push_str(",\"path\":");
+        push_str(o, path);
+        if let Some(ip) = source_ip {
+            o.push_str(",\"source_ip\":");
+            push_str(o, ip);
+        }
+        if let Some(EventAgent { issuer, subject, agent, actors, client_id, token_hash }) = agent {
+            o.push_str(",\"agent\":{\"issuer\":");
+            push_str(o, issuer);
+            if let Some(subject) = subject {
+                o.push_str(",\"subject\":");
+                push_str(o, subject);
+            }
+            o.push_str(",\"agent\":");
+            push_str(o, agent);
+            o.push_str(",\"actors\":");
+            push_list(o, actors);
+            if let Some(client_id) = client_id {
+                o.push_str(",\"client_id\":");
+                push_str(o, client_id);
+            }
+            o.push_str(",\"token_hash\":");
+            push_str(o, token_hash);
+            o.push('}');
+        }
+        o.push_str(",\"cache_hit\":");
+        o.push_str(if *cache_hit { "true" } else { "false" });
+        if let Some(limit) = limit {
+            o.push_str(",\"limit\":");
+            push_str(o, limit);
+        }
+        if let Some(EventBreaker { kind, detail, until_ms }) = breaker {
+            o.push_str(",\"breaker\":{\"kind\":");
+            push_serde(o, kind);
+            o.push_str(",\"detail\":");
+            push_str(o, detail);
+            o.push_str(",\"until_ms\":");
+            push_i64(o, *until_ms);
+            o.push('}');
+        }
+        if let Some(digest) = approval_digest {
+            o.push_str(",\"approval_digest\":");
+            push_str(o, digest);
+        }
+        if !claims.is_empty() {
+            o.push_str(",\"claims\":");
+            push_serde(o, claims);
+        }
+        if !headers.is_empty() {
+            o.push_str(",\"headers\":");
+            push_map(o, headers);
+        }
+        if let Some(us) = duration_us {
+            o.push_str(",\"duration_us\":");
+            push_u64(o, *us);
+        }
+        o.push('}');
+    }
+}
+
+/// A JSON string as serde_json escapes it: `\"` and `\\`, the short forms
+/// `\b \t \n \f \r`, other control characters as `\u00xx`; everything
+/// else (including non-ASCII) as is. Runs without escapes are copied whole.
+fn push_str(o: &mut String, text: &str) {
+    o.push('"');
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x09 => "\\t",
+            0x0a => "\\n",
+            0x0c => "\\f",
+            0x0d => "\\r",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte: a char boundary.
+        o.push_str(text.get(start..i).unwrap_or_default());
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            o.push_str("\\u00");
+            o.push(char::from(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
+            o.push(char::from(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0')));
+        } else {
+            o.push_str(short);
+        }
+        start = i + 1;
+    }
+    o.push_str(text.get(start..).unwrap_or_default());
+    o.push('"');
+}
+
+fn push_list(o: &mut String, items: &[String]) {
+    o.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_str(o, item);
+    }
+    o.push(']');
+}
+
+fn push_map(o: &mut String, map: &BTreeMap<String, String>) {
+    o.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_str(o, k);
+        o.push(':');
+        push_str(o, v);
+    }
+    o.push('}');
+}
+
+fn push_u64(o: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    for d in digits.get(at..).unwrap_or_default() {
+        o.push(char::from(*d));
+    }
+}
+
+fn push_i64(o: &mut String, n: i64) {
+    if n < 0 {
+        o.push('-');
+    }
+    push_u64(o, n.unsigned_abs());
+}
+
+/// The rare parts (claims, breaker kind) go through serde.
+fn push_serde<T: Serialize + ?Sized>(o: &mut String, value: &T) {
+    match serde_json::to_string(value) {
+        Ok(text) => o.push_str(&text),
+        Err(_) => o.push_str("null"),
+    }
 }
 
 /// The authentication scheme a challenge names.

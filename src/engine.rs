@@ -863,9 +863,11 @@ impl Engine {
         let credential = credential::extract(request).ok()?;
         if let Some(cache) = &self.cache {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-            let hash = token::token_hash(credential.token);
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache.get(&hash, |issuer| keys.get(issuer).map(|k| k.generation), request.now()).is_some() {
+            if cache
+                .get(credential.token, |issuer| keys.get(issuer).map(|k| k.generation), request.now())
+                .is_some()
+            {
                 return None;
             }
         }
@@ -1170,7 +1172,7 @@ impl Engine {
             run.pass("token", format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
         } else {
             run.pass("token", format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
-            self.remember(&verified, issuer);
+            self.remember(credential.token, &verified, issuer);
         }
         let claims = &verified.claims;
 
@@ -1236,11 +1238,10 @@ impl Engine {
         now: i64,
         verdicts: &[token::HostVerdict],
     ) -> Result<(Arc<VerifiedToken>, bool), token::TokenError> {
-        let hash = token::token_hash(token);
         if let Some(cache) = &self.cache {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(hit) = cache.get(&hash, |issuer| keys.get(issuer).map(|k| k.generation), now) {
+            if let Some(hit) = cache.get(token, |issuer| keys.get(issuer).map(|k| k.generation), now) {
                 return Ok((hit, true));
             }
         }
@@ -1293,7 +1294,7 @@ impl Engine {
         }
     }
 
-    fn remember(&self, verified: &Arc<VerifiedToken>, issuer: &Issuer) {
+    fn remember(&self, token: &str, verified: &Arc<VerifiedToken>, issuer: &Issuer) {
         let (Some(cache), Some(exp)) = (&self.cache, verified.claims.exp) else { return };
         let generation = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -1301,6 +1302,7 @@ impl Engine {
         };
         let expires_at = exp.saturating_add(issuer.clock_skew.as_secs_i64());
         cache.lock().unwrap_or_else(PoisonError::into_inner).insert(
+            token,
             Arc::clone(verified),
             generation,
             expires_at,
