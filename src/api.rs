@@ -77,10 +77,13 @@ pub fn pending_signature_json(engine: &Engine, request_json: &str) -> String {
 /// (`{"token_hash": "...", "valid": true}`) as JSON. Never fails; a verdict
 /// that does not parse is ignored (the signature is then checked in Wasm).
 pub fn decide_with_verdict(engine: &Engine, request_json: &str, verdict_json: &str) -> Decision {
-    let verdict: Option<crate::token::HostVerdict> = serde_json::from_str(verdict_json).ok();
+    // One verdict or a list; anything else counts as none (every signature is then checked in Wasm).
+    let verdicts: Vec<crate::token::HostVerdict> = serde_json::from_str(verdict_json)
+        .or_else(|_| serde_json::from_str(verdict_json).map(|v| vec![v]))
+        .unwrap_or_default();
     match parse_request(request_json) {
         Ok(input) => match crate::request::Request::from_input(&input) {
-            Ok(request) => engine.decide_with(&request, verdict.as_ref()),
+            Ok(request) => engine.decide_with_verdicts(&request, &verdicts),
             Err(_) => engine.decide_input(&input),
         },
         Err(message) => engine.refuse_unparsed(ReasonCode::RequestInvalid, message),

@@ -73,10 +73,11 @@ impl Guard {
     }
 
     /// The first half of a host-verified decision. Returns either the
-    /// decision JSON (no signature to check, a cached token, a refusal before
-    /// the signature matters, or an algorithm not in `host_algs`) or
-    /// `{"check": {token_hash, alg, jwk, signing_input, signature}}`: the host
-    /// verifies that signature with platform crypto (WebCrypto) and calls
+    /// decision JSON (no signature to check, a cached token without a DPoP
+    /// proof, a refusal before the signature matters, or only algorithms not
+    /// in `host_algs`) or `{"checks": [{token_hash, alg, jwk, signing_input,
+    /// signature}, …]}`: the token's signature and/or the DPoP proof's. The
+    /// host verifies them with platform crypto (WebCrypto) and calls
     /// [`Guard::decide_with`]. `host_algs` is a comma-separated list, e.g.
     /// `ES256`. Never throws.
     #[wasm_bindgen(js_name = decideOrCheck)]
@@ -88,18 +89,22 @@ impl Guard {
             },
             Err(_) => return api::decide_json(&self.engine, request_json),
         };
-        match self.engine.pending_signature(&request) {
-            Some(check) if host_algs.split(',').any(|a| a.trim() == check.alg) => {
-                let check = serde_json::json!({ "check": check });
-                check.to_string()
-            }
-            _ => api::to_json(&self.engine.decide(&request)),
+        let checks: Vec<_> = self
+            .engine
+            .pending_signatures(&request)
+            .into_iter()
+            .filter(|c| host_algs.split(',').any(|a| a.trim() == c.alg))
+            .collect();
+        if checks.is_empty() {
+            return api::to_json(&self.engine.decide(&request));
         }
+        serde_json::json!({ "checks": checks }).to_string()
     }
 
-    /// The second half: decides with the host's verdict JSON
-    /// (`{"token_hash": "…", "valid": true|false}`). A verdict for another
-    /// token is ignored and the signature is checked in Wasm. Never throws.
+    /// The second half: decides with the host's verdicts, JSON `[{"token_hash":
+    /// "…", "valid": true|false}, …]` (or one such object). A verdict for
+    /// another token or proof is ignored and that signature is checked in
+    /// Wasm. Never throws.
     #[wasm_bindgen(js_name = decideWith)]
     pub fn decide_with(&self, request_json: &str, verdict_json: &str) -> String {
         api::to_json(&api::decide_with_verdict(&self.engine, request_json, verdict_json))

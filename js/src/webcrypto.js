@@ -1,8 +1,9 @@
 // Host-verified signatures: the core does every check but the signature
 // arithmetic, which the platform's WebCrypto (`crypto.subtle`, native code in
 // Workers, Node and browsers) does several times faster than Wasm for ECDSA
-// and RSA. The core names the key, algorithm, signed bytes and signature; the
-// verdict goes back tied to the token's hash. Any WebCrypto failure falls
+// and RSA. This covers a token's signature and a DPoP proof's. The core names
+// the key, algorithm, signed bytes and signature; the verdict goes back tied
+// to the token's (or proof's) hash and the key. Any WebCrypto failure falls
 // back to verification in Wasm: an exception never counts as "valid".
 
 const PARAMS = {

@@ -96,18 +96,24 @@ fn host_verified_signatures_give_the_same_decisions() {
     for (i, case) in doc["cases"].as_array().unwrap().iter().enumerate() {
         let req = request(case, 1000 + i);
         let first = guard.decide_or_check(&req, "EdDSA,ES256");
-        let d = if first.starts_with(r#"{"check":"#) {
-            let check = decision(&first)["check"].clone();
+        let d = if first.starts_with(r#"{"checks":"#) {
             // Verify as a host would, here with the Wasm verifier itself.
-            let valid = verify_signature(
-                check["alg"].as_str().unwrap(),
-                &check["jwk"].to_string(),
-                check["signing_input"].as_str().unwrap(),
-                check["signature"].as_str().unwrap(),
-            )
-            .unwrap();
-            let verdict = json!({ "token_hash": check["token_hash"], "valid": valid });
-            decision(&guard.decide_with(&req, &verdict.to_string()))
+            let verdicts: Vec<Value> = decision(&first)["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|check| {
+                    let valid = verify_signature(
+                        check["alg"].as_str().unwrap(),
+                        &check["jwk"].to_string(),
+                        check["signing_input"].as_str().unwrap(),
+                        check["signature"].as_str().unwrap(),
+                    )
+                    .unwrap();
+                    json!({ "token_hash": check["token_hash"], "valid": valid })
+                })
+                .collect();
+            decision(&guard.decide_with(&req, &Value::Array(verdicts).to_string()))
         } else {
             decision(&first)
         };
@@ -123,7 +129,7 @@ fn a_verdict_decides_only_its_own_token() {
     assert_eq!(case["expect"]["decision"], "allow");
     let req = request(case, 7);
     let first = guard.decide_or_check(&req, "ES256");
-    let check = decision(&first)["check"].clone();
+    let check = decision(&first)["checks"][0].clone();
     assert_eq!(check["alg"], "ES256");
     // The host says "invalid": the core refuses.
     let no = json!({ "token_hash": check["token_hash"], "valid": false });
