@@ -68,6 +68,8 @@ pub struct Engine {
     routes: Vec<Route>,
     delegation: Delegation,
     revocations: RwLock<Arc<Revocations>>,
+    /// The policy's own `revoked` lists (kept in force by [`Engine::set_pushed_revocations`]).
+    policy_revoked: crate::policy::RevocationLists,
     identity_prefix: String,
     cache: Option<Mutex<TokenCache>>,
     dpop: DpopPolicy,
@@ -516,6 +518,7 @@ impl Engine {
             routes,
             delegation,
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
+            policy_revoked: policy.revoked.clone(),
             identity_prefix: prefix.clone(),
             cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
             dpop_nonce_secret: RwLock::new(None),
@@ -814,6 +817,14 @@ impl Engine {
     /// Replaces the revocation lists at run time.
     pub fn set_revocations(&self, lists: &crate::policy::RevocationLists) {
         *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Revocations::new(lists));
+    }
+
+    /// Puts the policy's `revoked` lists plus `pushed` in force: for hosts
+    /// that receive revocations at run time on top of the policy's.
+    pub fn set_pushed_revocations(&self, pushed: &crate::policy::RevocationLists) {
+        let mut lists = self.policy_revoked.clone();
+        lists.extend(pushed);
+        self.set_revocations(&lists);
     }
 
     /// Number of tokens in the verified-token cache.

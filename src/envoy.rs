@@ -35,9 +35,12 @@
 //!   one limit holds for all workers and a proof used on one is refused on
 //!   the others (`"shared_state": false` keeps them per worker).
 //! - **Operator endpoints** (off unless the wrapper names their routes):
-//!   `GET /_agentguard/suspensions` and
-//!   `POST /_agentguard/suspensions/lift?agent=…`, answered by the filter
-//!   once the request is allowed by that route (which must require a scope).
+//!   `GET /_agentguard/suspensions`,
+//!   `POST /_agentguard/suspensions/lift?agent=…` and
+//!   `POST /_agentguard/revocations?jti=…&sub=…&agent=…&kid=…`, answered by
+//!   the filter once the request is allowed by that route (which must require
+//!   a scope). Pushed revocations reach every worker through shared data
+//!   within a tick, without rebuilding the engine ([`revocations`]).
 //! - **Request mapping** ([`mapping`]): `:method`, `:scheme`, `:authority`,
 //!   `:path` (the raw path: the core normalises it), every header (repeated
 //!   ones stay separate), the `source.address` property (the downstream peer,
@@ -96,6 +99,7 @@ mod config;
 mod jwks;
 mod mapping;
 mod metrics;
+mod revocations;
 mod store;
 
 use std::cell::RefCell;
@@ -175,6 +179,8 @@ enum Stage {
 const LIFT_PATH: &str = "/_agentguard/suspensions/lift";
 /// `GET` here lists the suspensions in force, when `suspensions_route` is set.
 const SUSPENSIONS_PATH: &str = "/_agentguard/suspensions";
+/// `POST` here adds revocations (`?jti=&sub=&agent=&kid=`), when `revoke_route` is set.
+const REVOKE_PATH: &str = "/_agentguard/revocations";
 
 /// An operator endpoint a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +193,8 @@ enum Operator {
     Lift,
     /// List suspensions.
     List,
+    /// Add revocations.
+    Revoke,
 }
 
 /// What one VM shares between its root context and its HTTP contexts.
@@ -207,6 +215,9 @@ struct Filter {
     bodies: RefCell<Vec<(u32, [u8; 32])>>,
     /// Whether the policy asks for DPoP nonces (handed out on every response).
     dpop_nonces: bool,
+    /// The shared-data key of pushed revocations, and the version in force here.
+    revocations_key: String,
+    revocations_cas: std::cell::Cell<Option<u32>>,
 }
 
 impl Filter {
@@ -283,6 +294,7 @@ impl Filter {
         let (route, serve) = match (decision.event.method.as_str(), decision.event.path.as_str()) {
             ("POST", LIFT_PATH) => (&self.settings.lift_route, Operator::Lift),
             ("GET", SUSPENSIONS_PATH) => (&self.settings.suspensions_route, Operator::List),
+            ("POST", REVOKE_PATH) => (&self.settings.revoke_route, Operator::Revoke),
             _ => return Operator::None,
         };
         // Off unless configured; refused requests get the core's answer as any other.
@@ -326,6 +338,37 @@ impl Filter {
                     .map(|(agent, s)| serde_json::json!({"agent": agent, "suspension": s}))
                     .collect();
                 (200, serde_json::json!({"scope": scope, "suspended": suspended}))
+            }
+            Operator::Revoke => {
+                let path =
+                    headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| String::from_utf8_lossy(v));
+                let problem = |status: u32, reason: &str, detail: String| {
+                    (
+                        status,
+                        serde_json::json!({"type": format!("https://agentguard.dev/problems/{reason}"),
+                            "title": if status == 400 { "Bad Request" } else { "Service Unavailable" },
+                            "status": status, "reason": reason, "detail": detail}),
+                    )
+                };
+                match path.as_deref().and_then(revocations::from_query) {
+                    None => problem(
+                        400,
+                        "request_invalid",
+                        "expected one or more of `?jti=`, `?sub=`, `?agent=`, `?kid=` (percent-encoded, repeatable)"
+                            .into(),
+                    ),
+                    Some(more) => match revocations::push(&self.revocations_key, &more) {
+                        Ok(pushed) => {
+                            info!("operator request: {} revocation(s) pushed", more.len());
+                            self.sync_revocations();
+                            (200, serde_json::json!({"scope": "envoy", "pushed": pushed}))
+                        }
+                        Err(e) => {
+                            warn!("operator request: revocations not pushed: {e}");
+                            problem(503, "state_unavailable", e)
+                        }
+                    },
+                }
             }
             Operator::None | Operator::WrongRoute(_) => return Action::Continue,
         };
@@ -577,10 +620,25 @@ impl Filter {
         self.release_if_idle();
     }
 
-    /// Periodic work: flush the stats, expire stuck fetches, start due ones,
-    /// release waiters.
+    /// Puts the pushed revocations in force when they changed since the last
+    /// look (on every tick, and right after a push on this worker).
+    fn sync_revocations(&self) {
+        match revocations::read(&self.revocations_key) {
+            Ok((pushed, cas)) if cas != self.revocations_cas.get() => {
+                self.engine.set_pushed_revocations(&pushed);
+                self.revocations_cas.set(cas);
+            }
+            Ok(_) => {}
+            // The lists in force stay; the next tick tries again.
+            Err(e) => warn!("{e}"),
+        }
+    }
+
+    /// Periodic work: flush the stats, pick up pushed revocations, expire
+    /// stuck fetches, start due ones, release waiters.
     fn on_tick(&self) {
         self.metrics.flush();
+        self.sync_revocations();
         let Some(now) = now_ns().map(ns_to_ms) else { return };
         let expired = self.schedule.borrow_mut().expire(now);
         for index in &expired {
@@ -738,7 +796,10 @@ impl RootContext for Root {
             reading: RefCell::new(Vec::new()),
             bodies: RefCell::new(Vec::new()),
             dpop_nonces,
+            revocations_key: revocations::key(&ns),
+            revocations_cas: std::cell::Cell::new(None),
         });
+        filter.sync_revocations();
         if let Some(now) = now_ns().map(ns_to_ms) {
             let due = filter.schedule.borrow().due(now);
             for index in due {

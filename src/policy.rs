@@ -434,6 +434,35 @@ pub struct RevocationLists {
     pub kid: Vec<String>,
 }
 
+impl RevocationLists {
+    /// Adds `other`'s entries that are not listed yet.
+    pub fn extend(&mut self, other: &RevocationLists) {
+        for (mine, theirs) in [
+            (&mut self.jti, &other.jti),
+            (&mut self.sub, &other.sub),
+            (&mut self.agents, &other.agents),
+            (&mut self.kid, &other.kid),
+        ] {
+            let mut seen: std::collections::HashSet<String> = mine.iter().cloned().collect();
+            for entry in theirs {
+                if seen.insert(entry.clone()) {
+                    mine.push(entry.clone());
+                }
+            }
+        }
+    }
+
+    /// Entries in all four lists.
+    pub fn len(&self) -> usize {
+        self.jti.len() + self.sub.len() + self.agents.len() + self.kid.len()
+    }
+
+    /// Whether every list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Headers added upstream on `allow`; inbound headers with the same prefix are removed.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -497,6 +497,24 @@ fn cache_hits_skip_crypto_but_not_time_or_revocation() {
 }
 
 #[test]
+fn pushed_revocations_keep_the_policys_own() {
+    // The policy revokes `j1`; a host pushes `j2` on top (Envoy's operator endpoint).
+    let e = engine_with(json!({}), json!({"revoked": {"jti": ["j1"]}}));
+    let with_jti = |jti: &str| {
+        let mut c = claims();
+        c.insert("jti".into(), jti.into());
+        good_token_with(c)
+    };
+    let (t1, t2, t3) = (with_jti("j1"), with_jti("j2"), with_jti("j3"));
+    assert_eq!(decide(&e, &t1).codes(), [ReasonCode::RevokedToken]);
+    assert!(decide(&e, &t2).is_allowed());
+    e.set_pushed_revocations(&RevocationLists { jti: vec!["j2".into()], ..Default::default() });
+    assert_eq!(decide(&e, &t1).codes(), [ReasonCode::RevokedToken], "the policy's list stays");
+    assert_eq!(decide(&e, &t2).codes(), [ReasonCode::RevokedToken], "the pushed one applies, cached or not");
+    assert!(decide(&e, &t3).is_allowed());
+}
+
+#[test]
 fn key_rotation_invalidates_cached_tokens() {
     let e = engine();
     let t = good_token();

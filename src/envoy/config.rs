@@ -100,6 +100,8 @@ pub struct Settings {
     pub lift_route: Option<String>,
     /// The policy route that turns on `GET /_agentguard/suspensions`.
     pub suspensions_route: Option<String>,
+    /// The policy route that turns on `POST /_agentguard/revocations`.
+    pub revoke_route: Option<String>,
 }
 
 impl Default for Settings {
@@ -116,6 +118,7 @@ impl Default for Settings {
             shared_state: true,
             lift_route: None,
             suspensions_route: None,
+            revoke_route: None,
         }
     }
 }
@@ -148,6 +151,8 @@ struct Wrapper {
     lift_route: Option<String>,
     #[serde(default)]
     suspensions_route: Option<String>,
+    #[serde(default)]
+    revoke_route: Option<String>,
 }
 
 /// A configuration that compiled.
@@ -282,14 +287,15 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
             )),
         }
     }
-    for (field, route) in
-        [("lift_route", &wrapper.lift_route), ("suspensions_route", &wrapper.suspensions_route)]
-    {
+    for (field, route, setting) in [
+        ("lift_route", &wrapper.lift_route, &mut settings.lift_route),
+        ("suspensions_route", &wrapper.suspensions_route, &mut settings.suspensions_route),
+        ("revoke_route", &wrapper.revoke_route, &mut settings.revoke_route),
+    ] {
         let Some(id) = route else { continue };
         match operator_route_problem(&wrapper.policy, id) {
             Some(message) => errors.push(PolicyError::new(field, message)),
-            None if field == "lift_route" => settings.lift_route = Some(id.clone()),
-            None => settings.suspensions_route = Some(id.clone()),
+            None => *setting = Some(id.clone()),
         }
     }
     let cluster_ok = |c: &str| !c.is_empty() && !c.bytes().any(|b| b.is_ascii_control());

@@ -139,7 +139,7 @@ pub fn query_param(path: &str, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
