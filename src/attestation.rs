@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::decision::EventAttestation;
 use crate::duration::Duration;
 use crate::glob::Glob;
 use crate::keys::{clip, Alg, KeySet};
@@ -252,10 +253,10 @@ impl Attestation {
         access: &Claims,
         issuers: &[Issuer],
         keys_for: impl Fn(usize) -> Option<&'k KeySet>,
-    ) -> Result<String, TokenError> {
+    ) -> Result<EventAttestation, TokenError> {
         let (evidence, source): (Map<String, Value>, String) = match &self.embedded_claim {
             Some(claim) => match access.raw.get(claim) {
-                Some(Value::Object(obj)) => (obj.clone(), format!("token claim `{claim}`")),
+                Some(Value::Object(obj)) => (obj.clone(), format!("claim:{claim}")),
                 _ => {
                     return Err((
                         ReasonCode::AttestationMissing,
@@ -282,7 +283,7 @@ impl Attestation {
                 if self.kinds.get(verified.issuer) == Some(&EvidenceKind::JwtSvid) {
                     check_svid(&verified.claims, issuer)?;
                 }
-                (verified.claims.raw, format!("`{}`", issuer.iss))
+                (verified.claims.raw, issuer.iss.clone())
             }
         };
         let subject = evidence.get("sub").and_then(Value::as_str).unwrap_or("");
@@ -327,7 +328,7 @@ impl Attestation {
                 ));
             }
         }
-        Ok(format!("workload `{}` attested by {source}", clip(subject)))
+        Ok(EventAttestation { workload: clip(subject), issuer: clip(&source) })
     }
 }
 

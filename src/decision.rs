@@ -149,6 +149,9 @@ pub struct DecisionEvent {
     /// The rate limit that refused the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// The workload attestation that passed, if the policy requires one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<EventAttestation>,
     /// The circuit-breaker state behind a revocation (or tripped by this request's outcome).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker: Option<EventBreaker>,
@@ -164,6 +167,16 @@ pub struct DecisionEvent {
     /// Time the host spent deciding, in µs (the core has no clock: hosts fill it in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
+}
+
+/// What the attestation stage verified, in an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventAttestation {
+    /// The attested workload: the evidence's `sub` (a SPIFFE ID for a JWT-SVID).
+    pub workload: String,
+    /// Who vouched for it: the attestation issuer, or `claim:<name>` for
+    /// evidence embedded in the access token.
+    pub issuer: String,
 }
 
 /// Breaker state in an event.
@@ -395,6 +408,7 @@ impl DecisionEvent {
             agent,
             cache_hit,
             limit,
+            attestation,
             breaker,
             approval_digest,
             claims,
@@ -457,6 +471,13 @@ impl DecisionEvent {
         if let Some(limit) = limit {
             o.push_str(",\"limit\":");
             push_str(o, limit);
+        }
+        if let Some(EventAttestation { workload, issuer }) = attestation {
+            o.push_str(",\"attestation\":{\"workload\":");
+            push_str(o, workload);
+            o.push_str(",\"issuer\":");
+            push_str(o, issuer);
+            o.push('}');
         }
         if let Some(EventBreaker { kind, detail, until_ms }) = breaker {
             o.push_str(",\"breaker\":{\"kind\":");

@@ -975,10 +975,14 @@ impl Engine {
         // 7. Attestation.
         if let Some(attestation) = &self.attestation {
             let keys = self.att_keys.read().unwrap_or_else(PoisonError::into_inner);
-            let detail = attestation
+            let attested = attestation
                 .check(request, claims, &self.att_issuers, |i| keys.get(i).map(|k| k.set.as_ref()))
                 .map_err(|(code, message)| run.fail("attestation", Refusal::deny(code, message)))?;
-            run.pass("attestation", detail);
+            run.pass(
+                "attestation",
+                format!("workload `{}` attested by `{}`", attested.workload, attested.issuer),
+            );
+            run.attestation = Some(attested);
         } else {
             run.skip("attestation", "the policy requires no attestation");
         }
@@ -1394,6 +1398,8 @@ struct Run<'e> {
     suspension: Option<Suspension>,
     /// The action digest of a high-risk request.
     approval_digest: Option<String>,
+    /// The workload attestation that passed.
+    attestation: Option<crate::decision::EventAttestation>,
     /// Request headers the log settings name.
     logged_headers: BTreeMap<String, String>,
 }
@@ -1421,6 +1427,7 @@ impl<'e> Run<'e> {
             limit: None,
             suspension: None,
             approval_digest: None,
+            attestation: None,
             logged_headers: BTreeMap::new(),
         }
     }
@@ -1576,6 +1583,7 @@ impl<'e> Run<'e> {
                 until_ms: s.until_ms,
             }),
             approval_digest: self.approval_digest,
+            attestation: self.attestation,
             claims: self
                 .token
                 .as_ref()

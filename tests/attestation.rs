@@ -117,6 +117,11 @@ fn a_valid_svid_for_the_tokens_agent_is_allowed() {
     assert!(d.is_allowed(), "{:?}", d.reasons);
     let step = d.trace.iter().find(|t| t.stage == "attestation").unwrap();
     assert_eq!(step.detail, format!("workload `{AGENT}` attested by `spiffe://prod.test`"));
+    // The decision log records what was attested, and by whom.
+    let attested = d.event.attestation.as_ref().unwrap();
+    assert_eq!((attested.workload.as_str(), attested.issuer.as_str()), (AGENT, "spiffe://prod.test"));
+    let json: serde_json::Value = serde_json::from_str(&d.event.to_json()).unwrap();
+    assert_eq!(json["attestation"], json!({"workload": AGENT, "issuer": "spiffe://prod.test"}));
 }
 
 #[test]
@@ -223,7 +228,9 @@ fn evidence_embedded_in_the_access_token() {
     })))
     .unwrap();
     let good = access_token(AGENT, json!({"attestation": {"sub": AGENT, "image_digest": DIGEST}}));
-    assert!(decide(&e, &good, None).is_allowed());
+    let d = decide(&e, &good, None);
+    assert!(d.is_allowed());
+    assert_eq!(d.event.attestation.as_ref().map(|a| a.issuer.as_str()), Some("claim:attestation"));
     let bad = access_token(AGENT, json!({"attestation": {"sub": AGENT, "image_digest": "sha256:0"}}));
     assert_code(&decide(&e, &bad, None), ReasonCode::AttestationClaimMismatch);
     assert_code(&decide(&e, &access_token(AGENT, json!({})), None), ReasonCode::AttestationMissing);

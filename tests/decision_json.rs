@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use agentguard::decision::{
-    ApprovalChallenge, Decision, DecisionEvent, EventAgent, EventBreaker, HttpResponse, Identity, Outcome,
-    Reason, StageResult, TraceStep,
+    ApprovalChallenge, Decision, DecisionEvent, EventAgent, EventAttestation, EventBreaker, HttpResponse,
+    Identity, Outcome, Reason, StageResult, TraceStep,
 };
 use agentguard::mint::{self, SigningKey};
 use agentguard::reason::ReasonCode;
@@ -134,6 +134,8 @@ fn every_field_and_escape_serialises_like_serde() {
                 }),
                 cache_hit: optional,
                 limit: some("l"),
+                attestation: optional
+                    .then(|| EventAttestation { workload: s("spiffe://t/w\u{1}"), issuer: s("i\"") }),
                 breaker: breaker.then(|| EventBreaker {
                     kind: agentguard::state::TripKind::DenyRatio,
                     detail: s("d"),

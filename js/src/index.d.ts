@@ -290,6 +290,8 @@ export interface DecisionEvent {
   };
   cache_hit: boolean;
   limit?: string;
+  /** The workload attestation that passed: the attested workload and who vouched for it. */
+  attestation?: { workload: string; issuer: string };
   breaker?: { kind: "burst" | "deny_ratio" | "unusual_routes"; detail: string; until_ms: number };
   approval_digest?: string;
   /** Decision time the host measured (µs); the core has no clock. */
