@@ -8,13 +8,11 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { loadVectors, caseHeaders, signJwt } from "../../tests/vectors/mint.mjs";
-import { freePort, generateKey, root, send, startGateway, startJwksServer, startOrigin, startWorkerd } from "./helpers.mjs";
+import { generateKey, root, send, startGateway, startJwksServer, startOrigin } from "./helpers.mjs";
+import { startBundledWorker } from "./fixtures/bundle.mjs";
 
 const vectors = loadVectors();
 const nowS = () => Math.floor(Date.now() / 1000);
@@ -187,37 +185,15 @@ describe("the wrangler bundle in workerd", () => {
   // What `wrangler deploy` uploads (bundled with `--dry-run --outdir`), run
   // by workerd with ORIGIN_URL: the deploy path, not just the repo layout.
   test("bundles, starts, refuses without a token and forwards with one", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "agentguard-wrangler-"));
     const origin = await startOrigin();
     let gw;
     try {
-      execFileSync(
-        process.env.WRANGLER_BIN ?? join(root, "js/node_modules/.bin/wrangler"),
-        ["deploy", "--dry-run", "--outdir", dir, "-c", join(root, "js/worker/wrangler.toml")],
-        { cwd: join(root, "js/worker"), env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: "pipe" },
-      );
-      const wasm = readdirSync(dir).find((f) => f.endsWith(".wasm"));
-      assert.ok(wasm, `no .wasm in ${readdirSync(dir)}`);
-      const port = await freePort();
-      writeFileSync(
-        join(dir, "config.capnp"),
-        `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .w), (name = "net", network = (allow = ["public", "private", "local"]))],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const w :Workerd.Worker = (
-  modules = [(name = "worker.js", esModule = embed "worker.js"), (name = "${wasm}", wasm = embed "${wasm}")],
-  bindings = [
-    (name = "ORIGIN_URL", text = "http://127.0.0.1:${origin.port}"),
-    (name = "AGENTGUARD_POLICY", fromEnvironment = "AGENTGUARD_POLICY"),
-  ],
-  globalOutbound = "net",
-  compatibilityDate = "2025-01-01",
-);
-`,
-      );
-      gw = await startWorkerd({ config: join(dir, "config.capnp"), port, env: { AGENTGUARD_POLICY: vectors.policyText } });
+      gw = await startBundledWorker({
+        config: join(root, "js/worker/wrangler.toml"),
+        main: "worker.js",
+        policyText: vectors.policyText,
+        originUrl: `http://127.0.0.1:${origin.port}`,
+      });
       const refused = await send(`${gw.url}/v1/contacts/42`, { headers: { host: "api.test" } });
       assert.equal(refused.status, 401);
       assert.equal(JSON.parse(refused.text).reason, "credential_missing");
@@ -229,7 +205,6 @@ const w :Workerd.Worker = (
     } finally {
       await gw?.stop();
       await origin.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
