@@ -13,7 +13,7 @@ import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, assertLogged } from "./harness.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, assertLogged, agentToken } from "./harness.mjs";
 
 const { keys, policyText } = loadVectors();
 const sha256 = (text) => createHash("sha256").update(text).digest("base64url");
@@ -34,19 +34,9 @@ after(async () => {
   await upstream?.close();
 });
 
+const payerToken = (agent = "payer") => agentToken(agent, { scope: "crm.read payments.write" });
+
 let serial = 0;
-const agentToken = (agent = "payer") =>
-  signJwt(keys.ed25519, {
-    iss: "https://sts.test",
-    aud: "https://api.test",
-    sub: "user:alice",
-    client_id: "crm-agent",
-    act: { sub: `spiffe://test/agents/${agent}` },
-    scope: "crm.read payments.write",
-    jti: `approval-test-${serial++}`,
-    iat: nowSecs() - 5,
-    exp: nowSecs() + 300,
-  });
 
 const approve = (challenge, extra = {}) =>
   signJwt(
@@ -81,7 +71,7 @@ const BODY = '{"amount": 120, "currency": "EUR", "to": "ACME"}';
 const OTHER = '{"amount": 9999, "currency": "EUR", "to": "MALLORY"}';
 
 test("no approval: approval_required with a digest that covers the body the filter read", async () => {
-  const token = await agentToken();
+  const token = await payerToken();
   const res = await pay(token, BODY);
   assert.equal(res.status, 403, res.body);
   assert.equal(res.json.decision, "approval_required");
@@ -95,7 +85,7 @@ test("no approval: approval_required with a digest that covers the body the filt
 });
 
 test("the approval for that digest lets the request through once, body intact", async () => {
-  const token = await agentToken();
+  const token = await payerToken();
   const challenge = (await pay(token, BODY)).json;
   const approval = await approve(challenge);
   const res = await pay(token, BODY, { approval });
@@ -113,7 +103,7 @@ test("the approval for that digest lets the request through once, body intact", 
 });
 
 test("an approval for one body does not fit another", async () => {
-  const token = await agentToken();
+  const token = await payerToken();
   const approval = await approve((await pay(token, BODY)).json);
   const res = await pay(token, OTHER, { approval });
   assert.equal(res.status, 403, res.body);
@@ -124,7 +114,7 @@ test("an approval for one body does not fit another", async () => {
 });
 
 test("a body sent in several frames is hashed whole", async () => {
-  const token = await agentToken();
+  const token = await payerToken();
   const parts = ['{"amount": 120, ', '"currency": "EUR", ', '"to": "ACME"}'];
   assert.equal(parts.join(""), BODY);
   const challenge = await pay(token, parts);
@@ -137,7 +127,7 @@ test("a body sent in several frames is hashed whole", async () => {
 });
 
 test("an empty body binds like no body; the approval names the agent", async () => {
-  const token = await agentToken("payer-2");
+  const token = await payerToken("payer-2");
   const empty = await pay(token, "");
   assert.equal(empty.json?.action_digest, actionDigest(""), empty.body);
   const declared = await send(envoy.port, {
@@ -174,7 +164,7 @@ function openPost(path, headers) {
 const within = (promise, ms) => Promise.race([promise, sleep(ms).then(() => "pending")]);
 
 test("only approval-gated routes wait for the body; others are decided on their headers", async () => {
-  const token = await agentToken();
+  const token = await payerToken();
   // A low-risk route is decided while the body is still coming.
   const draft = openPost("/v1/drafts", { authorization: "Bearer not-a-token" });
   const early = await within(draft.response, 3000);
@@ -202,7 +192,7 @@ test("without allow_on_headers_stop_iteration the held request is refused, sayin
     const res = await send(plain.port, {
       method: "POST",
       path: "/v1/payments",
-      headers: { authorization: `Bearer ${await agentToken()}` },
+      headers: { authorization: `Bearer ${await payerToken()}` },
       body: BODY,
     });
     assert.equal(res.status, 500, res.body);

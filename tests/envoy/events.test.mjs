@@ -12,10 +12,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { ROOT, startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs, eventually } from "./harness.mjs";
+import { loadVectors } from "../vectors/mint.mjs";
+import { ROOT, startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs, eventually, agentToken } from "./harness.mjs";
 
-const { keys, policy } = loadVectors();
+const { policy } = loadVectors();
 const schema = JSON.parse(readFileSync(path.join(ROOT, "schema/decision-event.schema.json"), "utf8"));
 
 let upstream;
@@ -33,20 +33,7 @@ after(async () => {
   await upstream?.close();
 });
 
-let serial = 0;
-const token = (extra = {}) =>
-  signJwt(keys.ed25519, {
-    iss: "https://sts.test",
-    aud: "https://api.test",
-    sub: "user:alice",
-    client_id: "crm-agent",
-    act: { sub: "spiffe://test/agents/event-bot" },
-    scope: "crm.read",
-    jti: `events-${serial++}-${nowSecs()}`,
-    iat: nowSecs() - 5,
-    exp: nowSecs() + 300,
-    ...extra,
-  });
+const token = (extra = {}) => agentToken("event-bot", extra);
 
 /** The decision events Envoy logged after output offset `from`. */
 function eventsSince(from) {

@@ -15,6 +15,8 @@ import https from "node:https";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
+import { loadVectors, signJwt } from "../vectors/mint.mjs";
+
 export const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
 export const WASM = process.env.AGENTGUARD_ENVOY_WASM ?? path.join(ROOT, "target/envoy/agentguard.wasm");
 
@@ -29,6 +31,33 @@ function envoyBin() {
 
 /** Unix seconds now: Envoy and the tests share the machine's clock. */
 export const nowSecs = () => Math.floor(Date.now() / 1000);
+
+let minted = 0;
+const testKeys = loadVectors().keys;
+
+/**
+ * Claims of a valid access token from the shared test issuer
+ * (tests/vectors/policy.json) for agent `spiffe://test/agents/<agent>`,
+ * acting for `user:alice` with scope `crm.read`; `extra` is merged over them.
+ * Every call has a fresh `jti`.
+ */
+export function agentClaims(agent, extra = {}) {
+  return {
+    iss: "https://sts.test",
+    aud: "https://api.test",
+    sub: "user:alice",
+    client_id: "crm-agent",
+    act: { sub: `spiffe://test/agents/${agent}` },
+    scope: "crm.read",
+    jti: `envoy-test-${minted++}-${nowSecs()}`,
+    iat: nowSecs() - 5,
+    exp: nowSecs() + 300,
+    ...extra,
+  };
+}
+
+/** `agentClaims(agent, extra)` signed by the shared test issuer's Ed25519 key. */
+export const agentToken = (agent, extra = {}) => signJwt(testKeys.ed25519, agentClaims(agent, extra));
 
 // ---------------------------------------------------------------- servers
 

@@ -11,10 +11,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, makePki } from "./harness.mjs";
+import { loadVectors } from "../vectors/mint.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, makePki, agentToken } from "./harness.mjs";
 
-const { keys, policy } = loadVectors();
+const { policy } = loadVectors();
 let pki;
 let upstream;
 let envoy;
@@ -48,20 +48,7 @@ after(async () => {
   await upstream?.close();
 });
 
-let serial = 0;
-const token = (extra = {}) =>
-  signJwt(keys.ed25519, {
-    iss: "https://sts.test",
-    aud: "https://api.test",
-    sub: "user:alice",
-    client_id: "crm-agent",
-    act: { sub: "spiffe://test/agents/crm-bot" },
-    scope: "crm.read",
-    jti: `mtls-${serial++}-${nowSecs()}`,
-    iat: nowSecs() - 5,
-    exp: nowSecs() + 300,
-    ...extra,
-  });
+const token = (extra = {}) => agentToken("crm-bot", extra);
 const boundTo = (client, extra = {}) => token({ cnf: { "x5t#S256": client.x5t }, ...extra });
 
 /** GET /v1/contacts/42 over TLS on `listener`, presenting `client`'s certificate (or none). */

@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
 import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs } from "./harness.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, agentClaims } from "./harness.mjs";
 
 const { keys, policy } = loadVectors();
 
@@ -33,20 +33,10 @@ after(async () => {
   await upstream?.close();
 });
 
-let serial = 0;
-const token = (agent, { scope = "crm.read", sub = "user:alice" } = {}) => {
-  const jti = `rev-${serial++}-${nowSecs()}`;
-  return signJwt(keys.ed25519, {
-    iss: "https://sts.test",
-    aud: "https://api.test",
-    sub,
-    client_id: "crm-agent",
-    act: { sub: `spiffe://test/agents/${agent}` },
-    scope,
-    jti,
-    iat: nowSecs() - 5,
-    exp: nowSecs() + 300,
-  }).then((t) => ({ t, jti }));
+/** A token for `agent` and its `jti` (pushes name it). */
+const token = async (agent, extra = {}) => {
+  const claims = agentClaims(agent, extra);
+  return { t: await signJwt(keys.ed25519, claims), jti: claims.jti };
 };
 const read = (bearer) => send(envoy.port, { path: "/v1/contacts/1", headers: { authorization: `Bearer ${bearer}` } });
 const push = (query, auth) =>

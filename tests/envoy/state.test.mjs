@@ -17,10 +17,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { webcrypto as crypto, createHash } from "node:crypto";
 
-import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs } from "./harness.mjs";
+import { loadVectors } from "../vectors/mint.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs, agentToken } from "./harness.mjs";
 
-const { keys, policy } = loadVectors();
+const { policy } = loadVectors();
 const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
 const sha256 = (text) => createHash("sha256").update(text).digest();
 
@@ -54,20 +54,7 @@ after(async () => {
   await upstream?.close();
 });
 
-let serial = 0;
-const token = (agent, { scope = "crm.read", cnf } = {}) =>
-  signJwt(keys.ed25519, {
-    iss: "https://sts.test",
-    aud: "https://api.test",
-    sub: "user:alice",
-    client_id: "crm-agent",
-    act: { sub: `spiffe://test/agents/${agent}` },
-    scope,
-    jti: `state-${serial++}-${nowSecs()}`,
-    iat: nowSecs() - 5,
-    exp: nowSecs() + 300,
-    ...(cnf ? { cnf } : {}),
-  });
+const token = agentToken;
 
 /** Envoy thread ids of the decision lines for `agent` logged since `from` (an output offset). */
 function threadsFor(server, agent, from) {
