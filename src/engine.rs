@@ -92,6 +92,9 @@ pub struct Engine {
     credentials: crate::policy::CredentialMode,
     signature_agents: Option<crate::httpsig::SignatureAgentsPolicy>,
     directories: RwLock<Vec<(String, KeySet, Vec<String>)>>,
+    /// Whether decisions carry the per-stage trace (on unless a host turns
+    /// it off with [`Engine::set_trace`]).
+    trace: bool,
 }
 
 /// A compiled rate limit.
@@ -116,6 +119,19 @@ impl Engine {
     pub fn from_json(text: &str) -> Result<Engine, PolicyErrors> {
         let policy = Policy::from_json(text)?;
         Engine::new(&policy)
+    }
+
+    /// Turns the per-stage trace in decisions on or off. Gateways that never
+    /// show it turn it off: each stage then costs no message formatting and
+    /// a decision's `trace` is empty (its reasons still say why it refused).
+    /// The CLI, the playground and the tests keep it on.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// Whether decisions carry the per-stage trace.
+    pub fn traces(&self) -> bool {
+        self.trace
     }
 
     /// Compiles a policy, reporting every problem found. Per-agent state
@@ -552,6 +568,7 @@ impl Engine {
             credentials: policy.credentials,
             signature_agents: policy.signature_agents.clone(),
             directories: RwLock::new(directories),
+            trace: true,
         })
     }
 
@@ -843,12 +860,8 @@ impl Engine {
                 let path = input.path.split('?').next().unwrap_or("");
                 let now_ms = if input.now.is_finite() { (input.now * 1000.0) as i64 } else { 0 };
                 let mut run = Run::new(self, &input.method, &input.host, path, now_ms);
-                run.trace.push(TraceStep {
-                    stage: "request",
-                    result: StageResult::Fail,
-                    detail: message.clone(),
-                });
-                run.finish(Err(Refusal::deny(code, message)))
+                let refusal = run.fail("request", Refusal::deny(code, message));
+                run.finish(Err(refusal))
             }
         }
     }
@@ -856,8 +869,8 @@ impl Engine {
     /// A refusal for a request that could not even be parsed.
     pub fn refuse_unparsed(&self, code: ReasonCode, message: String) -> Decision {
         let mut run = Run::new(self, "", "", "", 0);
-        run.trace.push(TraceStep { stage: "request", result: StageResult::Fail, detail: message.clone() });
-        run.finish(Err(Refusal::deny(code, message)))
+        let refusal = run.fail("request", Refusal::deny(code, message));
+        run.finish(Err(refusal))
     }
 
     /// Decides a request. Never panics, never fails: any problem is a refusal.
@@ -892,9 +905,30 @@ impl Engine {
     /// Wasm in Node, ~0.1 ms with WebCrypto). Run them, then call
     /// [`Engine::decide_with_verdicts`] with the verdicts.
     pub fn pending_signatures(&self, request: &Request) -> Vec<token::SignatureCheck> {
-        let mut checks: Vec<_> = self.pending_signature(request).into_iter().collect();
-        if credential::extract(request).is_ok_and(|c| c.scheme == Scheme::Dpop) {
-            checks.extend(dpop::signature_check(&self.dpop, request));
+        self.pending_signatures_for(request, |_| true)
+    }
+
+    /// [`Engine::pending_signatures`], limited to the algorithms `host`
+    /// verifies (by JWS name, e.g. `ES256`). A token or proof whose header
+    /// names another algorithm is left to Wasm before anything else of it is
+    /// parsed: a host that verifies only ES256 pays nothing extra for EdDSA.
+    pub fn pending_signatures_for(
+        &self,
+        request: &Request,
+        host: impl Fn(&str) -> bool,
+    ) -> Vec<token::SignatureCheck> {
+        let Ok(credential) = credential::extract(request) else {
+            return Vec::new();
+        };
+        let mut checks = Vec::new();
+        if crate::jws::peek_alg(credential.token).is_some_and(|alg| host(&alg)) {
+            checks.extend(self.pending_signature(request));
+        }
+        if credential.scheme == Scheme::Dpop {
+            let proof = request.header_values("dpop").next();
+            if proof.and_then(crate::jws::peek_alg).is_some_and(|alg| host(&alg)) {
+                checks.extend(dpop::signature_check(&self.dpop, request));
+            }
         }
         checks
     }
@@ -917,7 +951,7 @@ impl Engine {
                 run.logged_headers.insert(name.clone(), crate::keys::clip(v));
             }
         }
-        run.pass("request", format!("{} {}", request.method, request.path));
+        run.pass("request", || format!("{} {}", request.method, request.path));
         let result = self.pipeline(&mut run, request, verdicts);
         run.finish(result)
     }
@@ -942,7 +976,7 @@ impl Engine {
             };
         run.route = Some(matched.route);
         run.params = matched.params.iter().cloned().collect();
-        run.pass("route", format!("route `{}`", matched.route.id));
+        run.pass("route", || format!("route `{}`", matched.route.id));
 
         // Network: the caller must be inside the allowed infrastructure.
         let networks = [self.network.as_ref(), matched.route.network.as_ref()];
@@ -956,7 +990,7 @@ impl Engine {
                 return Err(run.fail("network", Refusal::deny(ReasonCode::NetworkNotAllowed, message)));
             }
             let ip = request.source_ip.map(|ip| ip.to_string()).unwrap_or_default();
-            run.pass("network", format!("source {ip} is inside the allowed networks"));
+            run.pass("network", || format!("source {ip} is inside the allowed networks"));
         } else {
             run.skip("network", "the policy restricts no networks");
         }
@@ -970,7 +1004,7 @@ impl Engine {
             .delegation
             .check(claims)
             .map_err(|(code, message)| run.fail("delegation", Refusal::deny(code, message)))?;
-        run.pass("delegation", detail);
+        run.pass("delegation", || detail);
 
         // 7. Attestation.
         if let Some(attestation) = &self.attestation {
@@ -978,10 +1012,9 @@ impl Engine {
             let attested = attestation
                 .check(request, claims, &self.att_issuers, |i| keys.get(i).map(|k| k.set.as_ref()))
                 .map_err(|(code, message)| run.fail("attestation", Refusal::deny(code, message)))?;
-            run.pass(
-                "attestation",
-                format!("workload `{}` attested by `{}`", attested.workload, attested.issuer),
-            );
+            run.pass("attestation", || {
+                format!("workload `{}` attested by `{}`", attested.workload, attested.issuer)
+            });
             run.attestation = Some(attested);
         } else {
             run.skip("attestation", "the policy requires no attestation");
@@ -996,7 +1029,7 @@ impl Engine {
         if let Some(s) = self.store.suspension(&agent, request.now_ms) {
             return Err(run.fail("revocation", suspended(&agent, &s, request.now_ms, false)));
         }
-        run.pass("revocation", format!("not revoked ({} list entries)", revocations.len()));
+        run.pass("revocation", || format!("not revoked ({} list entries)", revocations.len()));
 
         // 11 (watched from here on). Behaviour monitor.
         if let Some(cfg) = &self.breaker {
@@ -1004,7 +1037,7 @@ impl Engine {
             if let Some(s) = self.store.observe(&agent, matched.route.index, request.now_ms, cfg) {
                 return Err(run.fail("behaviour", suspended(&agent, &s, request.now_ms, true)));
             }
-            run.pass("behaviour", "within the agent's usual behaviour".into());
+            run.pass("behaviour", || "within the agent's usual behaviour".into());
         } else {
             run.skip("behaviour", "the policy has no circuit breaker");
         }
@@ -1024,7 +1057,7 @@ impl Engine {
                 format!("{detail}; {more}")
             }
         };
-        run.pass("scope", detail);
+        run.pass("scope", || detail);
 
         // 9. Intent: rate limits.
         let mut applied = Vec::new();
@@ -1061,7 +1094,7 @@ impl Engine {
         if applied.is_empty() {
             run.skip("limits", "no rate limit applies to this route");
         } else {
-            run.pass("limits", format!("within {}", applied.join(", ")));
+            run.pass("limits", || format!("within {}", applied.join(", ")));
         }
 
         // 10. Risk gate.
@@ -1096,14 +1129,13 @@ impl Engine {
                 Some((replay_key, expires_at, approver)) => {
                     self.first_use(ReplaySpace::Approval, replay_key, now, expires_at)
                         .map_err(|refusal| run.fail("risk", refusal))?;
-                    run.pass(
-                        "risk",
-                        format!("approved by {} for this exact action", crate::keys::clip(&approver)),
-                    );
+                    run.pass("risk", || {
+                        format!("approved by {} for this exact action", crate::keys::clip(&approver))
+                    });
                 }
             }
         } else {
-            run.pass("risk", "low-risk route".into());
+            run.pass("risk", || "low-risk route".into());
         }
         Ok(())
     }
@@ -1145,19 +1177,17 @@ impl Engine {
                 let refusal = Refusal::deny(ReasonCode::InternalError, "no credential was checked".into());
                 return Err(run.fail("credential", refusal));
             };
-            run.pass(
-                "credential",
-                format!("HTTP message signature by `{}`", crate::keys::clip(&sig.operator)),
-            );
+            run.pass("credential", || {
+                format!("HTTP message signature by `{}`", crate::keys::clip(&sig.operator))
+            });
             run.skip("token", "no token: the agent is identified by its HTTP message signature");
-            run.pass(
-                "binding",
+            run.pass("binding", || {
                 format!(
                     "signed with key `{}` from `{}`'s directory",
                     sig.keyid,
                     crate::keys::clip(&sig.operator)
-                ),
-            );
+                )
+            });
             let operator = sig.operator.clone();
             let verified = Arc::new(signature_identity(sig));
             run.token = Some(Arc::clone(&verified));
@@ -1166,13 +1196,10 @@ impl Engine {
         let credential = credential::extract(request)
             .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
         run.dpop = credential.scheme == Scheme::Dpop;
-        run.pass(
-            "credential",
-            match credential.scheme {
-                Scheme::Bearer => "bearer token".into(),
-                Scheme::Dpop => "DPoP token".into(),
-            },
-        );
+        run.pass("credential", || match credential.scheme {
+            Scheme::Bearer => "bearer token".into(),
+            Scheme::Dpop => "DPoP token".into(),
+        });
 
         // 4. Token (cache first).
         let (verified, cache_hit) =
@@ -1184,9 +1211,9 @@ impl Engine {
         })?;
         token::validate(&verified.claims, issuer, now).map_err(|e| run.fail_token(e))?;
         if cache_hit {
-            run.pass("token", format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
+            run.pass("token", || format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
         } else {
-            run.pass("token", format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
+            run.pass("token", || format!("verified `{}` signature from `{}`", verified.alg, issuer.iss));
             self.remember(credential.token, &verified, issuer);
         }
         let claims = &verified.claims;
@@ -1219,18 +1246,17 @@ impl Engine {
                 })?;
             self.first_use(ReplaySpace::DpopProof, proof.replay_key, now, proof.expires_at)
                 .map_err(|refusal| run.fail("binding", refusal))?;
-            run.pass("binding", format!("DPoP proof by key `{}`", proof.jkt));
+            run.pass("binding", || format!("DPoP proof by key `{}`", proof.jkt));
         } else {
             let detail = pop::check(claims, issuer, credential.scheme, request)
                 .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
-            run.pass("binding", detail);
+            run.pass("binding", || detail);
         }
 
         if let Some(sig) = &signed {
-            run.pass(
-                "credential",
-                format!("token and an HTTP message signature by `{}`", crate::keys::clip(&sig.operator)),
-            );
+            run.pass("credential", || {
+                format!("token and an HTTP message signature by `{}`", crate::keys::clip(&sig.operator))
+            });
         }
         Ok((verified, issuer.iss.clone()))
     }
@@ -1432,20 +1458,27 @@ impl<'e> Run<'e> {
         }
     }
 
-    fn pass(&mut self, stage: &'static str, detail: String) {
-        self.trace.push(TraceStep { stage, result: StageResult::Pass, detail });
+    /// A stage passed; `detail` is only formatted when the trace is on.
+    fn pass(&mut self, stage: &'static str, detail: impl FnOnce() -> String) {
+        if self.engine.trace {
+            self.trace.push(TraceStep { stage, result: StageResult::Pass, detail: detail() });
+        }
     }
 
     fn skip(&mut self, stage: &'static str, detail: &str) {
-        self.trace.push(TraceStep { stage, result: StageResult::Skip, detail: detail.into() });
+        if self.engine.trace {
+            self.trace.push(TraceStep { stage, result: StageResult::Skip, detail: detail.into() });
+        }
     }
 
     fn fail(&mut self, stage: &'static str, refusal: Refusal) -> Refusal {
-        self.trace.push(TraceStep {
-            stage,
-            result: StageResult::Fail,
-            detail: refusal.reason.message.clone(),
-        });
+        if self.engine.trace {
+            self.trace.push(TraceStep {
+                stage,
+                result: StageResult::Fail,
+                detail: refusal.reason.message.clone(),
+            });
+        }
         refusal
     }
 
@@ -1494,7 +1527,8 @@ impl<'e> Run<'e> {
                     };
                     match self.trace.iter_mut().find(|t| t.stage == "behaviour") {
                         Some(existing) => *existing = step,
-                        None => self.trace.push(step),
+                        None if self.engine.trace => self.trace.push(step),
+                        None => {}
                     }
                     result = Err(tripped);
                 }
@@ -1503,7 +1537,7 @@ impl<'e> Run<'e> {
         }
         // Every stage appears once, in pipeline order; those not reached are skipped.
         let mut recorded = std::mem::take(&mut self.trace);
-        for stage in STAGES {
+        for stage in STAGES.into_iter().filter(|_| self.engine.trace) {
             match recorded.iter().position(|t| t.stage == stage) {
                 Some(i) => self.trace.push(recorded.remove(i)),
                 None => self.trace.push(TraceStep {
@@ -1667,7 +1701,10 @@ fn sampled(event: &DecisionEvent, share: f64) -> bool {
 fn forward_headers(prefix: &str, id: &Identity, route: Option<&str>) -> BTreeMap<String, String> {
     let mut h = BTreeMap::new();
     let mut put = |name: &str, value: &str| {
-        h.insert(format!("{prefix}{name}"), header_value(value));
+        let mut key = String::with_capacity(prefix.len() + name.len());
+        key.push_str(prefix);
+        key.push_str(name);
+        h.insert(key, header_value(value));
     };
     put("issuer", &id.issuer);
     put("agent", &id.agent);

@@ -27,6 +27,7 @@
 //! | `decideOrCheck(request, algs)` / `decideWith(request, verdict)` | the two halves of a host-verified decision |
 //! | `jwksUris()`, `setIssuerKeys(iss, jwks)` | keys the host fetches |
 //! | `setRevocations`, `liftSuspension`, `suspendedAgents` | operator controls |
+//! | `setTrace(on)` | per-stage trace in decisions (on by default) |
 //! | `setDpopNonceSecret`, `dpopNonce` | DPoP server nonces |
 //! | `stats`, `cachedTokens`, `stateKeys` | counters |
 //! | `check(policy)`, `mint(jwk, claims, typ)`, `verifySignature`, `version` | helpers |
@@ -67,6 +68,13 @@ impl Guard {
         Ok(Guard { engine })
     }
 
+    /// Turns the decision's per-stage `trace` on (the default) or off; off,
+    /// a decision costs less and its `trace` is `[]`.
+    #[wasm_bindgen(js_name = setTrace)]
+    pub fn set_trace(&mut self, on: bool) {
+        self.engine.set_trace(on);
+    }
+
     /// Decides a request (request JSON) and returns the decision JSON. Never throws.
     pub fn decide(&self, request_json: &str) -> String {
         api::decide_json(&self.engine, request_json)
@@ -89,12 +97,8 @@ impl Guard {
             },
             Err(_) => return api::decide_json(&self.engine, request_json),
         };
-        let checks: Vec<_> = self
-            .engine
-            .pending_signatures(&request)
-            .into_iter()
-            .filter(|c| host_algs.split(',').any(|a| a.trim() == c.alg))
-            .collect();
+        let checks =
+            self.engine.pending_signatures_for(&request, |alg| host_algs.split(',').any(|a| a.trim() == alg));
         if checks.is_empty() {
             return api::to_json(&self.engine.decide(&request));
         }

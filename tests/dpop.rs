@@ -384,6 +384,13 @@ fn the_proof_signature_can_be_verified_by_the_host() {
     // A fresh token and its proof: two checks, the proof's with the proof's own key.
     let p = Proof::new(&token, "h1").sign();
     let req = request("GET", &token, "DPoP", &[&p]);
+    // A host that verifies some algorithms gets only those checks (the token
+    // is EdDSA, the proof ES256); the rest stays in Wasm.
+    let only = |alg: &'static str| e.pending_signatures_for(&req, move |a| a == alg);
+    assert_eq!(only("ES256").iter().map(|c| c.alg).collect::<Vec<_>>(), ["ES256"]);
+    assert_eq!(only("ES256")[0].signing_input, p.rsplit_once('.').unwrap().0);
+    assert_eq!(only("EdDSA").iter().map(|c| c.alg).collect::<Vec<_>>(), ["EdDSA"]);
+    assert!(only("RS256").is_empty());
     let checks = e.pending_signatures(&req);
     assert_eq!(checks.len(), 2);
     assert_eq!(checks[1].alg, "ES256");

@@ -62,6 +62,9 @@ fn shared_vectors_give_the_expected_decisions() {
     let policy =
         std::fs::read_to_string(format!("{}/tests/vectors/policy.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let engine = Engine::from_json(&policy).unwrap();
+    // The same decisions without the per-stage trace (what gateways run).
+    let mut untraced = Engine::from_json(&policy).unwrap();
+    untraced.set_trace(false);
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);
     let mut failures = Vec::new();
@@ -74,6 +77,12 @@ fn shared_vectors_give_the_expected_decisions() {
             input.headers.insert("authorization".into(), HeaderValue::One(format!("Bearer {token}")));
         }
         let d = engine.decide_input(&input);
+        let lean = untraced.decide_input(&input);
+        assert_eq!(d.trace.len(), agentguard::engine::STAGES.len(), "{}", case["name"]);
+        assert!(lean.trace.is_empty(), "{}", case["name"]);
+        let mut with_trace: Value = serde_json::from_str(&d.to_json()).unwrap();
+        with_trace["trace"] = serde_json::json!([]);
+        assert_eq!(serde_json::from_str::<Value>(&lean.to_json()).unwrap(), with_trace, "{}", case["name"]);
         let codes: Vec<&str> = d.reasons.iter().map(|r| r.code.as_str()).collect();
         let expect = &case["expect"];
         let want_codes: Vec<&str> =

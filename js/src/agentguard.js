@@ -208,6 +208,9 @@ export class AgentGuard {
     this.#dirs = options.directoryCache ?? directoryCache;
     this.#dirSources = new Set(directories.map((d) => `${d.operator}\n${d.directory_uri}`));
     this.#log = options.log ?? ((line) => console.error(line));
+    // The per-stage trace is for explaining a decision (the playground, the
+    // CLI); a gateway never shows it, and it is a third of a cached decision's cost.
+    this.#guard.setTrace(options.trace === true);
     const algs = options.hostVerify ?? (webCryptoAvailable() ? DEFAULT_HOST_ALGORITHMS : []);
     this.#hostAlgs = algs.join(",");
     // DPoP nonces (when the policy turns them on) derive from a secret: give
@@ -237,6 +240,8 @@ export class AgentGuard {
    * Wasm (default `DEFAULT_HOST_ALGORITHMS`, ES256/RS256/PS256, when
    * `crypto.subtle` exists; `[]` keeps everything in Wasm),
    * `dpopNonceSecret` (string or bytes; default random per guard),
+   * `trace` (default `false`: decisions carry `trace: []`; `true` fills in
+   * every stage's result, for debugging),
    * `signingKeys`: the token service's private JWK Set (object or JSON text,
    * keys with `d` and `kid`; see `setSigningKeys`), for policies with a
    * `token_service`.
@@ -651,6 +656,7 @@ export function withAgentGuard(handler, options = {}) {
         directoryCache: options.directoryCache,
         log,
         hostVerify: options.hostVerify,
+        trace: options.trace,
         dpopNonceSecret: options.dpopNonceSecret ?? env.AGENTGUARD_DPOP_NONCE_SECRET,
         signingKeys: options.signingKeys ?? env.AGENTGUARD_SIGNING_KEYS,
       });

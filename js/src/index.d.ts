@@ -315,6 +315,7 @@ export interface Decision {
   approval?: ApprovalChallenge;
   /** Present for every outcome but allow. */
   response?: HttpResponse;
+  /** Every stage's result, in pipeline order; `[]` unless the guard was created with `trace: true`. */
   trace: TraceStep[];
   event: DecisionEvent;
 }
@@ -382,6 +383,8 @@ export interface GuardOptions {
   hostVerify?: Algorithm[];
   /** Secret for DPoP nonces; share it across instances. Default random. */
   dpopNonceSecret?: string | Uint8Array;
+  /** Fill in `decision.trace` (every stage's result). Default `false`: `trace` is `[]`, decisions cost less. */
+  trace?: boolean;
   /** The token service's private JWK Set (keys with `d` and `kid`); from a secret, never the policy. */
   signingKeys?: Jwks | string;
 }
@@ -510,6 +513,8 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   hostVerify?: Algorithm[];
   /** Default: the env secret `AGENTGUARD_DPOP_NONCE_SECRET`, else random per isolate. */
   dpopNonceSecret?: string | Uint8Array;
+  /** Fill in `decision.trace` (see `GuardOptions.trace`). Default `false`. */
+  trace?: boolean;
   /** The token service's private JWK Set. Default: the env secret `AGENTGUARD_SIGNING_KEYS`. */
   signingKeys?: Jwks | string;
   /** Durable Object namespace binding for shared per-agent state; used when bound. Default `AGENTGUARD_STATE`. */

@@ -131,6 +131,21 @@ describe("decisions and responses", () => {
     }
   });
 
+  test("the trace is off by default and on with `trace: true`; decisions are otherwise the same", async () => {
+    const traced = await AgentGuard.create(vectors.policyText, { trace: true });
+    const lean = await AgentGuard.create(vectors.policyText);
+    const now = nowS();
+    for (const [i, c] of vectors.cases.entries()) {
+      const headers = await caseHeaders(c, vectors.keys, now, 300 + i);
+      const input = { ...c.request, headers, now };
+      const [t, l] = [traced.decideInput(input), lean.decideInput(input)];
+      assert.equal(t.trace.length, 13, c.name);
+      assert.deepEqual(l.trace, [], c.name);
+      assert.deepEqual({ ...t, trace: [] }, l, c.name);
+    }
+    [traced, lean].forEach((g) => g.free());
+  });
+
   test("WebCrypto and Wasm signature paths give the same decisions on every vector", async () => {
     const now = nowS();
     const guards = [
