@@ -55,7 +55,7 @@ impl Delegation {
     }
 
     /// Checks the chain; `Ok` carries a trace detail.
-    pub fn check(&self, claims: &Claims) -> Result<String, TokenError> {
+    pub fn check(&self, claims: &Claims) -> Result<(), TokenError> {
         if let (Some(subjects), Some(sub)) = (&self.subjects, &claims.sub) {
             if !subjects.iter().any(|g| g.matches(sub)) {
                 return Err((
@@ -73,7 +73,7 @@ impl Delegation {
                     "token has no `act` claim: agents must present a delegated token".into(),
                 ));
             }
-            return Ok("no delegation".into());
+            return Ok(());
         };
         if claims.actors.len() > self.max_depth {
             return Err((
@@ -93,11 +93,19 @@ impl Delegation {
                 ));
             }
         }
-        Ok(format!(
-            "`{}` acts for `{}` ({} actor(s))",
-            crate::keys::clip(current),
-            claims.sub.as_deref().map(crate::keys::clip).unwrap_or_default(),
-            claims.actors.len()
-        ))
+        Ok(())
+    }
+
+    /// What a passed [`Delegation::check`] found, for the trace.
+    pub fn describe(claims: &Claims) -> String {
+        match claims.actors.first() {
+            None => "no delegation".into(),
+            Some(current) => format!(
+                "`{}` acts for `{}` ({} actor(s))",
+                crate::keys::clip(current),
+                claims.sub.as_deref().map(crate::keys::clip).unwrap_or_default(),
+                claims.actors.len()
+            ),
+        }
     }
 }

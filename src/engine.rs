@@ -1000,11 +1000,10 @@ impl Engine {
         let claims = &verified.claims;
 
         // 6. Delegation.
-        let detail = self
-            .delegation
+        self.delegation
             .check(claims)
             .map_err(|(code, message)| run.fail("delegation", Refusal::deny(code, message)))?;
-        run.pass("delegation", || detail);
+        run.pass("delegation", || Delegation::describe(claims));
 
         // 7. Attestation.
         if let Some(attestation) = &self.attestation {
@@ -1595,7 +1594,8 @@ impl<'e> Run<'e> {
             agent: t.claims.agent(),
             actors: t.claims.actors.clone(),
             client_id: t.claims.client_id.clone(),
-            token_hash: b64::encode(&t.hash).chars().take(16).collect(),
+            // 12 bytes are exactly 16 base64url characters.
+            token_hash: b64::encode(t.hash.get(..12).unwrap_or_default()),
         });
         let event = DecisionEvent {
             v: 1,

@@ -84,7 +84,7 @@ impl Stats {
             *self.reasons.entry(r.code.as_str()).or_default() += 1;
         }
         if let Some(route) = &d.route {
-            *self.routes.entry(route.clone()).or_default() += 1;
+            bump(&mut self.routes, route);
         }
         let Some(identity) = &d.identity else { return };
         if !self.agents.contains(&identity.agent) {
@@ -108,7 +108,7 @@ impl Stats {
             }
         }
         if let Some(route) = &d.route {
-            *a.routes.entry(route.clone()).or_default() += 1;
+            bump(&mut a.routes, route);
         }
     }
 
@@ -121,6 +121,16 @@ impl Stats {
             routes: self.routes.clone(),
             agents: self.agents.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             agents_evicted: self.evicted,
+        }
+    }
+}
+
+/// Counts one more for `key` without copying it when it is already counted.
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n = n.saturating_add(1),
+        None => {
+            map.insert(key.to_owned(), 1);
         }
     }
 }
