@@ -511,7 +511,7 @@ impl DecisionEvent {
 /// A JSON string as serde_json escapes it: `\"` and `\\`, the short forms
 /// `\b \t \n \f \r`, other control characters as `\u00xx`; everything
 /// else (including non-ASCII) as is. Runs without escapes are copied whole.
-fn push_str(o: &mut String, text: &str) {
+pub(crate) fn push_str(o: &mut String, text: &str) {
     o.push('"');
     let mut start = 0;
     for (i, b) in text.bytes().enumerate() {

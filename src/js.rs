@@ -102,7 +102,7 @@ impl Guard {
         if checks.is_empty() {
             return api::to_json(&self.engine.decide(&request));
         }
-        serde_json::json!({ "checks": checks }).to_string()
+        crate::token::SignatureCheck::list_json(&checks)
     }
 
     /// The second half: decides with the host's verdicts, JSON `[{"token_hash":

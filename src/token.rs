@@ -138,6 +138,36 @@ pub struct SignatureCheck {
     pub signature: String,
 }
 
+impl SignatureCheck {
+    /// `{"checks": [...]}`, as `serde_json` would write it (a test checks
+    /// that), without building a `Value` tree of the signed bytes first: this
+    /// runs for every fresh token a host verifies.
+    pub fn list_json(checks: &[SignatureCheck]) -> String {
+        let mut o =
+            String::with_capacity(64 + checks.iter().map(|c| c.signing_input.len() * 2).sum::<usize>());
+        o.push_str("{\"checks\":[");
+        for (i, c) in checks.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            // Keys in sorted order, as `json!` (a sorted map) wrote them.
+            o.push_str("{\"alg\":");
+            crate::decision::push_str(&mut o, c.alg);
+            o.push_str(",\"jwk\":");
+            o.push_str(&c.jwk.to_string());
+            o.push_str(",\"signature\":");
+            crate::decision::push_str(&mut o, &c.signature);
+            o.push_str(",\"signing_input\":");
+            crate::decision::push_str(&mut o, &c.signing_input);
+            o.push_str(",\"token_hash\":");
+            crate::decision::push_str(&mut o, &c.token_hash);
+            o.push('}');
+        }
+        o.push_str("]}");
+        o
+    }
+}
+
 /// The host's answer to a [`SignatureCheck`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -393,6 +393,11 @@ fn the_proof_signature_can_be_verified_by_the_host() {
     assert!(only("RS256").is_empty());
     let checks = e.pending_signatures(&req);
     assert_eq!(checks.len(), 2);
+    // The host gets them as JSON: byte for byte what serde writes.
+    assert_eq!(
+        agentguard::token::SignatureCheck::list_json(&checks),
+        json!({ "checks": checks }).to_string()
+    );
     assert_eq!(checks[1].alg, "ES256");
     assert_eq!(parse_jwk(&checks[1].jwk).unwrap().unwrap().thumbprint, thumbprint(&client()));
     assert_eq!(checks[1].signing_input, p.rsplit_once('.').unwrap().0);
