@@ -43,6 +43,7 @@ use crate::policy::{Policy, PolicyError, PolicyErrors};
 use crate::state::StateStore;
 
 use super::body::BodyRoutes;
+use super::mapping::Needs;
 
 /// Where and how to fetch one issuer's JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +165,8 @@ pub struct Loaded {
     pub settings: Settings,
     /// Which requests need their body read before the decision.
     pub body_routes: BodyRoutes,
+    /// Which connection properties the decisions need.
+    pub needs: Needs,
 }
 
 /// Opens the store per-agent state is shared through (the filter passes
@@ -172,7 +175,7 @@ pub type OpenStore<'a> = &'a dyn Fn(&Policy) -> Result<Box<dyn StateStore>, Stri
 
 /// Parses and compiles a policy, its per-agent state in the store `open`
 /// gives (`None`: the engine's own memory).
-fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoutes), PolicyErrors> {
+fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoutes, Needs), PolicyErrors> {
     let policy = Policy::from_json(text)?;
     let engine = match open {
         None => Engine::new(&policy)?,
@@ -183,7 +186,7 @@ fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoute
             Engine::with_store(&policy, store)?
         }
     };
-    Ok((engine, BodyRoutes::new(&policy)))
+    Ok((engine, BodyRoutes::new(&policy), Needs::new(&policy)))
 }
 
 /// Compiles the plugin configuration into an engine and the Envoy settings;
@@ -205,7 +208,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
         Ok(value) if value.get("policy").is_some() => value,
         _ => {
-            let (engine, body_routes) = compile(text, Some(open))?;
+            let (engine, body_routes, needs) = compile(text, Some(open))?;
             if let Some((iss, _)) = engine.jwks_uris().first() {
                 return Err(PolicyError::new(
                     ".",
@@ -217,7 +220,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
                 )
                 .into());
             }
-            return Ok(Loaded { engine, settings: Settings::default(), body_routes });
+            return Ok(Loaded { engine, settings: Settings::default(), body_routes, needs });
         }
     };
     let wrapper: Wrapper = serde_path_to_error::deserialize(&wrapper_value).map_err(|e| {
@@ -349,7 +352,9 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     }
 
     match compiled {
-        Some((engine, body_routes)) if errors.is_empty() => Ok(Loaded { engine, settings, body_routes }),
+        Some((engine, body_routes, needs)) if errors.is_empty() => {
+            Ok(Loaded { engine, settings, body_routes, needs })
+        }
         _ => Err(PolicyErrors(errors)),
     }
 }

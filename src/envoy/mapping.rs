@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::policy::{Binding, Policy};
 use crate::request::{HeaderValue, RequestInput};
 
 /// Maps the request headers Envoy hands the filter (pseudo-headers
@@ -126,6 +127,50 @@ pub fn headers_to_strip<'a>(headers: &'a [(String, Vec<u8>)], prefix: &str) -> V
         }
     }
     names
+}
+
+/// Which connection properties the filter must read before deciding: each
+/// `get_property` is a host call, so one the policy can never use is not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// `source.address`: the policy (or one of its routes) restricts networks.
+    /// Otherwise the address is only read for a decision-log event.
+    pub source_address: bool,
+    /// The client certificate's SHA-256: an issuer requires mTLS-bound
+    /// tokens. Otherwise it is read only for a token that may carry
+    /// `cnf.x5t#S256` ([`may_be_certificate_bound`]).
+    pub peer_certificate: bool,
+}
+
+impl Needs {
+    /// What `policy` needs.
+    pub fn new(policy: &Policy) -> Needs {
+        Needs {
+            source_address: policy.network.is_some() || policy.routes.iter().any(|r| r.network.is_some()),
+            peer_certificate: policy.issuers.iter().any(|i| i.binding == Binding::Mtls),
+        }
+    }
+}
+
+/// Whether a token in `Authorization` may be bound to a client certificate
+/// (RFC 8705 `cnf.x5t#S256`, which the core enforces whatever the issuer's
+/// `binding`), so the filter must read the connection's certificate digest.
+/// Conservative: `false` only when every credential is a JWS whose payload
+/// decodes and contains neither `x5t` nor a `\` (a JSON member name can spell
+/// `x5t#S256` only literally or with an escape). Anything else — no payload,
+/// bad base64url — reads the certificate, and the core decides as before.
+pub fn may_be_certificate_bound(headers: &[(String, Vec<u8>)]) -> bool {
+    let lines =
+        headers.iter().filter(|(n, _)| n == "authorization").flat_map(|(_, v)| v.split(|b| *b == b','));
+    for line in lines {
+        let credential = line.split(|b| *b == b' ').rfind(|w| !w.is_empty()).unwrap_or_default();
+        let Some(payload) = credential.split(|b| *b == b'.').nth(1) else { return true };
+        let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return true };
+        if json.contains(&b'\\') || json.windows(3).any(|w| w == b"x5t") {
+            return true;
+        }
+    }
+    false
 }
 
 /// The first value of query parameter `name` in a raw `:path`, percent-decoded
@@ -290,6 +335,52 @@ mod tests {
             headers_to_strip(&headers, "x-agentguard-"),
             ["x-agentguard-subject", "x-agentguard-scopes"]
         );
+    }
+
+    #[test]
+    fn only_tokens_that_may_be_certificate_bound_need_the_certificate() {
+        let jwt = |payload: &str| {
+            let b64 = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+            format!("{}.{}.c2ln", b64(r#"{"alg":"ES256"}"#), b64(payload))
+        };
+        let plain = jwt(r#"{"sub":"alice","cnf":{"jkt":"abc"}}"#);
+        let bound = jwt(r#"{"sub":"alice","cnf":{"x5t#S256":"abc"}}"#);
+        let escaped = jwt(r#"{"sub":"alice","cnf":{"\u00785t#S256":"abc"}}"#);
+        let auth = |v: &str| h(&[(":path", "/"), ("authorization", v)]);
+        assert!(!may_be_certificate_bound(&h(&[(":path", "/")])), "no credential");
+        assert!(!may_be_certificate_bound(&auth(&format!("Bearer {plain}"))));
+        assert!(!may_be_certificate_bound(&auth(&format!("DPoP {plain}"))));
+        assert!(may_be_certificate_bound(&auth(&format!("Bearer {bound}"))));
+        assert!(may_be_certificate_bound(&auth(&format!("Bearer {escaped}"))), "escaped member name");
+        assert!(may_be_certificate_bound(&auth(&format!("Bearer {plain},Bearer {bound}"))), "second line");
+        assert!(may_be_certificate_bound(&auth("Bearer opaque")), "not a JWS");
+        assert!(may_be_certificate_bound(&auth("Bearer a.!!.c")), "bad base64url");
+        assert!(may_be_certificate_bound(&auth(&format!("Bearer {}", plain.replacen('.', ".=", 1)))));
+    }
+
+    #[test]
+    fn properties_are_read_when_the_policy_can_use_them() {
+        let policy = |extra: &str| {
+            Policy::from_json(&format!(
+                r#"{{"issuers": [{{"iss": "https://sts", "audiences": ["a"], "algorithms": ["EdDSA"],
+                    "jwks": {{"keys": [{{"kty": "OKP", "crv": "Ed25519", "kid": "k",
+                                       "x": "4VxtOFbJsthZFwHZEML1JpzrdFdOzSHQfUikZB_YPU4"}}]}}{extra}}}],
+                    "routes": [{{"id": "r", "methods": ["GET"], "path": "/**"}}]}}"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(Needs::new(&policy("")), Needs { source_address: false, peer_certificate: false });
+        assert!(Needs::new(&policy(r#", "binding": "mtls""#)).peer_certificate);
+        let mut networked = policy("");
+        networked.routes[0].network = policy_network();
+        assert!(Needs::new(&networked).source_address);
+        let mut everywhere = policy("");
+        everywhere.network = policy_network();
+        assert!(Needs::new(&everywhere).source_address);
+    }
+
+    fn policy_network() -> Option<crate::policy::NetworkPolicy> {
+        serde_json::from_str(r#"{"allow": ["10.0.0.0/8"]}"#).unwrap()
     }
 
     #[test]
