@@ -53,7 +53,7 @@ fn slot(token: &str) -> u64 {
 /// Whether `a` and `b` are the same bytes, in time that depends only on the
 /// length: no early exit on the first difference, so response times say
 /// nothing about how much of a guessed token matches a cached one.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -95,6 +95,9 @@ pub struct Engine {
     /// Whether decisions carry the per-stage trace (on unless a host turns
     /// it off with [`Engine::set_trace`]).
     trace: bool,
+    /// Tokens handed to the host for signature checks, parsed, by check id,
+    /// with the generation of their issuer's keys at the time.
+    prepared: Mutex<lru::LruCache<String, (u64, token::Prepared)>>,
 }
 
 /// A compiled rate limit.
@@ -569,6 +572,10 @@ impl Engine {
             signature_agents: policy.signature_agents.clone(),
             directories: RwLock::new(directories),
             trace: true,
+            prepared: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(crate::limits::MAX_PREPARED_TOKENS)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         })
     }
 
@@ -896,7 +903,14 @@ impl Engine {
             }
         }
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-        token::signature_check(credential.token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))
+        let (check, prepared) =
+            token::prepare(credential.token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))?;
+        if let Some(p) = prepared {
+            let generation = keys.get(p.issuer()).map_or(0, |k| k.generation);
+            let mut kept = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.put(p.check_id().to_owned(), (generation, p));
+        }
+        Some(check)
     }
 
     /// Every signature check deciding `request` would need, for hosts that
@@ -1286,6 +1300,21 @@ impl Engine {
             }
         }
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        // A token the host just verified was parsed when its check was handed
+        // out: used as is if the verdict names it and its issuer's keys have
+        // not changed since (else parsed and checked again below).
+        let mut kept = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        for verdict in verdicts.iter().filter(|v| v.valid) {
+            if let Some((generation, prepared)) = kept.pop(&verdict.token_hash) {
+                let current = keys.get(prepared.issuer()).map(|k| k.generation);
+                if current == Some(generation) {
+                    if let Some(verified) = prepared.verified(token, verdicts) {
+                        return Ok((Arc::new(verified), false));
+                    }
+                }
+            }
+        }
+        drop(kept);
         let verified =
             token::verify(token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()), verdicts)?;
         Ok((Arc::new(verified), false))

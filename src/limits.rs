@@ -42,3 +42,7 @@ pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;
 pub const DEFAULT_STATE_KEYS: usize = 100_000;
 /// Upper bound on `state.max_keys`.
 pub const MAX_STATE_KEYS: usize = 10_000_000;
+/// Tokens parsed for a host-verified signature check, kept until the host's
+/// verdict comes back (a Workers isolate interleaves requests across that
+/// await). Beyond this, the oldest is parsed again when its verdict arrives.
+pub const MAX_PREPARED_TOKENS: usize = 64;

@@ -195,16 +195,67 @@ pub fn signature_check<'k>(
     issuers: &[Issuer],
     keys_for: impl Fn(usize) -> Option<&'k KeySet>,
 ) -> Option<SignatureCheck> {
-    let (jws, index, _) = pre_signature(token, issuers).ok()?;
+    prepare(token, issuers, keys_for).map(|(check, _)| check)
+}
+
+/// [`signature_check`], plus the token parsed as far as the signature: what
+/// [`verify`] would build from it, kept by the engine until the host's
+/// verdict comes back so the token is not parsed twice. `None` in the second
+/// place when the claims would be refused anyway (the full path says why).
+pub fn prepare<'k>(
+    token: &str,
+    issuers: &[Issuer],
+    keys_for: impl Fn(usize) -> Option<&'k KeySet>,
+) -> Option<(SignatureCheck, Option<Prepared>)> {
+    let (jws, index, claims) = pre_signature(token, issuers).ok()?;
     let issuer = issuers.get(index)?;
     let (alg, key) = jws.key_for(keys_for(index)?, &issuer.algorithms).ok()?;
-    Some(SignatureCheck {
-        token_hash: check_id(&token_hash(token), &key.thumbprint),
+    let hash = token_hash(token);
+    let check = SignatureCheck {
+        token_hash: check_id(&hash, &key.thumbprint),
         alg: alg.name(),
         jwk: key.public_jwk.clone(),
         signing_input: jws.signing_input().to_owned(),
         signature: b64::encode(jws.signature()),
-    })
+    };
+    let prepared = type_claims(claims).ok().map(|claims| Prepared {
+        token: token.to_owned(),
+        token_hash: check.token_hash.clone(),
+        parsed: VerifiedToken { issuer: index, alg, kid: key.kid.clone(), claims, hash },
+    });
+    Some((check, prepared))
+}
+
+/// A token parsed up to its signature by [`prepare`], waiting for the host's
+/// verdict. It is not verified: [`Prepared::verified`] hands it out only for
+/// a valid verdict on its own check id and the exact token text.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    token: String,
+    token_hash: String,
+    parsed: VerifiedToken,
+}
+
+impl Prepared {
+    /// The check id its verdict must name.
+    pub fn check_id(&self) -> &str {
+        &self.token_hash
+    }
+
+    /// The issuer (index in the policy) whose keys it was prepared with.
+    pub fn issuer(&self) -> usize {
+        self.parsed.issuer
+    }
+
+    /// The verified token, when `verdicts` hold a valid verdict for this
+    /// check and `token` is the text it was prepared from. The caller must
+    /// also know the issuer's keys are the ones it was prepared with (the
+    /// check id names the key's thumbprint, but a rotation could change which
+    /// key the token's `kid` selects).
+    pub fn verified(self, token: &str, verdicts: &[HostVerdict]) -> Option<VerifiedToken> {
+        let valid = verdicts.iter().any(|v| v.valid && v.token_hash == self.token_hash);
+        (valid && crate::cache::same(token.as_bytes(), self.token.as_bytes())).then_some(self.parsed)
+    }
 }
 
 /// Parses strictly, finds the issuer by the untrusted `iss`, checks `typ`.

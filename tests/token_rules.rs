@@ -761,6 +761,35 @@ fn fetched_jwks_text_is_capped_and_strict() {
 }
 
 #[test]
+fn a_token_parsed_for_a_host_check_is_used_only_for_its_own_text_and_verdict() {
+    use agentguard::token::HostVerdict;
+    let e = engine();
+    let t = token_with(header("ES256", "test-es256"), claims());
+    let request = |token: &str| {
+        Request::builder("GET", "/v1/contacts/42", NOW)
+            .header("authorization", &format!("Bearer {token}"))
+            .build()
+            .unwrap()
+    };
+    let yes = |id: String| HostVerdict { token_hash: id, valid: true };
+    // The verdict on `t`'s check, presented with another token's text: that
+    // token is parsed and verified in Wasm, and its bad signature refused.
+    let check = e.pending_signature(&request(&t)).unwrap();
+    let tampered = format!("{}A", &t[..t.len() - 1]);
+    let d = e.decide_with(&request(&tampered), Some(&yes(check.token_hash)));
+    assert_eq!(d.codes(), [ReasonCode::TokenSignatureInvalid]);
+    // With its own text, the prepared token finishes the decision: the same
+    // identity and headers as a decision verified entirely in Wasm.
+    let check = e.pending_signature(&request(&t)).unwrap();
+    let d = e.decide_with(&request(&t), Some(&yes(check.token_hash)));
+    assert!(d.is_allowed(), "{:?}", d.reasons);
+    let wasm = engine().decide(&request(&t));
+    assert_eq!(d.identity, wasm.identity);
+    assert_eq!(d.forward_headers, wasm.forward_headers);
+    assert!(e.decide(&request(&t)).event.cache_hit);
+}
+
+#[test]
 fn a_host_verdict_does_not_survive_a_key_rotation() {
     use agentguard::token::HostVerdict;
     let e = engine();
