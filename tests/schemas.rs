@@ -141,6 +141,7 @@ fn every_limit_is_documented() {
         ("MAX_REPLAY_ENTRIES", MAX_REPLAY_ENTRIES),
         ("DEFAULT_STATE_KEYS", DEFAULT_STATE_KEYS),
         ("MAX_STATE_KEYS", MAX_STATE_KEYS),
+        ("MAX_PREPARED_TOKENS", MAX_PREPARED_TOKENS),
         ("MIN_RSA_BITS", MIN_RSA_BITS),
         ("MAX_RSA_BITS", MAX_RSA_BITS),
     ] {
