@@ -892,15 +892,8 @@ impl Engine {
     /// Run it, then call [`Engine::decide_with`] with the verdict.
     pub fn pending_signature(&self, request: &Request) -> Option<token::SignatureCheck> {
         let credential = credential::extract(request).ok()?;
-        if let Some(cache) = &self.cache {
-            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache
-                .get(credential.token, |issuer| keys.get(issuer).map(|k| k.generation), request.now())
-                .is_some()
-            {
-                return None;
-            }
+        if self.is_cached(credential.token, request.now()) {
+            return None;
         }
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let (check, prepared) =
@@ -911,6 +904,15 @@ impl Engine {
             kept.put(p.check_id().to_owned(), (generation, p));
         }
         Some(check)
+    }
+
+    /// Whether `token` is in the verified-token cache (and still valid for
+    /// its issuer's current keys) at `now`.
+    fn is_cached(&self, token: &str, now: i64) -> bool {
+        let Some(cache) = &self.cache else { return false };
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.get(token, |issuer| keys.get(issuer).map(|k| k.generation), now).is_some()
     }
 
     /// Every signature check deciding `request` would need, for hosts that
@@ -935,7 +937,9 @@ impl Engine {
             return Vec::new();
         };
         let mut checks = Vec::new();
-        if crate::jws::peek_alg(credential.token).is_some_and(|alg| host(&alg)) {
+        if !self.is_cached(credential.token, request.now())
+            && crate::jws::peek_alg(credential.token).is_some_and(|alg| host(&alg))
+        {
             checks.extend(self.pending_signature(request));
         }
         if credential.scheme == Scheme::Dpop {
