@@ -177,7 +177,7 @@ pub type OpenStore<'a> = &'a dyn Fn(&Policy) -> Result<Box<dyn StateStore>, Stri
 /// gives (`None`: the engine's own memory).
 fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoutes, Needs), PolicyErrors> {
     let policy = Policy::from_json(text)?;
-    let engine = match open {
+    let mut engine = match open {
         None => Engine::new(&policy)?,
         Some(open) => {
             let store = open(&policy).map_err(|e| {
@@ -186,6 +186,8 @@ fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoute
             Engine::with_store(&policy, store)?
         }
     };
+    // Nothing in Envoy shows the per-stage trace; refusals carry their reasons.
+    engine.set_trace(false);
     Ok((engine, BodyRoutes::new(&policy), Needs::new(&policy)))
 }
 
