@@ -47,7 +47,15 @@
 //!   or the client address Envoy derived from `X-Forwarded-For` when the
 //!   connection manager is set to trust it), the
 //!   `connection.sha256_peer_certificate_digest` property (for RFC 8705
-//!   certificate-bound tokens) and Envoy's clock (`get_current_time`).
+//!   certificate-bound tokens) and Envoy's clock (`get_current_time`). Each
+//!   property is a host call, so it is read only when it can matter
+//!   ([`mapping::Needs`]): the address when the policy restricts networks
+//!   (else only for a decision-log event that is written), the certificate
+//!   when an issuer requires mTLS or the token may carry `cnf.x5t#S256`.
+//! - **Callbacks.** The build does not export the proxy-wasm callbacks the
+//!   filter leaves to the SDK's defaults (`on_log`, `on_response_body`,
+//!   `on_response_trailers`), so Envoy skips them instead of entering the VM
+//!   on every request (`scripts/build-envoy.sh`).
 //! - **Bodies.** Approvals bind to the body's SHA-256 ([`body`]). A request
 //!   with a body to a `high`/`critical` route is held at its headers
 //!   (`Action::Pause`, which with the plugin's
