@@ -64,6 +64,14 @@ pub fn to_json(decision: &Decision) -> String {
 }
 
 /// The signature check deciding this request needs (see
+/// The host's verdicts: one `{"token_hash", "valid"}` object or a list;
+/// anything else counts as none (every signature is then checked in Wasm).
+pub fn parse_verdicts(verdict_json: &str) -> Vec<crate::token::HostVerdict> {
+    serde_json::from_str(verdict_json)
+        .or_else(|_| serde_json::from_str(verdict_json).map(|v| vec![v]))
+        .unwrap_or_default()
+}
+
 /// [`Engine::pending_signature`]) as JSON, or `null`.
 pub fn pending_signature_json(engine: &Engine, request_json: &str) -> String {
     let check = parse_request(request_json)
@@ -77,10 +85,7 @@ pub fn pending_signature_json(engine: &Engine, request_json: &str) -> String {
 /// (`{"token_hash": "...", "valid": true}`) as JSON. Never fails; a verdict
 /// that does not parse is ignored (the signature is then checked in Wasm).
 pub fn decide_with_verdict(engine: &Engine, request_json: &str, verdict_json: &str) -> Decision {
-    // One verdict or a list; anything else counts as none (every signature is then checked in Wasm).
-    let verdicts: Vec<crate::token::HostVerdict> = serde_json::from_str(verdict_json)
-        .or_else(|_| serde_json::from_str(verdict_json).map(|v| vec![v]))
-        .unwrap_or_default();
+    let verdicts = parse_verdicts(verdict_json);
     match parse_request(request_json) {
         Ok(input) => match crate::request::Request::from_input(&input) {
             Ok(request) => engine.decide_with_verdicts(&request, &verdicts),

@@ -32,6 +32,9 @@
 //! | `stats`, `cachedTokens`, `stateKeys` | counters |
 //! | `check(policy)`, `mint(jwk, claims, typ)`, `verifySignature`, `version` | helpers |
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
 use serde_json::{Map, Value};
 use wasm_bindgen::prelude::*;
 
@@ -57,7 +60,14 @@ fn parse_json(what: &str, text: &str) -> Result<Value, JsError> {
 #[derive(Debug)]
 pub struct Guard {
     engine: Engine,
+    /// Requests parsed by [`Guard::decide_or_check`] that are waiting for the
+    /// host's verdicts (a few: an isolate interleaves requests across that
+    /// await), so [`Guard::decide_with`] does not parse them again.
+    awaiting: RefCell<VecDeque<(String, Request)>>,
 }
+
+/// How many parsed requests wait for verdicts; an older one is parsed again.
+const AWAITING: usize = 8;
 
 #[wasm_bindgen]
 impl Guard {
@@ -65,7 +75,7 @@ impl Guard {
     #[wasm_bindgen(constructor)]
     pub fn new(policy_json: &str) -> Result<Guard, JsError> {
         let engine = api::compile(policy_json).map_err(js_error)?;
-        Ok(Guard { engine })
+        Ok(Guard { engine, awaiting: RefCell::default() })
     }
 
     /// Turns the decision's per-stage `trace` on (the default) or off; off,
@@ -102,6 +112,11 @@ impl Guard {
         if checks.is_empty() {
             return api::to_json(&self.engine.decide(&request));
         }
+        let mut awaiting = self.awaiting.borrow_mut();
+        if awaiting.len() == AWAITING {
+            awaiting.pop_front();
+        }
+        awaiting.push_back((request_json.to_owned(), request));
         crate::token::SignatureCheck::list_json(&checks)
     }
 
@@ -111,7 +126,17 @@ impl Guard {
     /// Wasm. Never throws.
     #[wasm_bindgen(js_name = decideWith)]
     pub fn decide_with(&self, request_json: &str, verdict_json: &str) -> String {
-        api::to_json(&api::decide_with_verdict(&self.engine, request_json, verdict_json))
+        let parsed = {
+            let mut awaiting = self.awaiting.borrow_mut();
+            let found = awaiting.iter().position(|(json, _)| json == request_json);
+            found.and_then(|i| awaiting.remove(i))
+        };
+        match parsed {
+            Some((_, request)) => {
+                api::to_json(&self.engine.decide_with_verdicts(&request, &api::parse_verdicts(verdict_json)))
+            }
+            None => api::to_json(&api::decide_with_verdict(&self.engine, request_json, verdict_json)),
+        }
     }
 
     /// Issuers whose keys the host must fetch, as JSON `[{"iss": …, "jwks_uri": …}]`.

@@ -168,6 +168,29 @@ describe("decisions and responses", () => {
     guards.forEach((g) => g.free());
   });
 
+  test("decideWith decides the request it is given, whatever decideOrCheck parsed before", async () => {
+    const { Guard } = await import("../dist/agentguard.js");
+    const [g, wasm] = [new Guard(vectors.policyText), new Guard(vectors.policyText)];
+    const now = nowS();
+    const token = await signJwt(vectors.keys.es256, {
+      iss: "https://sts.test", aud: "https://api.test", sub: "user:alice", act: { sub: "spiffe://test/agents/crm-bot" },
+      scope: "crm.read", iat: now - 10, exp: now + 290, jti: "memo-1",
+    });
+    const request = (method, path) =>
+      JSON.stringify({ method, host: "api.test", path, headers: { authorization: `Bearer ${token}` }, now });
+    const [a, b] = [request("GET", "/v1/contacts/42"), request("DELETE", "/v1/contacts/42")];
+    const first = JSON.parse(g.decideOrCheck(a, "ES256"));
+    assert.equal(first.checks.length, 1);
+    const verdict = await verifyCheck(first.checks[0]);
+    // Another request with the same token: decided as itself (the parsed `a` is not used for it).
+    const pick = (d) => ({ decision: d.decision, status: d.status, reasons: d.reasons.map((r) => r.code) });
+    assert.deepEqual(pick(JSON.parse(g.decideWith(b, `[${verdict}]`))), pick(JSON.parse(wasm.decide(b))));
+    assert.notEqual(JSON.parse(wasm.decide(b)).decision, "allow");
+    // `a` itself, still waiting: allowed with the host's verdict.
+    assert.equal(JSON.parse(g.decideWith(a, `[${verdict}]`)).decision, "allow");
+    [g, wasm].forEach((x) => x.free());
+  });
+
   test("a WebCrypto failure never counts as valid: the core verifies in Wasm", async () => {
     assert.equal(await verifyCheck({ alg: "ES256", jwk: { kty: "EC" }, signature: "AA", signing_input: "x", token_hash: "h" }), null);
     assert.equal(await verifyCheck({ alg: "HS256", jwk: {}, signature: "AA", signing_input: "x", token_hash: "h" }), null);
