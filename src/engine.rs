@@ -71,6 +71,8 @@ pub struct Engine {
     /// The policy's own `revoked` lists (kept in force by [`Engine::set_pushed_revocations`]).
     policy_revoked: crate::policy::RevocationLists,
     identity_prefix: String,
+    /// Which of [`crate::policy::IDENTITY_HEADERS`] are added upstream.
+    identity_include: [bool; crate::policy::IDENTITY_HEADERS.len()],
     cache: Option<Mutex<TokenCache>>,
     dpop: DpopPolicy,
     attestation: Option<Attestation>,
@@ -519,6 +521,27 @@ impl Engine {
                 format!("expected a lower-case header prefix ending in `-`, like `x-agentguard-`, found `{prefix}`"),
             );
         }
+        let mut identity_include = [true; crate::policy::IDENTITY_HEADERS.len()];
+        if let Some(list) = &policy.identity_headers.include {
+            identity_include = [false; crate::policy::IDENTITY_HEADERS.len()];
+            for (i, name) in list.iter().enumerate() {
+                match crate::policy::IDENTITY_HEADERS.iter().position(|h| h == name) {
+                    Some(slot) => {
+                        if let Some(on) = identity_include.get_mut(slot) {
+                            *on = true;
+                        }
+                    }
+                    None => err(
+                        format!("identity_headers.include[{i}]"),
+                        format!(
+                            "expected one of {}, found `{}`",
+                            crate::policy::IDENTITY_HEADERS.map(|h| format!("`{h}`")).join(", "),
+                            crate::keys::clip(name)
+                        ),
+                    ),
+                }
+            }
+        }
         if policy.cache.tokens > MAX_TOKEN_CACHE_ENTRIES {
             err(
                 "cache.tokens".into(),
@@ -539,6 +562,7 @@ impl Engine {
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
             policy_revoked: policy.revoked.clone(),
             identity_prefix: prefix.clone(),
+            identity_include,
             cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
             dpop_nonce_secret: RwLock::new(None),
             dpop,
@@ -1586,7 +1610,9 @@ impl<'e> Run<'e> {
             Ok(()) => {
                 let headers = identity
                     .as_ref()
-                    .map(|id| forward_headers(&prefix, id, route_id.as_deref()))
+                    .map(|id| {
+                        forward_headers(&prefix, &self.engine.identity_include, id, route_id.as_deref())
+                    })
                     .unwrap_or_default();
                 (Outcome::Allow, 200, Vec::new(), headers, None, None)
             }
@@ -1731,9 +1757,21 @@ fn sampled(event: &DecisionEvent, share: f64) -> bool {
     (u64::from_be_bytes(first) as f64 / u64::MAX as f64) < share
 }
 
-fn forward_headers(prefix: &str, id: &Identity, route: Option<&str>) -> BTreeMap<String, String> {
+fn forward_headers(
+    prefix: &str,
+    include: &[bool; crate::policy::IDENTITY_HEADERS.len()],
+    id: &Identity,
+    route: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut h = BTreeMap::new();
+    let wanted = |name: &str| {
+        crate::policy::IDENTITY_HEADERS.iter().position(|n| *n == name).and_then(|i| include.get(i))
+            == Some(&true)
+    };
     let mut put = |name: &str, value: &str| {
+        if !wanted(name) {
+            return;
+        }
         let mut key = String::with_capacity(prefix.len() + name.len());
         key.push_str(prefix);
         key.push_str(name);
@@ -1747,10 +1785,12 @@ fn forward_headers(prefix: &str, id: &Identity, route: Option<&str>) -> BTreeMap
     if let Some(client_id) = &id.client_id {
         put("client-id", client_id);
     }
-    if !id.actors.is_empty() {
+    if !id.actors.is_empty() && wanted("actors") {
         put("actors", &id.actors.join(","));
     }
-    put("scopes", &id.scopes.join(" "));
+    if wanted("scopes") {
+        put("scopes", &id.scopes.join(" "));
+    }
     if let Some(route) = route {
         put("route", route);
     }

@@ -470,11 +470,21 @@ pub struct IdentityHeaders {
     /// Lowercase prefix of every identity header. Default `x-agentguard-`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Which identity headers to add (names from [`IDENTITY_HEADERS`],
+    /// without the prefix). Default: all of them. Inbound headers with the
+    /// prefix are removed whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
 }
+
+/// The identity headers an allowed request can carry upstream, in the order
+/// they are listed in the docs (each is `prefix` + name).
+pub const IDENTITY_HEADERS: [&str; 7] =
+    ["issuer", "agent", "subject", "client-id", "actors", "scopes", "route"];
 
 impl Default for IdentityHeaders {
     fn default() -> Self {
-        IdentityHeaders { prefix: default_prefix() }
+        IdentityHeaders { prefix: default_prefix(), include: None }
     }
 }
 

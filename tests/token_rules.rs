@@ -126,6 +126,40 @@ fn a_good_token_is_allowed_with_identity_headers() {
     assert_eq!(decide(&engine(), &es).decision, Outcome::Allow);
 }
 
+#[test]
+fn the_policy_chooses_which_identity_headers_go_upstream() {
+    let all = decide(&engine(), &good_token());
+    let names = |d: &agentguard::Decision| d.forward_headers.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&all),
+        [
+            "x-agentguard-agent",
+            "x-agentguard-client-id",
+            "x-agentguard-issuer",
+            "x-agentguard-route",
+            "x-agentguard-scopes",
+            "x-agentguard-subject"
+        ]
+    );
+    let some = engine_with(json!({}), json!({"identity_headers": {"include": ["agent", "scopes"]}}));
+    let d = decide(&some, &good_token());
+    assert_eq!(d.decision, Outcome::Allow);
+    assert_eq!(names(&d), ["x-agentguard-agent", "x-agentguard-scopes"]);
+    assert_eq!(
+        d.forward_headers,
+        all.forward_headers.into_iter().filter(|(k, _)| names(&d).contains(k)).collect()
+    );
+    // Inbound copies of every identity header are still stripped.
+    assert_eq!(d.strip_header_prefix, "x-agentguard-");
+    let none = engine_with(json!({}), json!({"identity_headers": {"include": []}}));
+    assert!(decide(&none, &good_token()).forward_headers.is_empty());
+    // An unknown name is a policy error at its path, listing the valid ones.
+    let bad = policy_with(json!({}), json!({"identity_headers": {"include": ["agent", "email"]}}));
+    let errors = Engine::from_json(&bad.to_string()).unwrap_err().to_string();
+    assert!(errors.contains("identity_headers.include[1]"), "{errors}");
+    assert!(errors.contains("`client-id`") && errors.contains("`email`"), "{errors}");
+}
+
 // --- compact serialisation and encoding ---------------------------------
 
 #[test]

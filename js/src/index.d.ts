@@ -33,7 +33,11 @@ export interface Policy {
   circuit_breaker?: CircuitBreakerPolicy;
   state?: { max_keys?: number };
   approval?: ApprovalPolicy;
-  identity_headers?: { prefix?: string };
+  identity_headers?: {
+    prefix?: string;
+    /** Which identity headers to add upstream (default all); inbound ones with the prefix are always removed. */
+    include?: Array<"issuer" | "agent" | "subject" | "client-id" | "actors" | "scopes" | "route">;
+  };
   cache?: { tokens?: number };
   /** Which machine credentials a request must carry. Default `"token"`. */
   credentials?: "token" | "signature" | "either" | "both";
