@@ -12,6 +12,9 @@
 //                   clock skew and max lifetime; JWT cache on) + RBAC requiring
 //                   GET /v1/contacts/* and `crm.read` in the token's scope
 //   agentguard      the Wasm filter with tests/vectors/policy.json (cache on)
+//   agentguard, 3 headers  the same policy forwarding only the subject,
+//                   client id and scopes (`identity_headers.include`): what
+//                   jwt_authn's claim_to_headers forwards here
 //
 // and, to price a fresh signature check (every request a cache miss):
 //
@@ -151,11 +154,16 @@ function jwtAuthnFilters({ cache }) {
 }
 
 const noCachePolicy = JSON.stringify({ ...policy, cache: { tokens: 0 } });
+const threeHeadersPolicy = JSON.stringify({
+  ...policy,
+  identity_headers: { ...policy.identity_headers, include: ["subject", "client-id", "scopes"] },
+});
 
 const VARIANTS = [
   { name: "none", filters: [] },
   { name: "jwt_authn+rbac", filters: jwtAuthnFilters({ cache: true }) },
   { name: "agentguard", filters: [agentguardFilter(policyText)] },
+  { name: "agentguard, 3 headers", filters: [agentguardFilter(threeHeadersPolicy)] },
   { name: "jwt_authn+rbac, no cache", filters: jwtAuthnFilters({ cache: false }) },
   { name: "agentguard, no cache", filters: [agentguardFilter(noCachePolicy)] },
   { name: "agentguard, no cache, EdDSA", filters: [agentguardFilter(noCachePolicy)], key: "ed25519" },
@@ -287,6 +295,8 @@ for (const [name, s] of Object.entries(summary)) {
 }
 lines.push("");
 lines.push(`agentguard / jwt_authn+rbac: throughput ${(ag.rps / jwt.rps).toFixed(3)}x (target >= 0.9), p99 ${(ag.p99 / jwt.p99).toFixed(3)}x (target <= 1.2)`);
+const ag3 = summary["agentguard, 3 headers"];
+lines.push(`agentguard, 3 headers (as jwt_authn) / jwt_authn+rbac: throughput ${(ag3.rps / jwt.rps).toFixed(3)}x, p99 ${(ag3.p99 / jwt.p99).toFixed(3)}x`);
 lines.push(`agentguard / no filter:      throughput ${(ag.rps / none.rps).toFixed(3)}x, p99 ${(ag.p99 / none.p99).toFixed(3)}x`);
 lines.push(
   `Envoy CPU per request: none ${none.cpuUs.toFixed(1)} us, jwt_authn+rbac ${jwt.cpuUs.toFixed(1)} us (+${(jwt.cpuUs - none.cpuUs).toFixed(1)}), ` +
