@@ -67,7 +67,9 @@
 //! forward), `deny`, `approval_required` or `revoked`, with stable
 //! [`ReasonCode`]s, lowercase human messages, the trace, a ready-made HTTP
 //! response ([`decision::HttpResponse`]: status, `WWW-Authenticate`,
-//! `application/problem+json`) and a decision-log event.
+//! `application/problem+json`) and a decision-log event. The trace explains;
+//! it is not needed to act, so gateways turn it off ([`Engine::set_trace`]):
+//! formatting it was a third of a cached decision.
 //!
 //! ## Design choices
 //!
