@@ -297,10 +297,7 @@ impl Decision {
             o.push('}');
         }
         o.push(']');
-        if let Some(route) = route {
-            o.push_str(",\"route\":");
-            push_str(o, route);
-        }
+        push_opt_str(o, ",\"route\":", route.as_deref());
         if !params.is_empty() {
             o.push_str(",\"params\":");
             push_map(o, params);
@@ -310,24 +307,15 @@ impl Decision {
         {
             o.push_str(",\"identity\":{\"issuer\":");
             push_str(o, issuer);
-            if let Some(subject) = subject {
-                o.push_str(",\"subject\":");
-                push_str(o, subject);
-            }
+            push_opt_str(o, ",\"subject\":", subject.as_deref());
             o.push_str(",\"agent\":");
             push_str(o, agent);
-            if let Some(client_id) = client_id {
-                o.push_str(",\"client_id\":");
-                push_str(o, client_id);
-            }
+            push_opt_str(o, ",\"client_id\":", client_id.as_deref());
             o.push_str(",\"actors\":");
             push_list(o, actors);
             o.push_str(",\"scopes\":");
             push_list(o, scopes);
-            if let Some(jti) = jti {
-                o.push_str(",\"jti\":");
-                push_str(o, jti);
-            }
+            push_opt_str(o, ",\"jti\":", jti.as_deref());
             o.push_str(",\"expires_at\":");
             push_i64(o, *expires_at);
             o.push('}');
@@ -344,10 +332,7 @@ impl Decision {
             push_str(o, binding_message);
             o.push_str(",\"agent\":");
             push_str(o, agent);
-            if let Some(endpoint) = approval_endpoint {
-                o.push_str(",\"approval_endpoint\":");
-                push_str(o, endpoint);
-            }
+            push_opt_str(o, ",\"approval_endpoint\":", approval_endpoint.as_deref());
             o.push('}');
         }
         if let Some(HttpResponse { status, headers, body }) = response {
@@ -433,45 +418,30 @@ impl DecisionEvent {
             o.push('"');
         }
         o.push(']');
-        if let Some(route) = route {
-            o.push_str(",\"route\":");
-            push_str(o, route);
-        }
+        push_opt_str(o, ",\"route\":", route.as_deref());
         o.push_str(",\"method\":");
         push_str(o, method);
         o.push_str(",\"host\":");
         push_str(o, host);
         o.push_str(",\"path\":");
         push_str(o, path);
-        if let Some(ip) = source_ip {
-            o.push_str(",\"source_ip\":");
-            push_str(o, ip);
-        }
+        push_opt_str(o, ",\"source_ip\":", source_ip.as_deref());
         if let Some(EventAgent { issuer, subject, agent, actors, client_id, token_hash }) = agent {
             o.push_str(",\"agent\":{\"issuer\":");
             push_str(o, issuer);
-            if let Some(subject) = subject {
-                o.push_str(",\"subject\":");
-                push_str(o, subject);
-            }
+            push_opt_str(o, ",\"subject\":", subject.as_deref());
             o.push_str(",\"agent\":");
             push_str(o, agent);
             o.push_str(",\"actors\":");
             push_list(o, actors);
-            if let Some(client_id) = client_id {
-                o.push_str(",\"client_id\":");
-                push_str(o, client_id);
-            }
+            push_opt_str(o, ",\"client_id\":", client_id.as_deref());
             o.push_str(",\"token_hash\":");
             push_str(o, token_hash);
             o.push('}');
         }
         o.push_str(",\"cache_hit\":");
         o.push_str(if *cache_hit { "true" } else { "false" });
-        if let Some(limit) = limit {
-            o.push_str(",\"limit\":");
-            push_str(o, limit);
-        }
+        push_opt_str(o, ",\"limit\":", limit.as_deref());
         if let Some(EventAttestation { workload, issuer }) = attestation {
             o.push_str(",\"attestation\":{\"workload\":");
             push_str(o, workload);
@@ -488,10 +458,7 @@ impl DecisionEvent {
             push_i64(o, *until_ms);
             o.push('}');
         }
-        if let Some(digest) = approval_digest {
-            o.push_str(",\"approval_digest\":");
-            push_str(o, digest);
-        }
+        push_opt_str(o, ",\"approval_digest\":", approval_digest.as_deref());
         if !claims.is_empty() {
             o.push_str(",\"claims\":");
             push_serde(o, claims);
@@ -540,6 +507,15 @@ pub(crate) fn push_str(o: &mut String, text: &str) {
     }
     o.push_str(text.get(start..).unwrap_or_default());
     o.push('"');
+}
+
+/// `key` (`,"name":`) and the string, when there is one: how every optional
+/// string field is written (serde skips `None`).
+fn push_opt_str(o: &mut String, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        o.push_str(key);
+        push_str(o, value);
+    }
 }
 
 fn push_list(o: &mut String, items: &[String]) {
