@@ -134,11 +134,6 @@ impl Engine {
         self.trace = on;
     }
 
-    /// Whether decisions carry the per-stage trace.
-    pub fn traces(&self) -> bool {
-        self.trace
-    }
-
     /// Compiles a policy, reporting every problem found. Per-agent state
     /// (rate limits, breaker) lives in a [`MemoryStore`] inside the engine.
     pub fn new(policy: &Policy) -> Result<Engine, PolicyErrors> {
@@ -919,9 +914,15 @@ impl Engine {
         if self.is_cached(credential.token, request.now()) {
             return None;
         }
+        self.token_check(credential.token)
+    }
+
+    /// The signature check of a token that is not cached; the parsed token
+    /// is kept for the verdict (see [`token::prepare`]).
+    fn token_check(&self, token: &str) -> Option<token::SignatureCheck> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let (check, prepared) =
-            token::prepare(credential.token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))?;
+            token::prepare(token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()))?;
         if let Some(p) = prepared {
             let generation = keys.get(p.issuer()).map_or(0, |k| k.generation);
             let mut kept = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -964,7 +965,7 @@ impl Engine {
         if !self.is_cached(credential.token, request.now())
             && crate::jws::peek_alg(credential.token).is_some_and(|alg| host(&alg))
         {
-            checks.extend(self.pending_signature(request));
+            checks.extend(self.token_check(credential.token));
         }
         if credential.scheme == Scheme::Dpop {
             let proof = request.header_values("dpop").next();
