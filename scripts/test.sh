@@ -10,6 +10,9 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A one-off build: incremental caches would only take disk (GiBs) and time.
+export CARGO_INCREMENTAL=0
+
 step "tools"
 bash scripts/install-tools.sh rust wasm node envoy browser
 . .tools/env.sh
