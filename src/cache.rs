@@ -143,6 +143,7 @@ mod tests {
                 raw: serde_json::Map::new(),
             },
             hash: [0; 32],
+            view: std::sync::OnceLock::new(),
         })
     }
 

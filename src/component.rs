@@ -220,7 +220,7 @@ fn decision(d: &Decision) -> t::Decision {
             .iter()
             .map(|r| t::Reason { code: r.code.as_str().into(), message: r.message.clone() })
             .collect(),
-        route: d.route.clone(),
+        route: d.route.as_deref().map(str::to_owned),
         params: pairs(&d.params),
         identity: d.identity.as_ref().map(|i| t::Identity {
             issuer: i.issuer.clone(),
@@ -232,8 +232,8 @@ fn decision(d: &Decision) -> t::Decision {
             jti: i.jti.clone(),
             expires_at: i.expires_at,
         }),
-        forward_headers: pairs(&d.forward_headers),
-        strip_header_prefix: d.strip_header_prefix.clone(),
+        forward_headers: d.forward_headers.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        strip_header_prefix: d.strip_header_prefix.to_string(),
         response: d.response.as_ref().map(http_response),
         approval: d.approval.as_ref().map(|a| t::ApprovalChallenge {
             action_digest: a.action_digest.clone(),

@@ -3,6 +3,7 @@
 //! answers the same way.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -65,6 +66,97 @@ pub struct Identity {
     pub jti: Option<String>,
     /// Unix time the token expires.
     pub expires_at: i64,
+}
+
+/// The identity headers to add upstream, sorted by name (as a JSON object).
+/// Names and values are shared with the engine and the verified-token cache,
+/// so a cached token's decision copies pointers, not strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardHeaders(Vec<(Arc<str>, Arc<str>)>);
+
+impl ForwardHeaders {
+    /// Headers from `(name, value)` pairs, in any order (a later name replaces an earlier one).
+    pub fn new(pairs: Vec<(Arc<str>, Arc<str>)>) -> ForwardHeaders {
+        let mut pairs = pairs;
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        ForwardHeaders(pairs)
+    }
+
+    /// `(name, value)` pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The value of header `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(name)).ok().and_then(|i| self.0.get(i)).map(|(_, v)| &**v)
+    }
+
+    /// Whether header `name` is there.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The header names, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| &**k)
+    }
+
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `pairs` (sorted by name, names unique) plus one more header, kept sorted.
+    pub(crate) fn with(
+        pairs: &[(Arc<str>, Arc<str>)],
+        extra: Option<(&Arc<str>, &Arc<str>)>,
+    ) -> ForwardHeaders {
+        let mut out = Vec::with_capacity(pairs.len() + 1);
+        out.extend(pairs.iter().cloned());
+        if let Some((name, value)) = extra {
+            match out.binary_search_by(|(k, _)| k.cmp(name)) {
+                Ok(i) => {
+                    if let Some(slot) = out.get_mut(i) {
+                        slot.1 = Arc::clone(value);
+                    }
+                }
+                Err(i) => out.insert(i, (Arc::clone(name), Arc::clone(value))),
+            }
+        }
+        ForwardHeaders(out)
+    }
+}
+
+impl<K: Into<Arc<str>>, V: Into<Arc<str>>> FromIterator<(K, V)> for ForwardHeaders {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> ForwardHeaders {
+        ForwardHeaders::new(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a ForwardHeaders {
+    type Item = (&'a str, &'a str);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Arc<str>, Arc<str>)>,
+        fn(&'a (Arc<str>, Arc<str>)) -> (&'a str, &'a str),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl Serialize for ForwardHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 /// Result of one pipeline stage, for the trace.
@@ -131,7 +223,7 @@ pub struct DecisionEvent {
     pub reasons: Vec<ReasonCode>,
     /// Matched route id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// Request method.
     pub method: String,
     /// Request host.
@@ -141,9 +233,9 @@ pub struct DecisionEvent {
     /// Source IP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
-    /// The verified agent, if the token verified.
+    /// The verified agent, if the token verified (shared, as `Decision::identity`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<EventAgent>,
+    pub agent: Option<Arc<EventAgent>>,
     /// Whether the token came from the verified-token cache.
     pub cache_hit: bool,
     /// The rate limit that refused the request.
@@ -220,17 +312,18 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
     /// The matched route id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// `{param}` captures of the matched route.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
-    /// The verified identity, when the token verified.
+    /// The verified identity, when the token verified (shared with the
+    /// verified-token cache: a cached token's decisions copy no strings).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// Headers to add upstream (allow only).
-    pub forward_headers: BTreeMap<String, String>,
+    pub forward_headers: ForwardHeaders,
     /// Inbound headers starting with this prefix must be removed before forwarding.
-    pub strip_header_prefix: String,
+    pub strip_header_prefix: Arc<str>,
     /// The approval challenge (approval_required only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalChallenge>,
@@ -303,7 +396,7 @@ impl Decision {
             push_map(o, params);
         }
         if let Some(Identity { issuer, subject, agent, client_id, actors, scopes, jti, expires_at }) =
-            identity
+            identity.as_deref()
         {
             o.push_str(",\"identity\":{\"issuer\":");
             push_str(o, issuer);
@@ -321,7 +414,7 @@ impl Decision {
             o.push('}');
         }
         o.push_str(",\"forward_headers\":");
-        push_map(o, forward_headers);
+        push_pairs(o, forward_headers.iter());
         o.push_str(",\"strip_header_prefix\":");
         push_str(o, strip_header_prefix);
         if let Some(ApprovalChallenge { action_digest, binding_message, agent, approval_endpoint }) = approval
@@ -426,7 +519,7 @@ impl DecisionEvent {
         o.push_str(",\"path\":");
         push_str(o, path);
         push_opt_str(o, ",\"source_ip\":", source_ip.as_deref());
-        if let Some(EventAgent { issuer, subject, agent, actors, client_id, token_hash }) = agent {
+        if let Some(EventAgent { issuer, subject, agent, actors, client_id, token_hash }) = agent.as_deref() {
             o.push_str(",\"agent\":{\"issuer\":");
             push_str(o, issuer);
             push_opt_str(o, ",\"subject\":", subject.as_deref());
@@ -530,8 +623,12 @@ fn push_list(o: &mut String, items: &[String]) {
 }
 
 fn push_map(o: &mut String, map: &BTreeMap<String, String>) {
+    push_pairs(o, map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+fn push_pairs<'a>(o: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     o.push('{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             o.push(',');
         }

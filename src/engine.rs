@@ -18,8 +18,8 @@ use crate::cache::TokenCache;
 use crate::credential::{self, Scheme};
 use crate::decision::HttpResponse;
 use crate::decision::{
-    self, ApprovalChallenge, Decision, DecisionEvent, EventAgent, EventBreaker, Identity, Outcome, Reason,
-    StageResult, TraceStep,
+    self, ApprovalChallenge, Decision, DecisionEvent, EventAgent, EventBreaker, ForwardHeaders, Identity,
+    Outcome, Reason, StageResult, TraceStep,
 };
 use crate::delegation::Delegation;
 use crate::dpop::{self, DpopPolicy};
@@ -32,7 +32,7 @@ use crate::network::NetworkList;
 use crate::policy::{Binding, LimitKey, Policy, PolicyError, PolicyErrors, Risk};
 use crate::pop;
 use crate::reason::ReasonCode;
-use crate::request::{Request, RequestInput};
+use crate::request::{Request, RequestError, RequestInput, RequestParts};
 use crate::revocation::Revocations;
 use crate::route::{Route, RouteMatch};
 use crate::state::{
@@ -70,9 +70,13 @@ pub struct Engine {
     revocations: RwLock<Arc<Revocations>>,
     /// The policy's own `revoked` lists (kept in force by [`Engine::set_pushed_revocations`]).
     policy_revoked: crate::policy::RevocationLists,
-    identity_prefix: String,
+    identity_prefix: Arc<str>,
     /// Which of [`crate::policy::IDENTITY_HEADERS`] are added upstream.
     identity_include: [bool; crate::policy::IDENTITY_HEADERS.len()],
+    /// The route header's name, if it is added upstream, and each route's
+    /// id as a header value (by route index): shared by every decision.
+    route_header: Option<Arc<str>>,
+    route_ids: Vec<(Arc<str>, Arc<str>)>,
     cache: Option<Mutex<TokenCache>>,
     dpop: DpopPolicy,
     attestation: Option<Attestation>,
@@ -547,8 +551,10 @@ impl Engine {
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
+        let route_ids = routes.iter().map(|r| (r.id.as_str().into(), header_value(&r.id).into())).collect();
         Ok(Engine {
             realm: policy.realm.clone().unwrap_or_else(|| "agentguard".into()),
+            route_ids,
             issuers,
             keys: RwLock::new(keys),
             jwks_uris,
@@ -556,7 +562,11 @@ impl Engine {
             delegation,
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
             policy_revoked: policy.revoked.clone(),
-            identity_prefix: prefix.clone(),
+            identity_prefix: prefix.as_str().into(),
+            route_header: identity_include
+                .get(crate::policy::IDENTITY_HEADERS.iter().position(|h| *h == "route").unwrap_or(usize::MAX))
+                .filter(|on| **on)
+                .map(|_| format!("{prefix}route").into()),
             identity_include,
             cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
             dpop_nonce_secret: RwLock::new(None),
@@ -879,17 +889,36 @@ impl Engine {
     pub fn decide_input(&self, input: &RequestInput) -> Decision {
         match Request::from_input(input) {
             Ok(request) => self.decide(&request),
-            Err(e) => {
-                let code =
-                    if e.field == "path" { ReasonCode::PathInvalid } else { ReasonCode::RequestInvalid };
-                let message = format!("{}: {}", e.field, e.message);
-                let path = input.path.split('?').next().unwrap_or("");
-                let now_ms = if input.now.is_finite() { (input.now * 1000.0) as i64 } else { 0 };
-                let mut run = Run::new(self, &input.method, &input.host, path, now_ms);
-                let refusal = run.fail("request", Refusal::deny(code, message));
-                run.finish(Err(refusal))
-            }
+            Err(e) => self.refuse_invalid(&input.method, &input.host, &input.path, input.now, e),
         }
+    }
+
+    /// [`Engine::decide_input`] for a borrowed [`RequestParts`].
+    pub fn decide_parts(&self, parts: &RequestParts<'_>) -> Decision {
+        match Request::from_parts(parts) {
+            Ok(request) => self.decide(&request),
+            Err(e) => self.refuse_invalid(&parts.method, &parts.host, &parts.path, parts.now, e),
+        }
+    }
+
+    /// The refusal of a request that [`Request::from_parts`] (or
+    /// [`Request::from_input`]) refused, `error`, for hosts that normalise the
+    /// request themselves (to look at it before deciding).
+    pub fn refuse_invalid(
+        &self,
+        method: &str,
+        host: &str,
+        target: &str,
+        now: f64,
+        e: RequestError,
+    ) -> Decision {
+        let code = if e.field == "path" { ReasonCode::PathInvalid } else { ReasonCode::RequestInvalid };
+        let message = format!("{}: {}", e.field, e.message);
+        let path = target.split('?').next().unwrap_or("");
+        let now_ms = if now.is_finite() { (now * 1000.0) as i64 } else { 0 };
+        let mut run = Run::new(self, method, host, path, now_ms);
+        let refusal = run.fail("request", Refusal::deny(code, message));
+        run.finish(Err(refusal))
     }
 
     /// A refusal for a request that could not even be parsed.
@@ -1008,7 +1037,7 @@ impl Engine {
         let now = request.now();
 
         // 2. Route.
-        let matched: RouteMatch<'e> =
+        let mut matched: RouteMatch<'e> =
             match self.routes.iter().find_map(|r| r.matches(&request.method, &request.path)) {
                 Some(m) => m,
                 None => {
@@ -1018,7 +1047,10 @@ impl Engine {
                 }
             };
         run.route = Some(matched.route);
-        run.params = matched.params.iter().cloned().collect();
+        // Moved into the decision; copied only for a route that needs them again.
+        let detail_params =
+            if matched.route.authorization_details.is_some() { matched.params.clone() } else { Vec::new() };
+        run.params = std::mem::take(&mut matched.params).into_iter().collect();
         run.pass("route", || format!("route `{}`", matched.route.id));
 
         // Network: the caller must be inside the allowed infrastructure.
@@ -1067,17 +1099,17 @@ impl Engine {
         revocations.check(&verified).map_err(|(code, message)| {
             run.fail("revocation", Refusal { outcome: Outcome::Revoked, ..Refusal::deny(code, message) })
         })?;
-        let agent = claims.agent();
-        if let Some(s) = self.store.suspension(&agent, request.now_ms) {
-            return Err(run.fail("revocation", suspended(&agent, &s, request.now_ms, false)));
+        let agent = claims.agent_str();
+        if let Some(s) = self.store.suspension(agent, request.now_ms) {
+            return Err(run.fail("revocation", suspended(agent, &s, request.now_ms, false)));
         }
         run.pass("revocation", || format!("not revoked ({} list entries)", revocations.len()));
 
         // 11 (watched from here on). Behaviour monitor.
         if let Some(cfg) = &self.breaker {
             run.agent_watched = true;
-            if let Some(s) = self.store.observe(&agent, matched.route.index, request.now_ms, cfg) {
-                return Err(run.fail("behaviour", suspended(&agent, &s, request.now_ms, true)));
+            if let Some(s) = self.store.observe(agent, matched.route.index, request.now_ms, cfg) {
+                return Err(run.fail("behaviour", suspended(agent, &s, request.now_ms, true)));
             }
             run.pass("behaviour", || "within the agent's usual behaviour".into());
         } else {
@@ -1085,21 +1117,20 @@ impl Engine {
         }
 
         // 9. Intent: scopes and RFC 9396 authorization details.
-        let detail = intent::check_scopes(matched.route, claims).map_err(|(code, message)| {
+        intent::check_scopes(matched.route, claims).map_err(|(code, message)| {
             run.fail(
                 "scope",
                 Refusal { required_scopes: matched.route.scopes.clone(), ..Refusal::deny(code, message) },
             )
         })?;
-        let detail = match &matched.route.authorization_details {
-            None => detail,
+        match &matched.route.authorization_details {
+            None => run.pass("scope", || intent::describe_scopes(matched.route)),
             Some(rule) => {
-                let more = intent::check_authorization_details(rule, &matched.params, claims, request)
+                let more = intent::check_authorization_details(rule, &detail_params, claims, request)
                     .map_err(|(code, message)| run.fail("scope", Refusal::deny(code, message)))?;
-                format!("{detail}; {more}")
+                run.pass("scope", || format!("{}; {more}", intent::describe_scopes(matched.route)));
             }
-        };
-        run.pass("scope", || detail);
+        }
 
         // 9. Intent: rate limits.
         let mut applied = Vec::new();
@@ -1142,14 +1173,14 @@ impl Engine {
         // 10. Risk gate.
         if matches!(matched.route.risk, Risk::High | Risk::Critical) {
             let endpoint = self.approval.as_ref().map(|g| g.endpoint.as_str());
-            let challenge = approval::challenge(request, matched.route, &agent, endpoint);
+            let challenge = approval::challenge(request, matched.route, agent, endpoint);
             run.approval_digest = Some(challenge.action_digest.clone());
             let approved = match &self.approval {
                 None => None,
                 Some(gate) => {
                     let keys = self.approval_keys.read().unwrap_or_else(PoisonError::into_inner);
                     let keys = keys.first().map(|k| Arc::clone(&k.set)).unwrap_or_default();
-                    gate.check(request, &agent, &keys)
+                    gate.check(request, agent, &keys)
                         .map_err(|(code, message)| run.fail("risk", Refusal::deny(code, message)))?
                 }
             };
@@ -1191,7 +1222,7 @@ impl Engine {
         run: &mut Run<'e>,
         request: &Request,
         verdicts: &[token::HostVerdict],
-    ) -> Result<(Arc<VerifiedToken>, String), Refusal> {
+    ) -> Result<(Arc<VerifiedToken>, std::borrow::Cow<'e, str>), Refusal> {
         use crate::policy::CredentialMode;
         let now = request.now();
         let has_token = request.header_values("authorization").next().is_some();
@@ -1233,7 +1264,7 @@ impl Engine {
             let operator = sig.operator.clone();
             let verified = Arc::new(signature_identity(sig));
             run.token = Some(Arc::clone(&verified));
-            return Ok((verified, operator));
+            return Ok((verified, operator.into()));
         }
         let credential = credential::extract(request)
             .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
@@ -1292,7 +1323,7 @@ impl Engine {
         } else {
             let detail = pop::check(claims, issuer, credential.scheme, request)
                 .map_err(|(code, message)| run.fail("binding", Refusal::deny(code, message)))?;
-            run.pass("binding", || detail);
+            run.pass("binding", || detail.into());
         }
 
         if let Some(sig) = &signed {
@@ -1300,7 +1331,7 @@ impl Engine {
                 format!("token and an HTTP message signature by `{}`", crate::keys::clip(&sig.operator))
             });
         }
-        Ok((verified, issuer.iss.clone()))
+        Ok((verified, issuer.iss.as_str().into()))
     }
 
     fn check_signature(
@@ -1548,31 +1579,16 @@ impl<'e> Run<'e> {
         self.fail(stage, Refusal::deny(code, message))
     }
 
-    fn identity(&self) -> Option<Identity> {
-        let token = self.token.as_ref()?;
-        let c = &token.claims;
-        Some(Identity {
-            issuer: c.iss.clone(),
-            subject: c.sub.clone(),
-            agent: c.agent(),
-            client_id: c.client_id.clone(),
-            actors: c.actors.clone(),
-            scopes: c.scopes.clone(),
-            jti: c.jti.clone(),
-            expires_at: c.exp.unwrap_or_default(),
-        })
-    }
-
     fn finish(mut self, mut result: Result<(), Refusal>) -> Decision {
         // Behaviour monitor: record how this request ended. A refusal that
         // tips the agent's deny ratio over the limit revokes it now, with its
         // own code; otherwise a trip takes effect from the next request.
         if let (true, Some(cfg), Some(token)) = (self.agent_watched, &self.engine.breaker, &self.token) {
-            let agent = token.claims.agent();
+            let agent = token.claims.agent_str();
             let refused = matches!(&result, Err(r) if r.outcome != Outcome::ApprovalRequired);
-            if let Some(s) = self.engine.store.outcome(&agent, refused, self.now_ms, cfg) {
+            if let Some(s) = self.engine.store.outcome(agent, refused, self.now_ms, cfg) {
                 if refused && s.kind == TripKind::DenyRatio {
-                    let mut tripped = suspended(&agent, &s, self.now_ms, true);
+                    let mut tripped = suspended(agent, &s, self.now_ms, true);
                     if let Err(previous) = &result {
                         tripped.reason.message =
                             format!("{} (this request: {})", tripped.reason.message, previous.reason.message);
@@ -1604,17 +1620,15 @@ impl<'e> Run<'e> {
                 }),
             }
         }
-        let identity = self.identity();
-        let route_id = self.route.map(|r| r.id.clone());
-        let prefix = self.engine.identity_prefix.clone();
+        let view = self.token.as_ref().map(|t| self.engine.token_view(t).clone());
+        let route_ids = self.route.and_then(|r| self.engine.route_ids.get(r.index));
+        let route_id = route_ids.map(|(id, _)| Arc::clone(id));
+        let prefix = Arc::clone(&self.engine.identity_prefix);
         let (outcome, status, reasons, forward_headers, approval, response) = match result {
             Ok(()) => {
-                let headers = identity
-                    .as_ref()
-                    .map(|id| {
-                        forward_headers(&prefix, &self.engine.identity_include, id, route_id.as_deref())
-                    })
-                    .unwrap_or_default();
+                let route_header = self.engine.route_header.as_ref().zip(route_ids.map(|(_, value)| value));
+                let headers =
+                    view.as_ref().map(|v| ForwardHeaders::with(&v.headers, route_header)).unwrap_or_default();
                 (Outcome::Allow, 200, Vec::new(), headers, None, None)
             }
             Err(refusal) => {
@@ -1642,21 +1656,13 @@ impl<'e> Run<'e> {
                     refusal.outcome,
                     response.status,
                     vec![refusal.reason],
-                    BTreeMap::new(),
+                    ForwardHeaders::default(),
                     refusal.approval.map(|a| *a),
                     Some(response),
                 )
             }
         };
-        let agent = self.token.as_ref().map(|t| EventAgent {
-            issuer: t.claims.iss.clone(),
-            subject: t.claims.sub.clone(),
-            agent: t.claims.agent(),
-            actors: t.claims.actors.clone(),
-            client_id: t.claims.client_id.clone(),
-            // 12 bytes are exactly 16 base64url characters.
-            token_hash: b64::encode(t.hash.get(..12).unwrap_or_default()),
-        });
+        let (identity, agent) = view.map(|v| (v.identity, v.agent)).unzip();
         let event = DecisionEvent {
             v: 1,
             time_ms: self.now_ms,
@@ -1738,6 +1744,7 @@ fn signature_identity(sig: crate::httpsig::VerifiedSignature) -> VerifiedToken {
             raw: serde_json::Map::new(),
         },
         hash: sig.hash,
+        view: std::sync::OnceLock::new(),
     }
 }
 
@@ -1758,13 +1765,55 @@ fn sampled(event: &DecisionEvent, share: f64) -> bool {
     (u64::from_be_bytes(first) as f64 / u64::MAX as f64) < share
 }
 
-fn forward_headers(
+/// What decisions show of a verified token: built once per token by
+/// [`Engine::token_view`] and shared by every decision on it.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenView {
+    identity: Arc<Identity>,
+    agent: Arc<EventAgent>,
+    /// The identity headers that come from the token (all but the route's),
+    /// sorted by name, values header-safe.
+    headers: Arc<[(Arc<str>, Arc<str>)]>,
+}
+
+impl Engine {
+    /// `token`'s [`TokenView`], built on first use.
+    fn token_view<'t>(&self, token: &'t VerifiedToken) -> &'t TokenView {
+        token.view.get_or_init(|| {
+            let c = &token.claims;
+            let identity = Identity {
+                issuer: c.iss.clone(),
+                subject: c.sub.clone(),
+                agent: c.agent(),
+                client_id: c.client_id.clone(),
+                actors: c.actors.clone(),
+                scopes: c.scopes.clone(),
+                jti: c.jti.clone(),
+                expires_at: c.exp.unwrap_or_default(),
+            };
+            let agent = EventAgent {
+                issuer: c.iss.clone(),
+                subject: c.sub.clone(),
+                agent: c.agent(),
+                actors: c.actors.clone(),
+                client_id: c.client_id.clone(),
+                // 12 bytes are exactly 16 base64url characters.
+                token_hash: b64::encode(token.hash.get(..12).unwrap_or_default()),
+            };
+            let mut headers = token_headers(&self.identity_prefix, &self.identity_include, &identity);
+            headers.sort_by(|a, b| a.0.cmp(&b.0));
+            TokenView { identity: Arc::new(identity), agent: Arc::new(agent), headers: headers.into() }
+        })
+    }
+}
+
+/// The identity headers that come from the token (the route's is added per request).
+fn token_headers(
     prefix: &str,
     include: &[bool; crate::policy::IDENTITY_HEADERS.len()],
     id: &Identity,
-    route: Option<&str>,
-) -> BTreeMap<String, String> {
-    let mut h = BTreeMap::new();
+) -> Vec<(Arc<str>, Arc<str>)> {
+    let mut h = Vec::new();
     let wanted = |name: &str| {
         crate::policy::IDENTITY_HEADERS.iter().position(|n| *n == name).and_then(|i| include.get(i))
             == Some(&true)
@@ -1773,10 +1822,7 @@ fn forward_headers(
         if !wanted(name) {
             return;
         }
-        let mut key = String::with_capacity(prefix.len() + name.len());
-        key.push_str(prefix);
-        key.push_str(name);
-        h.insert(key, header_value(value));
+        h.push((format!("{prefix}{name}").into(), header_value(value).into()));
     };
     put("issuer", &id.issuer);
     put("agent", &id.agent);
@@ -1791,9 +1837,6 @@ fn forward_headers(
     }
     if wanted("scopes") {
         put("scopes", &id.scopes.join(" "));
-    }
-    if let Some(route) = route {
-        put("route", route);
     }
     h
 }

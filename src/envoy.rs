@@ -5,7 +5,7 @@
 //! on_configure     plugin configuration ──▶ config::load ──▶ Engine (one per VM, shared by every request)
 //! on_http_request_headers
 //!                  headers, source.address, peer cert digest, host clock
-//!                      ──▶ mapping::request_input ──▶ Engine::decide_input ──▶ Decision
+//!                      ──▶ mapping::request_parts ──▶ Engine::decide ──▶ Decision
 //!                  allow        ──▶ strip inbound `x-agentguard-*`, add the identity headers, continue
 //!                  anything else ──▶ send the core's response (status, WWW-Authenticate, problem+json)
 //! on_tick / on_http_call_response
@@ -124,12 +124,13 @@ use self::config::{DecisionLog, Loaded, Settings};
 use self::jwks::Schedule;
 use self::mapping::{
     body_digest, declared_body_sha256, headers_to_strip, hex, ip_of, may_be_certificate_bound, query_param,
-    request_input, response_headers, Needs,
+    request_parts, response_headers, Needs,
 };
 use self::metrics::{JwksEvent, Metrics};
 use crate::decision::Decision;
 use crate::engine::Engine;
 use crate::reason::ReasonCode;
+use crate::request::Request;
 
 /// Most requests held at once (per VM) while a JWKS fetch is under way; more
 /// are decided at once with the keys at hand.
@@ -273,13 +274,20 @@ impl Filter {
         let now = start as f64 / 1e9;
         // An empty body binds like no body, whichever way the digest came.
         let body_sha256 = read.or(declared.filter(|d| *d != body_digest(b""))).as_ref().map(hex);
-        let input = request_input(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
-        if !end_of_stream && declared.is_none() && self.body_routes.needs_body(&input) {
+        let parts = request_parts(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
+        let request = Request::from_parts(&parts);
+        if !end_of_stream
+            && declared.is_none()
+            && request.as_ref().is_ok_and(|r| self.body_routes.needs_body(r))
+        {
             // Hold the headers (Envoy keeps them editable) until the body is in.
             self.reading.borrow_mut().push((context_id, ns_to_ms(start), false));
             return Action::Pause;
         }
-        let decision = self.engine.decide_input(&input);
+        let decision = match request {
+            Ok(request) => self.engine.decide(&request),
+            Err(e) => self.engine.refuse_invalid(&parts.method, &parts.host, &parts.path, parts.now, e),
+        };
 
         if may_wait && self.should_wait(&decision) && self.hold(context_id, stage, ns_to_ms(start)) {
             self.metrics.jwks(JwksEvent::Waited);
@@ -313,7 +321,7 @@ impl Filter {
         };
         // Off unless configured; refused requests get the core's answer as any other.
         let Some(route) = route.as_ref().filter(|_| decision.is_allowed()) else { return Operator::None };
-        if decision.route.as_ref() == Some(route) {
+        if decision.route.as_deref() == Some(route.as_str()) {
             return serve;
         }
         Operator::WrongRoute(format!(
@@ -531,7 +539,7 @@ impl Filter {
         for (name, value) in &decision.forward_headers {
             // Every inbound header with the prefix is gone, so adding is enough
             // (and cheaper for Envoy than replacing); anything else is replaced.
-            let set = if name.starts_with(&decision.strip_header_prefix) {
+            let set = if name.starts_with(&*decision.strip_header_prefix) {
                 hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
             } else {
                 hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))

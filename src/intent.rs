@@ -17,16 +17,13 @@ use crate::route::Route;
 use crate::token::{Claims, TokenError};
 
 /// Checks the route's scopes; `Ok` carries a trace detail.
-pub fn check_scopes(route: &Route, claims: &Claims) -> Result<String, TokenError> {
+pub fn check_scopes(route: &Route, claims: &Claims) -> Result<(), TokenError> {
+    if route.scopes.iter().all(|s| claims.scopes.contains(s)) {
+        return Ok(());
+    }
     let missing: Vec<&str> =
         route.scopes.iter().filter(|s| !claims.scopes.contains(s)).map(String::as_str).collect();
-    if missing.is_empty() {
-        if route.scopes.is_empty() {
-            Ok("route requires no scope".into())
-        } else {
-            Ok(format!("has `{}`", route.scopes.join("`, `")))
-        }
-    } else {
+    {
         let has = if claims.scopes.is_empty() {
             "none".to_owned()
         } else {
@@ -36,6 +33,15 @@ pub fn check_scopes(route: &Route, claims: &Claims) -> Result<String, TokenError
             ReasonCode::ScopeInsufficient,
             format!("token lacks scope `{}` (has {has})", missing.join("`, `")),
         ))
+    }
+}
+
+/// What a passed [`check_scopes`] found, for the trace.
+pub fn describe_scopes(route: &Route) -> String {
+    if route.scopes.is_empty() {
+        "route requires no scope".into()
+    } else {
+        format!("has `{}`", route.scopes.join("`, `"))
     }
 }
 

@@ -194,4 +194,4 @@ pub use decision::{Decision, Identity, Outcome, Reason};
 pub use engine::Engine;
 pub use policy::{Policy, PolicyError, PolicyErrors};
 pub use reason::ReasonCode;
-pub use request::{Request, RequestInput};
+pub use request::{Request, RequestInput, RequestParts};

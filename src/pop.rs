@@ -21,7 +21,7 @@ pub fn check(
     issuer: &Issuer,
     scheme: Scheme,
     request: &Request,
-) -> Result<String, TokenError> {
+) -> Result<&'static str, TokenError> {
     let cnf = claims.cnf.as_ref();
     let jkt = cnf.and_then(|c| c.get("jkt"));
     let x5t = cnf.and_then(|c| c.get("x5t#S256"));
@@ -39,7 +39,7 @@ pub fn check(
             ReasonCode::BindingMissing,
             "issuer requires certificate-bound tokens but the token has no `cnf.x5t#S256`".into(),
         )),
-        (None, _) => Ok("bearer token (no binding required)".into()),
+        (None, _) => Ok("bearer token (no binding required)"),
         (Some(x5t), _) => {
             let expected = match x5t {
                 Value::String(s) => b64::decode(s).ok().filter(|b| b.len() == 32),
@@ -56,7 +56,7 @@ pub fn check(
                 ));
             };
             if expected.as_slice() == presented.as_slice() {
-                Ok("token bound to the presented client certificate".into())
+                Ok("token bound to the presented client certificate")
             } else {
                 Err((
                     ReasonCode::BindingCertificateMismatch,

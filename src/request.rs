@@ -6,6 +6,7 @@
 //! client-certificate thumbprint, and a path that is normalised exactly once
 //! so that `/a/../admin` cannot dodge a rule written for `/admin`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -64,6 +65,31 @@ impl Default for RequestInput {
             now: 0.0,
         }
     }
+}
+
+/// A request as hosts describe it, borrowed: [`RequestInput`] for hosts that
+/// already hold the request's text (the Envoy filter's header map), so that
+/// nothing is copied twice. Header values may repeat a name.
+#[derive(Debug, Clone, Default)]
+pub struct RequestParts<'a> {
+    /// HTTP method, e.g. `GET`.
+    pub method: Cow<'a, str>,
+    /// `https` or `http`.
+    pub scheme: Cow<'a, str>,
+    /// Host (authority) the request was sent to.
+    pub host: Cow<'a, str>,
+    /// Request target as sent: the path and an optional `?query`.
+    pub path: Cow<'a, str>,
+    /// Headers in arrival order; a repeated header appears once per value.
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// The client's IP address, as the host saw it.
+    pub source_ip: Option<Cow<'a, str>>,
+    /// SHA-256 of the client certificate's DER (hex or base64url).
+    pub client_cert_sha256: Option<Cow<'a, str>>,
+    /// SHA-256 of the request body, if the host read it (hex or base64url).
+    pub body_sha256: Option<Cow<'a, str>>,
+    /// Current time, Unix seconds.
+    pub now: f64,
 }
 
 /// One header value or several.
@@ -131,36 +157,73 @@ impl Request {
 
     /// Validates and normalises a host-described request.
     pub fn from_input(input: &RequestInput) -> Result<Request, RequestError> {
+        let headers = input.headers.iter().flat_map(|(name, value)| {
+            let values = match value {
+                HeaderValue::One(v) => std::slice::from_ref(v),
+                HeaderValue::Many(vs) => vs.as_slice(),
+            };
+            values.iter().map(move |v| (name.as_str(), v.as_str()))
+        });
+        Request::normalise(
+            RequestFields {
+                method: &input.method,
+                scheme: &input.scheme,
+                host: &input.host,
+                path: &input.path,
+                source_ip: input.source_ip.as_deref(),
+                client_cert_sha256: input.client_cert_sha256.as_deref(),
+                body_sha256: input.body_sha256.as_deref(),
+                now: input.now,
+            },
+            headers,
+        )
+    }
+
+    /// [`Request::from_input`] for a borrowed [`RequestParts`].
+    pub fn from_parts(parts: &RequestParts<'_>) -> Result<Request, RequestError> {
+        Request::normalise(
+            RequestFields {
+                method: &parts.method,
+                scheme: &parts.scheme,
+                host: &parts.host,
+                path: &parts.path,
+                source_ip: parts.source_ip.as_deref(),
+                client_cert_sha256: parts.client_cert_sha256.as_deref(),
+                body_sha256: parts.body_sha256.as_deref(),
+                now: parts.now,
+            },
+            parts.headers.iter().map(|(n, v)| (&**n, &**v)),
+        )
+    }
+
+    fn normalise<'h>(
+        input: RequestFields<'_>,
+        input_headers: impl Iterator<Item = (&'h str, &'h str)>,
+    ) -> Result<Request, RequestError> {
         let err = |field, message: String| RequestError { field, message };
         let method = input.method.to_ascii_uppercase();
         if method.is_empty() || method.len() > 32 || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(err(
                 "method",
-                format!("expected an HTTP method like `GET`, found `{}`", crate::keys::clip(&input.method)),
+                format!("expected an HTTP method like `GET`, found `{}`", crate::keys::clip(input.method)),
             ));
         }
         let scheme = input.scheme.to_ascii_lowercase();
         if scheme != "https" && scheme != "http" {
             return Err(err(
                 "scheme",
-                format!("expected `https` or `http`, found `{}`", crate::keys::clip(&input.scheme)),
+                format!("expected `https` or `http`, found `{}`", crate::keys::clip(input.scheme)),
             ));
         }
-        let host = normalise_host(&input.host, &scheme).map_err(|m| err("host", m))?;
-        let (path, query) = normalise_target(&input.path).map_err(|m| err("path", m))?;
-        let mut headers = Vec::new();
-        for (name, value) in &input.headers {
-            let values: Vec<&String> = match value {
-                HeaderValue::One(v) => vec![v],
-                HeaderValue::Many(vs) => vs.iter().collect(),
-            };
-            for v in values {
-                push_header(&mut headers, name, v).map_err(|m| err("headers", m))?;
-            }
+        let host = normalise_host(input.host, &scheme).map_err(|m| err("host", m))?;
+        let (path, query) = normalise_target(input.path).map_err(|m| err("path", m))?;
+        let mut headers = Vec::with_capacity(input_headers.size_hint().0);
+        for (name, value) in input_headers {
+            push_header(&mut headers, name, value).map_err(|m| err("headers", m))?;
         }
-        let source_ip = match &input.source_ip {
+        let source_ip = match input.source_ip {
             None => None,
-            Some(ip) if ip.is_empty() => None,
+            Some("") => None,
             Some(ip) => Some(parse_ip(ip).ok_or_else(|| {
                 err(
                     "source_ip",
@@ -168,14 +231,14 @@ impl Request {
                 )
             })?),
         };
-        let client_cert_sha256 = match &input.client_cert_sha256 {
+        let client_cert_sha256 = match input.client_cert_sha256 {
             None => None,
-            Some(t) if t.is_empty() => None,
+            Some("") => None,
             Some(t) => Some(parse_thumbprint(t).map_err(|m| err("client_cert_sha256", m))?),
         };
-        let body_sha256 = match &input.body_sha256 {
+        let body_sha256 = match input.body_sha256 {
             None => None,
-            Some(t) if t.is_empty() => None,
+            Some("") => None,
             Some(t) => Some(parse_thumbprint(t).map_err(|m| err("body_sha256", m))?),
         };
         if !input.now.is_finite() || input.now < 0.0 || input.now > 253_402_300_799.0 {
@@ -206,6 +269,18 @@ impl Request {
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+}
+
+/// The scalar fields [`Request::from_input`] and [`Request::from_parts`] share.
+struct RequestFields<'a> {
+    method: &'a str,
+    scheme: &'a str,
+    host: &'a str,
+    path: &'a str,
+    source_ip: Option<&'a str>,
+    client_cert_sha256: Option<&'a str>,
+    body_sha256: Option<&'a str>,
+    now: f64,
 }
 
 /// Builds a [`Request`] in Rust code and tests.

@@ -93,7 +93,12 @@ pub struct Claims {
 impl Claims {
     /// The acting agent: the current actor, else `client_id`, else `sub`.
     pub fn agent(&self) -> String {
-        self.actors.first().or(self.client_id.as_ref()).or(self.sub.as_ref()).cloned().unwrap_or_default()
+        self.agent_str().to_owned()
+    }
+
+    /// [`Claims::agent`], borrowed.
+    pub fn agent_str(&self) -> &str {
+        self.actors.first().or(self.client_id.as_ref()).or(self.sub.as_ref()).map_or("", String::as_str)
     }
 }
 
@@ -110,6 +115,11 @@ pub struct VerifiedToken {
     pub claims: Claims,
     /// SHA-256 of the token text.
     pub hash: [u8; 32],
+    /// What decisions show of this token (identity, event agent, identity
+    /// headers), built by the engine on first use and shared from then on:
+    /// a cached token's decisions copy no strings. A token is only ever
+    /// verified and cached by one engine, so one view fits it.
+    pub(crate) view: std::sync::OnceLock<crate::engine::TokenView>,
 }
 
 /// A refusal: reason code plus message.
@@ -221,7 +231,14 @@ pub fn prepare<'k>(
     let prepared = type_claims(claims).ok().map(|claims| Prepared {
         token: token.to_owned(),
         token_hash: check.token_hash.clone(),
-        parsed: VerifiedToken { issuer: index, alg, kid: key.kid.clone(), claims, hash },
+        parsed: VerifiedToken {
+            issuer: index,
+            alg,
+            kid: key.kid.clone(),
+            claims,
+            hash,
+            view: std::sync::OnceLock::new(),
+        },
     });
     Some((check, prepared))
 }
@@ -333,7 +350,14 @@ pub fn verify<'k>(
     };
     let verified = jws.verify_with(keys, &issuer.algorithms, verdict).map_err(jws_reason)?;
     let claims = type_claims(claims)?;
-    Ok(VerifiedToken { issuer: index, alg: verified.alg, kid: verified.kid, claims, hash })
+    Ok(VerifiedToken {
+        issuer: index,
+        alg: verified.alg,
+        kid: verified.kid,
+        claims,
+        hash,
+        view: std::sync::OnceLock::new(),
+    })
 }
 
 fn jws_reason(e: JwsError) -> TokenError {

@@ -87,9 +87,9 @@ fn every_field_and_escape_serialises_like_serde() {
                 Reason { code: ReasonCode::ApprovalRequired, message: s("m") },
                 Reason { code: ReasonCode::TokenExpired, message: String::new() },
             ],
-            route: some("r"),
+            route: Some("r".into()),
             params: map(if optional { 2 } else { 0 }),
-            identity: Some(Identity {
+            identity: Some(std::sync::Arc::new(Identity {
                 issuer: s("i"),
                 subject: some("sub"),
                 agent: s("a"),
@@ -98,9 +98,9 @@ fn every_field_and_escape_serialises_like_serde() {
                 scopes: Vec::new(),
                 jti: some("j"),
                 expires_at: -42,
-            }),
-            forward_headers: map(3),
-            strip_header_prefix: s("x-"),
+            })),
+            forward_headers: map(3).into_iter().collect(),
+            strip_header_prefix: "x-".into(),
             approval: Some(ApprovalChallenge {
                 action_digest: s("d"),
                 binding_message: s("b"),
@@ -119,19 +119,19 @@ fn every_field_and_escape_serialises_like_serde() {
                 decision: Outcome::Revoked,
                 status: u16::MAX,
                 reasons: vec![ReasonCode::BreakerBurst, ReasonCode::RateLimited],
-                route: some("r"),
+                route: Some("r".into()),
                 method: s("GET"),
                 host: s("h"),
                 path: s("/p"),
                 source_ip: some("ip"),
-                agent: Some(EventAgent {
+                agent: Some(std::sync::Arc::new(EventAgent {
                     issuer: s("i"),
                     subject: some("s"),
                     agent: s("a"),
                     actors: vec![],
                     client_id: some("c"),
                     token_hash: s("t"),
-                }),
+                })),
                 cache_hit: optional,
                 limit: some("l"),
                 attestation: optional

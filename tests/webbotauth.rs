@@ -120,7 +120,7 @@ fn a_signed_agent_is_allowed_as_its_operator() {
     let id = d.identity.as_ref().unwrap();
     assert_eq!(id.agent, OPERATOR);
     assert_eq!(id.scopes, ["pages.read"]);
-    assert_eq!(d.forward_headers["x-agentguard-agent"], OPERATOR);
+    assert_eq!(d.forward_headers.get("x-agentguard-agent"), Some(OPERATOR));
     assert!(d
         .trace
         .iter()

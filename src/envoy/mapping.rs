@@ -1,4 +1,5 @@
-//! Envoy's view of a request → the core's [`RequestInput`], and the core's
+//! Envoy's view of a request → the core's [`RequestParts`] (borrowing
+//! Envoy's header bytes), and the core's
 //! decision → the header edits Envoy makes. Pure functions over plain data,
 //! so they are tested natively; the host calls live in `envoy.rs`.
 
@@ -9,7 +10,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::policy::{Binding, Policy};
-use crate::request::{HeaderValue, RequestInput};
+use std::borrow::Cow;
+
+use crate::request::RequestParts;
 
 /// Maps the request headers Envoy hands the filter (pseudo-headers
 /// included), the downstream address and the peer-certificate digest into
@@ -24,48 +27,51 @@ use crate::request::{HeaderValue, RequestInput};
 ///   credential, so the value is split back into its lines.
 /// - Header bytes that are not UTF-8 are replaced (U+FFFD): such a value can
 ///   never be a valid credential, and the core then says so.
-pub fn request_input(
-    headers: &[(String, Vec<u8>)],
+pub fn request_parts<'a>(
+    headers: &'a [(String, Vec<u8>)],
     source_address: Option<&[u8]>,
     peer_cert_sha256: Option<&[u8]>,
     body_sha256: Option<String>,
     now: f64,
-) -> RequestInput {
-    let mut input = RequestInput { scheme: "https".into(), now, ..RequestInput::default() };
+) -> RequestParts<'a> {
+    let mut parts = RequestParts {
+        scheme: "https".into(),
+        now,
+        headers: Vec::with_capacity(headers.len()),
+        ..RequestParts::default()
+    };
     let mut host_header = None;
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value).into_owned();
+        let value = String::from_utf8_lossy(value);
         match name.as_str() {
-            ":method" => input.method = value,
-            ":scheme" => input.scheme = value,
-            ":authority" => input.host = value,
-            ":path" => input.path = value,
+            ":method" => parts.method = value,
+            ":scheme" => parts.scheme = value,
+            ":authority" => parts.host = value,
+            ":path" => parts.path = value,
             n if n.starts_with(':') => {}
             "host" => host_header = Some(value),
             "authorization" if value.contains(',') => {
-                let lines: Vec<String> = value.split(',').map(|v| v.trim_matches(' ').to_owned()).collect();
-                input.headers.insert(name.clone(), HeaderValue::Many(lines));
+                let lines: Vec<Cow<'a, str>> = match value {
+                    Cow::Borrowed(v) => v.split(',').map(|l| Cow::Borrowed(l.trim_matches(' '))).collect(),
+                    Cow::Owned(v) => {
+                        v.split(',').map(|l| Cow::Owned(l.trim_matches(' ').to_owned())).collect()
+                    }
+                };
+                parts.headers.extend(lines.into_iter().map(|l| (Cow::Borrowed(name.as_str()), l)));
             }
-            n => match input.headers.get_mut(n) {
-                None => {
-                    input.headers.insert(n.to_owned(), HeaderValue::One(value));
-                }
-                Some(HeaderValue::One(first)) => {
-                    let first = std::mem::take(first);
-                    input.headers.insert(n.to_owned(), HeaderValue::Many(vec![first, value]));
-                }
-                Some(HeaderValue::Many(values)) => values.push(value),
-            },
+            n => parts.headers.push((Cow::Borrowed(n), value)),
         }
     }
-    if input.host.is_empty() {
-        input.host = host_header.unwrap_or_default();
+    if parts.host.is_empty() {
+        parts.host = host_header.unwrap_or_default();
     }
-    input.source_ip = source_address.and_then(|a| ip_of(&String::from_utf8_lossy(a)));
-    input.body_sha256 = body_sha256;
-    input.client_cert_sha256 =
-        peer_cert_sha256.map(|d| String::from_utf8_lossy(d).trim().to_owned()).filter(|d| !d.is_empty());
-    input
+    parts.source_ip = source_address.and_then(|a| ip_of(&String::from_utf8_lossy(a))).map(Cow::Owned);
+    parts.body_sha256 = body_sha256.map(Cow::Owned);
+    parts.client_cert_sha256 = peer_cert_sha256
+        .map(|d| String::from_utf8_lossy(d).trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .map(Cow::Owned);
+    parts
 }
 
 /// The IP part of Envoy's `source.address` (`10.1.2.3:5678`, `[2001:db8::1]:5678`);
@@ -236,29 +242,29 @@ mod tests {
             ("accept", "b"),
             ("accept", "c"),
         ]);
-        let input = request_input(&headers, Some(b"10.1.2.3:5555"), None, None, 12.5);
+        let input = request_parts(&headers, Some(b"10.1.2.3:5555"), None, None, 12.5);
         assert_eq!(
-            (input.method.as_str(), input.scheme.as_str(), input.host.as_str(), input.path.as_str()),
+            (&*input.method, &*input.scheme, &*input.host, &*input.path),
             ("GET", "http", "api.test", "/v1/contacts/42?x=1")
         );
         assert_eq!(input.now, 12.5);
         assert_eq!(input.source_ip.as_deref(), Some("10.1.2.3"));
-        assert!(matches!(&input.headers["x-request-id"], HeaderValue::One(v) if v == "abc"));
-        assert!(matches!(&input.headers["accept"], HeaderValue::Many(v) if v == &["a", "b", "c"]));
-        assert!(!input.headers.keys().any(|k| k.starts_with(':')));
+        let values = |name: &str| {
+            input.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| &**v).collect::<Vec<_>>()
+        };
+        assert_eq!(values("x-request-id"), ["abc"]);
+        assert_eq!(values("accept"), ["a", "b", "c"]);
+        assert!(!input.headers.iter().any(|(k, _)| k.starts_with(':')));
+        let request = crate::Request::from_parts(&input).unwrap();
+        assert_eq!(request.header_values("accept").collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 
     #[test]
     fn host_header_is_the_fallback_authority() {
-        let input = request_input(
-            &h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]),
-            None,
-            None,
-            None,
-            0.0,
-        );
+        let headers = h(&[(":method", "GET"), (":path", "/"), ("host", "h.test")]);
+        let input = request_parts(&headers, None, None, None, 0.0);
         assert_eq!(input.host, "h.test");
-        assert!(!input.headers.contains_key("host"));
+        assert!(!input.headers.iter().any(|(n, _)| n == "host"));
     }
 
     #[test]
@@ -274,9 +280,9 @@ mod tests {
     #[test]
     fn the_certificate_digest_is_passed_through() {
         let digest = "ab".repeat(32);
-        let input = request_input(&[], None, Some(digest.as_bytes()), None, 0.0);
+        let input = request_parts(&[], None, Some(digest.as_bytes()), None, 0.0);
         assert_eq!(input.client_cert_sha256.as_deref(), Some(digest.as_str()));
-        assert_eq!(request_input(&[], None, Some(b""), None, 0.0).client_cert_sha256, None);
+        assert_eq!(request_parts(&[], None, Some(b""), None, 0.0).client_cert_sha256, None);
     }
 
     #[test]
@@ -285,7 +291,7 @@ mod tests {
             hex(&body_digest(b"test")),
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
         );
-        let input = request_input(&[], None, None, Some(hex(&body_digest(b""))), 0.0);
+        let input = request_parts(&[], None, None, Some(hex(&body_digest(b""))), 0.0);
         assert_eq!(
             input.body_sha256.as_deref(),
             Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
@@ -397,7 +403,7 @@ mod tests {
             ("authorization", "Bearer a.b.c"),
             ("authorization", "Bearer d.e.f"),
         ]);
-        let d = engine.decide_input(&request_input(&headers, None, None, None, 1_700_000_000.0));
+        let d = engine.decide_parts(&request_parts(&headers, None, None, None, 1_700_000_000.0));
         assert_eq!(d.codes(), [ReasonCode::CredentialMalformed]);
         // What Envoy actually hands over: the two lines joined with a comma.
         let joined = h(&[
@@ -406,17 +412,17 @@ mod tests {
             (":authority", "h"),
             ("authorization", "Bearer a.b.c,Bearer d.e.f"),
         ]);
-        let input = request_input(&joined, None, None, None, 1_700_000_000.0);
-        assert!(
-            matches!(&input.headers["authorization"], HeaderValue::Many(v) if v == &["Bearer a.b.c", "Bearer d.e.f"])
-        );
-        assert_eq!(engine.decide_input(&input).codes(), [ReasonCode::CredentialMalformed]);
+        let input = request_parts(&joined, None, None, None, 1_700_000_000.0);
+        let lines: Vec<&str> =
+            input.headers.iter().filter(|(n, _)| n == "authorization").map(|(_, v)| &**v).collect();
+        assert_eq!(lines, ["Bearer a.b.c", "Bearer d.e.f"]);
+        assert_eq!(engine.decide_parts(&input).codes(), [ReasonCode::CredentialMalformed]);
         let bad_utf8 = vec![
             (":method".to_owned(), b"GET".to_vec()),
             (":path".to_owned(), b"/x".to_vec()),
             ("authorization".to_owned(), b"Bearer \xff".to_vec()),
         ];
-        let d = engine.decide_input(&request_input(&bad_utf8, None, None, None, 1_700_000_000.0));
+        let d = engine.decide_parts(&request_parts(&bad_utf8, None, None, None, 1_700_000_000.0));
         assert_eq!(d.codes(), [ReasonCode::TokenMalformed]);
     }
 }
