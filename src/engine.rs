@@ -738,6 +738,23 @@ impl Engine {
             .as_ref()
             .ok_or_else(|| OAuthError::new("invalid_request", "this gateway has no token service"))?;
         let request = ctx.request;
+        // Before anything is parsed or verified: a flood costs one bucket each.
+        if let Some((rate, burst)) = ts.rate_limit {
+            let bucket = TokenService::client_bucket(request.source_ip);
+            if let Take::Limited { retry_after_ms } = self.store.take(&bucket, request.now_ms, rate, burst) {
+                let retry = retry_after_ms.div_ceil(1000).max(1);
+                return Err(OAuthError {
+                    retry_after: Some(retry),
+                    ..OAuthError::new(
+                        "rate_limited",
+                        format!(
+                            "too many token requests from this client ({} per {}, burst {burst}); retry in {retry} s",
+                            rate.n, rate.period
+                        ),
+                    )
+                });
+            }
+        }
         if request.method != "POST" {
             return Err(OAuthError::new("invalid_request", "the token endpoint takes `POST`"));
         }

@@ -50,6 +50,22 @@ pub struct TokenServicePolicy {
     pub default_lifetime: Duration,
     /// The federation rules, tried in order; the first that matches wins.
     pub federation: Vec<FederationRule>,
+    /// A limit on token requests per client (each costs a signature check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<TokenRateLimit>,
+}
+
+/// How many token requests one client may make: a token bucket per client
+/// IP (IPv6 by its /64, which one host usually holds whole), taken before
+/// anything else of the request is read.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRateLimit {
+    /// Sustained rate per client, like `"30/1m"`.
+    pub rate: crate::state::Rate,
+    /// Requests allowed at once. Default: the rate's count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 fn default_lifetime() -> Duration {
@@ -153,6 +169,22 @@ pub struct TokenService {
     /// `(iss, jwks_uri)` for issuers whose keys the host fetches.
     pub jwks_uris: Vec<(String, String)>,
     rules: Vec<Rule>,
+    /// The per-client limit: rate and burst.
+    pub rate_limit: Option<(crate::state::Rate, u32)>,
+}
+
+impl TokenService {
+    /// The rate-limit bucket of the client at `ip` (`None`: unknown, one shared bucket).
+    pub fn client_bucket(ip: Option<std::net::IpAddr>) -> String {
+        match ip {
+            None => "token|unknown".into(),
+            Some(std::net::IpAddr::V4(v4)) => format!("token|{v4}"),
+            Some(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("token|{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
 }
 
 fn patterns(list: &Option<Vec<String>>, at: &str, errors: &mut Vec<(String, String)>) -> Option<Vec<Glob>> {
@@ -186,7 +218,11 @@ impl TokenService {
             initial_keys: Vec::new(),
             jwks_uris: Vec::new(),
             rules: Vec::new(),
+            rate_limit: p.rate_limit.map(|l| (l.rate, l.burst.unwrap_or(l.rate.n))),
         };
+        if p.rate_limit.is_some_and(|l| l.burst == Some(0)) {
+            errors.push(("rate_limit.burst".into(), "expected at least 1".into()));
+        }
         for (i, r) in p.federation.iter().enumerate() {
             let at = |f: &str| format!("federation[{i}].{f}");
             if r.id.is_empty() || p.federation.iter().take(i).any(|q| q.id == r.id) {
@@ -308,23 +344,32 @@ pub struct OAuthError {
     pub error: &'static str,
     /// `error_description`.
     pub description: String,
+    /// Seconds for `Retry-After` (`rate_limited` only).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     /// A new error.
     pub fn new(error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { error, description: description.into() }
+        OAuthError { error, description: description.into(), retry_after: None }
     }
 
-    /// The JSON response, `Cache-Control: no-store`.
+    /// The JSON response, `Cache-Control: no-store`. `rate_limited` (an
+    /// extension error code, RFC 6749 §8.5) is a 429 with `Retry-After`.
     pub fn response(&self) -> HttpResponse {
         let status = match self.error {
             "invalid_client" => 401,
+            "rate_limited" => 429,
             "server_error" => 500,
             "temporarily_unavailable" => 503,
             _ => 400,
         };
-        json_response(status, &json!({"error": self.error, "error_description": self.description}))
+        let mut response =
+            json_response(status, &json!({"error": self.error, "error_description": self.description}));
+        if let Some(secs) = self.retry_after {
+            response.headers.insert("retry-after".to_owned(), secs.to_string());
+        }
+        response
     }
 }
 

@@ -320,3 +320,63 @@ fn token_service_policy_errors_name_their_path() {
     let wrong = edge_key().private_jwk("edge-2");
     assert!(e.set_signing_keys(&json!({"keys": [wrong]})).unwrap_err().contains("`edge-1`"));
 }
+
+#[test]
+fn token_requests_are_rate_limited_per_client_before_any_check() {
+    let mut p = policy();
+    p["token_service"]["rate_limit"] = json!({"rate": "2/1m"});
+    let e = Engine::from_json(&p.to_string()).unwrap();
+    let mut private = edge_key().private_jwk("edge-1");
+    private["kid"] = "edge-1".into();
+    e.set_signing_keys(&json!({ "keys": [private] })).unwrap();
+    let body = form(&pairs(&base(&ci_token(json!({})))));
+    let from = |ip: &str, body: &str, now: i64| {
+        let req = Request::builder("POST", "/token", now)
+            .host("edge.test")
+            .source_ip(ip)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .build()
+            .unwrap();
+        e.exchange(ExchangeContext { request: &req, body, jti: &format!("edge-jti-{ip}-{now}") })
+    };
+    // Two per minute from one client: the third is refused with 429 and
+    // Retry-After, even a request that is not a token request at all (the
+    // bucket is taken before the body is read or a signature verified).
+    assert_eq!(from("198.51.100.7", &body, NOW).status, 200);
+    assert_eq!(from("198.51.100.7", "garbage", NOW).status, 400);
+    let limited = from("198.51.100.7", &body, NOW);
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.headers["retry-after"], "30");
+    assert_eq!(limited.headers["cache-control"], "no-store");
+    let b: Value = serde_json::from_str(&limited.body).unwrap();
+    assert_eq!(b["error"], "rate_limited");
+    assert!(b["error_description"].as_str().unwrap().contains("2 per 1m"), "{b}");
+    assert!(b.get("access_token").is_none());
+    // Another client has its own bucket; the first gets one more after 30 s.
+    assert_eq!(from("198.51.100.8", &body, NOW).status, 200);
+    assert_eq!(from("198.51.100.7", &body, NOW + 30).status, 200);
+    // IPv6 clients are counted by their /64 (a host usually holds all of it).
+    assert_eq!(from("2001:db8:1:2::1", &body, NOW).status, 200);
+    assert_eq!(from("2001:db8:1:2:ffff::9", &body, NOW).status, 200);
+    assert_eq!(from("2001:db8:1:2::77", &body, NOW).status, 429);
+    assert_eq!(from("2001:db8:1:3::1", &body, NOW).status, 200);
+    // Without the setting nothing is limited.
+    let plain = engine();
+    for i in 0..5 {
+        let req = Request::builder("POST", "/token", NOW)
+            .source_ip("198.51.100.7")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .build()
+            .unwrap();
+        let r = plain.exchange(ExchangeContext {
+            request: &req,
+            body: &body,
+            jti: &format!("edge-jti-plain-{i}"),
+        });
+        assert_eq!(r.status, 200);
+    }
+    // A burst of 0 is a policy error at its path.
+    p["token_service"]["rate_limit"] = json!({"rate": "2/1m", "burst": 0});
+    let err = Engine::from_json(&p.to_string()).unwrap_err().to_string();
+    assert!(err.contains("token_service.rate_limit.burst: expected at least 1"), "{err}");
+}

@@ -432,3 +432,61 @@ describe("token service without signing keys", () => {
     }
   });
 });
+
+describe("token service rate limit (token_service.rate_limit)", () => {
+  test("a client over its rate gets 429 rate_limited with Retry-After; nothing is minted", async () => {
+    const ci = await generateKey("ES256", "ci-1");
+    const edge = await generateKey("EdDSA", "edge-1");
+    const origin = await startOrigin();
+    const policy = {
+      issuers: [{ iss: "https://edge.test", audiences: ["https://api.test"], jwks: { keys: [edge.publicJwk] }, algorithms: ["EdDSA"] }],
+      routes: [{ id: "logs", methods: ["GET"], path: "/v1/logs", scopes: ["logs.read"] }],
+      token_service: {
+        issuer: "https://edge.test",
+        signing_kid: "edge-1",
+        rate_limit: { rate: "3/1m" },
+        federation: [
+          {
+            id: "ci",
+            issuer: { iss: "https://ci.test", audiences: ["https://edge.test"], jwks: { keys: [ci.publicJwk] }, algorithms: ["ES256"] },
+            scopes: ["logs.read"],
+            audiences: ["https://api.test"],
+          },
+        ],
+      },
+    };
+    const gw = await startGateway({
+      policyText: JSON.stringify(policy),
+      originPort: origin.port,
+      env: { AGENTGUARD_SIGNING_KEYS: JSON.stringify({ keys: [edge.privateJwk] }) },
+    });
+    try {
+      const now = nowS();
+      const subject = await signJwt(ci.privateJwk, { iss: "https://ci.test", aud: "https://edge.test", sub: "x", iat: now, exp: now + 60 }, "JWT");
+      const exchange = () =>
+        send(`${gw.url}/token`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: formBody({ grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: subject, subject_token_type: "urn:ietf:params:oauth:token-type:jwt" }),
+        });
+      // The test's requests all come from 127.0.0.1 (workerd's `cf.clientIp`): one client.
+      for (let i = 0; i < 3; i++) {
+        const ok = await exchange();
+        assert.equal(ok.status, 200, ok.text);
+        assert.ok(json(ok).access_token);
+      }
+      const limited = await exchange();
+      assert.equal(limited.status, 429, limited.text);
+      assert.equal(json(limited).error, "rate_limited");
+      assert.equal(json(limited).access_token, undefined);
+      assert.equal(limited.headers["retry-after"], "20");
+      assert.equal(limited.headers["cache-control"], "no-store");
+      // The API itself is not affected by the token endpoint's bucket.
+      const api = await send(`${gw.url}/v1/logs`);
+      assert.equal(api.status, 401);
+    } finally {
+      await gw.stop();
+      await origin.close();
+    }
+  });
+});
