@@ -45,6 +45,12 @@ ports="$(node -e '
 read -r gw_port origin_port <<<"$ports"
 AGENTGUARD_GATEWAY_PORT="$gw_port" AGENTGUARD_ORIGIN_PORT="$origin_port" bash scripts/demo-gateway.sh --check
 
+step "js: tsc --noEmit of the public types (js/src/*.d.ts); the types against what the core returns"
+cd "$root"
+js/node_modules/.bin/tsc -p js/test/types/tsconfig.json
+js/node_modules/.bin/tsc -p js/test/types/tsconfig.node.json
+node --test js/test/types/*.test.mjs
+
 step "js: node:test — shim unit tests, jose cross-check, Chromium, gateway in workerd"
 cd "$root/js"
 node --test --test-reporter=spec --test-timeout=120000 test/*.test.mjs

@@ -45,6 +45,64 @@ export interface Policy {
   signature_agents?: SignatureAgentsPolicy;
   /** This API as an OAuth protected resource (RFC 9728 metadata, MCP authorization). docs/agents.md */
   resource?: ResourcePolicy;
+  /** The edge token service: RFC 8693 token exchange (workload identity federation). */
+  token_service?: TokenServicePolicy;
+  /** Decision-log settings: which events are written, and what extra they carry. */
+  log?: LogPolicy;
+}
+
+export interface LogPolicy {
+  /** Outcomes to log. Default all four. */
+  outcomes?: Outcome[];
+  /** Share of matching decisions to log, 0–1 (deterministic per request). Default 1. */
+  sample?: number;
+  /** Token claims copied into events (by name). */
+  claims?: string[];
+  /** Request headers copied into events (lower-case names); credential headers are refused. */
+  headers?: string[];
+  /** Agents kept in the live statistics. Default 10000. */
+  stats_agents?: number;
+}
+
+export interface TokenServicePolicy {
+  /** `iss` of minted tokens (the edge's URL). */
+  issuer: string;
+  /** `kid` of the signing key in use (the others stay published). */
+  signing_kid: string;
+  /** Default `"5m"`. */
+  default_lifetime?: Duration;
+  /** Tried in order; the first that matches wins. */
+  federation: FederationRule[];
+  /** Token requests per client IP (IPv6 by its /64), checked before anything else is read. */
+  rate_limit?: { rate: string; burst?: number };
+}
+
+export interface FederationRule {
+  /** Name, also the minted token's `client_id`. */
+  id: string;
+  /** The external issuer whose tokens this rule accepts; exactly one of `jwks` and `jwks_uri`. */
+  issuer: {
+    iss: string;
+    audiences: string[];
+    jwks?: Jwks;
+    jwks_uri?: string;
+    algorithms: Algorithm[];
+    /** Required `typ`; default any. */
+    token_type?: string | null;
+    max_lifetime?: Duration;
+    clock_skew?: Duration;
+  };
+  /** `sub` patterns the subject token must match. */
+  subjects?: string[];
+  /** Claim path → allowed values. */
+  claims?: Record<string, unknown[]>;
+  /** Patterns an actor token's `sub` must match, when one is sent. */
+  actors?: string[];
+  scopes: string[];
+  audiences: string[];
+  /** Default `"15m"`. */
+  max_lifetime?: Duration;
+  require_dpop?: boolean;
 }
 
 export interface SignatureAgentsPolicy {
@@ -105,7 +163,8 @@ export interface DpopPolicy {
 export interface AttestationPolicy {
   header?: string;
   embedded_claim?: string;
-  issuers: AttestationIssuerPolicy[];
+  /** At least one, unless `embedded_claim` is set. */
+  issuers?: AttestationIssuerPolicy[];
   require?: { spiffe_id?: string[]; claims?: Record<string, unknown[]> };
   bind_to_actor?: boolean;
 }
@@ -163,13 +222,15 @@ export interface LimitPolicy {
 }
 
 export interface CircuitBreakerPolicy {
-  window: Duration;
+  /** Default `"10s"`. */
+  window?: Duration;
   max_requests?: number;
   max_deny_ratio?: number;
   min_requests?: number;
   profile_requests?: number;
   max_unusual?: number;
-  cooldown: Duration;
+  /** How long a tripped agent stays revoked. Default `"15m"`. */
+  cooldown?: Duration;
 }
 
 export interface ApprovalPolicy {
@@ -273,6 +334,16 @@ export interface ApprovalChallenge {
   approval_endpoint?: string;
 }
 
+/** Why the circuit breaker tripped. */
+export type BreakerTripKind = "burst" | "deny_ratio" | "unusual_routes";
+
+/** A circuit-breaker suspension, as `suspendedAgents` lists it (without `agent`). */
+export interface Suspension {
+  until_ms: number;
+  kind: BreakerTripKind;
+  detail: string;
+}
+
 export interface DecisionEvent {
   v: 1;
   time_ms: number;
@@ -296,8 +367,12 @@ export interface DecisionEvent {
   limit?: string;
   /** The workload attestation that passed: the attested workload and who vouched for it. */
   attestation?: { workload: string; issuer: string };
-  breaker?: { kind: "burst" | "deny_ratio" | "unusual_routes"; detail: string; until_ms: number };
+  breaker?: { kind: BreakerTripKind; detail: string; until_ms: number };
   approval_digest?: string;
+  /** Token claims named by the policy's `log.claims`. */
+  claims?: Record<string, unknown>;
+  /** Request headers named by `log.headers` (never credentials). */
+  headers?: Record<string, string>;
   /** Decision time the host measured (µs); the core has no clock. */
   duration_us?: number;
   [field: string]: unknown;
@@ -322,6 +397,8 @@ export interface Decision {
   /** Every stage's result, in pipeline order; `[]` unless the guard was created with `trace: true`. */
   trace: TraceStep[];
   event: DecisionEvent;
+  /** Whether the policy's `log` settings (outcome filter, sampling) want `event` written. */
+  log: boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -346,6 +423,12 @@ export interface JwksCacheOptions {
   /** Milliseconds since the epoch. */
   now?: () => number;
   log?: (line: string) => void;
+  /** For other key documents: the request's `Accept`. Default `"application/jwk-set+json, application/json"`. */
+  accept?: string;
+  /** Follow issuer metadata (RFC 8414 / OpenID) to its `jwks_uri`. Default true (`DirectoryCache`: false). */
+  discovery?: boolean;
+  /** What log lines call the document. Default `"JWKS"`. */
+  label?: string;
 }
 
 export interface JwksEntry {
@@ -357,8 +440,9 @@ export interface JwksEntry {
 
 export class JwksCache {
   constructor(options?: JwksCacheOptions);
-  get(uri: string): Promise<JwksEntry | null>;
-  refreshForUnknownKid(uri: string): Promise<JwksEntry | null>;
+  /** `issuer`: the policy's `iss` for `uri`; a discovered metadata document's `issuer` must equal it. */
+  get(uri: string, issuer?: string): Promise<JwksEntry | null>;
+  refreshForUnknownKid(uri: string, issuer?: string): Promise<JwksEntry | null>;
   stats(uri: string): { fetches: number; generation: number; expiresAt: number; lastError: string | null } | null;
   clear(): void;
 }
@@ -429,7 +513,16 @@ export interface GuardStats {
   routes: Record<string, number>;
   agents: Record<
     string,
-    { requests: number; allowed: number; denied: Record<string, number>; approvals_requested: number; revocations: number; routes: Record<string, number> }
+    {
+      requests: number;
+      allowed: number;
+      denied: Record<string, number>;
+      approvals_requested: number;
+      revocations: number;
+      routes: Record<string, number>;
+      /** Unix milliseconds of the agent's last request. */
+      last_seen_ms: number;
+    }
   >;
   agents_evicted: number;
   cachedTokens: number;
@@ -450,8 +543,10 @@ export class AgentGuard {
   setRevocations(lists: RevocationLists): void;
   setIssuerKeys(iss: string, jwks: Jwks | string): { index: number; message: string; skipped: boolean }[];
   stats(): GuardStats;
-  suspendedAgents(nowMs?: number): { agent: string; until_ms: number; kind: string; detail: string }[];
+  suspendedAgents(nowMs?: number): Array<Suspension & { agent: string }>;
   liftSuspension(agent: string): boolean;
+  /** Puts a suspension back in force (e.g. one kept in Durable Object storage); never shortens one in force. */
+  restoreSuspension(agent: string, suspension: Suspension): boolean;
   dpopNonce(nowMs?: number): string | undefined;
   /** RFC 9728 metadata, when the policy has a `resource` section. */
   resourceMetadata(): ProtectedResourceMetadata | undefined;
