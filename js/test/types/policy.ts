@@ -133,6 +133,7 @@ export const tokenService: Policy = {
     issuer: "https://edge.example.com",
     signing_kid: "edge-2026-01",
     default_lifetime: "5m",
+    rate_limit: { rate: "30/1m", burst: 10 },
     federation: [
       {
         id: "ci",
