@@ -30,13 +30,14 @@ export const CONTEXT_KEY = "agentguard";
  * `policyKv`, `hashBody`, `jwksCache`, `directoryCache`, `log`, `hostVerify`,
  * `dpopNonceSecret`, `signingKeys`), except that callbacks take Hono's
  * context: `context(c)` → extra request context, `onDecision(decision, c)`
- * (default: log the decision event as one JSON line; `null` turns it off).
+ * (default: log the decision event as one JSON line when the policy's `log`
+ * settings want it, as `withAgentGuard` does; `null` turns it off).
  * Policies come from `c.env` (Workers bindings).
  */
 export function agentguard(options = {}) {
   const userContext = options.context;
   const userOnDecision =
-    options.onDecision === undefined ? (d) => console.log(JSON.stringify(d.event)) : options.onDecision;
+    options.onDecision === undefined ? (d) => d.log && console.log(JSON.stringify(d.event)) : options.onDecision;
   const run = withAgentGuard(
     async (request, _env, h, decision) => {
       h.forwarded = true;

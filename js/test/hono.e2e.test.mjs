@@ -112,6 +112,29 @@ describe("Hono middleware in workerd: same decisions as the plain wrapper", () =
   });
 });
 
+describe("Hono middleware honours the policy's log settings", () => {
+  test("with `log.outcomes: [\"deny\"]` the default logger writes the denial only", async () => {
+    const origin = await startOrigin();
+    const policy = { ...structuredClone(vectors.policy), log: { outcomes: ["deny"] } };
+    const app = await startHonoApp({ policyText: JSON.stringify(policy), originPort: origin.port });
+    try {
+      const c = vectors.cases.find((x) => x.name === "valid EdDSA token reads a contact");
+      const ok = await send(`${app.url}/v1/contacts/42`, { headers: { ...(await caseHeaders(c, vectors.keys, nowS(), 7001)), host: "api.test" } });
+      assert.equal(ok.status, 200, ok.text);
+      const denied = await send(`${app.url}/v1/contacts/42`, { headers: { host: "api.test" } });
+      assert.equal(denied.status, 401, denied.text);
+      // workerd prints console output asynchronously: wait for the denial's line.
+      const events = () => app.logs.filter((l) => l.startsWith('{"v":1')).map((l) => JSON.parse(l));
+      for (let i = 0; i < 50 && events().length < 1; i++) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(events().map((e) => [e.decision, e.status]), [["deny", 401]], app.logs.join("\n"));
+    } finally {
+      await app.stop();
+      await origin.close();
+    }
+  });
+});
+
 describe("Hono middleware with a bad policy", () => {
   test("fails closed: 500 policy_invalid, the handlers never run", async () => {
     const origin = await startOrigin();
