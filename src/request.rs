@@ -93,13 +93,42 @@ pub struct RequestParts<'a> {
 }
 
 /// One header value or several.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum HeaderValue {
     /// A single value.
     One(String),
     /// Several values (the header was repeated).
     Many(Vec<String>),
+}
+
+/// By hand rather than `#[serde(untagged)]`, which buffers every value and
+/// then tries each variant in turn: this is parsed for every header of every
+/// request that crosses the JSON API.
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Values;
+        impl<'de> serde::de::Visitor<'de> for Values {
+            type Value = HeaderValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::One(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::One(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderValue, A::Error> {
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(v) = seq.next_element::<String>()? {
+                    values.push(v);
+                }
+                Ok(HeaderValue::Many(values))
+            }
+        }
+        deserializer.deserialize_any(Values)
+    }
 }
 
 /// A normalised request. Build one with [`Request::from_input`] or [`Request::builder`].

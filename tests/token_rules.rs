@@ -695,6 +695,25 @@ fn malformed_requests_are_denials_not_errors() {
     let d = agentguard::api::decide(&e, "not json");
     assert_eq!(d.decision, Outcome::Deny);
     assert_eq!(d.status, 400);
+    // A header value is a string or a list of strings; the error names the header.
+    let d = agentguard::api::decide(&e, r#"{"method":"GET","path":"/","headers":{"x-a":5},"now":1}"#);
+    assert_eq!(d.codes(), [ReasonCode::RequestInvalid]);
+    assert_eq!(
+        d.reasons[0].message,
+        "request.headers.x-a: invalid type: integer `5`, expected a string or a list of strings"
+    );
+    let d = agentguard::api::decide(&e, r#"{"method":"GET","path":"/","headers":{"x-a":["1",2]},"now":1}"#);
+    assert!(
+        d.reasons[0].message.starts_with("request.headers.x-a[1]: invalid type: integer `2`"),
+        "{}",
+        d.reasons[0].message
+    );
+    let input: agentguard::RequestInput =
+        serde_json::from_str(r#"{"method":"GET","path":"/","headers":{"a":"1","b":["2","3"]},"now":1}"#)
+            .unwrap();
+    let r = agentguard::Request::from_input(&input).unwrap();
+    assert_eq!(r.header_values("a").collect::<Vec<_>>(), ["1"]);
+    assert_eq!(r.header_values("b").collect::<Vec<_>>(), ["2", "3"]);
 }
 
 #[test]
