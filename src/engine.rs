@@ -726,20 +726,32 @@ impl Engine {
     /// Handles `POST /token` (RFC 8693 token exchange). Never fails: errors are
     /// RFC 6749 §5.2 responses, and nothing is minted unless every check passed.
     pub fn exchange(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
-        match self.try_exchange(ctx) {
+        match self.try_exchange(ctx, true) {
             Ok(minted) => minted.response(),
             Err(e) => e.response(),
         }
     }
 
-    fn try_exchange(&self, ctx: ExchangeContext<'_>) -> Result<exchange::Minted, OAuthError> {
+    /// [`Engine::exchange`] once more for the same request, after the host
+    /// refreshed the external issuers' keys because the first attempt named
+    /// a key it did not have (`invalid_grant`): the first attempt already
+    /// took the client's `token_service.rate_limit` token, so this one takes
+    /// none.
+    pub fn exchange_again(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
+        match self.try_exchange(ctx, false) {
+            Ok(minted) => minted.response(),
+            Err(e) => e.response(),
+        }
+    }
+
+    fn try_exchange(&self, ctx: ExchangeContext<'_>, count: bool) -> Result<exchange::Minted, OAuthError> {
         let ts = self
             .token_service
             .as_ref()
             .ok_or_else(|| OAuthError::new("invalid_request", "this gateway has no token service"))?;
         let request = ctx.request;
         // Before anything is parsed or verified: a flood costs one bucket each.
-        if let Some((rate, burst)) = ts.rate_limit {
+        if let Some((rate, burst)) = ts.rate_limit.filter(|_| count) {
             let bucket = TokenService::client_bucket(request.source_ip);
             if let Take::Limited { retry_after_ms } = self.store.take(&bucket, request.now_ms, rate, burst) {
                 let retry = retry_after_ms.div_ceil(1000).max(1);

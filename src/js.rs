@@ -386,6 +386,19 @@ impl Guard {
     /// The minted token's `jti` is 128 random bits from
     /// `crypto.getRandomValues`. Never throws: every failure is an error response.
     pub fn exchange(&self, request_json: &str, body: &str) -> String {
+        self.exchange_once(request_json, body, false)
+    }
+
+    /// `exchange` once more after a key refresh (see `Engine::exchange_again`):
+    /// the first attempt already counted against `token_service.rate_limit`.
+    #[wasm_bindgen(js_name = exchangeAgain)]
+    pub fn exchange_again(&self, request_json: &str, body: &str) -> String {
+        self.exchange_once(request_json, body, true)
+    }
+}
+
+impl Guard {
+    fn exchange_once(&self, request_json: &str, body: &str, again: bool) -> String {
         let fail = |error: &'static str, m: String| {
             response_json(&crate::exchange::OAuthError::new(error, m).response())
         };
@@ -399,11 +412,8 @@ impl Guard {
             return fail("server_error", format!("no randomness: {e}"));
         }
         let jti = crate::b64::encode(&raw);
-        response_json(&self.engine.exchange(crate::exchange::ExchangeContext {
-            request: &request,
-            body,
-            jti: &jti,
-        }))
+        let ctx = crate::exchange::ExchangeContext { request: &request, body, jti: &jti };
+        response_json(&if again { self.engine.exchange_again(ctx) } else { self.engine.exchange(ctx) })
     }
 }
 

@@ -360,6 +360,25 @@ fn token_requests_are_rate_limited_per_client_before_any_check() {
     assert_eq!(from("2001:db8:1:2:ffff::9", &body, NOW).status, 200);
     assert_eq!(from("2001:db8:1:2::77", &body, NOW).status, 429);
     assert_eq!(from("2001:db8:1:3::1", &body, NOW).status, 200);
+    // A retry after a key refresh (`exchange_again`) is the same request: not counted twice.
+    let once = Engine::from_json(&{
+        let mut q = p.clone();
+        q["token_service"]["rate_limit"] = json!({"rate": "1/1m"});
+        q.to_string()
+    })
+    .unwrap();
+    let mut private = edge_key().private_jwk("edge-1");
+    private["kid"] = "edge-1".into();
+    once.set_signing_keys(&json!({ "keys": [private] })).unwrap();
+    let req = Request::builder("POST", "/token", NOW)
+        .source_ip("203.0.113.9")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .build()
+        .unwrap();
+    let ctx = |jti| ExchangeContext { request: &req, body: &body, jti };
+    assert_eq!(once.exchange(ctx("edge-jti-again-1")).status, 200);
+    assert_eq!(once.exchange_again(ctx("edge-jti-again-2")).status, 200);
+    assert_eq!(once.exchange(ctx("edge-jti-again-3")).status, 429);
     // Without the setting nothing is limited.
     let plain = engine();
     for i in 0..5 {

@@ -424,7 +424,8 @@ export class AgentGuard {
     // (under the JWKS cache's cooldown), then once more. Nothing was minted
     // and no DPoP proof was spent: the subject token is checked first.
     if (out.status === 400 && this.#issuers.length && JSON.parse(out.body).error === "invalid_grant") {
-      if (await this.#ensureKeys("token")) out = JSON.parse(this.#guard.exchange(input, body));
+      // Not counted again against `token_service.rate_limit`: the first attempt was.
+      if (await this.#ensureKeys("token")) out = JSON.parse(this.#guard.exchangeAgain(input, body));
     }
     const headers = new Headers(out.headers);
     const nonce = this.dpopNonce(context.now);
