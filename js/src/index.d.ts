@@ -80,18 +80,12 @@ export interface TokenServicePolicy {
 export interface FederationRule {
   /** Name, also the minted token's `client_id`. */
   id: string;
-  /** The external issuer whose tokens this rule accepts; exactly one of `jwks` and `jwks_uri`. */
-  issuer: {
-    iss: string;
-    audiences: string[];
-    jwks?: Jwks;
-    jwks_uri?: string;
-    algorithms: Algorithm[];
-    /** Required `typ`; default any. */
-    token_type?: string | null;
-    max_lifetime?: Duration;
-    clock_skew?: Duration;
-  };
+  /**
+   * The external issuer whose tokens this rule accepts: an issuer entry
+   * without `required_claims` and `binding` (exactly one of `jwks` and
+   * `jwks_uri`; here `token_type` defaults to any, `max_lifetime` to `"1h"`).
+   */
+  issuer: Omit<IssuerPolicy, "required_claims" | "binding">;
   /** `sub` patterns the subject token must match. */
   subjects?: string[];
   /** Claim path → allowed values. */

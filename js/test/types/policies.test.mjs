@@ -31,6 +31,7 @@ const expectedPath = {
   badHeader: "identity_headers.include[1]",
   badLogOutcome: "log.outcomes[0]",
   badLimitKey: "limits[0].per",
+  federationBinding: "token_service.federation[0].issuer.binding",
 };
 
 test("every policy the types accept compiles in the core", () => {

@@ -230,11 +230,35 @@ export const badLimitKey: Policy = {
   limits: [{ per: "user", rate: "10/1m" }],
 };
 
+export const federationBinding: Policy = {
+  ...minimal,
+  token_service: {
+    issuer: "https://edge.example.com",
+    signing_kid: "edge-2026-01",
+    federation: [
+      {
+        id: "ci",
+        issuer: {
+          iss: "https://ci.example.com",
+          audiences: ["https://edge.example.com"],
+          jwks_uri: "https://ci.example.com/jwks",
+          algorithms: ["ES256"],
+          // @ts-expect-error: a federation issuer has no `binding` (a rule binds minted tokens with `require_dpop`)
+          binding: "dpop",
+        },
+        scopes: ["crm.read"],
+        audiences: ["https://api.example.com"],
+      },
+    ],
+  },
+};
+
 /** The policies the types accept (the core must accept them). */
 export const accepted = { policy, minimal, tokenService };
 /** The policies the types refuse (the core must refuse them). */
 export const refused = {
   misspelled,
+  federationBinding,
   badRisk,
   noPath,
   noRoutes,
