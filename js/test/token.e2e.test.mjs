@@ -433,49 +433,66 @@ describe("token service without signing keys", () => {
   });
 });
 
+/**
+ * A gateway whose token service trades tokens of the `https://ci.test` issuer
+ * (`ciKeys`: `{ jwks }` or `{ jwks_uri }`) under `rateLimit`, minting with `edge`.
+ */
+async function startRateLimitedTokenService({ edge, ciKeys, rateLimit }) {
+  const origin = await startOrigin();
+  const policy = {
+    issuers: [{ iss: "https://edge.test", audiences: ["https://api.test"], jwks: { keys: [edge.publicJwk] }, algorithms: ["EdDSA"] }],
+    routes: [{ id: "logs", methods: ["GET"], path: "/v1/logs", scopes: ["logs.read"] }],
+    token_service: {
+      issuer: "https://edge.test",
+      signing_kid: "edge-1",
+      rate_limit: rateLimit,
+      federation: [
+        {
+          id: "ci",
+          issuer: { iss: "https://ci.test", audiences: ["https://edge.test"], ...ciKeys, algorithms: ["ES256"] },
+          scopes: ["logs.read"],
+          audiences: ["https://api.test"],
+        },
+      ],
+    },
+  };
+  const gw = await startGateway({
+    policyText: JSON.stringify(policy),
+    originPort: origin.port,
+    env: { AGENTGUARD_SIGNING_KEYS: JSON.stringify({ keys: [edge.privateJwk] }) },
+  });
+  return {
+    url: gw.url,
+    /** `POST /token` trading a fresh subject token signed by the CI key `ci`. */
+    exchange: async (ci) => {
+      const now = nowS();
+      const subject = await signJwt(ci.privateJwk, { iss: "https://ci.test", aud: "https://edge.test", sub: "x", iat: now, exp: now + 60 }, "JWT");
+      return send(`${gw.url}/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: formBody({ grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: subject, subject_token_type: "urn:ietf:params:oauth:token-type:jwt" }),
+      });
+    },
+    stop: async () => {
+      await gw.stop();
+      await origin.close();
+    },
+  };
+}
+
 describe("token service rate limit (token_service.rate_limit)", () => {
   test("a client over its rate gets 429 rate_limited with Retry-After; nothing is minted", async () => {
     const ci = await generateKey("ES256", "ci-1");
     const edge = await generateKey("EdDSA", "edge-1");
-    const origin = await startOrigin();
-    const policy = {
-      issuers: [{ iss: "https://edge.test", audiences: ["https://api.test"], jwks: { keys: [edge.publicJwk] }, algorithms: ["EdDSA"] }],
-      routes: [{ id: "logs", methods: ["GET"], path: "/v1/logs", scopes: ["logs.read"] }],
-      token_service: {
-        issuer: "https://edge.test",
-        signing_kid: "edge-1",
-        rate_limit: { rate: "3/1m" },
-        federation: [
-          {
-            id: "ci",
-            issuer: { iss: "https://ci.test", audiences: ["https://edge.test"], jwks: { keys: [ci.publicJwk] }, algorithms: ["ES256"] },
-            scopes: ["logs.read"],
-            audiences: ["https://api.test"],
-          },
-        ],
-      },
-    };
-    const gw = await startGateway({
-      policyText: JSON.stringify(policy),
-      originPort: origin.port,
-      env: { AGENTGUARD_SIGNING_KEYS: JSON.stringify({ keys: [edge.privateJwk] }) },
-    });
+    const gw = await startRateLimitedTokenService({ edge, ciKeys: { jwks: { keys: [ci.publicJwk] } }, rateLimit: { rate: "3/1m" } });
     try {
-      const now = nowS();
-      const subject = await signJwt(ci.privateJwk, { iss: "https://ci.test", aud: "https://edge.test", sub: "x", iat: now, exp: now + 60 }, "JWT");
-      const exchange = () =>
-        send(`${gw.url}/token`, {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded" },
-          body: formBody({ grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: subject, subject_token_type: "urn:ietf:params:oauth:token-type:jwt" }),
-        });
       // The test's requests all come from 127.0.0.1 (workerd's `cf.clientIp`): one client.
       for (let i = 0; i < 3; i++) {
-        const ok = await exchange();
+        const ok = await gw.exchange(ci);
         assert.equal(ok.status, 200, ok.text);
         assert.ok(json(ok).access_token);
       }
-      const limited = await exchange();
+      const limited = await gw.exchange(ci);
       assert.equal(limited.status, 429, limited.text);
       assert.equal(json(limited).error, "rate_limited");
       assert.equal(json(limited).access_token, undefined);
@@ -486,64 +503,29 @@ describe("token service rate limit (token_service.rate_limit)", () => {
       assert.equal(api.status, 401);
     } finally {
       await gw.stop();
-      await origin.close();
     }
   });
-});
 
-describe("token service rate limit and a key rotation at the external issuer", () => {
-  test("the retry after the JWKS refresh is not counted again", async () => {
+  test("the retry after a JWKS refresh (key rotation at the external issuer) is not counted again", async () => {
     const [ci1, ci2] = [await generateKey("ES256", "ci-1"), await generateKey("ES256", "ci-2")];
     const edge = await generateKey("EdDSA", "edge-1");
-    const origin = await startOrigin();
     const ciJwks = await startJwksServer([ci1.publicJwk]);
-    const policy = {
-      issuers: [{ iss: "https://edge.test", audiences: ["https://api.test"], jwks: { keys: [edge.publicJwk] }, algorithms: ["EdDSA"] }],
-      routes: [{ id: "logs", methods: ["GET"], path: "/v1/logs", scopes: ["logs.read"] }],
-      token_service: {
-        issuer: "https://edge.test",
-        signing_kid: "edge-1",
-        rate_limit: { rate: "2/1m" },
-        federation: [
-          {
-            id: "ci",
-            issuer: { iss: "https://ci.test", audiences: ["https://edge.test"], jwks_uri: ciJwks.url, algorithms: ["ES256"] },
-            scopes: ["logs.read"],
-            audiences: ["https://api.test"],
-          },
-        ],
-      },
-    };
-    const gw = await startGateway({
-      policyText: JSON.stringify(policy),
-      originPort: origin.port,
-      env: { AGENTGUARD_SIGNING_KEYS: JSON.stringify({ keys: [edge.privateJwk] }) },
-    });
+    const gw = await startRateLimitedTokenService({ edge, ciKeys: { jwks_uri: ciJwks.url }, rateLimit: { rate: "2/1m" } });
     try {
-      const subject = (key) => {
-        const now = nowS();
-        return signJwt(key.privateJwk, { iss: "https://ci.test", aud: "https://edge.test", sub: "x", iat: now, exp: now + 60 }, "JWT");
-      };
-      const exchange = async (key) =>
-        send(`${gw.url}/token`, {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded" },
-          body: formBody({ grant_type: "urn:ietf:params:oauth:grant-type:token-exchange", subject_token: await subject(key), subject_token_type: "urn:ietf:params:oauth:token-type:jwt" }),
-        });
-      const first = await exchange(ci1);
+      const first = await gw.exchange(ci1);
       assert.equal(first.status, 200, first.text);
       // The CI system rotates to a key the gateway has not fetched yet.
       ciJwks.state.keys = [ci1.publicJwk, ci2.publicJwk];
       const hits = ciJwks.state.hits;
-      const rotated = await exchange(ci2);
+      const rotated = await gw.exchange(ci2);
       assert.equal(rotated.status, 200, rotated.text);
       assert.equal(ciJwks.state.hits, hits + 1, "one JWKS refresh for the unknown kid");
       // Two requests, two tokens of the 2/1m bucket: the third is refused.
-      const third = await exchange(ci1);
+      const third = await gw.exchange(ci1);
       assert.equal(third.status, 429, third.text);
     } finally {
       await gw.stop();
-      await Promise.all([origin.close(), ciJwks.close()]);
+      await ciJwks.close();
     }
   });
 });
