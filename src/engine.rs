@@ -563,10 +563,7 @@ impl Engine {
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
             policy_revoked: policy.revoked.clone(),
             identity_prefix: prefix.as_str().into(),
-            route_header: identity_include
-                .get(crate::policy::IDENTITY_HEADERS.iter().position(|h| *h == "route").unwrap_or(usize::MAX))
-                .filter(|on| **on)
-                .map(|_| format!("{prefix}route").into()),
+            route_header: included(&identity_include, "route").then(|| format!("{prefix}route").into()),
             identity_include,
             cache: TokenCache::new(policy.cache.tokens).map(Mutex::new),
             dpop_nonce_secret: RwLock::new(None),
@@ -726,10 +723,7 @@ impl Engine {
     /// Handles `POST /token` (RFC 8693 token exchange). Never fails: errors are
     /// RFC 6749 §5.2 responses, and nothing is minted unless every check passed.
     pub fn exchange(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
-        match self.try_exchange(ctx, true) {
-            Ok(minted) => minted.response(),
-            Err(e) => e.response(),
-        }
+        self.try_exchange(ctx, true).map_or_else(|e| e.response(), |minted| minted.response())
     }
 
     /// [`Engine::exchange`] once more for the same request, after the host
@@ -738,10 +732,7 @@ impl Engine {
     /// took the client's `token_service.rate_limit` token, so this one takes
     /// none.
     pub fn exchange_again(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
-        match self.try_exchange(ctx, false) {
-            Ok(minted) => minted.response(),
-            Err(e) => e.response(),
-        }
+        self.try_exchange(ctx, false).map_or_else(|e| e.response(), |minted| minted.response())
     }
 
     fn try_exchange(&self, ctx: ExchangeContext<'_>, count: bool) -> Result<exchange::Minted, OAuthError> {
@@ -1838,6 +1829,12 @@ impl Engine {
     }
 }
 
+/// Whether identity header `name` (one of [`crate::policy::IDENTITY_HEADERS`]) is added upstream.
+fn included(include: &[bool; crate::policy::IDENTITY_HEADERS.len()], name: &str) -> bool {
+    crate::policy::IDENTITY_HEADERS.iter().position(|n| *n == name).and_then(|i| include.get(i))
+        == Some(&true)
+}
+
 /// The identity headers that come from the token (the route's is added per request).
 fn token_headers(
     prefix: &str,
@@ -1845,10 +1842,7 @@ fn token_headers(
     id: &Identity,
 ) -> Vec<(Arc<str>, Arc<str>)> {
     let mut h = Vec::new();
-    let wanted = |name: &str| {
-        crate::policy::IDENTITY_HEADERS.iter().position(|n| *n == name).and_then(|i| include.get(i))
-            == Some(&true)
-    };
+    let wanted = |name: &str| included(include, name);
     let mut put = |name: &str, value: &str| {
         if !wanted(name) {
             return;
