@@ -17,7 +17,7 @@ import {
 } from "../dist/agentguard.js";
 import { JwksCache, jwksCache } from "./jwks.js";
 import { DirectoryCache, directoryCache, directorySources } from "./directory.js";
-import { DEFAULT_HOST_ALGORITHMS, verifyCheck, webCryptoAvailable } from "./webcrypto.js";
+import { DEFAULT_HOST_ALGORITHMS, hostVerifier } from "./webcrypto.js";
 import { decideWithState, serveOperator } from "./durable.js";
 
 export { JwksCache, jwksCache, DirectoryCache, directoryCache, DEFAULT_HOST_ALGORITHMS };
@@ -199,6 +199,7 @@ export class AgentGuard {
   #dirSources; // Set of "operator\njwks_uri" entries that are key directories
   #log;
   #hostAlgs; // comma-separated, for the core
+  #verifier; // {name, sync, algorithms, verify(check)} or null: who checks #hostAlgs signatures
   #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
 
   constructor(guard, issuers, options, directories = []) {
@@ -211,7 +212,8 @@ export class AgentGuard {
     // The per-stage trace is for explaining a decision (the playground, the
     // CLI); a gateway never shows it, and it is a third of a cached decision's cost.
     this.#guard.setTrace(options.trace === true);
-    const algs = options.hostVerify ?? (webCryptoAvailable() ? DEFAULT_HOST_ALGORITHMS : []);
+    this.#verifier = hostVerifier(options.hostCrypto);
+    const algs = this.#verifier ? (options.hostVerify ?? this.#verifier.algorithms) : [];
     this.#hostAlgs = algs.join(",");
     // DPoP nonces (when the policy turns them on) derive from a secret: give
     // every instance the same one (a Workers secret) so their nonces agree.
@@ -236,9 +238,12 @@ export class AgentGuard {
    * options: `jwksCache` (a `JwksCache`; default the module-scope one shared by
    * every guard in the isolate), `directoryCache` (a `DirectoryCache` for Web
    * Bot Auth key directories named by `directory_uri`; default the module-scope one), `log(line)` (default `console.error`),
-   * `hostVerify`: JWS algorithms whose signatures WebCrypto verifies instead of
-   * Wasm (default `DEFAULT_HOST_ALGORITHMS`, ES256/RS256/PS256, when
-   * `crypto.subtle` exists; `[]` keeps everything in Wasm),
+   * `hostVerify`: JWS algorithms whose signatures the platform's native crypto
+   * verifies instead of Wasm (default ES256/RS256/PS256: with node:crypto in
+   * Node, with WebCrypto elsewhere when `crypto.subtle` exists; EdDSA may be
+   * added, though Wasm is as fast for it; `[]` keeps everything in Wasm),
+   * `hostCrypto`: `"platform"` (default: node:crypto in Node, WebCrypto
+   * elsewhere) or `"webcrypto"` (WebCrypto even in Node),
    * `dpopNonceSecret` (string or bytes; default random per guard),
    * `trace` (default `false`: decisions carry `trace: []`; `true` fills in
    * every stage's result, for debugging),
@@ -299,17 +304,21 @@ export class AgentGuard {
 
   /**
    * Decides a core request object with the keys as currently loaded,
-   * verifying `hostVerify` signatures with WebCrypto. Never rejects.
+   * verifying `hostVerify` signatures with the platform's crypto. Never rejects.
    */
   async decideRequest(input) {
     const json = JSON.stringify(input);
     if (!this.#hostAlgs) return JSON.parse(this.#guard.decide(json));
     const first = this.#guard.decideOrCheck(json, this.#hostAlgs);
     if (!first.startsWith('{"checks":')) return JSON.parse(first);
-    // The token's signature and/or the DPoP proof's, verified side by side; a
-    // check WebCrypto could not answer (null) is done in Wasm instead.
+    // The token's signature and/or the DPoP proof's (verified side by side
+    // when the verifier is asynchronous); a check the verifier could not
+    // answer (null) is done in Wasm instead.
     const checks = JSON.parse(first).checks;
-    const answers = checks.length === 1 ? [await verifyCheck(checks[0])] : await Promise.all(checks.map(verifyCheck));
+    const { sync, verify } = this.#verifier;
+    let answers;
+    if (sync) answers = checks.map(verify);
+    else answers = checks.length === 1 ? [await verify(checks[0])] : await Promise.all(checks.map(verify));
     const verdicts = answers.filter(Boolean);
     return JSON.parse(this.#guard.decideWith(json, `[${verdicts.join(",")}]`));
   }
@@ -624,7 +633,7 @@ export function analyticsDataPoint(event) {
  * pass `null` to turn off), `analyticsBinding` (the Analytics Engine dataset
  * binding that gets one `analyticsDataPoint` per logged decision; default
  * `AGENTGUARD_ANALYTICS`, used when bound), `jwksCache`, `log`,
- * `hostVerify`, `dpopNonceSecret` (default: the env secret
+ * `hostVerify`, `hostCrypto`, `dpopNonceSecret` (default: the env secret
  * `AGENTGUARD_DPOP_NONCE_SECRET`; see `AgentGuard.create`),
  * `stateBinding` (the Durable Object namespace holding agents' shared state;
  * default `AGENTGUARD_STATE`, used when bound), `statsRoute` / `liftRoute`
@@ -659,6 +668,7 @@ export function withAgentGuard(handler, options = {}) {
         directoryCache: options.directoryCache,
         log,
         hostVerify: options.hostVerify,
+        hostCrypto: options.hostCrypto,
         trace: options.trace,
         dpopNonceSecret: options.dpopNonceSecret ?? env.AGENTGUARD_DPOP_NONCE_SECRET,
         signingKeys: options.signingKeys ?? env.AGENTGUARD_SIGNING_KEYS,

@@ -27,7 +27,7 @@ export const CONTEXT_KEY = "agentguard";
 
 /**
  * Hono middleware. `options` are `withAgentGuard`'s (`policy` / `policyVar` /
- * `policyKv`, `hashBody`, `jwksCache`, `directoryCache`, `log`, `hostVerify`,
+ * `policyKv`, `hashBody`, `jwksCache`, `directoryCache`, `log`, `hostVerify`, `hostCrypto`,
  * `dpopNonceSecret`, `signingKeys`), except that callbacks take Hono's
  * context: `context(c)` → extra request context, `onDecision(decision, c)`
  * (default: log the decision event as one JSON line when the policy's `log`

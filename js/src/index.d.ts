@@ -454,15 +454,26 @@ export const jwksCache: JwksCache;
 export class DirectoryCache extends JwksCache {}
 /** The isolate-wide key-directory cache. */
 export const directoryCache: DirectoryCache;
-/** Algorithms verified with WebCrypto by default. */
+/** Algorithms verified by the platform's native crypto by default (`hostVerify`). */
 export const DEFAULT_HOST_ALGORITHMS: Algorithm[];
+/** Who verifies `hostVerify` signatures: see `GuardOptions.hostCrypto`. */
+export type HostCrypto = "platform" | "webcrypto";
 
 export interface GuardOptions {
   jwksCache?: JwksCache;
   directoryCache?: DirectoryCache;
   log?: (line: string) => void;
-  /** Algorithms whose signatures WebCrypto verifies; `[]` keeps all in Wasm. */
+  /**
+   * Algorithms whose signatures the platform's native crypto verifies; `[]`
+   * keeps all in Wasm. Default `DEFAULT_HOST_ALGORITHMS` (ES256, RS256, PS256).
+   */
   hostVerify?: Algorithm[];
+  /**
+   * Which native crypto verifies them: `"platform"` (default: node:crypto's
+   * synchronous verify in Node, WebCrypto in Workers and browsers) or
+   * `"webcrypto"` (WebCrypto everywhere).
+   */
+  hostCrypto?: HostCrypto;
   /** Secret for DPoP nonces; share it across instances. Default random. */
   dpopNonceSecret?: string | Uint8Array;
   /** Fill in `decision.trace` (every stage's result). Default `false`: `trace` is `[]`, decisions cost less. */
@@ -604,6 +615,7 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   jwksCache?: JwksCache;
   log?: (line: string) => void;
   hostVerify?: Algorithm[];
+  hostCrypto?: HostCrypto;
   /** Default: the env secret `AGENTGUARD_DPOP_NONCE_SECRET`, else random per isolate. */
   dpopNonceSecret?: string | Uint8Array;
   /** Fill in `decision.trace` (see `GuardOptions.trace`). Default `false`. */

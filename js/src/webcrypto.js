@@ -16,6 +16,28 @@ const PARAMS = {
 /** Algorithms verified with WebCrypto by default: where native code beats Wasm. */
 export const DEFAULT_HOST_ALGORITHMS = ["ES256", "RS256", "PS256"];
 
+// Which verifier a guard uses when its options do not say. WebCrypto where
+// it exists (Workers, browsers); an entry point may install a better one for
+// its platform (node.js installs node:crypto's synchronous verify).
+let platformVerifier = null;
+
+/** Installs the platform's verifier (`{name, sync, algorithms, verify(check)}`); for entry points. */
+export function setPlatformVerifier(verifier) {
+  platformVerifier = verifier;
+}
+
+/**
+ * The verifier for `hostCrypto` (`"platform"`, the default, or `"webcrypto"`),
+ * or `null` when there is none (everything is verified in Wasm).
+ */
+export function hostVerifier(hostCrypto = "platform") {
+  if (hostCrypto !== "platform" && hostCrypto !== "webcrypto") {
+    throw new TypeError(`hostCrypto: expected "platform" or "webcrypto", got ${JSON.stringify(hostCrypto)}`);
+  }
+  if (hostCrypto === "platform" && platformVerifier) return platformVerifier;
+  return webCryptoAvailable() ? webCryptoVerifier : null;
+}
+
 const MAX_KEYS = 64;
 const keys = new Map(); // `${alg} ${jwk json}` -> Promise<CryptoKey>
 const encoder = new TextEncoder();
@@ -81,3 +103,6 @@ export async function verifyCheck(check) {
     return null;
   }
 }
+
+/** The WebCrypto verifier: asynchronous, `DEFAULT_HOST_ALGORITHMS` by default. */
+export const webCryptoVerifier = { name: "webcrypto", sync: false, algorithms: DEFAULT_HOST_ALGORITHMS, verify: verifyCheck };

@@ -30,7 +30,8 @@ describe("signatures verified by WebCrypto: tokens and DPoP proofs", () => {
       issuers: [{ iss: "https://sts.test", audiences: [`https://${HOST}`], jwks: { keys: [jwk] }, algorithms: ["ES256"], binding: "dpop" }],
       routes: [{ id: "read", methods: ["GET"], path: "/v1/**", scopes: ["crm.read"] }],
     };
-    guard = AgentGuard.createSync(policy);
+    // WebCrypto even in Node (where node:crypto is the default: nodeverify.test.mjs).
+    guard = AgentGuard.createSync(policy, { hostCrypto: "webcrypto" });
     wasmOnly = AgentGuard.createSync(policy, { hostVerify: [] });
     crypto.subtle.verify = async (...args) => {
       calls += 1;

@@ -33,9 +33,13 @@ const request = (token) =>
 
 describe("jose → agentguard", () => {
   for (const [name, alg] of [["ed25519", "EdDSA"], ["es256", "ES256"]]) {
-    for (const hostVerify of [[], ["EdDSA", "ES256"]]) {
-      test(`${alg} token signed by jose is allowed (${hostVerify.length ? "WebCrypto" : "Wasm"} signature path)`, async () => {
-        const guard = await AgentGuard.create(policy, { hostVerify });
+    for (const [path, options] of [
+      ["Wasm", { hostVerify: [] }],
+      ["WebCrypto", { hostVerify: ["EdDSA", "ES256"], hostCrypto: "webcrypto" }],
+      ["node:crypto", {}],
+    ]) {
+      test(`${alg} token signed by jose is allowed (${path} signature path)`, async () => {
+        const guard = await AgentGuard.create(policy, options);
         const key = await jose.importJWK(keys[name], alg);
         const token = await new jose.SignJWT(claims())
           .setProtectedHeader({ alg, typ: "at+jwt", kid: keys[name].kid })

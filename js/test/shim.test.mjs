@@ -146,12 +146,13 @@ describe("decisions and responses", () => {
     [traced, lean].forEach((g) => g.free());
   });
 
-  test("WebCrypto and Wasm signature paths give the same decisions on every vector", async () => {
+  test("WebCrypto, node:crypto and Wasm signature paths give the same decisions on every vector", async () => {
     const now = nowS();
     const guards = [
       await AgentGuard.create(vectors.policyText, { hostVerify: [] }),
-      await AgentGuard.create(vectors.policyText, { hostVerify: ["EdDSA", "ES256"] }),
-      await AgentGuard.create(vectors.policyText), // default: ES256 via WebCrypto
+      await AgentGuard.create(vectors.policyText, { hostVerify: ["EdDSA", "ES256"], hostCrypto: "webcrypto" }),
+      await AgentGuard.create(vectors.policyText, { hostCrypto: "webcrypto" }), // ES256 via WebCrypto
+      await AgentGuard.create(vectors.policyText), // Node's default: both via node:crypto
     ];
     for (const [i, c] of vectors.cases.entries()) {
       const headers = await caseHeaders(c, vectors.keys, now, 500 + i);

@@ -32,6 +32,7 @@ export async function gateway(request: Request): Promise<Response> {
       directoryCache: new DirectoryCache({ timeoutMs: 2_000 }),
       log: (line) => lines.push(line),
       hostVerify: ["ES256", "RS256"],
+      hostCrypto: "webcrypto",
       dpopNonceSecret: "a shared secret from the environment",
       trace: true,
     });
@@ -143,6 +144,9 @@ export function refused(decision: Decision, event: DecisionEvent, identity: Iden
 
   // @ts-expect-error: `hostVerify` names JWS algorithms agentguard verifies
   void AgentGuard.create(policy, { hostVerify: ["HS256"] });
+
+  // @ts-expect-error: `hostCrypto` is "platform" or "webcrypto"
+  void AgentGuard.create(policy, { hostCrypto: "openssl" });
 
   // @ts-expect-error: a guard option that does not exist
   void AgentGuard.create(policy, { traces: true });
