@@ -37,13 +37,15 @@ for port in "$gw_port" "$origin_port"; do
 done
 
 work="$(mktemp -d)"
-keep="$(mktemp -d /tmp/agentguard-demo.XXXXXX)" # this run's demo keys and tokens, for the printed commands
+# This run's demo keys and tokens, for the printed commands: removed with the
+# rest when the demo stops (they only work against this run's gateway), unless
+# AGENTGUARD_KEEP_TMP=1.
+keep="$(mktemp -d /tmp/agentguard-demo.XXXXXX)"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-  [ $check = 1 ] && rm -rf "$keep"
+  if [ "${AGENTGUARD_KEEP_TMP:-}" = 1 ]; then echo "AGENTGUARD_KEEP_TMP: kept $work $keep" >&2; else rm -rf "$work" "$keep"; fi
   return 0
 }
 trap cleanup EXIT

@@ -48,6 +48,8 @@ fi
 
 status=0
 summary=()
+sample_dir="" # a smoke run's sample of a target's seeds, removed however the script ends
+trap '[ -z "$sample_dir" ] || rm -rf "$sample_dir"' EXIT
 for t in "${targets[@]}"; do
   # Saved crash inputs first: each must now run clean.
   if compgen -G "fuzz/regressions/$t/*" >/dev/null; then
@@ -65,7 +67,8 @@ for t in "${targets[@]}"; do
   # under AddressSanitizer takes a minute per target); campaigns use them all.
   corpus_dir="fuzz/corpus/$t"
   if [ "$budget" = smoke ]; then
-    corpus_dir="$(mktemp -d)"
+    corpus_dir="$(mktemp -d -t agentguard-fuzz-corpus.XXXXXX)"
+    sample_dir="$corpus_dir"
     find "fuzz/corpus/$t" -type f | sort | awk 'NR % 25 == 1 && ++n <= 120' | xargs -r cp -t "$corpus_dir"
   fi
   echo "fuzzing $t (${limit[*]})"

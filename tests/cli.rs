@@ -197,14 +197,36 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert!(text(&out.stderr).contains("never accepted"));
 }
 
-fn tempdir() -> PathBuf {
+/// A fresh `$TMPDIR/agentguard-cli-<pid>-<nanos>`, removed when the guard is
+/// dropped — at the end of the test, also when it fails (a panicking test
+/// unwinds and drops it). `AGENTGUARD_KEEP_TMP=1` keeps it and prints its path.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("AGENTGUARD_KEEP_TMP").is_some_and(|v| v == "1") {
+            eprintln!("AGENTGUARD_KEEP_TMP: kept {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+fn tempdir() -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "agentguard-cli-{}-{}",
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 #[test]

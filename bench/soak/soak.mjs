@@ -211,6 +211,14 @@ function runWrk(url, script, secs, connections) {
  */
 export async function runSoak({ name, url, pid, seconds, roundSecs, connections, scheme = "https", extra = {} }) {
   const dir = mkdtempSync(join(tmpdir(), "agentguard-soak-"));
+  // Removed in the `finally` below, and on Ctrl-C or SIGTERM mid-run (the
+  // listener removes itself, then the signal's default action ends the process).
+  const onSignal = (signal) => {
+    rmSync(dir, { recursive: true, force: true });
+    process.off(signal, onSignal);
+    process.kill(process.pid, signal);
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   const samples = [];
   const started = Date.now();
   const sampler = setInterval(() => samples.push({ t: (Date.now() - started) / 1000, kb: rss(pid) }), 2000);
@@ -249,6 +257,7 @@ export async function runSoak({ name, url, pid, seconds, roundSecs, connections,
     }
   } finally {
     clearInterval(sampler);
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     rmSync(dir, { recursive: true, force: true });
   }
 

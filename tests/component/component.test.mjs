@@ -8,7 +8,7 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { webcrypto as crypto } from "node:crypto";
@@ -180,10 +180,16 @@ test("the component's typed interface is exactly wit/agentguard.wit's", async ()
 
 // ---- the shared vectors ----------------------------------------------------
 
-test("shared vectors: the component decides as the native core, field for field", async () => {
+test("shared vectors: the component decides as the native core, field for field", async (t) => {
   assert.ok(CLI, "AGENTGUARD_CLI must name the native CLI (scripts/test-component.sh sets it)");
   const engine = new guard.Engine(vectors.policyText);
   const dir = mkdtempSync(path.join(tmpdir(), "agentguard-component-"));
+  // Removed when the test ends, passed or failed; AGENTGUARD_KEEP_TMP=1 keeps it (path on stderr).
+  t.after(() =>
+    process.env.AGENTGUARD_KEEP_TMP === "1"
+      ? process.stderr.write(`AGENTGUARD_KEEP_TMP: kept ${dir}\n`)
+      : rmSync(dir, { recursive: true, force: true }),
+  );
   assert.ok(vectors.cases.length >= 20);
   const failures = [];
   for (const [i, c] of vectors.cases.entries()) {

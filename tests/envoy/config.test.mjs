@@ -5,8 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { loadVectors } from "../vectors/mint.mjs";
@@ -20,6 +19,7 @@ import {
   stats,
   eventually,
   assertLogged,
+  tempDir,
 } from "./harness.mjs";
 
 const { policy, policyText } = loadVectors();
@@ -75,7 +75,7 @@ test("an empty or non-JSON configuration is refused", async () => {
 
 test("a bad policy pushed to a running Envoy (LDS) is rejected; the old filter keeps serving", async () => {
   const upstream = await startUpstream();
-  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-lds-"));
+  const dir = tempDir("lds");
   const ldsPath = path.join(dir, "lds.json");
   let version = 0;
   // Envoy watches the directory for moves: write aside, then rename over.

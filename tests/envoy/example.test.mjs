@@ -4,14 +4,13 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { createHash } from "node:crypto";
 
 import { signJwt } from "../vectors/mint.mjs";
-import { ROOT, WASM, startEnvoy, startUpstream, send, upstreamSaw, nowSecs } from "./harness.mjs";
+import { ROOT, WASM, startEnvoy, startUpstream, send, upstreamSaw, nowSecs, tempDir } from "./harness.mjs";
 
 const yaml = readFileSync(path.join(ROOT, "examples/envoy/envoy.yaml"), "utf8");
 const readKey = (name) => JSON.parse(readFileSync(path.join(ROOT, "examples/keys", name), "utf8"));
@@ -59,7 +58,7 @@ before(async () => {
     .replace("filename: target/envoy/agentguard.wasm", `filename: ${WASM}`);
   assert.equal((rewritten.match(/port_value: 0\b/g) ?? []).length, 2);
   assert.ok(rewritten.includes(`filename: ${WASM}`));
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "agentguard-example-")), "envoy.yaml");
+  const file = path.join(tempDir("example"), "envoy.yaml");
   writeFileSync(file, rewritten);
   envoy = await startEnvoy(file);
 });

@@ -8,7 +8,7 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import http from "node:http";
 import https from "node:https";
@@ -27,6 +27,45 @@ function envoyBin() {
   }
   if (!existsSync(WASM)) throw new Error(`${WASM} is missing: run \`bash scripts/build-envoy.sh\``);
   return bin;
+}
+
+// ---------------------------------------------------------------- temp dirs
+
+// Every temp dir the harness makes (`tempDir`) is removed: an Envoy's when
+// `stop()` has seen it exit, the rest when this test process exits — after a
+// pass or a failure (the `exit` event), or on SIGINT/SIGTERM. Any Envoy still
+// running then is SIGKILLed before its dir goes. AGENTGUARD_KEEP_TMP=1 keeps
+// them all and prints each path on stderr instead, for debugging.
+const KEEP_TMP = process.env.AGENTGUARD_KEEP_TMP === "1";
+const tempDirs = new Set();
+const running = new Set(); // Envoy child processes that have not exited
+
+/** A fresh `$TMPDIR/agentguard-<name>-XXXXXX`, removed when the test process ends. */
+export function tempDir(name) {
+  const dir = mkdtempSync(path.join(tmpdir(), `agentguard-${name}-`));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir) {
+  if (!tempDirs.delete(dir)) return;
+  if (KEEP_TMP) process.stderr.write(`AGENTGUARD_KEEP_TMP: kept ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
+}
+
+function removeAllTemp() {
+  for (const child of running) child.kill("SIGKILL");
+  for (const dir of [...tempDirs]) removeTempDir(dir);
+}
+process.on("exit", removeAllTemp);
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  // Not `once`: the listener stays until the clean-up is done, so a second
+  // signal (node --test forwards one as well) cannot kill the process midway.
+  process.on(signal, function onSignal() {
+    removeAllTemp();
+    process.off(signal, onSignal);
+    process.kill(process.pid, signal); // the default action, now that this listener is gone
+  });
 }
 
 /** Unix seconds now: Envoy and the tests share the machine's clock. */
@@ -265,7 +304,7 @@ export function downstreamTls({ cert, key, ca, requireClientCert = false }) {
  * `{dir, ca, server: {cert, key}, clients: {name: {cert, key, x5t}}}`.
  */
 export function makePki(clients = ["a", "b"]) {
-  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-pki-"));
+  const dir = tempDir("pki");
   const ssl = (...args) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
   const ecKey = (name) => ssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name);
   const ca = (name) => {
@@ -308,7 +347,7 @@ let nextBaseId = 300 + (process.pid % 50) * 10;
  */
 export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 20000, concurrency = 1 } = {}) {
   const bin = envoyBin();
-  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-envoy-"));
+  const dir = tempDir("envoy");
   let configPath = config;
   if (typeof config !== "string") {
     configPath = path.join(dir, "envoy.json");
@@ -325,6 +364,8 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
     "--log-format", "[%L][%n][%t] %v",
   ];
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  child.on("exit", () => running.delete(child));
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
@@ -373,6 +414,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
         await exited;
         clearTimeout(timer);
       }
+      removeTempDir(dir); // only now that Envoy is gone
     },
   };
   if (!port) {
@@ -385,7 +427,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
 /** Runs Envoy with a config that must be refused: resolves with its exit code and output. */
 export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
   const bin = envoyBin();
-  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-envoy-"));
+  const dir = tempDir("envoy");
   const configPath = path.join(dir, "envoy.json");
   writeFileSync(configPath, JSON.stringify(config, null, 1));
   const child = spawn(
@@ -393,19 +435,24 @@ export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
     ["-c", configPath, "--base-id", String(nextBaseId++), "--concurrency", "1", "--log-level", "info"],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
+  running.add(child);
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve({ code })));
+  exited.then(() => running.delete(child));
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
   let timer;
   const result = await Promise.race([
-    new Promise((resolve) => child.on("exit", (code) => resolve({ code }))),
+    exited,
     new Promise((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs))),
   ]);
   clearTimeout(timer);
   if (!result) {
     process.kill(child.pid, "SIGKILL");
-    throw new Error(`Envoy accepted the configuration and kept running:\n${output.slice(-3000)}`);
+    await exited;
   }
+  removeTempDir(dir); // Envoy has exited
+  if (!result) throw new Error(`Envoy accepted the configuration and kept running:\n${output.slice(-3000)}`);
   return { code: result.code, output };
 }
 
