@@ -202,6 +202,9 @@ fn request_input(request: t::Request) -> RequestInput {
         source_ip: request.source_ip,
         client_cert_sha256: request.client_cert_sha256,
         body_sha256: request.body_sha256,
+        // The WIT request carries no body: a route with `approval_when`
+        // conditions needs a human approval for every request through the component.
+        body: None,
         now: request.now,
     }
 }

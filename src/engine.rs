@@ -57,6 +57,18 @@ pub const STAGES: [&str; 13] = [
     "limits",
     "risk",
 ];
+/// What a host should read of a request's body before deciding it
+/// ([`Engine::body_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyUse {
+    /// Nothing: the route needs no body.
+    None,
+    /// Its SHA-256, as `body_sha256` (a high-risk route's approval digest covers it).
+    Digest,
+    /// The body itself, as `body` text (the route's `approval_when` conditions read it;
+    /// at most [`crate::limits::MAX_BODY_BYTES`] are read).
+    Text,
+}
 
 /// A compiled policy, ready to decide. Share one per isolate / VM / process.
 #[derive(Debug)]
@@ -340,6 +352,22 @@ impl Engine {
                 if let Some(route) = routes.iter_mut().find(|route| route.index == i) {
                     route.authorization_details = Some(rule.clone());
                 }
+            }
+            let mut conditions = Vec::new();
+            for (j, rule) in r.approval_when.iter().enumerate() {
+                match crate::approval_rules::BodyCondition::new(rule) {
+                    Ok(c) => conditions.push(c),
+                    Err((field, message)) => err(format!("routes[{i}].approval_when[{j}].{field}"), message),
+                }
+            }
+            if !r.approval_when.is_empty() && policy.approval.is_none() {
+                err(
+                    format!("routes[{i}].approval_when"),
+                    "approval conditions need an `approval` section (an approval issuer and endpoint); without one a request that meets them could never be approved".into(),
+                );
+            }
+            if let Some(route) = routes.iter_mut().find(|route| route.index == i) {
+                route.approval_when = conditions;
             }
             if matches!(r.risk, Risk::High | Risk::Critical) && policy.approval.is_none() {
                 err(
@@ -947,6 +975,20 @@ impl Engine {
         let refusal = run.fail("request", Refusal::deny(code, message));
         run.finish(Err(refusal))
     }
+    /// What the host should read of the request body before deciding, for
+    /// the route the request will match: [`BodyUse::Text`] when the route
+    /// has `approval_when` conditions (they read the JSON body; give it as
+    /// `body`), [`BodyUse::Digest`] when it is high-risk (the approval's
+    /// action digest covers the body: give `body_sha256`), else
+    /// [`BodyUse::None`]. Hosts that read bodies only when asked stay fast
+    /// for every other request.
+    pub fn body_use(&self, request: &Request) -> BodyUse {
+        match self.routes.iter().find_map(|r| r.matches(&request.method, &request.path)) {
+            Some(m) if !m.route.approval_when.is_empty() => BodyUse::Text,
+            Some(m) if matches!(m.route.risk, Risk::High | Risk::Critical) => BodyUse::Digest,
+            _ => BodyUse::None,
+        }
+    }
 
     /// Decides a request. Never panics, never fails: any problem is a refusal.
     pub fn decide(&self, request: &Request) -> Decision {
@@ -1192,8 +1234,15 @@ impl Engine {
             run.pass("limits", || format!("within {}", applied.join(", ")));
         }
 
-        // 10. Risk gate.
-        if matches!(matched.route.risk, Risk::High | Risk::Critical) {
+        // 10. Risk gate: a high-risk route, or a body that meets one of the
+        // route's `approval_when` conditions, needs a human approval.
+        let why = if matches!(matched.route.risk, Risk::High | Risk::Critical) {
+            Some(format!("route `{}` is high-risk", matched.route.id))
+        } else {
+            crate::approval_rules::first_met(&matched.route.approval_when, request.body.as_deref())
+                .map(|met| format!("on route `{}`, {met}", matched.route.id))
+        };
+        if let Some(why) = why {
             let endpoint = self.approval.as_ref().map(|g| g.endpoint.as_str());
             let challenge = approval::challenge(request, matched.route, agent, endpoint);
             run.approval_digest = Some(challenge.action_digest.clone());
@@ -1209,8 +1258,8 @@ impl Engine {
             match approved {
                 None => {
                     let message = format!(
-                        "route `{}` is high-risk: a human must approve this action (digest `{}`)",
-                        matched.route.id, challenge.action_digest
+                        "{why}: a human must approve this action (digest `{}`)",
+                        challenge.action_digest
                     );
                     return Err(run.fail(
                         "risk",
@@ -1225,12 +1274,14 @@ impl Engine {
                     self.first_use(ReplaySpace::Approval, replay_key, now, expires_at)
                         .map_err(|refusal| run.fail("risk", refusal))?;
                     run.pass("risk", || {
-                        format!("approved by {} for this exact action", crate::keys::clip(&approver))
+                        format!("{why}; approved by {} for this exact action", crate::keys::clip(&approver))
                     });
                 }
             }
-        } else {
+        } else if matched.route.approval_when.is_empty() {
             run.pass("risk", || "low-risk route".into());
+        } else {
+            run.pass("risk", || "low-risk route; the body meets none of its approval conditions".into());
         }
         Ok(())
     }

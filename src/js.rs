@@ -24,6 +24,7 @@
 //! |---|---|
 //! | `new Guard(policy)` | compile; throws with every `path: message` |
 //! | `decide(request)` | decision JSON, every signature in Wasm |
+//! | `bodyUse(method, target)` | `"text"`, `"digest"` or `"none"`: what to read of the body first |
 //! | `decideOrCheck(request, algs)` / `decideWith(request, verdict)` | the two halves of a host-verified decision |
 //! | `jwksUris()`, `setIssuerKeys(iss, jwks)` | keys the host fetches |
 //! | `setRevocations`, `liftSuspension`, `suspendedAgents` | operator controls |
@@ -83,6 +84,23 @@ impl Guard {
     #[wasm_bindgen(js_name = setTrace)]
     pub fn set_trace(&mut self, on: bool) {
         self.engine.set_trace(on);
+    }
+
+    /// What the host should read of the body of `method target` before
+    /// deciding: `"text"` (give it as `body`: the route has `approval_when`
+    /// conditions), `"digest"` (give `body_sha256`: the route is high-risk)
+    /// or `"none"`. Never throws (a target the core cannot read needs no body).
+    #[wasm_bindgen(js_name = bodyUse)]
+    pub fn body_use(&self, method: &str, target: &str) -> String {
+        let use_ = Request::builder(method, target, 0)
+            .build()
+            .map_or(crate::BodyUse::None, |request| self.engine.body_use(&request));
+        match use_ {
+            crate::BodyUse::None => "none",
+            crate::BodyUse::Digest => "digest",
+            crate::BodyUse::Text => "text",
+        }
+        .into()
     }
 
     /// Decides a request (request JSON) and returns the decision JSON. Never throws.

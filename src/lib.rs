@@ -149,6 +149,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod approval_rules;
 pub mod attestation;
 pub mod b64;
 pub mod cache;
@@ -191,7 +192,7 @@ pub mod envoy;
 pub mod js;
 
 pub use decision::{Decision, Identity, Outcome, Reason};
-pub use engine::Engine;
+pub use engine::{BodyUse, Engine};
 pub use policy::{Policy, PolicyError, PolicyErrors};
 pub use reason::ReasonCode;
 pub use request::{Request, RequestInput, RequestParts};

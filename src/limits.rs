@@ -42,6 +42,13 @@ pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;
 pub const DEFAULT_STATE_KEYS: usize = 100_000;
 /// Upper bound on `state.max_keys`.
 pub const MAX_STATE_KEYS: usize = 10_000_000;
+/// Largest request body `approval_when` conditions look into; a larger body
+/// meets every condition (the request goes to a human).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Deepest nesting in a request body `approval_when` conditions look into.
+pub const MAX_BODY_JSON_DEPTH: usize = 32;
+/// Most members (object keys plus array items) in such a body.
+pub const MAX_BODY_JSON_MEMBERS: usize = 10_000;
 /// Tokens parsed for a host-verified signature check, kept until the host's
 /// verdict comes back (a Workers isolate interleaves requests across that
 /// await). Beyond this, the oldest is parsed again when its verdict arrives.

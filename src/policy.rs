@@ -373,6 +373,41 @@ pub struct RoutePolicy {
     /// RFC 9396: the token's `authorization_details` must contain a matching entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<AuthorizationDetailsRule>,
+    /// Conditions on the JSON request body that send a request on this route
+    /// to the approval gate, as if the route were high-risk (any one met is
+    /// enough): `[{"body": "/amount", "gt": 1000}]`. See `approval_rules`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_when: Vec<BodyRule>,
+}
+
+/// One condition on a value of the JSON request body: a JSON Pointer and
+/// exactly one test.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyRule {
+    /// RFC 6901 JSON Pointer into the body, e.g. `/amount` or `/payee/country`.
+    pub body: String,
+    /// Met when the value is a number greater than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gt: Option<f64>,
+    /// Met when the value is a number greater than or equal to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gte: Option<f64>,
+    /// Met when the value is a number less than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lt: Option<f64>,
+    /// Met when the value is a number less than or equal to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lte: Option<f64>,
+    /// Met when the value equals this string, number or boolean (for null: `in: [null]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eq: Option<Value>,
+    /// Met when the value equals one of these.
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Value>>,
+    /// Met when the value equals none of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_in: Option<Vec<Value>>,
 }
 
 /// What a token's RFC 9396 `authorization_details` must grant for a route.

@@ -42,6 +42,11 @@ pub struct RequestInput {
     /// It goes into the action digest that approvals are bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_sha256: Option<String>,
+    /// The request body as text, when the matched route has `approval_when`
+    /// conditions on it (see `Engine::needs_body`). Its SHA-256 becomes
+    /// `body_sha256` (a `body_sha256` given as well must match it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// Current time, Unix seconds. The core has no clock: the host passes it.
     pub now: f64,
 }
@@ -62,6 +67,7 @@ impl Default for RequestInput {
             source_ip: None,
             client_cert_sha256: None,
             body_sha256: None,
+            body: None,
             now: 0.0,
         }
     }
@@ -88,6 +94,8 @@ pub struct RequestParts<'a> {
     pub client_cert_sha256: Option<Cow<'a, str>>,
     /// SHA-256 of the request body, if the host read it (hex or base64url).
     pub body_sha256: Option<Cow<'a, str>>,
+    /// The request body as text (see [`RequestInput::body`]).
+    pub body: Option<Cow<'a, str>>,
     /// Current time, Unix seconds.
     pub now: f64,
 }
@@ -152,6 +160,8 @@ pub struct Request {
     pub client_cert_sha256: Option<[u8; 32]>,
     /// Body SHA-256, if the host read the body.
     pub body_sha256: Option<[u8; 32]>,
+    /// The body as text, when the host gave it (for `approval_when`).
+    pub body: Option<String>,
     /// Current time in milliseconds since the Unix epoch.
     pub now_ms: i64,
 }
@@ -178,6 +188,7 @@ impl Request {
                 source_ip: None,
                 client_cert_sha256: None,
                 body_sha256: None,
+                body: None,
                 now: now as f64,
             },
             extra: Vec::new(),
@@ -202,6 +213,7 @@ impl Request {
                 source_ip: input.source_ip.as_deref(),
                 client_cert_sha256: input.client_cert_sha256.as_deref(),
                 body_sha256: input.body_sha256.as_deref(),
+                body: input.body.as_deref(),
                 now: input.now,
             },
             headers,
@@ -219,6 +231,7 @@ impl Request {
                 source_ip: parts.source_ip.as_deref(),
                 client_cert_sha256: parts.client_cert_sha256.as_deref(),
                 body_sha256: parts.body_sha256.as_deref(),
+                body: parts.body.as_deref(),
                 now: parts.now,
             },
             parts.headers.iter().map(|(n, v)| (&**n, &**v)),
@@ -265,11 +278,19 @@ impl Request {
             Some("") => None,
             Some(t) => Some(parse_thumbprint(t).map_err(|m| err("client_cert_sha256", m))?),
         };
-        let body_sha256 = match input.body_sha256 {
+        let mut body_sha256 = match input.body_sha256 {
             None => None,
             Some("") => None,
             Some(t) => Some(parse_thumbprint(t).map_err(|m| err("body_sha256", m))?),
         };
+        if let Some(body) = input.body {
+            use sha2::{Digest, Sha256};
+            let digest: [u8; 32] = Sha256::digest(body.as_bytes()).into();
+            if body_sha256.is_some_and(|given| given != digest) {
+                return Err(err("body_sha256", "does not match the SHA-256 of `body`".into()));
+            }
+            body_sha256 = Some(digest);
+        }
         if !input.now.is_finite() || input.now < 0.0 || input.now > 253_402_300_799.0 {
             return Err(err("now", "expected Unix seconds between 0 and year 9999".into()));
         }
@@ -285,6 +306,7 @@ impl Request {
             source_ip,
             client_cert_sha256,
             body_sha256,
+            body: input.body.map(str::to_owned),
             now_ms,
         })
     }
@@ -309,6 +331,7 @@ struct RequestFields<'a> {
     source_ip: Option<&'a str>,
     client_cert_sha256: Option<&'a str>,
     body_sha256: Option<&'a str>,
+    body: Option<&'a str>,
     now: f64,
 }
 
@@ -338,6 +361,11 @@ impl RequestBuilder {
     /// Sets the body's SHA-256 (hex or base64url).
     pub fn body_sha256(mut self, digest: &str) -> Self {
         self.input.body_sha256 = Some(digest.into());
+        self
+    }
+    /// Sets the body text (for `approval_when`; its SHA-256 becomes `body_sha256`).
+    pub fn body(mut self, text: &str) -> Self {
+        self.input.body = Some(text.into());
         self
     }
     /// Sets the client-certificate thumbprint (hex or base64url).

@@ -24,6 +24,8 @@ pub struct Route {
     pub network: Option<crate::network::NetworkList>,
     /// RFC 9396 rule for this route.
     pub authorization_details: Option<crate::policy::AuthorizationDetailsRule>,
+    /// Body conditions that send a request on this route to the approval gate.
+    pub approval_when: Vec<crate::approval_rules::BodyCondition>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,7 @@ impl Route {
             risk,
             network: None,
             authorization_details: None,
+            approval_when: Vec::new(),
         })
     }
 

@@ -271,10 +271,8 @@ fn the_approval_loop() {
     let ok = approval_token(&challenge.action_digest, "payer", T0, T0 + 300, "ap-1");
     let d = post_pay(&e, &t, T0 + 5, Some(&ok), &body);
     assert!(d.is_allowed(), "{:?}", d.reasons);
-    assert!(d
-        .trace
-        .iter()
-        .any(|s| s.stage == "risk" && s.detail == "approved by user:cfo for this exact action"));
+    assert!(d.trace.iter().any(|s| s.stage == "risk"
+        && s.detail == "route `pay` is high-risk; approved by user:cfo for this exact action"));
     // Single use.
     assert_eq!(post_pay(&e, &t, T0 + 6, Some(&ok), &body).codes(), [ReasonCode::ApprovalReplayed]);
     // Bound to the body: the same approval for another body is refused.
@@ -297,6 +295,140 @@ fn the_approval_loop() {
         mint::sign(&key, keys()["approver"]["kid"].as_str(), "approval+jwt", claims.as_object().unwrap())
     };
     assert_eq!(post_pay(&e, &t, T0 + 10, Some(&forged), &body).codes(), [ReasonCode::ApprovalInvalid]);
+}
+
+// --- approval conditions on the body -------------------------------------------
+
+fn transfer_engine() -> Engine {
+    engine(json!({"routes": [
+        {"id": "transfer", "methods": ["POST"], "path": "/v1/transfers", "scopes": ["payments.write"],
+         "approval_when": [{"body": "/amount", "gt": 1000}, {"body": "/currency", "not_in": ["EUR", "USD"]}]}
+    ]}))
+}
+
+fn post_transfer(e: &Engine, t: &str, now: i64, approval: Option<&str>, body: Option<&str>) -> Decision {
+    let mut b = Request::builder("POST", "/v1/transfers", now)
+        .host("api.test")
+        .header("authorization", &format!("Bearer {t}"));
+    if let Some(body) = body {
+        b = b.body(body);
+    }
+    if let Some(a) = approval {
+        b = b.header("x-agent-approval", a);
+    }
+    e.decide(&b.build().unwrap())
+}
+
+#[test]
+fn body_conditions_send_a_large_transfer_to_a_human() {
+    let e = transfer_engine();
+    let t = token("payer", json!({}));
+    let small = r#"{"amount": 250, "currency": "EUR"}"#;
+    let d = post_transfer(&e, &t, T0, None, Some(small));
+    assert!(d.is_allowed(), "{:?}", d.reasons);
+    assert!(d
+        .trace
+        .iter()
+        .any(|s| s.stage == "risk" && s.detail.contains("meets none of its approval conditions")));
+
+    let large = r#"{"amount": 1500, "currency": "EUR"}"#;
+    let d = post_transfer(&e, &t, T0, None, Some(large));
+    assert_eq!(d.decision, Outcome::ApprovalRequired);
+    assert_eq!(d.codes(), [ReasonCode::ApprovalRequired]);
+    assert!(
+        d.reasons[0]
+            .message
+            .starts_with("on route `transfer`, body /amount is 1500, more than 1000: a human must approve"),
+        "{}",
+        d.reasons[0].message
+    );
+    let digest = d.approval.clone().unwrap().action_digest;
+    // The same amount in another currency: the second condition.
+    let d = post_transfer(&e, &t, T0, None, Some(r#"{"amount": 5, "currency": "BTC"}"#));
+    assert!(
+        d.reasons[0].message.contains(r#"body /currency is "BTC", none of the listed"#),
+        "{}",
+        d.reasons[0].message
+    );
+
+    // Approved for this exact body: allowed once.
+    let ok = approval_token(&digest, "payer", T0, T0 + 300, "tr-1");
+    let d = post_transfer(&e, &t, T0 + 5, Some(&ok), Some(large));
+    assert!(d.is_allowed(), "{:?}", d.reasons);
+    assert_eq!(post_transfer(&e, &t, T0 + 6, Some(&ok), Some(large)).codes(), [ReasonCode::ApprovalReplayed]);
+    // The body is in the digest: an approval for 1500 does not cover 150000.
+    let ok2 = approval_token(&digest, "payer", T0, T0 + 300, "tr-2");
+    let d = post_transfer(&e, &t, T0 + 7, Some(&ok2), Some(r#"{"amount": 150000, "currency": "EUR"}"#));
+    assert_eq!(d.codes(), [ReasonCode::ApprovalDigestMismatch]);
+}
+
+#[test]
+fn the_host_is_told_which_bodies_to_read() {
+    use agentguard::BodyUse;
+    let e = engine(json!({"routes": [
+        {"id": "transfer", "methods": ["POST"], "path": "/v1/transfers", "approval_when": [{"body": "/amount", "gt": 1}]},
+        {"id": "pay", "methods": ["POST"], "path": "/v1/payments", "risk": "high"},
+        {"id": "read", "methods": ["GET"], "path": "/v1/**"}
+    ]}));
+    let body_use =
+        |method: &str, target: &str| e.body_use(&Request::builder(method, target, T0).build().unwrap());
+    assert_eq!(body_use("POST", "/v1/transfers?x=1"), BodyUse::Text);
+    assert_eq!(body_use("POST", "/v1/payments"), BodyUse::Digest);
+    assert_eq!(body_use("GET", "/v1/transfers"), BodyUse::None);
+    assert_eq!(body_use("DELETE", "/nowhere"), BodyUse::None);
+}
+
+#[test]
+fn a_body_agentguard_cannot_read_needs_a_human() {
+    let e = transfer_engine();
+    let t = token("payer", json!({}));
+    for (body, why) in [
+        (None, "the request body was not given"),
+        (Some("amount=5&currency=EUR"), "not JSON"),
+        (Some(r#"{"amount": 5, "amount": 5000, "currency": "EUR"}"#), "duplicate key `amount`"),
+        (Some(r#"{"currency": "EUR"}"#), "body /amount is missing"),
+        (Some(r#"{"amount": "5", "currency": "EUR"}"#), "body /amount is not a number"),
+    ] {
+        let d = post_transfer(&e, &t, T0, None, body);
+        assert_eq!(d.decision, Outcome::ApprovalRequired, "{body:?}");
+        assert!(d.reasons[0].message.contains(why), "{body:?}: {}", d.reasons[0].message);
+    }
+    // A body and a body digest that disagree: the request is malformed.
+    let b = Request::builder("POST", "/v1/transfers", T0)
+        .host("api.test")
+        .body("{}")
+        .body_sha256(&"11".repeat(32));
+    let err = b.build().unwrap_err();
+    assert_eq!(err.field, "body_sha256");
+    assert!(err.message.contains("does not match"), "{}", err.message);
+}
+
+#[test]
+fn body_conditions_are_checked_when_the_policy_loads() {
+    let policy = |rules: Value, approval: bool| {
+        let mut p = json!({
+            "issuers": [{"iss": "https://sts.test", "audiences": ["a"], "jwks": {"keys": [public("ed25519")]}, "algorithms": ["EdDSA"]}],
+            "routes": [{"id": "t", "methods": ["POST"], "path": "/t", "approval_when": rules}],
+        });
+        if approval {
+            p["approval"] = json!({"issuer": "https://approvals.test", "jwks": {"keys": [public("approver")]},
+                "algorithms": ["EdDSA"], "audiences": ["a"], "endpoint": "https://approvals.test/x"});
+        }
+        Engine::from_json(&p.to_string()).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert_eq!(policy(json!([{"body": "/amount", "gt": 1}]), true), Ok(()));
+    let err = policy(json!([{"body": "/amount", "gt": 1}]), false).unwrap_err();
+    assert!(err.contains("routes[0].approval_when: approval conditions need an `approval` section"), "{err}");
+    let err = policy(json!([{"body": "/a", "gt": 1}, {"body": "/a", "gt": 1, "lte": 9}]), true).unwrap_err();
+    assert!(err.contains("routes[0].approval_when[1].lte: one test per condition: `gt` and `lte`"), "{err}");
+    let err = policy(json!([{"body": "amount", "in": ["x"]}]), true).unwrap_err();
+    assert!(
+        err.contains("routes[0].approval_when[0].body: expected a JSON Pointer such as `/amount`"),
+        "{err}"
+    );
+    let err = policy(json!([{"body": "/a", "greater": 1}]), true).unwrap_err();
+    assert!(err.contains("routes[0].approval_when[0]"), "{err}");
+    assert!(err.contains("greater"), "{err}");
 }
 
 #[test]

@@ -192,7 +192,28 @@ export interface RoutePolicy {
   risk?: "low" | "high" | "critical";
   network?: NetworkPolicy;
   authorization_details?: { type: string; actions?: string[]; identifier?: string; locations?: string[] };
+  /** Conditions on the JSON body that send a request to the approval gate (any one met). */
+  approval_when?: BodyCondition[];
 }
+
+type BodyScalar = string | number | boolean | null;
+/**
+ * `body` is an RFC 6901 JSON Pointer (`/amount`); exactly one test. A missing
+ * value, a value of the wrong type, or a body that is absent, larger than
+ * 64 KiB, not JSON or with a duplicate key meets the condition.
+ */
+export type BodyCondition = { body: string } & (
+  | BodyTest<"gt", number>
+  | BodyTest<"gte", number>
+  | BodyTest<"lt", number>
+  | BodyTest<"lte", number>
+  | BodyTest<"eq", string | number | boolean>
+  | BodyTest<"in", BodyScalar[]>
+  | BodyTest<"not_in", BodyScalar[]>
+);
+type BodyTestName = "gt" | "gte" | "lt" | "lte" | "eq" | "in" | "not_in";
+/** Test `K` with a `V`, and none of the others. */
+type BodyTest<K extends BodyTestName, V> = { [P in K]: V } & { [P in Exclude<BodyTestName, K>]?: never };
 
 export interface RevocationLists {
   jti?: string[];
@@ -267,6 +288,8 @@ export interface CoreRequest {
   client_cert_sha256?: string;
   /** Request body SHA-256 (hex or base64url). */
   body_sha256?: string;
+  /** The body as text, for routes with `approval_when` (`guard.bodyUse` says when); its SHA-256 becomes `body_sha256`. */
+  body?: string;
   /** Unix seconds (may be fractional). */
   now: number;
 }

@@ -32,6 +32,8 @@ const expectedPath = {
   badLogOutcome: "log.outcomes[0]",
   badLimitKey: "limits[0].per",
   federationBinding: "token_service.federation[0].issuer.binding",
+  twoTests: "routes[0].approval_when[0].lt",
+  noTest: "routes[0].approval_when[0].body",
 };
 
 test("every policy the types accept compiles in the core", () => {

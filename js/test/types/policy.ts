@@ -62,6 +62,17 @@ export const policy: Policy = {
       network: { allow: ["10.0.0.0/8"] },
     },
     { id: "ops-stats", methods: ["GET"], path: "/_agentguard/stats", scopes: ["ops.read"], risk: "critical" },
+    {
+      id: "transfer",
+      methods: ["POST"],
+      path: "/v1/transfers",
+      scopes: ["payments.write"],
+      approval_when: [
+        { body: "/amount", gt: 1000 },
+        { body: "/currency", not_in: ["EUR", "USD"] },
+        { body: "/payee/flagged", in: [true, null] },
+      ],
+    },
   ],
   default: "deny",
   revoked: { agents: ["spiffe://prod.example.com/agents/legacy-importer"], jti: ["revoked-jti-1"] },
@@ -171,6 +182,24 @@ export const badRisk: Policy = {
   routes: [{ id: "pay", methods: ["POST"], path: "/v1/pay", risk: "medium" }],
 };
 
+export const twoTests: Policy = {
+  ...minimal,
+  approval: policy.approval,
+  routes: [
+    // @ts-expect-error: one test per body condition (`gt` and `lt` are two)
+    { id: "t", methods: ["POST"], path: "/t", approval_when: [{ body: "/amount", gt: 1, lt: 5 }] },
+  ],
+};
+
+export const noTest: Policy = {
+  ...minimal,
+  approval: policy.approval,
+  routes: [
+    // @ts-expect-error: a body condition needs a test
+    { id: "t", methods: ["POST"], path: "/t", approval_when: [{ body: "/amount" }] },
+  ],
+};
+
 export const noPath: Policy = {
   ...minimal,
   // @ts-expect-error: a route without `path`
@@ -260,6 +289,8 @@ export const refused = {
   misspelled,
   federationBinding,
   badRisk,
+  twoTests,
+  noTest,
   noPath,
   noRoutes,
   noAlgorithms,
