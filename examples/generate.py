@@ -68,6 +68,11 @@ agent = mint("agent")
 payer = mint("payer", scope="crm.read payments.write")
 pay = request("POST", "/v1/invoices/981/pay", payer, body_sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
 approval = approve(pay)
+# A transfer on a low-risk route: its body decides (approval_when: amount over
+# 1000, or a currency other than EUR/USD, needs a human).
+small = request("POST", "/v1/transfers", payer, body='{"amount": 250, "currency": "EUR", "to": "DE89370400440532013000"}')
+large = request("POST", "/v1/transfers", payer, body='{"amount": 1500, "currency": "EUR", "to": "DE89370400440532013000"}')
+large_approval = approve(large)
 # Requests marked True only make sense after the ones before them (the policy
 # tests run in one engine); they get no standalone request file.
 examples = [
@@ -89,6 +94,15 @@ examples = [
      {"decision": "deny", "status": 403, "reasons": ["approval_digest_mismatch"]}),
     ("pay-too-often", pay,
      {"decision": "deny", "status": 429, "reasons": ["rate_limited"]}, True),
+    ("transfer-small", small,
+     {"decision": "allow", "status": 200, "reasons": []}),
+    ("transfer-needs-approval", large,
+     {"decision": "approval_required", "status": 403, "reasons": ["approval_required"]}),
+    ("transfer-with-approval", with_header(large, "x-agent-approval", large_approval),
+     {"decision": "allow", "status": 200, "reasons": []}),
+    ("transfer-other-amount", with_header(dict(large, body=large["body"].replace("1500", "150000")),
+                                          "x-agent-approval", large_approval),
+     {"decision": "deny", "status": 403, "reasons": ["approval_digest_mismatch"]}, True),
     ("outside-network", dict(request("GET", "/v1/contacts/42", agent), source_ip="203.0.113.9"),
      {"decision": "deny", "status": 403, "reasons": ["network_not_allowed"]}),
     ("no-token", request("GET", "/v1/contacts/42"),

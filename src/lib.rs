@@ -17,7 +17,7 @@
 //! | "acting for" | the RFC 8693 `act` delegation chain | [`delegation`] |
 //! | "still trusted?" | revocation lists | [`revocation`] |
 //! | "does this fit the task?" | scopes and `authorization_details` that cover the route, known networks, normal volume | [`route`], [`intent`], [`network`], [`state`] |
-//! | "tap approve" | a human approval for high-risk routes only | [`approval`] |
+//! | "tap approve" | a human approval for high-risk routes, and for requests whose body meets a route's `approval_when` condition, only | [`approval`], [`approval_rules`] |
 //!
 //! ## The pipeline
 //!
@@ -53,8 +53,10 @@
 //!     cover the route.
 //! 12. `limits` ([`state`]) — token-bucket rate limits per agent, route,
 //!     issuer (429 with `Retry-After`).
-//! 13. `risk` ([`approval`]) — high-risk routes need a human approval token
-//!     bound to the exact action digest and the agent, single-use.
+//! 13. `risk` ([`approval`], [`approval_rules`]) — high-risk routes, and
+//!     requests whose JSON body meets one of the route's `approval_when`
+//!     conditions, need a human approval token bound to the exact action
+//!     digest and the agent, single-use.
 //!
 //! Per-agent state (buckets, breaker windows, suspensions) sits behind the
 //! [`state::StateStore`] trait: in the engine by default, or wherever a host

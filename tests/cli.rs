@@ -39,7 +39,7 @@ fn check_reports_every_problem_with_its_path_and_fails() {
 
     let out = run(&["check", "examples/policy.json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("ok: 1 issuer(s), 4 route(s)"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("ok: 1 issuer(s), 5 route(s)"), "{}", text(&out.stdout));
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn eval_prints_the_documented_decisions_for_the_examples() {
 fn test_command_passes_the_examples_and_fails_a_wrong_expectation() {
     let out = run(&["test", "examples/policy.tests.json"]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("16 passed, 0 failed"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("20 passed, 0 failed"), "{}", text(&out.stdout));
 
     let dir = tempdir();
     let mut tests: Value =

@@ -17,6 +17,8 @@ import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** How many cases examples/policy.tests.json has: the playground's starter tests. */
+const CASES = JSON.parse(readFileSync(join(root, "examples", "policy.tests.json"), "utf8")).cases.length;
 const require = createRequire(join(root, "js", "package.json"));
 const artifacts = join(root, "target", "artifacts");
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -130,7 +132,7 @@ describe("browser playground", { timeout: 120_000 }, () => {
     assert.equal(await page.inputValue("#starter"), "payments");
     assert.equal(await page.textContent("#policy-status"), "valid");
     assert.equal(await page.inputValue("#policy-text"), readFileSync(join(root, "examples", "policy.json"), "utf8"));
-    assert.equal(await page.textContent("#tests-badge"), "16");
+    assert.equal(await page.textContent("#tests-badge"), String(CASES));
     // The .wasm is served as application/wasm (streaming compilation needs it).
     const wasm = await page.request.get(new URL("dist/agentguard_bg.wasm", server.url).href);
     assert.equal(wasm.headers()["content-type"], "application/wasm");
@@ -294,23 +296,23 @@ describe("browser playground", { timeout: 120_000 }, () => {
     await page.click('[data-tab="tests"]');
     await page.click("#tests-run");
     await page.waitForSelector("#tests-results li.result");
-    assert.equal(await page.textContent("#tests-summary"), "16 passed, 0 failed");
+    assert.equal(await page.textContent("#tests-summary"), `${CASES} passed, 0 failed`);
     const results = await page.$$eval("#tests-results li.result", (ls) => ls.map((l) => [l.dataset.name, l.dataset.ok]));
     const cli = JSON.parse(readFileSync(join(root, "examples", "policy.tests.json"), "utf8"));
     assert.deepEqual(results, cli.cases.map((c) => [c.name, "true"]));
-    assert.equal(await page.textContent("#tests-badge"), "16 ✓");
+    assert.equal(await page.textContent("#tests-badge"), `${CASES} ✓`);
     // The last composer request (the expired token, an hour ahead) becomes a case.
     await page.fill("#case-name", "expired-in-the-playground");
     await page.click("#case-add");
-    assert.equal(await page.textContent("#tests-badge"), "17");
+    assert.equal(await page.textContent("#tests-badge"), String(CASES + 1));
     await page.click("#tests-run");
-    await page.waitForFunction(() => document.querySelector("#tests-summary").textContent === "17 passed, 0 failed");
+    await page.waitForFunction((n) => document.querySelector("#tests-summary").textContent === `${n} passed, 0 failed`, CASES + 1);
     assert.equal(await attr('#tests-results li.result[data-name="expired-in-the-playground"]', "data-ok"), "true");
     await assertLayout("tests");
     await shot("tests");
     const out = await runWithCli("examples");
     assert.match(out, /^ok {3}expired-in-the-playground$/m);
-    assert.match(out, /17 passed, 0 failed/);
+    assert.match(out, new RegExp(`${CASES + 1} passed, 0 failed`));
   });
 
   test("a generated starter (DPoP-bound agent): its tests pass here and in the CLI", async () => {
@@ -324,7 +326,7 @@ describe("browser playground", { timeout: 120_000 }, () => {
     assert.match(out, /^ok {3}same-proof-again$/m);
     assert.match(out, /6 passed, 0 failed/);
     await page.selectOption("#starter", "payments");
-    await page.waitForFunction(() => document.querySelector("#tests-badge").textContent === "16");
+    await page.waitForFunction((n) => document.querySelector("#tests-badge").textContent === String(n), CASES);
   });
 
   test("a shared link and an exported file restore the policy, the tests and the scenario", async () => {
@@ -341,7 +343,7 @@ describe("browser playground", { timeout: 120_000 }, () => {
       await other.waitForFunction(() => document.body.dataset.ready === "true");
       await other.waitForSelector('#scenario-result li.step[data-step="1"]');
       assert.equal(await other.inputValue("#policy-text"), await page.inputValue("#policy-text"));
-      assert.equal(await other.textContent("#tests-badge"), "16");
+      assert.equal(await other.textContent("#tests-badge"), String(CASES));
       assert.equal(await other.inputValue("#starter"), "payments");
       const steps = await other.$$eval("#scenario-result li.step", (ls) => ls.map((l) => [l.dataset.ok, l.dataset.code]));
       assert.deepEqual(steps, [["true", ""], ["true", "dpop_proof_replayed"]]);
@@ -356,13 +358,13 @@ describe("browser playground", { timeout: 120_000 }, () => {
     const saved = JSON.parse(readFileSync(file, "utf8"));
     assert.equal(saved.format, "agentguard-playground");
     assert.equal(saved.policy, await page.inputValue("#policy-text"));
-    assert.equal(saved.tests.cases.length, 16);
+    assert.equal(saved.tests.cases.length, CASES);
     assert.ok(saved.keys.client?.d, "the browser's own DPoP key is in the file");
     assert.ok(!saved.keys.issuer, "the example keys are not");
     await page.selectOption("#starter", "read-only");
     await page.waitForFunction(() => document.querySelector("#tests-badge").textContent === "8");
     await page.setInputFiles("#import", file);
-    await page.waitForFunction(() => document.querySelector("#tests-badge").textContent === "16");
+    await page.waitForFunction((n) => document.querySelector("#tests-badge").textContent === String(n), CASES);
     assert.equal(await page.inputValue("#policy-text"), saved.policy);
     assert.equal(await page.textContent("#policy-status"), "valid");
     assert.deepEqual(pageErrors, []);
