@@ -18,8 +18,10 @@
 //! verified identity and no reasons, refusal ⇒ response with the same status):
 //! an allowed request carried a token signed with the trusted issuer key,
 //! came from an allowed network, has a token whose scopes cover the route,
-//! is not from a revoked agent, and on the high-risk route carried an
-//! approval signed by the approval key; the JSON API decides as the Rust
+//! is not from a revoked agent, on the high-risk route carried an approval
+//! signed by the approval key, and on the transfer route carried either such
+//! an approval or a JSON body whose amount is at most 1000 in EUR or USD (the
+//! route's `approval_when`, judged by plain serde_json); the JSON API decides as the Rust
 //! API does (same outcome and status, and same reason codes whenever `now`
 //! can be written in JSON).
 #![no_main]
@@ -31,7 +33,9 @@ use agentguard::b64;
 use agentguard::mint::{self, SigningKey};
 use agentguard::request::HeaderValue;
 use agentguard::{api, Engine, Outcome, Request, RequestInput};
-use agentguard_fuzz::{check_decision, example_approver_key, example_issuer_key, test_keys, thumbprint, EXAMPLE_POLICY};
+use agentguard_fuzz::{
+    check_decision, example_approver_key, example_issuer_key, test_keys, thumbprint, EXAMPLE_POLICY,
+};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
@@ -204,7 +208,42 @@ struct Req {
     proof: Option<Proof>,
     approval: Option<Approval>,
     body: Option<[u8; 32]>,
+    body_text: Option<Body>,
     headers: Vec<(String, String)>,
+}
+
+/// The body text given to the core (the transfer route's `approval_when` reads it).
+#[derive(Arbitrary, Debug, Clone)]
+enum Body {
+    Transfer { amount: i32, cents: bool, currency: u8, extra: Option<(String, String)> },
+    Raw(String),
+}
+
+impl Body {
+    fn text(&self) -> String {
+        match self {
+            Body::Transfer { amount, cents, currency, extra } => {
+                let amount = if *cents { format!("{amount}.5") } else { amount.to_string() };
+                let currency =
+                    ["EUR", "USD", "BTC", ""].get(usize::from(*currency)).copied().unwrap_or("eur");
+                let extra = extra
+                    .as_ref()
+                    .map(|(k, v)| format!(", {}: {v}", Value::from(k.as_str())))
+                    .unwrap_or_default();
+                format!(r#"{{"amount": {amount}, "currency": "{currency}"{extra}}}"#)
+            }
+            Body::Raw(s) => s.clone(),
+        }
+    }
+}
+
+/// Whether the example policy's transfer conditions let `body` through
+/// without a human (amount a number ≤ 1000, currency EUR or USD), judged
+/// with serde_json on its own.
+fn transfer_needs_no_approval(body: Option<&str>) -> bool {
+    let Some(v) = body.and_then(|b| serde_json::from_str::<Value>(b).ok()) else { return false };
+    v.pointer("/amount").and_then(Value::as_f64).is_some_and(|a| a <= 1000.0)
+        && matches!(v.pointer("/currency").and_then(Value::as_str), Some("EUR" | "USD"))
 }
 
 #[derive(Arbitrary, Debug)]
@@ -346,8 +385,16 @@ fn dpop_proof(method: &str, url: &str, token: &str, iat: i64, jti: &str) -> Stri
 
 fuzz_target!(|input: Input| {
     const METHODS: [&str; 4] = ["GET", "POST", "get", "DELETE"];
-    const PATHS: [&str; 7] =
-        ["/v1/contacts", "/v1/contacts/42", "/v1/drafts", "/v1/invoices/981/pay", "/v1/contacts/7/../../invoices/1/pay", "/", "/v1/contacts/%34%32/notes"];
+    const PATHS: [&str; 8] = [
+        "/v1/contacts",
+        "/v1/contacts/42",
+        "/v1/drafts",
+        "/v1/invoices/981/pay",
+        "/v1/contacts/7/../../invoices/1/pay",
+        "/",
+        "/v1/contacts/%34%32/notes",
+        "/v1/transfers",
+    ];
     const HOSTS: [&str; 3] = ["api.example.com", "API.EXAMPLE.COM:443", ""];
     let k = keys();
     let engine = Engine::from_json(&k.policy).unwrap();
@@ -383,6 +430,7 @@ fuzz_target!(|input: Input| {
             path: path.clone(),
             source_ip,
             body_sha256: r.body.map(|b| b64::encode(&b)),
+            body: r.body_text.as_ref().map(Body::text),
             now,
             ..RequestInput::default()
         };
@@ -396,7 +444,8 @@ fuzz_target!(|input: Input| {
             Auth::None => None,
             Auth::Raw(s) => {
                 // Fuzzed text is trusted only if it carries a token the harness signed.
-                let trusted = s.contains(&k.example_token) || tokens.iter().any(|t| t.trusted && s.contains(&t.text));
+                let trusted =
+                    s.contains(&k.example_token) || tokens.iter().any(|t| t.trusted && s.contains(&t.text));
                 Some(Minted { text: s.clone(), trusted, scopes: vec![], agent_revoked: false })
             }
             Auth::Example => Some(Minted {
@@ -410,7 +459,8 @@ fuzz_target!(|input: Input| {
         };
         if let Some(t) = &token {
             let scheme = if matches!(r.auth, Auth::Dpop(_)) { "DPoP" } else { "Bearer" };
-            let value = if matches!(r.auth, Auth::Raw(_)) { t.text.clone() } else { format!("{scheme} {}", t.text) };
+            let value =
+                if matches!(r.auth, Auth::Raw(_)) { t.text.clone() } else { format!("{scheme} {}", t.text) };
             input_req.headers.insert("authorization".into(), HeaderValue::One(value));
             tokens.push(t.clone());
         }
@@ -421,7 +471,9 @@ fuzz_target!(|input: Input| {
                 Proof::Right => dpop_proof(&req.method, &url, &t.text, req.now(), &jti),
                 Proof::Replay => last_proof.clone().unwrap_or_default(),
                 Proof::WrongMethod => dpop_proof("PUT", &url, &t.text, req.now(), &jti),
-                Proof::Stale(o) => dpop_proof(&req.method, &url, &t.text, req.now() + i64::from(*o) * 10, &jti),
+                Proof::Stale(o) => {
+                    dpop_proof(&req.method, &url, &t.text, req.now() + i64::from(*o) * 10, &jti)
+                }
                 Proof::Raw(s) => s.clone(),
             };
             last_proof = Some(text.clone());
@@ -455,7 +507,8 @@ fuzz_target!(|input: Input| {
                 }
                 Approval::Untrusted => approval_token(&k.untrusted, &digest, AGENT, req.now(), &jti),
                 Approval::Raw(s) => {
-                    approval_trusted = last_approval.as_ref().is_some_and(|(t, trusted)| *trusted && s.contains(t.as_str()));
+                    approval_trusted =
+                        last_approval.as_ref().is_some_and(|(t, trusted)| *trusted && s.contains(t.as_str()));
                     s.clone()
                 }
             };
@@ -475,7 +528,7 @@ fuzz_target!(|input: Input| {
             let needed = match route {
                 "list-contacts" | "read-contact" => "crm.read",
                 "draft-email" => "mail.draft",
-                "pay-invoice" => "payments.write",
+                "pay-invoice" | "transfer" => "payments.write",
                 other => panic!("allowed on unknown route {other}"),
             };
             assert!(id.scopes.iter().any(|s| s == needed), "allowed without scope {needed}: {:?}", id.scopes);
@@ -484,6 +537,10 @@ fuzz_target!(|input: Input| {
             }
             if route == "pay-invoice" {
                 assert!(approval_trusted, "a high-risk route allowed without a real approval");
+            }
+            if route == "transfer" && !approval_trusted {
+                let body = input_req.body.as_deref();
+                assert!(transfer_needs_no_approval(body), "a transfer allowed without approval: {body:?}");
             }
         }
         if let Some(json_engine) = &json_engine {
