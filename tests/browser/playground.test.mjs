@@ -222,6 +222,29 @@ describe("browser playground", { timeout: 120_000 }, () => {
     await shot("allow");
   });
 
+  test("a transfer body over the limit waits for a human (approval_when)", async () => {
+    await page.click('[data-tab="tokens"]');
+    await page.fill("#m-scope", "payments.write");
+    await page.click("#mint");
+    await page.click("#use-token");
+    await page.selectOption("#req-method", "POST");
+    await page.fill("#req-url", "https://api.example.com/v1/transfers");
+    await page.fill("#req-body", '{"amount": 1500, "currency": "EUR"}');
+    await send();
+    assert.equal(await attr("#decision .decision", "data-outcome"), "approval_required");
+    assert.match(await page.textContent("#decision .reasons"), /body \/amount is 1500, more than 1000/);
+    assert.match(await page.textContent("#decision .challenge"), /action digest\s*[\w-]{43}/);
+    await page.fill("#req-body", '{"amount": 250, "currency": "EUR"}');
+    await send();
+    assert.equal(await attr("#decision .decision", "data-outcome"), "allow");
+    const event = JSON.parse(await page.textContent("#decision pre.event"));
+    assert.equal(event.route, "transfer");
+    // Back to the composer's starting request for the tests that follow.
+    await page.selectOption("#req-method", "GET");
+    await page.fill("#req-url", "https://api.example.com/v1/contacts/42");
+    await page.fill("#req-body", "");
+  });
+
   test("moving the clock forward expires the token", async () => {
     const before = Number(await attr("#clock-now", "data-now"));
     await page.click('[data-offset="3600"]');

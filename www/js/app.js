@@ -7,7 +7,7 @@ import { loadCore, coreVersion, checkPolicy, Engine } from "./engine.js";
 import { JsonEditor } from "./editor.js";
 import { h, $, $$, clear, relTime, isoTime, download } from "./dom.js";
 import { renderDecision, badge } from "./decision-view.js";
-import { decodeJwt, dpopProof, hex, sha256, publicJwk, thumbprint, mint } from "./crypto.js";
+import { decodeJwt, dpopProof, publicJwk, thumbprint, mint } from "./crypto.js";
 import { loadKeyRing, saveKeyRing, newKey, describe, ROLES } from "./keyring.js";
 import { STARTERS, DEFAULT_STARTER, loadStarter } from "./starters.js";
 import { Client, HOST } from "./world.js";
@@ -236,7 +236,9 @@ async function composeRequest() {
   };
   if (f.source_ip) req.source_ip = f.source_ip;
   if (f.client_cert_sha256) req.client_cert_sha256 = f.client_cert_sha256;
-  if (f.body) req.body_sha256 = hex(await sha256(f.body));
+  // The core hashes the body into `body_sha256` (approvals bind to it) and
+  // reads it for a route's `approval_when` conditions.
+  if (f.body) req.body = f.body;
   return req;
 }
 
