@@ -84,6 +84,9 @@ const SPLIT_ON_COMMA = new Set(["authorization", "dpop"]);
  *   when a certificate was presented.
  * - `bodySha256`: SHA-256 of the request body (hex or base64url), when the
  *   host has it; approvals bind to it (see `bodySha256()`).
+ * - `body`: the request body as text, for routes with `approval_when`
+ *   conditions (`AgentGuard#bodyUse` says `"text"`); the core hashes it into
+ *   `body_sha256` (a `bodySha256` given as well must match it).
  * - `now`: milliseconds since the epoch. Default `Date.now()`.
  */
 export function toCoreRequest(request, context = {}) {
@@ -119,6 +122,7 @@ export function toCoreRequest(request, context = {}) {
   if (sourceIp) input.source_ip = sourceIp;
   if (certSha256) input.client_cert_sha256 = certSha256;
   if (context.bodySha256) input.body_sha256 = context.bodySha256;
+  if (typeof context.body === "string") input.body = context.body;
   return input;
 }
 
@@ -126,9 +130,153 @@ export function toCoreRequest(request, context = {}) {
 export async function bodySha256(request) {
   if (request.body === null) return undefined;
   const digest = await crypto.subtle.digest("SHA-256", await request.clone().arrayBuffer());
+  return base64url(new Uint8Array(digest));
+}
+
+// ---------------------------------------------------------------------------
+// Request bodies for approvals
+
+/** The largest body the core reads as text for `approval_when` (the core's `limits::MAX_BODY_BYTES`). */
+export const MAX_BODY_TEXT_BYTES = 64 * 1024;
+/** Default `maxBodyBytes`: the largest body read (and held in memory) to hash it for an approval. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+const base64url = (bytes) => {
   let bin = "";
-  for (const b of new Uint8Array(digest)) bin += String.fromCharCode(b);
+  for (const b of bytes) bin += String.fromCharCode(b);
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+};
+
+// The body of `request`, read from a clone (the request itself keeps it for
+// the origin): `undefined` when it is (or says it is) longer than `limit`
+// bytes, in which case no more than `limit + 1` bytes were read.
+async function readAtMost(request, limit) {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) return undefined;
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.clone().body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      // Not awaited: a tee branch's cancel settles only once the other branch is cancelled too.
+      reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * What the core needs of `request`'s body, as `toCoreRequest` context, asked
+ * of `guard.bodyUse` for the request's method and target:
+ *
+ * - `"none"` (most routes): nothing is read; with `hashBody: true` the body
+ *   is hashed anyway (`bodySha256()`), as before.
+ * - `"text"` (a route with `approval_when`): a body of at most 64 KiB that is
+ *   UTF-8 goes as `body` (the core reads the conditions and hashes it);
+ *   a longer one, or one that is not UTF-8, goes as `bodySha256` only (the
+ *   core cannot read it, so the request needs an approval, bound to the body).
+ * - `"digest"` (a `risk: high` route): `bodySha256`, so an approval binds to
+ *   the body.
+ *
+ * An empty body binds like no body. Bodies are read from a clone (the
+ * request keeps its body for the origin) and held in memory to be hashed, up
+ * to `maxBodyBytes` (default 1 MiB): a longer body (or a `Content-Length`
+ * saying so) is not read further, and the request is refused (413): an
+ * approval could not bind to it. Resolves to `{context}` (the fields to add,
+ * `{}` when none) or `{refused: {status, message}}` (413; 400 when the body
+ * cannot be read). Never rejects.
+ */
+export async function requestBodyContext(guard, request, options = {}) {
+  // No body: nothing to read, whatever the route (the fast path of GETs).
+  if (request.body === null) return { context: {} };
+  try {
+    const url = new URL(request.url);
+    const use = guard.bodyUse(request.method, url.pathname + url.search);
+    if (use !== "text" && use !== "digest") {
+      if (options.hashBody !== true) return { context: {} };
+      const digest = await bodySha256(request);
+      return { context: digest === undefined ? {} : { bodySha256: digest } };
+    }
+    const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
+    const bytes = await readAtMost(request, limit);
+    if (bytes === undefined) {
+      return {
+        refused: {
+          status: 413,
+          message: `the request body is longer than the ${limit} bytes agentguard reads to bind an approval to it`,
+        },
+      };
+    }
+    if (bytes.byteLength === 0) return { context: {} };
+    if (use === "text" && bytes.byteLength <= MAX_BODY_TEXT_BYTES) {
+      try {
+        // ignoreBOM: a leading BOM stays in the text, so the core hashes exactly these bytes.
+        return { context: { body: new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes) } };
+      } catch {
+        // Not UTF-8: only its digest (below); the core then requires an approval.
+      }
+    }
+    return { context: { bodySha256: base64url(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))) } };
+  } catch (e) {
+    return { refused: { status: 400, message: `the request body could not be read: ${e?.message ?? e}` } };
+  }
+}
+
+/**
+ * The decision for a request whose body `requestBodyContext` refused (413 or
+ * 400 `request_invalid`), shaped like a core decision (sent by the host,
+ * never by the core).
+ */
+export function bodyRefused(input, { status, message }) {
+  const title = status === 413 ? "Content Too Large" : "Bad Request";
+  const problem = {
+    type: "https://agentguard.dev/problems/request_invalid",
+    title,
+    status,
+    detail: message,
+    decision: "deny",
+    reason: "request_invalid",
+  };
+  const event = {
+    v: 1,
+    time_ms: Math.round(Number(input?.now ?? Date.now() / 1000) * 1000),
+    decision: "deny",
+    status,
+    reasons: ["request_invalid"],
+    method: String(input?.method ?? ""),
+    host: String(input?.host ?? ""),
+    path: String(input?.path ?? "").split("?")[0],
+    cache_hit: false,
+  };
+  if (input?.source_ip) event.source_ip = input.source_ip;
+  return {
+    decision: "deny",
+    status,
+    reasons: [{ code: "request_invalid", message }],
+    forward_headers: {},
+    strip_header_prefix: "x-agentguard-",
+    response: {
+      status,
+      headers: { "content-type": "application/problem+json", "cache-control": "no-store" },
+      body: JSON.stringify(problem),
+    },
+    trace: [{ stage: "body", result: "fail", detail: message }],
+    event,
+    log: true,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -201,6 +349,7 @@ export class AgentGuard {
   #hostAlgs; // comma-separated, for the core
   #verifier; // {name, sync, algorithms, verify(check)} or null: who checks #hostAlgs signatures
   #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
+  #bodyRoutes = true; // whether any route may need the body (see mayNeedBody)
 
   constructor(guard, issuers, options, directories = []) {
     this.#guard = guard;
@@ -270,12 +419,25 @@ export class AgentGuard {
     // The engine lists key directories (by operator) with the issuers' JWKS URLs.
     const created = new AgentGuard(guard, JSON.parse(guard.jwksUris()), options, directorySources(text));
     created.#endpoints = JSON.parse(gatewayEndpoints(text));
+    created.#bodyRoutes = mayNeedBody(text);
     return created;
   }
 
   /** Issuers whose keys come from a `jwks_uri`: `[{iss, jwks_uri}]`. */
   get remoteIssuers() {
     return this.#issuers.map((i) => ({ ...i }));
+  }
+
+  /**
+   * What to read of the body of `method target` (target: path and query)
+   * before deciding: `"text"` (the route has `approval_when` conditions: give
+   * the body as `context.body`), `"digest"` (a high-risk route: give
+   * `context.bodySha256` so an approval binds to the body) or `"none"`.
+   * `withAgentGuard` does this itself (`requestBodyContext`).
+   */
+  bodyUse(method, target) {
+    if (!this.#bodyRoutes) return "none";
+    return this.#guard.bodyUse(String(method), String(target));
   }
 
   /**
@@ -555,6 +717,20 @@ async function readTokenBody(request) {
   return new TextDecoder().decode(bytes);
 }
 
+// Whether a compiled policy's routes may need a request body: only routes
+// with `approval_when` (text) or a `risk` (digest when high or critical) do,
+// so a policy with neither spares every request the core's `bodyUse` call.
+// Anything unexpected answers `true` (the core is asked).
+function mayNeedBody(text) {
+  try {
+    const routes = JSON.parse(text).routes;
+    if (!Array.isArray(routes)) return true;
+    return routes.some((r) => !r || typeof r !== "object" || "approval_when" in r || "risk" in r);
+  } catch {
+    return true;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Policy sources and the Workers middleware
 
@@ -626,8 +802,11 @@ export function analyticsDataPoint(event) {
  * options: `policy` / `policyVar` / `policyKv` (see `loadPolicyText`),
  * `policyTtlMs` (how often the env/KV policy is read again; default 60 000;
  * a policy that fails at a reload leaves the last good one in force),
- * `context(request, env, ctx)` → extra `toCoreRequest` context, `hashBody`
- * (hash the request body so approvals bind to it; default false),
+ * `context(request, env, ctx)` → extra `toCoreRequest` context (a `body` or
+ * `bodySha256` given there is used as is), `hashBody` (`true`: hash every
+ * request's body; default: only where the route needs the body, see
+ * `requestBodyContext`), `maxBodyBytes` (the longest body read to hash it for
+ * an approval; default 1 MiB, a longer one to such a route is refused 413),
  * `onDecision(decision, request, env, ctx)` (default: log the decision event
  * as one JSON line with `console.log` when the policy's `log` settings keep it;
  * pass `null` to turn off), `analyticsBinding` (the Analytics Engine dataset
@@ -727,10 +906,19 @@ export function withAgentGuard(handler, options = {}) {
     // /token, its JWKS and RFC 8414 metadata) are answered before any decision.
     const served = await guard.serveEndpoint(request, context);
     if (served) return served;
-    if (options.hashBody && context.bodySha256 === undefined) context.bodySha256 = await bodySha256(request);
+    // The body, when the route needs it (approval conditions or a high-risk
+    // route) or `hashBody` asks; nothing is read for other routes.
+    let refused;
+    if (context.body === undefined && context.bodySha256 === undefined) {
+      const read = await requestBodyContext(guard, request, options);
+      if (read.refused) refused = read.refused;
+      else Object.assign(context, read.context);
+    }
     // With an AGENTGUARD_STATE binding, decided in the agent's Durable Object (./durable.js).
     const started = performance.now();
-    const decision = await decideWithState(guard, request, context, env, options, activePolicy);
+    const decision = refused
+      ? bodyRefused(toCoreRequest(request, context), refused)
+      : await decideWithState(guard, request, context, env, options, activePolicy);
     // The host's clock, not the core's (it has none). In Workers, timers only
     // advance across I/O, so this counts key fetches and Durable Object calls.
     if (decision.event) decision.event.duration_us = Math.round((performance.now() - started) * 1000);

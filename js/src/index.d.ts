@@ -301,6 +301,8 @@ export interface RequestContext {
   clientIpHeader?: string;
   clientCertSha256?: string;
   bodySha256?: string;
+  /** The request body as text, for routes with `approval_when` (see `AgentGuard.bodyUse`, `requestBodyContext`). */
+  body?: string;
   /** Milliseconds since the epoch. Default `Date.now()`. */
   now?: number;
 }
@@ -562,6 +564,11 @@ export class AgentGuard {
   static create(policy: Policy | string, options?: GuardOptions): Promise<AgentGuard>;
   static createSync(policy: Policy | string, options?: GuardOptions): AgentGuard;
   readonly remoteIssuers: { iss: string; jwks_uri: string }[];
+  /**
+   * What to read of the body of `method target` (path and query) before deciding:
+   * `"text"` (give `context.body`), `"digest"` (give `context.bodySha256`) or `"none"`.
+   */
+  bodyUse(method: string, target: string): BodyUse;
   decide(request: Request, context?: RequestContext): Promise<Decision>;
   decideRequest(input: CoreRequest): Promise<Decision>;
   /** `decide` for a core request object: keys refreshed first, like `decide`. */
@@ -598,6 +605,29 @@ export function failClosedResponse(reason: string, detail: string): Response;
 export function forwardRequest(request: Request, decision: Decision): Request;
 export function stripIdentityHeaders(headers: Headers, prefix: string): Headers;
 export function bodySha256(request: Request): Promise<string | undefined>;
+
+/** What the core needs of a request's body: `AgentGuard.bodyUse`. */
+export type BodyUse = "text" | "digest" | "none";
+/** The longest body the core reads as text for `approval_when` (64 KiB). */
+export const MAX_BODY_TEXT_BYTES: number;
+/** Default `maxBodyBytes` (1 MiB): the longest body read to hash it for an approval. */
+export const MAX_BODY_BYTES: number;
+/** A body that cannot be bound to an approval: 413 (too long) or 400 (unreadable). */
+export interface BodyRefusal {
+  status: 400 | 413;
+  message: string;
+}
+/**
+ * Reads what the core needs of `request`'s body (from a clone, at most
+ * `maxBodyBytes`), as `toCoreRequest` context. Never rejects.
+ */
+export function requestBodyContext(
+  guard: AgentGuard,
+  request: Request,
+  options?: { hashBody?: boolean; maxBodyBytes?: number },
+): Promise<{ context: Pick<RequestContext, "body" | "bodySha256">; refused?: undefined } | { refused: BodyRefusal; context?: undefined }>;
+/** The decision (`request_invalid`, 413 or 400) for a body `requestBodyContext` refused. */
+export function bodyRefused(input: CoreRequest, refusal: BodyRefusal): Decision;
 export function checkPolicy(policy: Policy | string): PolicyProblem[];
 export function mint(privateJwk: Jwk, claims: Record<string, unknown>, typ?: string): string;
 export function version(): string;
@@ -626,8 +656,13 @@ export type Handler<Env = any, Ctx = any> = (
 
 export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends PolicySourceOptions {
   context?: (request: Request, env: Env, ctx: Ctx) => RequestContext | Promise<RequestContext>;
-  /** Hash the request body so approvals bind to it. Default false. */
+  /**
+   * `true`: hash every request's body. Default: only where the route needs
+   * it (`approval_when`: its text; `risk: high`/`critical`: its SHA-256).
+   */
   hashBody?: boolean;
+  /** The longest body read to hash it for an approval; a longer one to such a route is refused 413. Default 1 MiB. */
+  maxBodyBytes?: number;
   directoryCache?: DirectoryCache;
   /** Default: log `decision.event` as one JSON line (when `decision.log`); `null` turns it off. */
   onDecision?: ((decision: Decision, request: Request, env: Env, ctx: Ctx) => void) | null;

@@ -27,7 +27,7 @@ describe("approval loop through the gateway in workerd", () => {
   let approver;
   let origin;
   let gateway;
-  let plainGateway; // the same policy without body hashing
+  let plainGateway; // the same policy without AGENTGUARD_HASH_BODY
   let serial = 0;
 
   before(async () => {
@@ -160,11 +160,11 @@ describe("approval loop through the gateway in workerd", () => {
     assert.equal(origin.seen.length, seen + 1, "only the one approved request reached the origin");
   });
 
-  test("without AGENTGUARD_HASH_BODY the digest covers method, host, path and query only", async () => {
+  test("without AGENTGUARD_HASH_BODY a high-risk route's body is hashed all the same", async () => {
     const a = JSON.parse((await pay(plainGateway, invoice42)).text);
     const b = JSON.parse((await pay(plainGateway, invoice43)).text);
     assert.equal(a.reason, "approval_required");
-    assert.equal(a.action_digest, b.action_digest);
-    assert.equal(a.action_digest, actionDigest({ method: "POST", host: "api.test", path: "/v1/payments" }));
+    assert.notEqual(a.action_digest, b.action_digest);
+    assert.equal(a.action_digest, actionDigest({ method: "POST", host: "api.test", path: "/v1/payments", body: invoice42 }));
   });
 });

@@ -10,7 +10,8 @@
 //                      limits, breaker and suspensions shared by every isolate
 //   AGENTGUARD_SIGNING_KEYS  secret: the token service's private JWK Set (policies with `token_service`)
 //   AGENTGUARD_DPOP_NONCE_SECRET  secret shared by every isolate (policies with `dpop.nonce`)
-//   AGENTGUARD_HASH_BODY  "true": approvals bind to the body's SHA-256
+//   AGENTGUARD_HASH_BODY  "true": hash every request's body (routes with approval_when or
+//                      risk high/critical have theirs read or hashed anyway)
 //   AGENTGUARD_STATS_ROUTE / AGENTGUARD_LIFT_ROUTE  optional policy route ids that turn on
 //                      GET /_agentguard/stats and POST /_agentguard/suspensions/lift
 import { withAgentGuard } from "../src/workers.js";
@@ -29,9 +30,9 @@ async function toOrigin(request, env) {
   return new Response("agentguard gateway: no origin configured (set ORIGIN_URL)\n", { status: 502 });
 }
 
-// AGENTGUARD_HASH_BODY = "true": approvals for high-risk routes bind to the
-// request body's SHA-256 too (the gateway reads the body once more to hash
-// it); otherwise they bind to method, host, path and query.
+// Approvals bind to the request body wherever the route needs it (a route
+// with approval_when gets its body read, a high-risk route its body hashed;
+// see docs/workers.md). AGENTGUARD_HASH_BODY = "true" hashes every body.
 const plain = withAgentGuard(toOrigin);
 const hashing = withAgentGuard(toOrigin, { hashBody: true });
 

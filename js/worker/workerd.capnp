@@ -39,7 +39,7 @@ const gateway :Workerd.Worker = (
     (name = "AGENTGUARD_SIGNING_KEYS", fromEnvironment = "AGENTGUARD_SIGNING_KEYS"),
     # Shared by every instance so DPoP nonces agree (policies with dpop.nonce).
     (name = "AGENTGUARD_DPOP_NONCE_SECRET", fromEnvironment = "AGENTGUARD_DPOP_NONCE_SECRET"),
-    # "true": approvals bind to the request body's SHA-256 too.
+    # "true": hash every request's body (approval routes' bodies are read anyway).
     (name = "AGENTGUARD_HASH_BODY", fromEnvironment = "AGENTGUARD_HASH_BODY"),
   ],
   globalOutbound = "net",
