@@ -7,7 +7,9 @@
 //!
 //! - a WIT `request` becomes the core's [`RequestInput`] (the JSON API's
 //!   request object), which the core validates and normalises exactly as it
-//!   does for JSON hosts — a malformed request is a `deny` naming the field;
+//!   does for JSON hosts — a malformed request is a `deny` naming the field
+//!   (its `body` text is the JSON API's, for routes with `approval_when`;
+//!   `body-use` tells the host, from the method and target, whether to read it);
 //! - the core's [`Decision`] becomes a WIT `decision`; maps become
 //!   `list<tuple<string, string>>` in the core's (sorted) order, reason codes
 //!   their stable wire form, and the decision-log event its JSON line;
@@ -30,7 +32,7 @@ use agentguard_wit::exports::agentguard::guard::types as t;
 use serde_json::Value;
 
 use crate::decision::{self, Decision, HttpResponse, Outcome, StageResult};
-use crate::engine::Engine;
+use crate::engine::{BodyUse, Engine};
 use crate::exchange::{ExchangeContext, OAuthError};
 use crate::keys::KeyProblem;
 use crate::policy::{PolicyError, RevocationLists};
@@ -77,6 +79,18 @@ impl wit::GuestEngine for EngineResource {
         crate::api::compile(&policy)
             .map(|engine| EngineResource { engine })
             .map_err(|errors| errors.0.into_iter().map(policy_error).collect())
+    }
+
+    fn body_use(&self, method: String, target: String) -> t::BodyUse {
+        // A target the core cannot read needs no body: `decide` refuses it anyway.
+        let body_use = Request::builder(&method, &target, 0)
+            .build()
+            .map_or(BodyUse::None, |request| self.engine.body_use(&request));
+        match body_use {
+            BodyUse::None => t::BodyUse::None,
+            BodyUse::Digest => t::BodyUse::Digest,
+            BodyUse::Text => t::BodyUse::Text,
+        }
     }
 
     fn decide(&self, request: t::Request) -> t::Decision {
@@ -202,9 +216,7 @@ fn request_input(request: t::Request) -> RequestInput {
         source_ip: request.source_ip,
         client_cert_sha256: request.client_cert_sha256,
         body_sha256: request.body_sha256,
-        // The WIT request carries no body: a route with `approval_when`
-        // conditions needs a human approval for every request through the component.
-        body: None,
+        body: request.body,
         now: request.now,
     }
 }
@@ -351,6 +363,7 @@ mod tests {
             source_ip: Some("10.0.0.1".into()),
             client_cert_sha256: None,
             body_sha256: None,
+            body: None,
             now: 1_767_225_600.5,
         }
     }
@@ -365,6 +378,28 @@ mod tests {
         assert!(matches!(&input.headers["authorization"], HeaderValue::Many(v) if v == &["a", "b"]));
         let request = Request::from_input(&input).unwrap();
         assert_eq!(request.header_values("authorization").collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_body_is_passed_on_and_body_use_asks_the_core() {
+        let mut request = wit_request(&[]);
+        request.body = Some(r#"{"amount": 5}"#.into());
+        assert_eq!(request_input(request).body.as_deref(), Some(r#"{"amount": 5}"#));
+
+        let policy = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/policy.json"));
+        let mut policy: Value = serde_json::from_str(policy).unwrap();
+        policy["routes"].as_array_mut().unwrap().push(serde_json::json!({
+            "id": "transfer", "methods": ["POST"], "path": "/v1/transfers", "scopes": ["payments.write"],
+            "approval_when": [{"body": "/amount", "gt": 1000}]
+        }));
+        let engine = <EngineResource as wit::GuestEngine>::new(policy.to_string()).unwrap();
+        let body_use =
+            |method: &str, target: &str| wit::GuestEngine::body_use(&engine, method.into(), target.into());
+        assert!(matches!(body_use("POST", "/v1/transfers?x=1"), t::BodyUse::Text));
+        assert!(matches!(body_use("POST", "/v1/payments"), t::BodyUse::Digest));
+        assert!(matches!(body_use("GET", "/v1/contacts/42"), t::BodyUse::None));
+        assert!(matches!(body_use("GET", "/v1/transfers"), t::BodyUse::None));
+        assert!(matches!(body_use("POST", "/v1/transfers%2F"), t::BodyUse::None));
     }
 
     #[test]

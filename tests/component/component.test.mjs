@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { webcrypto as crypto } from "node:crypto";
+import { createHash, webcrypto as crypto } from "node:crypto";
 
 import { loadVectors, caseHeaders, signJwt } from "../vectors/mint.mjs";
 import { COMPONENT, ROOT, WIT, loadComponent, tools, transpile } from "./host.mjs";
@@ -42,6 +42,7 @@ function request({ method = "GET", path: target = "/v1/contacts/42", headers = {
     sourceIp: rest.sourceIp,
     clientCertSha256: rest.clientCertSha256,
     bodySha256: rest.bodySha256,
+    body: rest.body,
     now,
   };
 }
@@ -88,12 +89,22 @@ function decisionJson(d) {
   return dropUndefined(out);
 }
 
-/** The native core's decision for the same request, through the CLI. */
-function nativeDecision(dir, name, requestJson) {
+/** The native core's decision for the same request, through the CLI (the shared vectors' policy by default). */
+function nativeDecision(dir, name, requestJson, policy = path.join(ROOT, "tests/vectors/policy.json")) {
   const file = path.join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(requestJson));
-  const policy = path.join(ROOT, "tests/vectors/policy.json");
   return JSON.parse(execFileSync(CLI, ["eval", "--policy", policy, "--request", file], { encoding: "utf8" }));
+}
+
+/** A temp dir removed when the test ends, passed or failed; AGENTGUARD_KEEP_TMP=1 keeps it (path on stderr). */
+function tempDir(t) {
+  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-component-"));
+  t.after(() =>
+    process.env.AGENTGUARD_KEEP_TMP === "1"
+      ? process.stderr.write(`AGENTGUARD_KEEP_TMP: kept ${dir}\n`)
+      : rmSync(dir, { recursive: true, force: true }),
+  );
+  return dir;
 }
 
 const validClaims = (extra = {}) => ({
@@ -183,13 +194,7 @@ test("the component's typed interface is exactly wit/agentguard.wit's", async ()
 test("shared vectors: the component decides as the native core, field for field", async (t) => {
   assert.ok(CLI, "AGENTGUARD_CLI must name the native CLI (scripts/test-component.sh sets it)");
   const engine = new guard.Engine(vectors.policyText);
-  const dir = mkdtempSync(path.join(tmpdir(), "agentguard-component-"));
-  // Removed when the test ends, passed or failed; AGENTGUARD_KEEP_TMP=1 keeps it (path on stderr).
-  t.after(() =>
-    process.env.AGENTGUARD_KEEP_TMP === "1"
-      ? process.stderr.write(`AGENTGUARD_KEEP_TMP: kept ${dir}\n`)
-      : rmSync(dir, { recursive: true, force: true }),
-  );
+  const dir = tempDir(t);
   assert.ok(vectors.cases.length >= 20);
   const failures = [];
   for (const [i, c] of vectors.cases.entries()) {
@@ -216,6 +221,110 @@ test("shared vectors: the component decides as the native core, field for field"
     }
   }
   assert.deepEqual(failures, []);
+});
+
+// ---- approval conditions on the request body ------------------------------
+
+// The shared policy plus a route whose approval depends on its JSON body.
+const transferPolicy = {
+  ...vectors.policy,
+  routes: [
+    ...vectors.policy.routes,
+    {
+      id: "transfer", methods: ["POST"], path: "/v1/transfers", scopes: ["payments.write"],
+      approval_when: [{ body: "/amount", gt: 1000 }, { body: "/currency", not_in: ["EUR", "USD"] }],
+    },
+  ],
+};
+const b64sha256 = (text) => createHash("sha256").update(text).digest("base64url");
+/** The canonical action an approval is bound to (src/approval.rs). */
+const transferDigest = (body) =>
+  b64sha256(`agentguard-action-v1\nPOST\napi.test\n/v1/transfers\n\n${body === undefined ? "" : b64sha256(body)}\n`);
+
+test("body-use: text for a route with approval conditions, digest for a high-risk one, else none", () => {
+  const engine = new guard.Engine(JSON.stringify(transferPolicy));
+  assert.equal(engine.bodyUse("POST", "/v1/transfers"), "text");
+  assert.equal(engine.bodyUse("POST", "/v1/transfers?dry_run=1"), "text");
+  assert.equal(engine.bodyUse("POST", "/v1/payments"), "digest");
+  assert.equal(engine.bodyUse("GET", "/v1/contacts/42"), "none");
+  assert.equal(engine.bodyUse("GET", "/v1/transfers"), "none", "the route is for POST only");
+  assert.equal(engine.bodyUse("POST", "/v1/unknown"), "none");
+  // A target the core cannot read: none, never a trap (decide refuses it).
+  assert.equal(engine.bodyUse("POST", "/v1/transfers%2F"), "none");
+  assert.equal(engine.bodyUse("P O S T", "/v1/transfers"), "none");
+  assert.equal(new guard.Engine(vectors.policyText).bodyUse("POST", "/v1/transfers"), "none");
+});
+
+test("approval conditions on the body: the body decides, through the component as natively", async (t) => {
+  assert.ok(CLI, "AGENTGUARD_CLI must name the native CLI (scripts/test-component.sh sets it)");
+  const dir = tempDir(t);
+  const policyFile = path.join(dir, "policy.json");
+  writeFileSync(policyFile, JSON.stringify(transferPolicy));
+  const access = await signJwt(vectors.keys.ed25519, validClaims({ scope: "payments.write", jti: "transfer" }));
+  const small = JSON.stringify({ amount: 250, currency: "EUR" });
+  const large = JSON.stringify({ amount: 1500, currency: "EUR" });
+  const approve = (digest, jti) =>
+    signJwt(vectors.keys.approver, {
+      iss: "https://approvals.test", aud: "https://api.test", sub: "user:cfo",
+      agent: "spiffe://test/agents/crm-bot", action_digest: digest, iat: NOW - 5, exp: NOW + 300, jti,
+    }, "approval+jwt");
+
+  let n = 0;
+  /** Decides with a fresh component engine and checks the native core decides the same, field for field. */
+  const decide = ({ body, bodySha256, approval } = {}) => {
+    const headers = { authorization: `Bearer ${access}`, ...(approval ? { "x-agent-approval": approval } : {}) };
+    const d = new guard.Engine(JSON.stringify(transferPolicy))
+      .decide(request({ method: "POST", path: "/v1/transfers", headers, body, bodySha256 }));
+    const native = nativeDecision(dir, `transfer-${n++}`, {
+      method: "POST", host: "api.test", path: "/v1/transfers", headers, body, body_sha256: bodySha256, now: NOW,
+    }, policyFile);
+    assert.deepEqual(decisionJson(d), native, "native decision");
+    return d;
+  };
+
+  const allowed = decide({ body: small });
+  assert.equal(allowed.outcome, "allow", JSON.stringify(allowed.reasons));
+  assert.equal(allowed.route, "transfer");
+  assert.ok(allowed.trace.some((s) => s.stage === "risk" && /meets none of its approval conditions/.test(s.detail)));
+
+  const held = decide({ body: large });
+  assert.equal(held.outcome, "approval-required");
+  assert.equal(held.status, 403);
+  assert.deepEqual(codes(held), ["approval_required"]);
+  assert.match(held.reasons[0].message, /body \/amount is 1500, more than 1000/);
+  // The approval is bound to this body: its SHA-256 is in the action digest.
+  assert.equal(held.approval.actionDigest, transferDigest(large));
+  assert.equal(held.approval.approvalEndpoint, "https://approvals.test/bc-authorize");
+
+  // Fail closed: no body, one that is not JSON or one over 64 KiB meets every condition.
+  const noBody = decide({});
+  assert.equal(noBody.outcome, "approval-required");
+  assert.match(noBody.reasons[0].message, /request body was not given/);
+  assert.equal(noBody.approval.actionDigest, transferDigest(undefined));
+  const notJson = decide({ body: "amount=5" });
+  assert.equal(notJson.outcome, "approval-required");
+  assert.match(notJson.reasons[0].message, /not JSON/);
+  const padded = JSON.stringify({ amount: 5, currency: "EUR", pad: "x".repeat(64 * 1024) });
+  const oversized = decide({ body: padded });
+  assert.equal(oversized.outcome, "approval-required");
+  assert.match(oversized.reasons[0].message, /more than the 65536 read/);
+  assert.equal(oversized.approval.actionDigest, transferDigest(padded), "the whole body is hashed");
+
+  // The human's approval of this body lets it through; it does not cover another body.
+  assert.equal(decide({ body: large, approval: await approve(transferDigest(large), "ap-1") }).outcome, "allow");
+  const other = JSON.stringify({ amount: 1600, currency: "EUR" });
+  const mismatch = decide({ body: other, approval: await approve(transferDigest(large), "ap-2") });
+  assert.equal(mismatch.outcome, "deny");
+  assert.equal(mismatch.status, 403);
+  assert.deepEqual(codes(mismatch), ["approval_digest_mismatch"]);
+
+  // A body-sha256 given with the body must be the body's.
+  assert.equal(decide({ body: small, bodySha256: b64sha256(small) }).outcome, "allow");
+  const forged = decide({ body: large, bodySha256: b64sha256(small) });
+  assert.equal(forged.outcome, "deny");
+  assert.equal(forged.status, 400);
+  assert.deepEqual(codes(forged), ["request_invalid"]);
+  assert.match(forged.reasons[0].message, /^body_sha256: /);
 });
 
 // ---- the rest of the interface ---------------------------------------------
