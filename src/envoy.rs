@@ -56,18 +56,24 @@
 //!   filter leaves to the SDK's defaults (`on_log`, `on_response_body`,
 //!   `on_response_trailers`), so Envoy skips them instead of entering the VM
 //!   on every request (`scripts/build-envoy.sh`).
-//! - **Bodies.** Approvals bind to the body's SHA-256 ([`body`]). A request
-//!   with a body to a `high`/`critical` route is held at its headers
-//!   (`Action::Pause`, which with the plugin's
+//! - **Bodies** ([`body`]; the engine's `body_use` says which). Approvals
+//!   bind to the body's SHA-256. A request with a body to a `high`/`critical`
+//!   route, or to a route with `approval_when` conditions, is held at its
+//!   headers (`Action::Pause`, which with the plugin's
 //!   `allow_on_headers_stop_iteration: true` lets Envoy keep the headers
-//!   editable and hand over the body), buffered, hashed, and decided once the
-//!   body has ended. Without that setting Envoy never hands over the body;
-//!   such a request is refused (500 `internal_error`, logged with the fix)
-//!   after `body_wait`. A request that declares `Content-Digest` (RFC 9530,
-//!   `sha-256`) is decided at once on the declared digest; if allowed, its
-//!   body is held until complete and checked against the declaration (a
-//!   mismatch is refused `request_invalid` before the body reaches the
-//!   upstream). Other requests are never buffered.
+//!   editable and hand over the body), buffered by Envoy, read in 64 KiB
+//!   chunks, hashed, and decided once the body has ended; for `approval_when`
+//!   the core also gets the text (at most 64 KiB of UTF-8; a larger or binary
+//!   body gets only its digest, and the core then asks for an approval).
+//!   Without that setting Envoy never hands over the body; such a request is
+//!   refused (500 `internal_error`, logged with the fix) after `body_wait`. A
+//!   request to a `high`/`critical` route that declares `Content-Digest`
+//!   (RFC 9530, `sha-256`) is decided at once on the declared digest; if
+//!   allowed, its body is held until complete and checked against the
+//!   declaration (a mismatch is refused `request_invalid` before the body
+//!   reaches the upstream). For `approval_when` routes a declaration does not
+//!   spare the read (the conditions need the values); it must match the body
+//!   read (`request_invalid` otherwise). Other requests are never buffered.
 //! - **Responses.** The core formats every refusal; the filter sends it
 //!   verbatim with `send_http_response`. On allow, inbound headers with the
 //!   identity prefix are removed first, then the identity headers are added.
@@ -110,6 +116,7 @@ mod metrics;
 mod revocations;
 mod store;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -119,7 +126,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
-use self::body::BodyRoutes;
+use self::body::{BodyReader, BodyRoutes, Plan, ReadBody};
 use self::config::{DecisionLog, Loaded, Settings};
 use self::jwks::Schedule;
 use self::mapping::{
@@ -128,7 +135,7 @@ use self::mapping::{
 };
 use self::metrics::{JwksEvent, Metrics};
 use crate::decision::Decision;
-use crate::engine::Engine;
+use crate::engine::{BodyUse, Engine};
 use crate::reason::ReasonCode;
 use crate::request::Request;
 
@@ -176,13 +183,26 @@ fn follow_host_log_level() {
 }
 
 /// Where a request is when the filter decides it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Stage {
     /// Its headers have arrived; `end_of_stream`: it has no body.
     Headers { end_of_stream: bool },
-    /// Its whole body has been read (for an approval-gated route): the body's
-    /// SHA-256, `None` for an empty body.
-    Body(Option<[u8; 32]>),
+    /// Its whole body has been read (for an approval-gated route or one with
+    /// body conditions): the body's SHA-256 (`None` for an empty body) and,
+    /// for body conditions, its text when it fits ([`body`]).
+    Body(ReadBody),
+}
+
+/// A request whose body is being read before the decision.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    context_id: u32,
+    /// Since when (ms).
+    since_ms: i64,
+    /// Whether any of the body has reached the filter yet.
+    seen: bool,
+    /// Whether the core gets the body's text (`approval_when`), not only its digest.
+    text: bool,
 }
 
 /// `POST` here lifts a breaker suspension (`?agent=`), when `lift_route` is set.
@@ -213,14 +233,13 @@ struct Filter {
     settings: Settings,
     metrics: Metrics,
     schedule: RefCell<Schedule>,
-    /// Which requests are decided only once their body is read.
+    /// Whether any route needs bodies read (the engine says which).
     body_routes: BodyRoutes,
     /// HTTP contexts held until the JWKS fetch under way ends, and where
     /// their request was.
     waiting: RefCell<Vec<(u32, Stage)>>,
-    /// Requests whose body is being read before the decision: since when
-    /// (ms), and whether any of the body has reached the filter yet.
-    reading: RefCell<Vec<(u32, i64, bool)>>,
+    /// Requests whose body is being read before the decision.
+    reading: RefCell<Vec<Reading>>,
     /// Allowed requests whose body must match the `Content-Digest` they declared.
     bodies: RefCell<Vec<(u32, [u8; 32])>>,
     /// Whether the policy asks for DPoP nonces (handed out on every response).
@@ -253,16 +272,23 @@ impl Filter {
             Ok(declared) => declared,
             Err(message) => return self.refuse(ReasonCode::RequestInvalid, message, start_ns),
         };
-        // The body was read and hashed here, so nothing is left to check against a declaration.
-        let (end_of_stream, read) = match stage {
-            Stage::Headers { end_of_stream } => (end_of_stream, None),
-            Stage::Body(digest) => (true, digest),
+        let (end_of_stream, read, text) = match &stage {
+            Stage::Headers { end_of_stream } => (*end_of_stream, None, None),
+            Stage::Body(body) => (true, body.digest, body.text.as_deref()),
         };
-        if stage == (Stage::Headers { end_of_stream: true })
-            && declared.is_some_and(|d| d != body_digest(b""))
-        {
-            let message = "`Content-Digest` does not match the request's empty body".to_owned();
-            return self.refuse(ReasonCode::RequestInvalid, message, start_ns);
+        // The body is complete (none, or read here): it must be the one declared.
+        let complete = match &stage {
+            Stage::Headers { end_of_stream } => end_of_stream.then_some(None),
+            Stage::Body(body) => Some(body.digest),
+        };
+        if let (Some(declared), Some(complete)) = (declared, complete) {
+            if declared != complete.unwrap_or_else(|| body_digest(b"")) {
+                let message = match complete {
+                    None => "`Content-Digest` does not match the request's empty body",
+                    Some(_) => "the request body does not match its `Content-Digest`",
+                };
+                return self.refuse(ReasonCode::RequestInvalid, message.to_owned(), start_ns);
+            }
         }
         // Each property is a host call: read only what the decision can use.
         let property = |path: Vec<&str>| hostcalls::get_property(path).ok().flatten();
@@ -274,22 +300,28 @@ impl Filter {
         let now = start as f64 / 1e9;
         // An empty body binds like no body, whichever way the digest came.
         let body_sha256 = read.or(declared.filter(|d| *d != body_digest(b""))).as_ref().map(hex);
-        let parts = request_parts(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
+        let mut parts = request_parts(&headers, source.as_deref(), cert.as_deref(), body_sha256, now);
+        // The core hashes the text too and refuses the request if it differs from `body_sha256`.
+        parts.body = text.map(Cow::Borrowed);
         let request = Request::from_parts(&parts);
-        if !end_of_stream
-            && declared.is_none()
-            && request.as_ref().is_ok_and(|r| self.body_routes.needs_body(r))
-        {
-            // Hold the headers (Envoy keeps them editable) until the body is in.
-            self.reading.borrow_mut().push((context_id, ns_to_ms(start), false));
-            return Action::Pause;
+        if !end_of_stream {
+            let body_use = match &request {
+                Ok(r) => self.body_routes.body_use(&self.engine, r),
+                Err(_) => BodyUse::None,
+            };
+            if let Plan::Read { text } = body::plan(body_use, declared.is_some()) {
+                // Hold the headers (Envoy keeps them editable) until the body is in.
+                let since_ms = ns_to_ms(start);
+                self.reading.borrow_mut().push(Reading { context_id, since_ms, seen: false, text });
+                return Action::Pause;
+            }
         }
         let decision = match request {
             Ok(request) => self.engine.decide(&request),
             Err(e) => self.engine.refuse_invalid(&parts.method, &parts.host, &parts.path, parts.now, e),
         };
 
-        if may_wait && self.should_wait(&decision) && self.hold(context_id, stage, ns_to_ms(start)) {
+        if may_wait && self.should_wait(&decision) && self.hold(context_id, stage.clone(), ns_to_ms(start)) {
             self.metrics.jwks(JwksEvent::Waited);
             return Action::Pause;
         }
@@ -408,13 +440,13 @@ impl Filter {
 
     /// Whether the filter is reading the body of `context_id` before deciding.
     fn is_reading(&self, context_id: u32) -> bool {
-        self.reading.borrow().iter().any(|(id, _, _)| *id == context_id)
+        self.reading.borrow().iter().any(|r| r.context_id == context_id)
     }
 
     /// Part of the body of `context_id` arrived (more is coming).
     fn body_seen(&self, context_id: u32) {
-        for (id, _, seen) in self.reading.borrow_mut().iter_mut() {
-            *seen |= *id == context_id;
+        for r in self.reading.borrow_mut().iter_mut() {
+            r.seen |= r.context_id == context_id;
         }
     }
 
@@ -429,16 +461,17 @@ impl Filter {
             .reading
             .borrow()
             .iter()
-            .filter(|(_, since, seen)| !seen && now_ms.saturating_sub(*since) >= wait_ms)
-            .map(|(id, _, _)| *id)
+            .filter(|r| !r.seen && now_ms.saturating_sub(r.since_ms) >= wait_ms)
+            .map(|r| r.context_id)
             .collect();
         for context_id in stuck {
-            self.reading.borrow_mut().retain(|(id, _, _)| *id != context_id);
+            self.reading.borrow_mut().retain(|r| r.context_id != context_id);
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
             let message = format!(
-                "no request body reached the filter within {}s; approval-gated routes need it: set \
+                "no request body reached the filter within {}s; approval-gated routes and routes with \
+                 `approval_when` need it: set \
                  `allow_on_headers_stop_iteration: true` in the plugin config (Envoy 1.35 or later)",
                 self.settings.body_wait_secs
             );
@@ -446,18 +479,18 @@ impl Filter {
         }
     }
 
-    /// The whole body of `context_id` is in: hash it and decide.
+    /// The whole body of `context_id` is in: hash it (keeping its text for
+    /// body conditions) and decide.
     fn on_body_read(&self, context_id: u32, body_size: usize) -> Action {
-        self.reading.borrow_mut().retain(|(id, _, _)| *id != context_id);
-        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-            Ok(body) => body.unwrap_or_default(),
+        let text = self.reading.borrow().iter().any(|r| r.context_id == context_id && r.text);
+        self.reading.borrow_mut().retain(|r| r.context_id != context_id);
+        match read_body(body_size, text) {
+            // An empty body binds like no body, however the client framed it.
+            Ok(body) => self.on_request(context_id, Stage::Body(body), true),
             Err(status) => {
-                return self.refuse_internal(format!("cannot read the request body ({status:?})"), now_ns())
+                self.refuse_internal(format!("cannot read the request body ({status:?})"), now_ns())
             }
-        };
-        // An empty body binds like no body, however the client framed it.
-        let digest = (!body.is_empty()).then(|| body_digest(&body));
-        self.on_request(context_id, Stage::Body(digest), true)
+        }
     }
 
     /// The digest the body of `context_id` must have, if it declared one and was allowed.
@@ -470,13 +503,13 @@ impl Filter {
     fn verify_body(&self, context_id: u32, expected: [u8; 32], body_size: usize) -> Action {
         self.bodies.borrow_mut().retain(|(id, _)| *id != context_id);
         let start_ns = now_ns();
-        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-            Ok(body) => body.unwrap_or_default(),
+        let body = match read_body(body_size, false) {
+            Ok(body) => body,
             Err(status) => {
                 return self.refuse_internal(format!("cannot read the request body ({status:?})"), start_ns)
             }
         };
-        if body_digest(&body) == expected {
+        if body.digest.unwrap_or_else(|| body_digest(b"")) == expected {
             return Action::Continue;
         }
         let message = "the request body does not match its `Content-Digest`".to_owned();
@@ -720,9 +753,27 @@ impl Filter {
     /// Forgets a request whose stream ended.
     fn forget(&self, context_id: u32) {
         self.waiting.borrow_mut().retain(|(id, _)| *id != context_id);
-        self.reading.borrow_mut().retain(|(id, _, _)| *id != context_id);
+        self.reading.borrow_mut().retain(|r| r.context_id != context_id);
         self.bodies.borrow_mut().retain(|(id, _)| *id != context_id);
     }
+}
+
+/// Reads the buffered request body (`body_size` bytes, or up to the end of
+/// Envoy's buffer), [`body::CHUNK`] bytes per host call, so the VM never
+/// holds more of it than the core may get as text plus one chunk.
+fn read_body(body_size: usize, keep_text: bool) -> Result<ReadBody, Status> {
+    let mut reader = BodyReader::new(keep_text);
+    while reader.len() < body_size {
+        let want = body::CHUNK.min(body_size.saturating_sub(reader.len()));
+        let chunk =
+            hostcalls::get_buffer(BufferType::HttpRequestBody, reader.len(), want)?.unwrap_or_default();
+        reader.update(&chunk);
+        if chunk.len() < want {
+            // The end of Envoy's buffer (`body_size` is `usize::MAX` after trailers).
+            break;
+        }
+    }
+    Ok(reader.finish())
 }
 
 /// Where the VMs of one Envoy keep the DPoP nonce secret they share (proxy-wasm
