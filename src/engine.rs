@@ -118,6 +118,17 @@ pub struct Engine {
     prepared: Mutex<lru::LruCache<String, (u64, token::Prepared)>>,
 }
 
+/// Key-set text as fetched (a JWKS or a key directory, `what`): size-capped
+/// ([`crate::limits::MAX_JWKS_BYTES`]) and parsed strictly (no duplicate keys).
+fn parse_jwks_text(text: &str, what: &str) -> Result<Value, String> {
+    use crate::limits::{MAX_JWKS_BYTES, MAX_JWKS_KEYS};
+    if text.len() > MAX_JWKS_BYTES {
+        return Err(format!("{what} is {} bytes, more than the {MAX_JWKS_BYTES}-byte limit", text.len()));
+    }
+    crate::json::parse_with_limits(text.as_bytes(), 8, MAX_JWKS_KEYS * 32)
+        .map_err(|e| format!("{what} is not acceptable JSON: {e}"))
+}
+
 /// A compiled rate limit.
 #[derive(Debug, Clone)]
 struct Limit {
@@ -656,17 +667,20 @@ impl Engine {
                 {
                     Some(i) => (&self.ts_keys, i),
                     None => {
-                        // A Web Bot Auth key directory, by operator.
-                        let (set, problems) = KeySet::from_jwks(jwks)?;
-                        let mut dirs = self.directories.write().unwrap_or_else(PoisonError::into_inner);
-                        let slot = dirs.iter_mut().find(|(op, _, _)| op == iss).ok_or_else(|| {
-                            format!("issuer `{}` is not in the policy", crate::keys::clip(iss))
-                        })?;
-                        if set.is_empty() {
-                            return Err("directory has no usable key; keeping the previous keys".into());
+                        // A Web Bot Auth key directory, by operator: only
+                        // without its response signature when the policy says so.
+                        if self.signature_agents.as_ref().is_some_and(|sa| {
+                            sa.directory_signatures == crate::httpsig::DirectorySignatures::Required
+                        }) && self.directory_uri(iss).is_some()
+                        {
+                            return Err(format!(
+                                "the key directory of `{}` must be handed over with its response signature \
+                                 (`signature_agents.directory_signatures` is `required`); keeping the previous keys",
+                                crate::keys::clip(iss)
+                            ));
                         }
-                        slot.1 = set;
-                        return Ok(problems);
+                        let (set, problems) = KeySet::from_jwks(jwks)?;
+                        return self.replace_directory(iss, set, problems);
                     }
                 },
             },
@@ -682,18 +696,87 @@ impl Engine {
         Ok(problems)
     }
 
+    /// Replaces an operator's Web Bot Auth keys with the key directory the
+    /// host fetched from its `directory_uri`, given with the response's
+    /// `Signature-Input`, `Signature` and `Content-Digest` headers, at `now`
+    /// (Unix seconds). With `signature_agents.directory_signatures: required`
+    /// (the default) only keys a valid directory signature covers are kept
+    /// ([`crate::directory`]; the authority is the `directory_uri`'s); unsigned
+    /// keys are reported as problems, and a directory whose signatures do not
+    /// verify, or with no signed key, is refused: the previous keys stay.
+    pub fn set_directory_keys(
+        &self,
+        operator: &str,
+        response: &crate::directory::DirectoryResponse<'_>,
+        now: i64,
+    ) -> Result<Vec<KeyProblem>, String> {
+        let sa = self.signature_agents.as_ref().ok_or("the policy has no `signature_agents`")?;
+        let uri = self.directory_uri(operator).ok_or_else(|| {
+            format!("operator `{}` has no `directory_uri` in the policy", crate::keys::clip(operator))
+        })?;
+        let jwks = parse_jwks_text(response.text, "key directory")?;
+        let (set, mut problems) = KeySet::from_jwks(&jwks)?;
+        if sa.directory_signatures == crate::httpsig::DirectorySignatures::Unchecked {
+            return self.replace_directory(operator, set, problems);
+        }
+        let authority = crate::directory::authority_of(uri)?;
+        let signed = crate::directory::verify(&set, response, &authority, now, sa.clock_skew.as_secs_i64())
+            .map_err(|e| format!("{e}; keeping the previous keys"))?;
+        // Keep the signed keys, in directory order; report the others.
+        let list = jwks.get("keys").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let mut kept = Vec::new();
+        for (index, value) in list.iter().enumerate() {
+            if let Ok(Some(jwk)) = crate::keys::parse_jwk(value) {
+                if signed.contains(&jwk.thumbprint) {
+                    kept.push(jwk);
+                } else {
+                    problems.push(KeyProblem {
+                        index,
+                        skipped: false,
+                        message: format!(
+                            "key `{}` has no valid directory signature; not trusted",
+                            jwk.thumbprint
+                        ),
+                    });
+                }
+            }
+        }
+        self.replace_directory(operator, KeySet::from_keys(kept), problems)
+    }
+
+    /// The `directory_uri` the policy names for `operator`.
+    fn directory_uri(&self, operator: &str) -> Option<&str> {
+        self.signature_agents
+            .as_ref()?
+            .directories
+            .iter()
+            .find(|d| d.operator == operator)?
+            .directory_uri
+            .as_deref()
+    }
+
+    fn replace_directory(
+        &self,
+        operator: &str,
+        set: KeySet,
+        problems: Vec<KeyProblem>,
+    ) -> Result<Vec<KeyProblem>, String> {
+        let mut dirs = self.directories.write().unwrap_or_else(PoisonError::into_inner);
+        let slot = dirs
+            .iter_mut()
+            .find(|(op, _, _)| op == operator)
+            .ok_or_else(|| format!("issuer `{}` is not in the policy", crate::keys::clip(operator)))?;
+        if set.is_empty() {
+            return Err("directory has no usable key; keeping the previous keys".into());
+        }
+        slot.1 = set;
+        Ok(problems)
+    }
+
     /// [`Engine::set_issuer_keys`] for JWKS text as fetched: size-capped
     /// ([`crate::limits::MAX_JWKS_BYTES`]) and parsed strictly (no duplicate keys).
     pub fn set_issuer_keys_json(&self, iss: &str, jwks_text: &str) -> Result<Vec<KeyProblem>, String> {
-        use crate::limits::{MAX_JWKS_BYTES, MAX_JWKS_KEYS};
-        if jwks_text.len() > MAX_JWKS_BYTES {
-            return Err(format!(
-                "JWKS is {} bytes, more than the {MAX_JWKS_BYTES}-byte limit",
-                jwks_text.len()
-            ));
-        }
-        let jwks = crate::json::parse_with_limits(jwks_text.as_bytes(), 8, MAX_JWKS_KEYS * 32)
-            .map_err(|e| format!("JWKS is not acceptable JSON: {e}"))?;
+        let jwks = parse_jwks_text(jwks_text, "JWKS")?;
         self.set_issuer_keys(iss, &jwks)
     }
 

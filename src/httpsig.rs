@@ -28,6 +28,20 @@ use crate::reason::ReasonCode;
 use crate::request::Request;
 use crate::token::TokenError;
 
+/// Whether fetched key directories must carry a valid response signature
+/// (`signature_agents.directory_signatures`, [`crate::directory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectorySignatures {
+    /// Only keys a valid `tag="http-message-signatures-directory"` signature
+    /// covers are trusted (the default).
+    #[default]
+    Required,
+    /// The response signature is not checked: trust comes from the URL alone
+    /// (for operators that do not sign their directory yet).
+    Unchecked,
+}
+
 /// The policy's `signature_agents` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +60,9 @@ pub struct SignatureAgentsPolicy {
     /// Require a nonce on every signature (single-use). Default `true`.
     #[serde(default = "yes")]
     pub require_nonce: bool,
+    /// Whether a fetched directory must be signed. Default `required`.
+    #[serde(default)]
+    pub directory_signatures: DirectorySignatures,
 }
 
 fn default_tag() -> String {
@@ -93,19 +110,39 @@ pub struct VerifiedSignature {
     pub hash: [u8; 32],
 }
 
+/// One covered component: its name and whether it carries the `req` flag
+/// (RFC 9421 §2.4: taken from the request a response answers). No other
+/// component parameter is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Component {
+    pub(crate) name: String,
+    pub(crate) req: bool,
+}
+
+impl Component {
+    /// The component identifier as the signature base writes it.
+    pub(crate) fn identifier(&self) -> String {
+        if self.req {
+            format!("\"{}\";req", self.name)
+        } else {
+            format!("\"{}\"", self.name)
+        }
+    }
+}
+
 /// One parsed `Signature-Input` member.
 #[derive(Debug, Clone, PartialEq)]
-struct SignatureInput {
-    label: String,
-    components: Vec<String>,
+pub(crate) struct SignatureInput {
+    pub(crate) label: String,
+    pub(crate) components: Vec<Component>,
     /// The member's value exactly as sent (`("@authority" …);created=…`).
-    raw_params: String,
-    created: Option<i64>,
-    expires: Option<i64>,
-    keyid: Option<String>,
-    alg: Option<String>,
-    nonce: Option<String>,
-    tag: Option<String>,
+    pub(crate) raw_params: String,
+    pub(crate) created: Option<i64>,
+    pub(crate) expires: Option<i64>,
+    pub(crate) keyid: Option<String>,
+    pub(crate) alg: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) tag: Option<String>,
 }
 
 /// Checks a request's Web Bot Auth signature against `directories`
@@ -147,17 +184,7 @@ pub fn verify(
     // Time window.
     let now = request.now();
     let skew = policy.clock_skew.as_secs_i64();
-    let created = input.created.ok_or_else(|| invalid("signature has no `created`".into()))?;
-    let expires = input.expires.ok_or_else(|| invalid("signature has no `expires`".into()))?;
-    // `created`/`expires` are attacker-chosen integers: saturating arithmetic only.
-    if created > now.saturating_add(skew) {
-        let ahead = created.saturating_sub(now);
-        return Err((ReasonCode::SignatureExpired, format!("signature was created {ahead} s in the future")));
-    }
-    if now >= expires.saturating_add(skew) {
-        let ago = now.saturating_sub(expires);
-        return Err((ReasonCode::SignatureExpired, format!("signature expired {ago} s ago")));
-    }
+    let (created, expires) = time_window(&input, now, skew)?;
     let max_age = policy.max_age.as_secs_i64();
     if expires.saturating_sub(created) > max_age || now.saturating_sub(created) > max_age.saturating_add(skew)
     {
@@ -168,10 +195,17 @@ pub fn verify(
     }
     // Components: @authority always; signature-agent whenever the header is sent.
     let agent_header = one(request, "signature-agent")?;
-    if !input.components.iter().any(|c| c == "@authority") {
+    if let Some(c) = input.components.iter().find(|c| c.req) {
+        return Err(invalid(format!(
+            "component `{}` has the `req` flag, which only a response signature may use",
+            c.identifier()
+        )));
+    }
+    let covers = |name: &str| input.components.iter().any(|c| c.name == name);
+    if !covers("@authority") {
         return Err((ReasonCode::SignatureComponentMissing, "signature does not cover `@authority`".into()));
     }
-    if agent_header.is_some() && !input.components.iter().any(|c| c == "signature-agent") {
+    if agent_header.is_some() && !covers("signature-agent") {
         return Err((
             ReasonCode::SignatureComponentMissing,
             "signature does not cover `signature-agent`".into(),
@@ -198,7 +232,8 @@ pub fn verify(
             ));
         }
     }
-    let base = signature_base(request, &input).map_err(|e| (ReasonCode::SignatureComponentMissing, e))?;
+    let base = signature_base(&input, |c| request_component(request, &c.name))
+        .map_err(|e| (ReasonCode::SignatureComponentMissing, e))?;
     keys::verify_signature(Alg::EdDSA, &key.key, base.as_bytes(), &signature)
         .map_err(|e| invalid(format!("signature: {e}")))?;
     let nonce = match &input.nonce {
@@ -225,43 +260,69 @@ pub fn verify(
     })
 }
 
-/// The RFC 9421 §2.5 signature base.
-fn signature_base(request: &Request, input: &SignatureInput) -> Result<String, String> {
+/// `created` and `expires` of a signature, both required, checked against
+/// `now` with `skew` either way: `signature_expired` when outside.
+pub(crate) fn time_window(input: &SignatureInput, now: i64, skew: i64) -> Result<(i64, i64), TokenError> {
+    let invalid = |m: &str| (ReasonCode::SignatureInvalid, m.to_owned());
+    let created = input.created.ok_or_else(|| invalid("signature has no `created`"))?;
+    let expires = input.expires.ok_or_else(|| invalid("signature has no `expires`"))?;
+    // `created`/`expires` are attacker-chosen integers: saturating arithmetic only.
+    if created > now.saturating_add(skew) {
+        let ahead = created.saturating_sub(now);
+        return Err((ReasonCode::SignatureExpired, format!("signature was created {ahead} s in the future")));
+    }
+    if now >= expires.saturating_add(skew) {
+        let ago = now.saturating_sub(expires);
+        return Err((ReasonCode::SignatureExpired, format!("signature expired {ago} s ago")));
+    }
+    Ok((created, expires))
+}
+
+/// A request component's value (RFC 9421 §2.2 derived components, or a header field).
+fn request_component(request: &Request, name: &str) -> Result<String, String> {
+    Ok(match name {
+        "@authority" => request.host.clone(),
+        "@method" => request.method.clone(),
+        "@path" => request.path.clone(),
+        "@query" => format!("?{}", request.query.as_deref().unwrap_or("")),
+        "@scheme" => request.scheme.clone(),
+        "@target-uri" => format!(
+            "{}://{}{}{}",
+            request.scheme,
+            request.host,
+            request.path,
+            request.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
+        ),
+        name if name.starts_with('@') => return Err(format!("component `{name}` is not supported")),
+        name => {
+            let values: Vec<&str> = request.header_values(name).map(str::trim).collect();
+            if values.is_empty() {
+                return Err(format!("signed header `{name}` is not in the request"));
+            }
+            values.join(", ")
+        }
+    })
+}
+
+/// The RFC 9421 §2.5 signature base, each component's value from `value`.
+pub(crate) fn signature_base(
+    input: &SignatureInput,
+    value: impl Fn(&Component) -> Result<String, String>,
+) -> Result<String, String> {
     let mut base = String::new();
     for c in &input.components {
-        let value = match c.as_str() {
-            "@authority" => request.host.clone(),
-            "@method" => request.method.clone(),
-            "@path" => request.path.clone(),
-            "@query" => format!("?{}", request.query.as_deref().unwrap_or("")),
-            "@scheme" => request.scheme.clone(),
-            "@target-uri" => format!(
-                "{}://{}{}{}",
-                request.scheme,
-                request.host,
-                request.path,
-                request.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
-            ),
-            name if name.starts_with('@') => return Err(format!("component `{name}` is not supported")),
-            name => {
-                let values: Vec<&str> = request.header_values(name).map(str::trim).collect();
-                if values.is_empty() {
-                    return Err(format!("signed header `{name}` is not in the request"));
-                }
-                values.join(", ")
-            }
-        };
+        let value = value(c)?;
         if value.contains('\n') {
-            return Err(format!("component `{c}` contains a newline"));
+            return Err(format!("component `{}` contains a newline", c.name));
         }
-        base.push_str(&format!("\"{c}\": {value}\n"));
+        base.push_str(&format!("{}: {value}\n", c.identifier()));
     }
     base.push_str(&format!("\"@signature-params\": {}", input.raw_params));
     Ok(base)
 }
 
 /// Parses `Signature-Input` (an RFC 8941 dictionary of inner lists with parameters).
-fn parse_signature_inputs(header: &str) -> Result<Vec<SignatureInput>, String> {
+pub(crate) fn parse_signature_inputs(header: &str) -> Result<Vec<SignatureInput>, String> {
     let mut out = Vec::new();
     for member in split_top_level(header, ',') {
         let member = member.trim();
@@ -278,6 +339,11 @@ fn parse_signature_inputs(header: &str) -> Result<Vec<SignatureInput>, String> {
         let (items, params) = (inner.get(..close).unwrap_or(""), inner.get(close + 1..).unwrap_or(""));
         let mut components = Vec::new();
         for item in items.split(' ').filter(|s| !s.is_empty()) {
+            // `;req` is the one component parameter understood (response signatures).
+            let (item, req) = match item.strip_suffix(";req") {
+                Some(bare) => (bare, true),
+                None => (item, false),
+            };
             let name = item.strip_prefix('"').and_then(|s| s.strip_suffix('"')).ok_or_else(|| {
                 format!(
                     "component `{}` is not a quoted string (component parameters are not supported)",
@@ -287,10 +353,11 @@ fn parse_signature_inputs(header: &str) -> Result<Vec<SignatureInput>, String> {
             if name.is_empty() || name.contains(['"', '\\']) {
                 return Err(format!("bad component `{}`", clip(name)));
             }
-            if components.iter().any(|c| c == name) {
-                return Err(format!("component `{name}` appears twice"));
+            let component = Component { name: name.to_owned(), req };
+            if components.contains(&component) {
+                return Err(format!("component `{}` appears twice", component.identifier()));
             }
-            components.push(name.to_owned());
+            components.push(component);
         }
         let mut si = SignatureInput {
             label: label.to_owned(),
@@ -355,7 +422,7 @@ fn parse_signature_inputs(header: &str) -> Result<Vec<SignatureInput>, String> {
 }
 
 /// The byte sequence for `label` in a `Signature` dictionary (`label=:base64:`).
-fn signature_for(header: &str, label: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn signature_for(header: &str, label: &str) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
     for member in split_top_level(header, ',') {
         if let Some((l, v)) = member.trim().split_once('=') {
@@ -389,7 +456,7 @@ fn signature_agent_value(header: &str, label: &str) -> Option<String> {
 }
 
 /// Splits on `sep` outside double quotes and parentheses.
-fn split_top_level(s: &str, sep: char) -> Vec<&str> {
+pub(crate) fn split_top_level(s: &str, sep: char) -> Vec<&str> {
     let (mut out, mut depth, mut quoted, mut start) = (Vec::new(), 0i32, false, 0);
     for (i, c) in s.char_indices() {
         match c {
@@ -416,7 +483,14 @@ mod tests {
         let h = r#"sig1=("@authority" "signature-agent");created=1735689600;expires=1735693200;keyid="abc";alg="ed25519";nonce="n1";tag="web-bot-auth""#;
         let i = &parse_signature_inputs(h).unwrap()[0];
         assert_eq!(i.label, "sig1");
-        assert_eq!(i.components, ["@authority", "signature-agent"]);
+        let names: Vec<&str> = i.components.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["@authority", "signature-agent"]);
+        assert!(i.components.iter().all(|c| !c.req));
+        let r =
+            &parse_signature_inputs(r#"binding0=("@authority";req "content-digest");created=1"#).unwrap()[0];
+        assert_eq!(r.components[0], Component { name: "@authority".into(), req: true });
+        assert_eq!(r.components[0].identifier(), "\"@authority\";req");
+        assert!(!r.components[1].req);
         assert_eq!((i.created, i.expires), (Some(1_735_689_600), Some(1_735_693_200)));
         assert_eq!(i.raw_params, h.split_once('=').unwrap().1);
         assert!(parse_signature_inputs(r#"sig1=("@authority");created=1;created=2"#)

@@ -52,6 +52,15 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// Key problems as JSON `[{"index", "message", "skipped"}]`.
+fn problems_json(problems: &[keys::KeyProblem]) -> String {
+    let list: Vec<Value> = problems
+        .iter()
+        .map(|p| serde_json::json!({ "index": p.index, "message": p.message, "skipped": p.skipped }))
+        .collect();
+    Value::Array(list).to_string()
+}
+
 fn parse_json(what: &str, text: &str) -> Result<Value, JsError> {
     serde_json::from_str(text).map_err(|e| js_error(format!("{what}: {e}")))
 }
@@ -176,11 +185,34 @@ impl Guard {
     #[wasm_bindgen(js_name = setIssuerKeys)]
     pub fn set_issuer_keys(&self, iss: &str, jwks_json: &str) -> Result<String, JsError> {
         let problems = self.engine.set_issuer_keys_json(iss, jwks_json).map_err(js_error)?;
-        let list: Vec<Value> = problems
-            .iter()
-            .map(|p| serde_json::json!({ "index": p.index, "message": p.message, "skipped": p.skipped }))
-            .collect();
-        Ok(Value::Array(list).to_string())
+        Ok(problems_json(&problems))
+    }
+
+    /// Replaces a Web Bot Auth operator's keys with its fetched key directory
+    /// (JSON text) and the response's `Signature-Input`, `Signature` and
+    /// `Content-Digest` headers (`undefined` when absent), at `now` (Unix
+    /// seconds). Unless the policy sets `signature_agents.directory_signatures:
+    /// "unchecked"`, only keys a valid directory signature covers are kept
+    /// (the others come back as problems, like `setIssuerKeys`'); throws when
+    /// the directory is refused (the previous keys stay).
+    #[wasm_bindgen(js_name = setDirectoryKeys)]
+    pub fn set_directory_keys(
+        &self,
+        operator: &str,
+        text: &str,
+        signature_input: Option<String>,
+        signature: Option<String>,
+        content_digest: Option<String>,
+        now: f64,
+    ) -> Result<String, JsError> {
+        let response = crate::directory::DirectoryResponse {
+            text,
+            signature_input: signature_input.as_deref(),
+            signature: signature.as_deref(),
+            content_digest: content_digest.as_deref(),
+        };
+        let problems = self.engine.set_directory_keys(operator, &response, now as i64).map_err(js_error)?;
+        Ok(problems_json(&problems))
     }
 
     /// Sets the secret DPoP nonces are derived from (random bytes from the

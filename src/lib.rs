@@ -33,7 +33,9 @@
 //! 3. `network` ([`network`]) — the source IP is inside the allowed CIDRs.
 //! 4. `credential` ([`credential`], [`httpsig`]) — exactly one
 //!    `Authorization: Bearer|DPoP` header, and/or an RFC 9421 HTTP message
-//!    signature (Web Bot Auth), as the policy's `credentials` says.
+//!    signature (Web Bot Auth), as the policy's `credentials` says; an
+//!    operator's fetched key directory counts only with a valid response
+//!    signature ([`directory`]).
 //! 5. `token` ([`token`], [`jws`], [`keys`], [`cache`]) — strict compact JWS,
 //!    issuer by `iss`, `typ`, algorithm from the issuer's allow-list tied to
 //!    the key type, key by `kid`, signature via jwt-compact, then claims.
@@ -158,6 +160,7 @@ pub mod cache;
 pub mod credential;
 pub mod decision;
 pub mod delegation;
+pub mod directory;
 pub mod dpop;
 pub mod duration;
 pub mod engine;

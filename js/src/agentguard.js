@@ -506,6 +506,17 @@ export class AgentGuard {
   }
 
   /**
+   * Hands a Web Bot Auth operator's key directory, fetched by the caller, to
+   * the engine with its response's `signatureInput`, `signature` and
+   * `contentDigest` headers (the engine checks the directory signature unless
+   * the policy says `directory_signatures: "unchecked"`); returns the keys not
+   * kept. Throws when the directory is refused (the previous keys stay).
+   */
+  setDirectoryKeys(operator, text, { signatureInput, signature, contentDigest } = {}, nowMs = Date.now()) {
+    return JSON.parse(this.#guard.setDirectoryKeys(operator, text, signatureInput, signature, contentDigest, nowMs / 1000));
+  }
+
+  /**
    * Counters for dashboards and tests: the core's live statistics (decisions,
    * by outcome, reason, route and agent) plus cache and state sizes.
    */
@@ -674,14 +685,21 @@ export class AgentGuard {
     this.#issuers.forEach(({ iss, jwks_uri }, i) => {
       const entry = results[i];
       if (!entry || this.#loaded.get(jwks_uri) === entry.generation) return;
+      // A key directory goes in with its response signature (checked by the engine).
+      const directory = this.#dirSources.has(`${iss}\n${jwks_uri}`);
+      const label = directory ? "key directory" : "JWKS";
       try {
-        const skipped = JSON.parse(this.#guard.setIssuerKeys(iss, entry.text));
+        const skipped = JSON.parse(
+          directory
+            ? this.#guard.setDirectoryKeys(iss, entry.text, entry.signatureInput, entry.signature, entry.contentDigest, Date.now() / 1000)
+            : this.#guard.setIssuerKeys(iss, entry.text),
+        );
         for (const p of skipped) {
-          if (!p.skipped) this.#log(`agentguard: JWKS ${jwks_uri}: keys[${p.index}]: ${p.message}`);
+          if (!p.skipped) this.#log(`agentguard: ${label} ${jwks_uri}: keys[${p.index}]: ${p.message}`);
         }
         changed = true;
       } catch (e) {
-        this.#log(`agentguard: JWKS ${jwks_uri}: ${e?.message ?? e}`);
+        this.#log(`agentguard: ${label} ${jwks_uri}: ${e?.message ?? e}`);
       }
       // Remember the generation even when refused, so a bad document is not re-parsed per request.
       this.#loaded.set(jwks_uri, entry.generation);

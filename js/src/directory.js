@@ -15,8 +15,10 @@
 // The directory is a JWK set (`{"keys": [...]}`, Ed25519 `OKP` keys); the
 // engine parses it strictly, keeps only usable keys, identifies them by their
 // RFC 7638 thumbprint and refuses a document with none (the previous keys
-// stay). The directory's own response signature is not checked here: trust
-// comes from the policy naming the directory URL (use `https://`).
+// stay). The cache keeps the response's `Signature-Input`, `Signature` and
+// `Content-Digest` with the text; the engine checks the directory's response
+// signature (`tag="http-message-signatures-directory"`, src/directory.rs)
+// unless the policy sets `signature_agents.directory_signatures: "unchecked"`.
 
 import { JwksCache } from "./jwks.js";
 

@@ -108,6 +108,13 @@ export interface SignatureAgentsPolicy {
   clock_skew?: Duration;
   /** Require a single-use nonce. Default true. */
   require_nonce?: boolean;
+  /**
+   * Whether a fetched key directory must carry a valid response signature
+   * (`tag="http-message-signatures-directory"`, each key signing for the
+   * `directory_uri`'s authority); keys without one are not trusted.
+   * `"unchecked"` trusts the URL alone. Default `"required"`.
+   */
+  directory_signatures?: "required" | "unchecked";
 }
 
 /** One operator; give exactly one of `keys` (inline) and `directory_uri` (fetched by the host). */
@@ -452,6 +459,10 @@ export interface JwksCacheOptions {
 
 export interface JwksEntry {
   text: string;
+  /** The response's `Signature-Input`, `Signature` and `Content-Digest`, when sent (a key directory's response signature). */
+  signatureInput?: string;
+  signature?: string;
+  contentDigest?: string;
   generation: number;
   expiresAt: number;
   stale: boolean;
@@ -577,6 +588,17 @@ export class AgentGuard {
   refreshKeys(): Promise<void>;
   setRevocations(lists: RevocationLists): void;
   setIssuerKeys(iss: string, jwks: Jwks | string): { index: number; message: string; skipped: boolean }[];
+  /**
+   * A Web Bot Auth key directory the caller fetched (its body as text), with
+   * the response's signature headers; only signed keys are kept unless the
+   * policy sets `directory_signatures: "unchecked"`. Throws when refused.
+   */
+  setDirectoryKeys(
+    operator: string,
+    text: string,
+    headers?: { signatureInput?: string; signature?: string; contentDigest?: string },
+    nowMs?: number,
+  ): { index: number; message: string; skipped: boolean }[];
   stats(): GuardStats;
   suspendedAgents(nowMs?: number): Array<Suspension & { agent: string }>;
   liftSuspension(agent: string): boolean;

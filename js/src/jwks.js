@@ -63,18 +63,20 @@ export class JwksCache {
   #entry(uri) {
     let e = this.#entries.get(uri);
     if (!e) {
-      e = { text: null, generation: 0, expiresAt: 0, nextAttemptAt: 0, lastForcedAt: -Infinity, inflight: null, fetches: 0, lastError: null };
+      e = { text: null, signed: null, generation: 0, expiresAt: 0, nextAttemptAt: 0, lastForcedAt: -Infinity, inflight: null, fetches: 0, lastError: null };
       this.#entries.set(uri, e);
     }
     return e;
   }
 
   #view(e) {
-    return e.text === null ? null : { text: e.text, generation: e.generation, expiresAt: e.expiresAt, stale: this.#options.now() >= e.expiresAt };
+    return e.text === null ? null : { text: e.text, ...e.signed, generation: e.generation, expiresAt: e.expiresAt, stale: this.#options.now() >= e.expiresAt };
   }
 
   /**
-   * The current document for `uri` as `{text, generation, expiresAt, stale}`:
+   * The current document for `uri` as `{text, signatureInput, signature,
+   * contentDigest, generation, expiresAt, stale}` (the three headers of the
+   * response, for a key directory's response signature; `undefined` when absent):
    * fetched when missing or expired (unless a failed attempt is still in its
    * back-off), the last good one when the fetch fails. Rejects only when there
    * has never been a good document and the fetch just failed; resolves `null`
@@ -151,8 +153,13 @@ export class JwksCache {
       const maxAge = maxAgeOf(res.headers.get("cache-control")) ?? o.defaultTtl;
       const ttl = Math.min(Math.max(maxAge, o.minTtl), o.maxTtl);
       const now = o.now();
-      if (text !== e.text) {
+      // The response signature headers travel with the text (a key directory's
+      // signature is checked by the engine); either changing is a new generation.
+      const header = (name) => res.headers.get(name) ?? undefined;
+      const signed = { signatureInput: header("signature-input"), signature: header("signature"), contentDigest: header("content-digest") };
+      if (text !== e.text || JSON.stringify(signed) !== JSON.stringify(e.signed)) {
         e.text = text;
+        e.signed = signed;
         e.generation += 1;
       }
       e.expiresAt = now + ttl * 1000;

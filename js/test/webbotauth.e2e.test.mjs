@@ -6,19 +6,24 @@
 // server on 127.0.0.1 and caches like a JWKS. Valid signatures reach the
 // origin with the operator as the verified identity; a tampered covered
 // component, an expired signature, an unknown key and a replayed nonce are
-// refused with distinct reason codes.
+// refused with distinct reason codes. Directories are served signed with
+// web-bot-auth's `directoryResponseHeaders` (tag
+// "http-message-signatures-directory", `"@authority";req`); unsigned ones,
+// ones signed by a key they do not list or for another authority are refused
+// by default and accepted with `directory_signatures: "unchecked"`.
 
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { once } from "node:events";
 
-import { signatureHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } from "web-bot-auth";
+import { signatureHeaders, directoryResponseHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } from "web-bot-auth";
 import { signerFromJWK } from "web-bot-auth/crypto";
 
 import { generateKey, send, startGateway, startOrigin } from "./helpers.mjs";
 import { signJwt } from "../../tests/vectors/mint.mjs";
 import { DirectoryCache } from "../src/directory.js";
+import { AgentGuard, toCoreRequest } from "../src/node.js";
 
 const INLINE_OPERATOR = "https://crawler.test";
 
@@ -29,21 +34,40 @@ async function ed25519() {
   return { privateJwk: { ...pub, d: privateJwk.d }, publicJwk: pub, keyid: await jwkToKeyID(pub, helpers.WEBCRYPTO_SHA256, helpers.BASE64URL_DECODE) };
 }
 
-/** A key directory on 127.0.0.1 whose keys and availability the test controls. */
+/**
+ * A key directory on 127.0.0.1 whose keys and availability the test controls.
+ * `state.keys` are the listed keys (from `ed25519()`); the response is signed
+ * with web-bot-auth's `directoryResponseHeaders` by `state.signers` (default:
+ * every listed key), for `state.authority` (default: the directory's own),
+ * unless `state.sign` is false.
+ */
 async function startDirectory(keys) {
-  const state = { keys, hits: 0, accept: [], cacheControl: "max-age=300" };
-  const server = createServer((req, res) => {
+  const state = { keys, signers: null, authority: null, sign: true, hits: 0, accept: [], cacheControl: "max-age=300" };
+  const server = createServer(async (req, res) => {
     state.hits += 1;
     state.accept.push(req.headers.accept);
     if (req.url !== HTTP_MESSAGE_SIGNATURES_DIRECTORY) {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, {
+    const headers = {
       "content-type": "application/http-message-signatures-directory+json",
       "cache-control": state.cacheControl,
-    });
-    res.end(JSON.stringify({ keys: state.keys }));
+    };
+    if (state.sign) {
+      const signers = await Promise.all((state.signers ?? state.keys).map((k) => signerFromJWK(k.privateJwk)));
+      const url = `http://${state.authority ?? req.headers.host}${req.url}`;
+      const created = new Date(Date.now() - 1000);
+      const sig = await directoryResponseHeaders(
+        { request: { method: "GET", url, headers: {} }, response: { status: 200, headers: {} } },
+        signers,
+        { created, expires: new Date(created.getTime() + 3_600_000) },
+      );
+      headers["signature-input"] = sig["Signature-Input"];
+      headers.signature = sig.Signature;
+    }
+    res.writeHead(200, headers);
+    res.end(JSON.stringify({ keys: state.keys.map((k) => k.publicJwk) }));
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -79,7 +103,7 @@ describe("Web Bot Auth (npm web-bot-auth) against the gateway in workerd", () =>
     [inlineKey, remoteKey, rotatedKey] = await Promise.all([ed25519(), ed25519(), ed25519()]);
     const issuer = await generateKey("EdDSA", "unused");
     origin = await startOrigin();
-    directory = await startDirectory([remoteKey.publicJwk]);
+    directory = await startDirectory([remoteKey]);
     const policy = {
       realm: "api.test",
       credentials: "either",
@@ -129,7 +153,7 @@ describe("Web Bot Auth (npm web-bot-auth) against the gateway in workerd", () =>
 
     // The operator rotates: the new key is unknown until one refresh.
     const hits1 = directory.state.hits;
-    directory.state.keys = [rotatedKey.publicJwk];
+    directory.state.keys = [rotatedKey];
     res = await get("/v1/records/3", await signed(rotatedKey, { operator: directory.operator }));
     assert.equal(res.status, 200, res.text);
     assert.equal(directory.state.hits - hits1, 1, "the unknown key caused exactly one refresh");
@@ -273,6 +297,162 @@ describe("credentials: both (a token and a signature) in workerd", () => {
     } finally {
       await gw?.stop();
       await origin.close();
+    }
+  });
+});
+
+describe("directory response signatures (draft-meunier-webbotauth-httpsig-directory) in workerd", () => {
+  // One operator per case, each with its own directory server; each request
+  // names its operator in Signature-Agent, so only that directory is consulted.
+  let origin;
+  let dirs; // name -> {directory, key}
+  let strict; // gateway with the default `directory_signatures` (required)
+  let lax; // gateway with `directory_signatures: "unchecked"`
+
+  before(async () => {
+    origin = await startOrigin();
+    const make = async (name, configure = () => {}) => {
+      const key = await ed25519();
+      const directory = await startDirectory([key]);
+      await configure(directory.state, key);
+      return [name, { directory, key }];
+    };
+    dirs = Object.fromEntries(
+      await Promise.all([
+        make("signed"),
+        make("unsigned", (s) => {
+          s.sign = false;
+        }),
+        make("foreignSigner", async (s) => {
+          s.signers = [await ed25519()];
+        }),
+        make("otherAuthority", (s) => {
+          s.authority = "crawler.evil.test";
+        }),
+        make("partlySigned", async (s, key) => {
+          const second = await ed25519();
+          s.keys = [key, second];
+          s.signers = [key];
+          s.unsignedKey = second;
+        }),
+      ]),
+    );
+    const issuer = await generateKey("EdDSA", "unused");
+    const policy = (extra) => ({
+      realm: "api.test",
+      credentials: "signature",
+      issuers: [{ iss: "https://sts.test", audiences: ["https://api.test"], jwks: { keys: [issuer.publicJwk] }, algorithms: ["EdDSA"] }],
+      signature_agents: {
+        ...extra,
+        directories: Object.values(dirs).map(({ directory }) => ({
+          operator: directory.operator,
+          directory_uri: directory.url,
+          scopes: ["records.read"],
+        })),
+      },
+      routes: [{ id: "read-records", methods: ["GET"], path: "/v1/records/**", scopes: ["records.read"] }],
+    });
+    [strict, lax] = await Promise.all([
+      startGateway({ policyText: JSON.stringify(policy({})), originPort: origin.port }),
+      startGateway({ policyText: JSON.stringify(policy({ directory_signatures: "unchecked" })), originPort: origin.port }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([strict?.stop(), lax?.stop()]);
+    await Promise.all([origin?.close(), ...Object.values(dirs ?? {}).map((d) => d.directory.close())]);
+  });
+
+  const call = async (gw, name, key = dirs[name].key) => {
+    const { directory } = dirs[name];
+    const res = await send(`${gw.url}/v1/records/1`, {
+      headers: { host: "api.test", ...(await signed(key, { operator: directory.operator })) },
+    });
+    return { status: res.status, reason: res.status === 200 ? null : JSON.parse(res.text).reason, text: res.text };
+  };
+  const logged = (gw, name, pattern) =>
+    gw.logs.some((l) => l.includes(`key directory ${dirs[name].directory.url}`) && pattern.test(l));
+
+  test("a directory signed by its keys (npm web-bot-auth directoryResponseHeaders) is trusted", async () => {
+    const r = await call(strict, "signed");
+    assert.equal(r.status, 200, r.text);
+    assert.equal(JSON.parse(r.text).headers["x-agentguard-agent"], dirs.signed.directory.operator);
+  });
+
+  test("an unsigned directory is refused (its keys are unknown) and the log says why", async () => {
+    const r = await call(strict, "unsigned");
+    assert.deepEqual([r.status, r.reason], [401, "signature_key_unknown"], r.text);
+    assert.ok(logged(strict, "unsigned", /is not signed/), strict.logs.join("\n"));
+  });
+
+  test("a directory signed by a key it does not list is refused", async () => {
+    const r = await call(strict, "foreignSigner");
+    assert.deepEqual([r.status, r.reason], [401, "signature_key_unknown"], r.text);
+    assert.ok(logged(strict, "foreignSigner", /is not in the directory/), strict.logs.join("\n"));
+  });
+
+  test("a directory signed for another authority (a key claimed from another operator) is refused", async () => {
+    const r = await call(strict, "otherAuthority");
+    assert.deepEqual([r.status, r.reason], [401, "signature_key_unknown"], r.text);
+    assert.ok(logged(strict, "otherAuthority", /does not verify/), strict.logs.join("\n"));
+  });
+
+  test("only the keys that signed the directory are trusted", async () => {
+    const ok = await call(strict, "partlySigned");
+    assert.equal(ok.status, 200, ok.text);
+    const r = await call(strict, "partlySigned", dirs.partlySigned.directory.state.unsignedKey);
+    assert.deepEqual([r.status, r.reason], [401, "signature_key_unknown"], r.text);
+    assert.ok(logged(strict, "partlySigned", /keys\[1\]: key `[^`]+` has no valid directory signature/), strict.logs.join("\n"));
+  });
+
+  test('directory_signatures: "unchecked" trusts every directory as before', async () => {
+    for (const name of ["signed", "unsigned", "foreignSigner", "otherAuthority"]) {
+      const r = await call(lax, name);
+      assert.equal(r.status, 200, `${name}: ${r.text}`);
+    }
+    const r = await call(lax, "partlySigned", dirs.partlySigned.directory.state.unsignedKey);
+    assert.equal(r.status, 200, r.text);
+  });
+});
+
+describe("AgentGuard#setDirectoryKeys (a directory the host fetched itself, Node)", () => {
+  test("needs the response signature by default; the signed key then verifies requests", async () => {
+    const key = await ed25519();
+    const operator = "https://crawler.test";
+    const url = `${operator}${HTTP_MESSAGE_SIGNATURES_DIRECTORY}`;
+    const issuer = await generateKey("EdDSA", "unused");
+    const guard = await AgentGuard.create(
+      JSON.stringify({
+        credentials: "signature",
+        issuers: [{ iss: "https://sts.test", audiences: ["https://api.test"], jwks: { keys: [issuer.publicJwk] }, algorithms: ["EdDSA"] }],
+        signature_agents: { directories: [{ operator, directory_uri: url, scopes: ["records.read"] }] },
+        routes: [{ id: "read-records", methods: ["GET"], path: "/v1/records/**", scopes: ["records.read"] }],
+      }),
+      { log: () => {} },
+    );
+    try {
+      const text = JSON.stringify({ keys: [key.publicJwk] });
+      const created = new Date(Date.now() - 1000);
+      const sign = async (authority) => {
+        const h = await directoryResponseHeaders(
+          { request: { method: "GET", url: `https://${authority}${HTTP_MESSAGE_SIGNATURES_DIRECTORY}`, headers: {} }, response: { status: 200, headers: {} } },
+          [await signerFromJWK(key.privateJwk)],
+          { created, expires: new Date(created.getTime() + 60_000) },
+        );
+        return { signatureInput: h["Signature-Input"], signature: h.Signature };
+      };
+      const decide = async () => {
+        const request = new Request("https://api.test/v1/records/1", { headers: await signed(key, { operator }) });
+        return (await guard.decideRequest(toCoreRequest(request))).decision;
+      };
+      assert.throws(() => guard.setDirectoryKeys(operator, text), /not signed/);
+      const forOther = await sign("crawler.evil.test");
+      assert.throws(() => guard.setDirectoryKeys(operator, text, forOther), /does not verify/);
+      assert.equal(await decide(), "deny");
+      assert.deepEqual(guard.setDirectoryKeys(operator, text, await sign("crawler.test")), []);
+      assert.equal(await decide(), "allow");
+    } finally {
+      guard.free();
     }
   });
 });

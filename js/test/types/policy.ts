@@ -120,6 +120,7 @@ export const policy: Policy = {
       },
     ],
     max_age: "5m",
+    directory_signatures: "required",
   },
   resource: {
     identifier: "https://api.example.com",
@@ -189,6 +190,15 @@ export const twoTests: Policy = {
     // @ts-expect-error: one test per body condition (`gt` and `lt` are two)
     { id: "t", methods: ["POST"], path: "/t", approval_when: [{ body: "/amount", gt: 1, lt: 5 }] },
   ],
+};
+
+export const badDirectorySignatures: Policy = {
+  ...minimal,
+  signature_agents: {
+    directories: policy.signature_agents!.directories,
+    // @ts-expect-error: `directory_signatures` is "required" | "unchecked"
+    directory_signatures: "optional",
+  },
 };
 
 export const noTest: Policy = {
