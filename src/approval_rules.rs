@@ -146,15 +146,20 @@ fn shown(v: &Value) -> String {
 }
 
 /// The first of `conditions` that `body` meets, as a sentence for the
-/// decision; `None` when none is (or there are none).
-pub fn first_met(conditions: &[BodyCondition], body: Option<&str>) -> Option<String> {
+/// decision; `None` when none is (or there are none). `hashed`: the host gave
+/// the body's SHA-256 but not its text (too large or not UTF-8 to pass on).
+pub fn first_met(conditions: &[BodyCondition], body: Option<&str>, hashed: bool) -> Option<String> {
     if conditions.is_empty() {
         return None;
     }
     let Some(body) = body else {
-        return Some(
-            "the route has approval conditions on the body and the request body was not given".into(),
-        );
+        return Some(if hashed {
+            "the route has approval conditions on the body and the host gave only the body's SHA-256, \
+             not its text (larger than 64 KiB, or not UTF-8)"
+                .into()
+        } else {
+            "the route has approval conditions on the body and the request body was not given".into()
+        });
     };
     if body.len() > MAX_BODY_BYTES {
         return Some(format!("the body is {} bytes, more than the {MAX_BODY_BYTES} read", body.len()));
@@ -177,7 +182,7 @@ mod tests {
     }
     fn met(rules: &[Value], body: Option<&str>) -> Option<String> {
         let c: Vec<_> = rules.iter().map(|r| rule(r.clone()).unwrap()).collect();
-        first_met(&c, body)
+        first_met(&c, body, false)
     }
 
     #[test]
@@ -230,6 +235,8 @@ mod tests {
     fn what_cannot_be_judged_goes_to_a_human() {
         let gt = [serde_json::json!({"body": "/amount", "gt": 1000})];
         assert!(met(&gt, None).unwrap().contains("not given"));
+        let c = [rule(gt[0].clone()).unwrap()];
+        assert!(first_met(&c, None, true).unwrap().contains("only the body's SHA-256"));
         assert_eq!(met(&gt, Some(r#"{"total": 5}"#)).unwrap(), "body /amount is missing");
         assert_eq!(met(&gt, Some(r#"{"amount": "5"}"#)).unwrap(), "body /amount is not a number");
         assert!(met(&gt, Some("amount=5")).unwrap().contains("not JSON"));

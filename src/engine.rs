@@ -744,6 +744,14 @@ impl Engine {
         self.replace_directory(operator, KeySet::from_keys(kept), problems)
     }
 
+    /// Whether `operator`'s keys come from a key directory the policy names
+    /// by `directory_uri`: a host that fetches it gives the response to
+    /// [`Engine::set_directory_keys`] (with its signature headers), not to
+    /// [`Engine::set_issuer_keys`].
+    pub fn is_directory_operator(&self, operator: &str) -> bool {
+        self.directory_uri(operator).is_some()
+    }
+
     /// The `directory_uri` the policy names for `operator`.
     fn directory_uri(&self, operator: &str) -> Option<&str> {
         self.signature_agents
@@ -1322,8 +1330,12 @@ impl Engine {
         let why = if matches!(matched.route.risk, Risk::High | Risk::Critical) {
             Some(format!("route `{}` is high-risk", matched.route.id))
         } else {
-            crate::approval_rules::first_met(&matched.route.approval_when, request.body.as_deref())
-                .map(|met| format!("on route `{}`, {met}", matched.route.id))
+            crate::approval_rules::first_met(
+                &matched.route.approval_when,
+                request.body.as_deref(),
+                request.body_sha256.is_some(),
+            )
+            .map(|met| format!("on route `{}`, {met}", matched.route.id))
         };
         if let Some(why) = why {
             let endpoint = self.approval.as_ref().map(|g| g.endpoint.as_str());

@@ -167,9 +167,9 @@ describe("approval conditions on the body (Node)", () => {
     const gw = gateway();
     const cases = [
       ["not JSON", "amount=5&currency=EUR", /not JSON/],
-      ["not UTF-8", Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /not given/],
+      ["not UTF-8", Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /only the body's SHA-256/],
       ["a BOM", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"amount":5,"currency":"EUR"}')]), /not JSON/],
-      ["over 64 KiB", JSON.stringify({ amount: 5, currency: "EUR", pad: "x".repeat(MAX_BODY_TEXT_BYTES) }), /not given/],
+      ["over 64 KiB", JSON.stringify({ amount: 5, currency: "EUR", pad: "x".repeat(MAX_BODY_TEXT_BYTES) }), /only the body's SHA-256/],
       ["empty", "", /not given/],
     ];
     for (const [what, body, why] of cases) {
