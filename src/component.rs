@@ -16,7 +16,10 @@
 //! - the core's [`PolicyError`], [`KeyProblem`], [`Suspension`],
 //!   [`SignatureCheck`] and [`StatsSnapshot`] map field for field; JSON
 //!   documents the host serves as they are (JWKS, RFC 8414 and RFC 9728
-//!   metadata) cross as JSON text.
+//!   metadata) cross as JSON text;
+//! - a WIT `directory-response` (a fetched Web Bot Auth key directory and
+//!   its signature headers) becomes the core's
+//!   [`crate::directory::DirectoryResponse`], which the core verifies.
 //!
 //! Nothing here decides anything: no policy logic, no defaults of its own
 //! beyond those the JSON API has (`scheme` defaults to `https`).
@@ -123,6 +126,26 @@ impl wit::GuestEngine for EngineResource {
 
     fn set_issuer_keys(&self, iss: String, jwks_json: String) -> Result<Vec<t::KeyProblem>, String> {
         let problems = self.engine.set_issuer_keys_json(&iss, &jwks_json)?;
+        Ok(problems.into_iter().map(key_problem).collect())
+    }
+
+    fn is_directory_operator(&self, operator: String) -> bool {
+        self.engine.is_directory_operator(&operator)
+    }
+
+    fn set_directory_keys(
+        &self,
+        operator: String,
+        directory: t::DirectoryResponse,
+        now: i64,
+    ) -> Result<Vec<t::KeyProblem>, String> {
+        let response = crate::directory::DirectoryResponse {
+            text: &directory.text,
+            signature_input: directory.signature_input.as_deref(),
+            signature: directory.signature.as_deref(),
+            content_digest: directory.content_digest.as_deref(),
+        };
+        let problems = self.engine.set_directory_keys(&operator, &response, now)?;
         Ok(problems.into_iter().map(key_problem).collect())
     }
 
@@ -400,6 +423,38 @@ mod tests {
         assert!(matches!(body_use("GET", "/v1/contacts/42"), t::BodyUse::None));
         assert!(matches!(body_use("GET", "/v1/transfers"), t::BodyUse::None));
         assert!(matches!(body_use("POST", "/v1/transfers%2F"), t::BodyUse::None));
+    }
+
+    #[test]
+    fn a_key_directory_goes_to_the_core_with_its_signature_headers() {
+        let operator = "https://crawler.test";
+        let policy = serde_json::json!({
+            "issuers": [{"iss": "https://sts.test", "audiences": ["https://api.test"], "jwks_uri": "https://sts.test/jwks", "algorithms": ["EdDSA"]}],
+            "routes": [{"id": "pages", "methods": ["GET"], "path": "/pages/**", "scopes": ["pages.read"]}],
+            "signature_agents": {"directories": [{
+                "operator": operator,
+                "directory_uri": "https://crawler.test/.well-known/http-message-signatures-directory",
+                "scopes": ["pages.read"]
+            }]},
+        });
+        let engine = <EngineResource as wit::GuestEngine>::new(policy.to_string()).unwrap();
+        assert!(wit::GuestEngine::is_directory_operator(&engine, operator.into()));
+        assert!(!wit::GuestEngine::is_directory_operator(&engine, "https://sts.test".into()));
+        let text =
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let directory = |signature: Option<&str>| t::DirectoryResponse {
+            text: text.into(),
+            signature_input: signature.map(|_| "binding0=(\"@authority\";req);created=1;keyid=\"k\"".into()),
+            signature: signature.map(Into::into),
+            content_digest: None,
+        };
+        let set = |d| wit::GuestEngine::set_directory_keys(&engine, operator.into(), d, 1_767_225_600);
+        // Unsigned, and signed with garbage: the core refuses both.
+        assert!(set(directory(None)).unwrap_err().contains("not signed"));
+        assert!(set(directory(Some("binding0=:AAAA:"))).is_err());
+        // The text-only path refuses a directory under `required`.
+        let err = wit::GuestEngine::set_issuer_keys(&engine, operator.into(), text.into()).unwrap_err();
+        assert!(err.contains("response signature"), "{err}");
     }
 
     #[test]

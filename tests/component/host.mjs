@@ -20,7 +20,8 @@ export const COMPONENT = process.env.AGENTGUARD_COMPONENT ?? path.join(ROOT, "ta
 export const WIT = path.join(ROOT, "wit/agentguard.wit");
 
 const requireFromJs = createRequire(path.join(ROOT, "js/package.json"));
-const importFromJs = (specifier) => import(pathToFileURL(requireFromJs.resolve(specifier)).href);
+/** Imports an npm package installed in js/node_modules (e.g. `web-bot-auth`). */
+export const importFromJs = (specifier) => import(pathToFileURL(requireFromJs.resolve(specifier)).href);
 
 /** wasm-tools (compiled to Wasm, inside jco-transpile): parse, validate, print WIT. */
 export const tools = await importFromJs("@bytecodealliance/jco-transpile/wasm-tools");
