@@ -85,7 +85,13 @@
 //!   under way (the first requests after start-up, the first token signed
 //!   with a rotated-in key) is **held** until the fetch ends (at most
 //!   `jwks_timeout`), then decided; if the keys still do not fit, it is denied
-//!   `token_key_not_found`.
+//!   `token_key_not_found`. Web Bot Auth key directories (operators with a
+//!   `directory_uri`) are fetched the same way, asked for as
+//!   `application/http-message-signatures-directory+json`, and handed with
+//!   the response's `Signature-Input` / `Signature` / `Content-Digest` to
+//!   [`Engine::set_directory_keys`], which checks the directory's own
+//!   signature; a signature by an unknown key (`signature_key_unknown`) holds
+//!   and re-fetches like an unknown token key.
 //! - **DPoP nonces.** When the policy wants them, the engine gets a nonce
 //!   secret: the wrapper's `dpop_nonce_secret`, else one created per Envoy
 //!   (WASI randomness) and shared by its VMs through proxy-wasm shared data.
@@ -597,12 +603,17 @@ impl Filter {
         self.act(&decision, &[], start_ns)
     }
 
-    /// Whether the refusal is "no key for this token" while keys come from URLs.
+    /// Whether the refusal is "no key for this token" (or "no trusted
+    /// directory has this signature's key") while keys come from URLs.
     /// Such a refusal comes before every stage that keeps state (rate limits,
-    /// breaker, replay caches), so deciding the request again later counts
-    /// nothing twice.
+    /// breaker, replay caches: a signature is checked before its nonce is
+    /// recorded and before any token), so deciding the request again later
+    /// counts nothing twice.
     fn should_wait(&self, decision: &Decision) -> bool {
-        decision.reasons.first().is_some_and(|r| r.code == ReasonCode::TokenKeyNotFound)
+        decision
+            .reasons
+            .first()
+            .is_some_and(|r| matches!(r.code, ReasonCode::TokenKeyNotFound | ReasonCode::SignatureKeyUnknown))
             && !self.schedule.borrow().is_empty()
     }
 
@@ -624,25 +635,42 @@ impl Filter {
         true
     }
 
-    /// Starts fetching the JWKS of source `index`.
+    /// What source `iss` publishes, for log lines: a Web Bot Auth key
+    /// directory (by operator) or an issuer's JWKS.
+    fn document(&self, iss: &str) -> &'static str {
+        if self.engine.is_directory_operator(iss) {
+            "key directory"
+        } else {
+            "JWKS"
+        }
+    }
+
+    /// Starts fetching the JWKS (or key directory) of source `index`.
     fn fetch(&self, index: usize, now_ms: i64) {
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
+        let directory = self.engine.is_directory_operator(&source.iss);
+        let accept = if directory {
+            "application/http-message-signatures-directory+json, application/json"
+        } else {
+            "application/jwk-set+json, application/json"
+        };
         let headers = vec![
             (":method", "GET"),
             (":path", source.path.as_str()),
             (":authority", source.authority.as_str()),
-            ("accept", "application/jwk-set+json, application/json"),
+            ("accept", accept),
             ("user-agent", "agentguard-envoy"),
         ];
         let timeout = Duration::from_secs(self.settings.jwks_timeout_secs);
+        let what = self.document(&source.iss);
         match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
-                debug!("fetching the JWKS of `{}` from `{}` (callout {token})", source.iss, source.uri);
+                debug!("fetching the {what} of `{}` from `{}` (callout {token})", source.iss, source.uri);
                 self.schedule.borrow_mut().started(index, token, now_ms);
             }
             Err(status) => {
                 warn!(
-                    "cannot fetch the JWKS of `{}` from `{}` through cluster `{}` ({status:?}); \
+                    "cannot fetch the {what} of `{}` from `{}` through cluster `{}` ({status:?}); \
                      keeping the current keys",
                     source.iss, source.uri, source.cluster
                 );
@@ -652,7 +680,7 @@ impl Filter {
         }
     }
 
-    /// Handles the answer to callout `token`, if it is a JWKS fetch.
+    /// Handles the answer to callout `token`, if it is a JWKS (or key directory) fetch.
     fn on_fetched(&self, token: u32, body_size: usize) {
         let Some(index) = self.schedule.borrow().pending(token) else { return };
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
@@ -662,25 +690,55 @@ impl Filter {
         } else {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
         };
-        let result = jwks::response_text(status.as_deref(), body.as_deref())
-            .and_then(|text| self.engine.set_issuer_keys_json(&source.iss, text));
+        let what = self.document(&source.iss);
+        let result = jwks::response_text(status.as_deref(), body.as_deref()).and_then(|text| {
+            if self.engine.is_directory_operator(&source.iss) {
+                self.load_directory(&source.iss, text)
+            } else {
+                self.engine.set_issuer_keys_json(&source.iss, text)
+            }
+        });
         let ok = match result {
             Ok(problems) => {
                 for p in problems.iter().filter(|p| !p.skipped) {
-                    warn!("JWKS of `{}`: keys[{}]: {}; key ignored", source.iss, p.index, p.message);
+                    warn!("{what} of `{}`: keys[{}]: {}; key ignored", source.iss, p.index, p.message);
                 }
-                info!("loaded the JWKS of `{}` from `{}`", source.iss, source.uri);
+                info!("loaded the {what} of `{}` from `{}`", source.iss, source.uri);
                 self.metrics.jwks(JwksEvent::FetchOk);
                 true
             }
             Err(message) => {
-                warn!("JWKS of `{}` from `{}`: {message}; keeping the current keys", source.iss, source.uri);
+                // The core's refusals mostly say already that the previous keys stay.
+                let tail = if message.contains("keeping the previous keys") {
+                    ""
+                } else {
+                    "; keeping the current keys"
+                };
+                warn!("{what} of `{}` from `{}`: {message}{tail}", source.iss, source.uri);
                 self.metrics.jwks(JwksEvent::FetchFailed);
                 false
             }
         };
         self.schedule.borrow_mut().finished(token, ok);
         self.release_if_idle();
+    }
+
+    /// Hands a fetched Web Bot Auth key directory, with the signature
+    /// headers of its response and Envoy's clock, to the core, which checks
+    /// the response signature (unless the policy says `unchecked`).
+    fn load_directory(&self, operator: &str, text: &str) -> Result<Vec<crate::keys::KeyProblem>, String> {
+        let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+            .map_err(|status| format!("cannot read the response headers ({status:?})"))?;
+        let fields = jwks::directory_headers(&headers)?;
+        let now_secs = now_ns().ok_or("Envoy's clock is not available")? / 1_000_000_000;
+        let now = i64::try_from(now_secs).map_err(|_| "Envoy's clock is out of range")?;
+        let response = crate::directory::DirectoryResponse {
+            text,
+            signature_input: fields.signature_input.as_deref(),
+            signature: fields.signature.as_deref(),
+            content_digest: fields.content_digest.as_deref(),
+        };
+        self.engine.set_directory_keys(operator, &response, now)
     }
 
     /// Puts the pushed revocations in force when they changed since the last
@@ -706,7 +764,12 @@ impl Filter {
         let expired = self.schedule.borrow_mut().expire(now);
         for index in &expired {
             if let Some(source) = self.schedule.borrow().source(*index) {
-                warn!("JWKS fetch for `{}` from `{}` never answered", source.iss, source.uri);
+                warn!(
+                    "{} fetch for `{}` from `{}` never answered",
+                    self.document(&source.iss),
+                    source.iss,
+                    source.uri
+                );
             }
             self.metrics.jwks(JwksEvent::FetchFailed);
         }

@@ -324,7 +324,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
             errors.push(PolicyError::new(at, "expected the name of an Envoy cluster"));
         }
     }
-    for (index, iss, uri) in &uri_issuers {
+    for (at, iss, uri) in &uri_issuers {
         let Some(cluster) = wrapper.jwks_clusters.get(iss).or(wrapper.jwks_cluster.as_ref()) else {
             errors.push(PolicyError::new(
                 "jwks_cluster",
@@ -347,9 +347,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
             }),
             // The core reports a URI that is not `http(s)://` itself.
             Err(_) if !uri.starts_with("https://") && !uri.starts_with("http://") => {}
-            Err(message) => {
-                errors.push(PolicyError::new(format!("policy.issuers[{index}].jwks_uri"), message))
-            }
+            Err(message) => errors.push(PolicyError::new(at.clone(), message)),
         }
     }
 
@@ -379,20 +377,36 @@ fn operator_route_problem(policy: &Value, id: &str) -> Option<String> {
     })
 }
 
-/// `(index, iss, jwks_uri)` of every issuer in the policy with a `jwks_uri`
-/// and no inline `jwks` (the ones whose keys the filter fetches).
-fn jwks_uri_issuers(policy: &Value) -> Vec<(usize, String, String)> {
-    let issuers = policy.get("issuers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    issuers
+/// `(path of the URI, iss, jwks_uri)` of every issuer in the policy with a
+/// `jwks_uri` and no inline `jwks`, then of every Web Bot Auth operator with a
+/// `directory_uri` and no inline `keys` (the sources whose keys the filter
+/// fetches; an operator's `iss` is its `operator`).
+fn jwks_uri_issuers(policy: &Value) -> Vec<(String, String, String)> {
+    fn list(v: Option<&Value>) -> &[Value] {
+        v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    }
+    let issuers =
+        list(policy.get("issuers")).iter().enumerate().filter(|(_, i)| i.get("jwks").is_none()).filter_map(
+            |(index, i)| {
+                let iss = i.get("iss")?.as_str()?;
+                let uri = i.get("jwks_uri")?.as_str()?;
+                Some((format!("policy.issuers[{index}].jwks_uri"), iss.to_owned(), uri.to_owned()))
+            },
+        );
+    let directories = list(policy.get("signature_agents").and_then(|sa| sa.get("directories")))
         .iter()
         .enumerate()
-        .filter(|(_, i)| i.get("jwks").is_none())
-        .filter_map(|(index, i)| {
-            let iss = i.get("iss")?.as_str()?;
-            let uri = i.get("jwks_uri")?.as_str()?;
-            Some((index, iss.to_owned(), uri.to_owned()))
-        })
-        .collect()
+        .filter(|(_, d)| d.get("keys").is_none())
+        .filter_map(|(index, d)| {
+            let operator = d.get("operator")?.as_str()?;
+            let uri = d.get("directory_uri")?.as_str()?;
+            Some((
+                format!("policy.signature_agents.directories[{index}].directory_uri"),
+                operator.to_owned(),
+                uri.to_owned(),
+            ))
+        });
+    issuers.chain(directories).collect()
 }
 
 /// Splits `https://host[:port]/path?query` into (`host[:port]`, `/path?query`).

@@ -2,7 +2,10 @@
 //!
 //! The core never fetches: for each issuer with a `jwks_uri` the filter asks
 //! Envoy to fetch it (`dispatch_http_call` to the configured cluster) and
-//! hands the document to [`crate::Engine::set_issuer_keys`]. This module is
+//! hands the document to [`crate::Engine::set_issuer_keys`]. A Web Bot Auth
+//! key directory (a `signature_agents` operator with a `directory_uri`) is
+//! fetched the same way and goes, with its response signature headers
+//! ([`directory_headers`]), to [`crate::Engine::set_directory_keys`]. This module is
 //! the schedule, kept free of host calls so it is tested natively:
 //!
 //! - **periodic**: after a good fetch, again every `jwks_refresh`; after a
@@ -150,6 +153,47 @@ pub fn response_text<'a>(status: Option<&str>, body: Option<&'a [u8]>) -> Result
     std::str::from_utf8(body.unwrap_or_default()).map_err(|_| "the document is not UTF-8 text".into())
 }
 
+/// The response headers a key directory's signature is checked with, each
+/// repeated field joined with `, ` (RFC 9110 field combination).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryHeaders {
+    /// `Signature-Input`.
+    pub signature_input: Option<String>,
+    /// `Signature`.
+    pub signature: Option<String>,
+    /// `Content-Digest`.
+    pub content_digest: Option<String>,
+}
+
+/// Picks the signature headers out of a fetched key directory's response
+/// headers (names compared case-insensitively). A value that is not UTF-8
+/// refuses the whole response: a signature cannot be checked over bytes the
+/// core never sees.
+pub fn directory_headers(headers: &[(String, Vec<u8>)]) -> Result<DirectoryHeaders, String> {
+    let mut out = DirectoryHeaders::default();
+    for (name, value) in headers {
+        let slot = if name.eq_ignore_ascii_case("signature-input") {
+            &mut out.signature_input
+        } else if name.eq_ignore_ascii_case("signature") {
+            &mut out.signature
+        } else if name.eq_ignore_ascii_case("content-digest") {
+            &mut out.content_digest
+        } else {
+            continue;
+        };
+        let value = std::str::from_utf8(value)
+            .map_err(|_| format!("the `{}` response header is not UTF-8 text", crate::keys::clip(name)))?;
+        match slot {
+            Some(joined) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            None => *slot = Some(value.to_owned()),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +263,30 @@ mod tests {
         assert!(response_text(None, None).unwrap_err().contains("no response"));
         assert!(response_text(Some("200"), Some(b"\xff")).is_err());
         assert_eq!(response_text(Some("200"), None), Ok(""));
+    }
+
+    #[test]
+    fn directory_signature_headers_are_joined_per_field() {
+        let h = |n: &str, v: &[u8]| (n.to_owned(), v.to_vec());
+        let headers = [
+            h(":status", b"200"),
+            h("signature-input", br#"a=("@authority";req)"#),
+            h("content-type", b"application/http-message-signatures-directory+json"),
+            h("Signature", b"a=:AAAA:"),
+            h("signature-input", br#"b=("@authority";req)"#),
+            h("signature", b"b=:BBBB:"),
+            h("content-digest", b"sha-256=:x:"),
+        ];
+        assert_eq!(
+            directory_headers(&headers),
+            Ok(DirectoryHeaders {
+                signature_input: Some(r#"a=("@authority";req), b=("@authority";req)"#.into()),
+                signature: Some("a=:AAAA:, b=:BBBB:".into()),
+                content_digest: Some("sha-256=:x:".into()),
+            })
+        );
+        assert_eq!(directory_headers(&[h(":status", b"200")]), Ok(DirectoryHeaders::default()));
+        let err = directory_headers(&[h("signature", b"a=:\xff:"), h("signature", b"\xff")]).unwrap_err();
+        assert!(err.contains("`signature`") && err.contains("UTF-8"), "{err}");
     }
 }
