@@ -19,6 +19,7 @@ import { JwksCache, jwksCache } from "./jwks.js";
 import { DirectoryCache, directoryCache, directorySources } from "./directory.js";
 import { DEFAULT_HOST_ALGORITHMS, hostVerifier } from "./webcrypto.js";
 import { decideWithState, serveOperator } from "./durable.js";
+import { hostRefusal } from "./refusal.js";
 
 export { JwksCache, jwksCache, DirectoryCache, directoryCache, DEFAULT_HOST_ALGORITHMS };
 export { AgentStateObject, routingKey, decideShared, stateUnavailable } from "./durable.js";
@@ -242,41 +243,7 @@ export async function requestBodyContext(guard, request, options = {}) {
  */
 export function bodyRefused(input, { status, message }) {
   const title = status === 413 ? "Content Too Large" : "Bad Request";
-  const problem = {
-    type: "https://agentguard.dev/problems/request_invalid",
-    title,
-    status,
-    detail: message,
-    decision: "deny",
-    reason: "request_invalid",
-  };
-  const event = {
-    v: 1,
-    time_ms: Math.round(Number(input?.now ?? Date.now() / 1000) * 1000),
-    decision: "deny",
-    status,
-    reasons: ["request_invalid"],
-    method: String(input?.method ?? ""),
-    host: String(input?.host ?? ""),
-    path: String(input?.path ?? "").split("?")[0],
-    cache_hit: false,
-  };
-  if (input?.source_ip) event.source_ip = input.source_ip;
-  return {
-    decision: "deny",
-    status,
-    reasons: [{ code: "request_invalid", message }],
-    forward_headers: {},
-    strip_header_prefix: "x-agentguard-",
-    response: {
-      status,
-      headers: { "content-type": "application/problem+json", "cache-control": "no-store" },
-      body: JSON.stringify(problem),
-    },
-    trace: [{ stage: "body", result: "fail", detail: message }],
-    event,
-    log: true,
-  };
+  return hostRefusal(input, { status, code: "request_invalid", title, message, stage: "body" });
 }
 
 // ---------------------------------------------------------------------------

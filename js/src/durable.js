@@ -25,6 +25,7 @@
 
 import { routingKey as routingKeyJson } from "../dist/agentguard.js";
 import { AgentGuard, toCoreRequest } from "./agentguard.js";
+import { hostRefusal } from "./refusal.js";
 
 /** The default name of the Durable Object namespace binding. */
 export const STATE_BINDING = "AGENTGUARD_STATE";
@@ -250,41 +251,14 @@ function isDecision(d) {
  * `state_unavailable` deny (with `Retry-After: 1`), shaped like a core decision.
  */
 export function stateUnavailable(input, message) {
-  const problem = {
-    type: "https://agentguard.dev/problems/state_unavailable",
+  return hostRefusal(input, {
+    status: 503,
+    code: "state_unavailable",
     title: "Service Unavailable",
-    status: 503,
-    detail: message,
-    decision: "deny",
-    reason: "state_unavailable",
-  };
-  const event = {
-    v: 1,
-    time_ms: Math.round(Number(input?.now ?? Date.now() / 1000) * 1000),
-    decision: "deny",
-    status: 503,
-    reasons: ["state_unavailable"],
-    method: String(input?.method ?? ""),
-    host: String(input?.host ?? ""),
-    path: String(input?.path ?? "").split("?")[0],
-    cache_hit: false,
-  };
-  if (input?.source_ip) event.source_ip = input.source_ip;
-  return {
-    decision: "deny",
-    status: 503,
-    reasons: [{ code: "state_unavailable", message }],
-    forward_headers: {},
-    strip_header_prefix: "x-agentguard-",
-    response: {
-      status: 503,
-      headers: { "content-type": "application/problem+json", "cache-control": "no-store", "retry-after": "1" },
-      body: JSON.stringify(problem),
-    },
-    trace: [{ stage: "state", result: "fail", detail: message }],
-    event,
-    log: true,
-  };
+    message,
+    stage: "state",
+    headers: { "retry-after": "1" },
+  });
 }
 
 /**

@@ -28,6 +28,7 @@ const gateway :Workerd.Worker = (
     (name = "src/directory.js", esModule = embed "../src/directory.js"),
     (name = "src/durable.js", esModule = embed "../src/durable.js"),
     (name = "src/webcrypto.js", esModule = embed "../src/webcrypto.js"),
+    (name = "src/refusal.js", esModule = embed "../src/refusal.js"),
     (name = "dist/agentguard.js", esModule = embed "../dist/agentguard.js"),
     (name = "dist/agentguard_bg.wasm", wasm = embed "../dist/agentguard_bg.wasm"),
   ],
