@@ -45,7 +45,7 @@ use crate::state::StateStore;
 use super::body::BodyRoutes;
 use super::mapping::Needs;
 
-/// Where and how to fetch one issuer's JWKS.
+/// Where and how to fetch one issuer's JWKS (or one operator's key directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSource {
     /// The issuer (`iss`).
@@ -76,7 +76,9 @@ pub enum DecisionLog {
 /// Envoy-only settings (the wrapper's fields other than `policy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// One entry per issuer with a `jwks_uri`.
+    /// One entry per key source fetched by URL: access-token, attestation
+    /// and approval issuers with a `jwks_uri`, Web Bot Auth operators with a
+    /// `directory_uri` (see `fetch_sources`).
     pub jwks: Vec<JwksSource>,
     /// Seconds between two fetches of an issuer's keys after a good fetch.
     pub jwks_refresh_secs: u64,
@@ -209,15 +211,17 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     // then reports its problems with line and column.
     let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
         Ok(value) if value.get("policy").is_some() => value,
-        _ => {
+        parsed => {
             let (engine, body_routes, needs) = compile(text, Some(open))?;
-            if let Some((iss, _)) = engine.jwks_uris().first() {
+            // It compiled, so it parsed: the value only names the sources.
+            let policy = parsed.unwrap_or(Value::Null);
+            if let Some(source) = fetch_sources(Some(&engine), &policy).first() {
                 return Err(PolicyError::new(
                     ".",
                     format!(
-                        "issuer `{}` has a `jwks_uri`: wrap the policy as `{{\"policy\": {{...}}, \"jwks_cluster\": \
-                         \"<envoy cluster>\"}}` so the filter knows which cluster to fetch it through",
-                        crate::keys::clip(iss)
+                        "{}: wrap the policy as `{{\"policy\": {{...}}, \"jwks_cluster\": \"<envoy cluster>\"}}` so \
+                         the filter knows which cluster to fetch it through",
+                        source.describe("")
                     ),
                 )
                 .into());
@@ -310,28 +314,31 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
         }
     }
 
-    // Checked on the policy as written, so these problems are reported even
-    // when the policy itself has others.
-    let uri_issuers = jwks_uri_issuers(&wrapper.policy);
+    // The engine's list when the policy compiled; otherwise the policy as
+    // written, so these problems are reported next to the policy's own.
+    let sources = fetch_sources(compiled.as_ref().map(|(engine, _, _)| engine), &wrapper.policy);
     for (iss, cluster) in &wrapper.jwks_clusters {
         let at = format!("jwks_clusters.{iss}");
-        if !uri_issuers.iter().any(|(_, i, _)| i == iss) {
+        if !sources.iter().any(|s| &s.iss == iss) {
             errors.push(PolicyError::new(
                 at,
-                format!("`{}` is not an issuer with a `jwks_uri` in the policy", crate::keys::clip(iss)),
+                format!(
+                    "`{}` is not an issuer with a `jwks_uri` (nor an operator with a `directory_uri`) in the policy",
+                    crate::keys::clip(iss)
+                ),
             ));
         } else if !cluster_ok(cluster) {
             errors.push(PolicyError::new(at, "expected the name of an Envoy cluster"));
         }
     }
-    for (at, iss, uri) in &uri_issuers {
+    for source in &sources {
+        let (iss, uri) = (&source.iss, &source.uri);
         let Some(cluster) = wrapper.jwks_clusters.get(iss).or(wrapper.jwks_cluster.as_ref()) else {
             errors.push(PolicyError::new(
                 "jwks_cluster",
                 format!(
-                    "issuer `{}` has a `jwks_uri`: expected `jwks_cluster` (or `jwks_clusters` for it) naming the \
-                     Envoy cluster that serves `{}`",
-                    crate::keys::clip(iss),
+                    "{}: expected `jwks_cluster` (or `jwks_clusters` for it) naming the Envoy cluster that serves `{}`",
+                    source.describe("policy."),
                     crate::keys::clip(uri)
                 ),
             ));
@@ -347,7 +354,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
             }),
             // The core reports a URI that is not `http(s)://` itself.
             Err(_) if !uri.starts_with("https://") && !uri.starts_with("http://") => {}
-            Err(message) => errors.push(PolicyError::new(at.clone(), message)),
+            Err(message) => errors.push(PolicyError::new(format!("policy.{}", source.path), message)),
         }
     }
 
@@ -377,36 +384,119 @@ fn operator_route_problem(policy: &Value, id: &str) -> Option<String> {
     })
 }
 
-/// `(path of the URI, iss, jwks_uri)` of every issuer in the policy with a
-/// `jwks_uri` and no inline `jwks`, then of every Web Bot Auth operator with a
-/// `directory_uri` and no inline `keys` (the sources whose keys the filter
-/// fetches; an operator's `iss` is its `operator`).
-fn jwks_uri_issuers(policy: &Value) -> Vec<(String, String, String)> {
+/// A key source the filter fetches: `iss` (an operator's name for a Web Bot
+/// Auth key directory), its URI, and where the policy names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    /// JSON path of the URI in the policy (`approval.jwks_uri`), or `.` when
+    /// the policy as written does not show it.
+    path: String,
+    iss: String,
+    uri: String,
+}
+
+impl Source {
+    /// What the source is, for messages: ``issuer `…` has a `jwks_uri` (at `…`)``,
+    /// the path prefixed with `prefix` (`policy.` in a wrapper).
+    fn describe(&self, prefix: &str) -> String {
+        let (who, field) = if self.path.starts_with("signature_agents.") {
+            ("operator", "directory_uri")
+        } else if self.path.starts_with("approval.") {
+            ("approval issuer", "jwks_uri")
+        } else if self.path.starts_with("attestation.") {
+            ("attestation issuer", "jwks_uri")
+        } else {
+            ("issuer", "jwks_uri")
+        };
+        let who = format!("{who} `{}` has a `{field}`", crate::keys::clip(&self.iss));
+        if self.path == "." {
+            who
+        } else {
+            format!("{who} (at `{prefix}{}`)", self.path)
+        }
+    }
+}
+
+/// The key sources the filter fetches. What to fetch is the engine's
+/// [`Engine::jwks_uris`] (access-token issuers, attestation issuers, the
+/// approval service, Web Bot Auth key directories: everything the core
+/// verifies with keys by URL); the policy as written only says where each is
+/// named. Without an engine (the policy has problems of its own) the policy
+/// as written is the list, so cluster problems are reported too.
+///
+/// Token-service federation issuers are left out: their keys verify the
+/// subject tokens of a token exchange (`POST /token`), which the Envoy filter
+/// does not serve, so it would fetch them for nothing (and a policy shared
+/// with a gateway that does serve it would need a cluster here for no use).
+fn fetch_sources(engine: Option<&Engine>, policy: &Value) -> Vec<Source> {
+    let written = written_sources(policy);
+    let listed: Vec<Source> = match engine {
+        None => written,
+        Some(engine) => engine
+            .jwks_uris()
+            .iter()
+            .map(|(iss, uri)| Source {
+                path: written
+                    .iter()
+                    .find(|s| &s.iss == iss && &s.uri == uri)
+                    .map_or_else(|| ".".to_owned(), |s| s.path.clone()),
+                iss: iss.clone(),
+                uri: uri.clone(),
+            })
+            .collect(),
+    };
+    let mut sources: Vec<Source> = Vec::new();
+    for source in listed {
+        let federation = source.path.starts_with("token_service.");
+        if !federation && !sources.iter().any(|s| s.iss == source.iss && s.uri == source.uri) {
+            sources.push(source);
+        }
+    }
+    sources
+}
+
+/// Every key source the policy as written names by URL (and not inline), in
+/// [`Engine::jwks_uris`] order: access-token issuers, attestation issuers,
+/// the approval service, token-service federation issuers, Web Bot Auth
+/// operators.
+fn written_sources(policy: &Value) -> Vec<Source> {
     fn list(v: Option<&Value>) -> &[Value] {
         v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
     }
-    let issuers =
-        list(policy.get("issuers")).iter().enumerate().filter(|(_, i)| i.get("jwks").is_none()).filter_map(
-            |(index, i)| {
-                let iss = i.get("iss")?.as_str()?;
-                let uri = i.get("jwks_uri")?.as_str()?;
-                Some((format!("policy.issuers[{index}].jwks_uri"), iss.to_owned(), uri.to_owned()))
-            },
-        );
-    let directories = list(policy.get("signature_agents").and_then(|sa| sa.get("directories")))
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.get("keys").is_none())
-        .filter_map(|(index, d)| {
-            let operator = d.get("operator")?.as_str()?;
-            let uri = d.get("directory_uri")?.as_str()?;
-            Some((
-                format!("policy.signature_agents.directories[{index}].directory_uri"),
-                operator.to_owned(),
-                uri.to_owned(),
-            ))
-        });
-    issuers.chain(directories).collect()
+    fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+        v.get(key)?.as_str()
+    }
+    let mut sources = Vec::new();
+    // `object` names its keys at `object[uri]` unless it has them inline.
+    let mut add = |at: String, object: &Value, iss: &str, uri: &str, inline: &str| {
+        if object.get(inline).is_some() {
+            return;
+        }
+        if let (Some(name), Some(link)) = (str_at(object, iss), str_at(object, uri)) {
+            sources.push(Source { path: format!("{at}.{uri}"), iss: name.to_owned(), uri: link.to_owned() });
+        }
+    };
+    for (i, issuer) in list(policy.get("issuers")).iter().enumerate() {
+        add(format!("issuers[{i}]"), issuer, "iss", "jwks_uri", "jwks");
+    }
+    let attestation = policy.get("attestation").and_then(|a| a.get("issuers"));
+    for (i, issuer) in list(attestation).iter().enumerate() {
+        add(format!("attestation.issuers[{i}]"), issuer, "iss", "jwks_uri", "jwks");
+    }
+    if let Some(approval) = policy.get("approval") {
+        add("approval".to_owned(), approval, "issuer", "jwks_uri", "jwks");
+    }
+    let federation = policy.get("token_service").and_then(|t| t.get("federation"));
+    for (i, rule) in list(federation).iter().enumerate() {
+        if let Some(issuer) = rule.get("issuer") {
+            add(format!("token_service.federation[{i}].issuer"), issuer, "iss", "jwks_uri", "jwks");
+        }
+    }
+    let directories = policy.get("signature_agents").and_then(|sa| sa.get("directories"));
+    for (i, directory) in list(directories).iter().enumerate() {
+        add(format!("signature_agents.directories[{i}]"), directory, "operator", "directory_uri", "keys");
+    }
+    sources
 }
 
 /// Splits `https://host[:port]/path?query` into (`host[:port]`, `/path?query`).
@@ -543,6 +633,113 @@ mod tests {
             errors(&bad_uri),
             ["policy.issuers[0].jwks_uri: expected a URL with a host, found `https://user@h/x`"]
         );
+    }
+
+    /// `POLICY` with every other kind of key source by URL: an attestation
+    /// issuer, the approval service, a token-service federation issuer and a
+    /// Web Bot Auth key directory.
+    fn all_sources_policy() -> String {
+        let mut p: Value = serde_json::from_str(POLICY).unwrap();
+        let extra = serde_json::json!({
+            "attestation": {"issuers": [{"iss": "https://attest.test", "kind": "attestation_result",
+                "audiences": ["https://api.test"], "algorithms": ["EdDSA"], "jwks_uri": "https://attest.test/keys"}]},
+            "approval": {"issuer": "https://approvals.test", "audiences": ["https://api.test"],
+                "algorithms": ["EdDSA"], "endpoint": "https://approvals.test/ask",
+                "jwks_uri": "https://approvals.test:8443/jwks.json?v=1"},
+            "token_service": {"issuer": "https://edge.test", "signing_kid": "edge-1", "federation": [{
+                "id": "ci", "issuer": {"iss": "https://ci.test", "audiences": ["https://edge.test"],
+                    "algorithms": ["ES256"], "jwks_uri": "https://ci.test/jwks"},
+                "scopes": ["deploy"], "audiences": ["https://api.test"]}]},
+            "signature_agents": {"directories": [{"operator": "https://bot.test",
+                "directory_uri": "https://bot.test/.well-known/http-message-signatures-directory"}]}
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p.to_string()
+    }
+
+    #[test]
+    fn every_key_source_the_engine_lists_is_fetched_except_federation() {
+        let policy = all_sources_policy();
+        // The engine lists four sources; the filter fetches all but the
+        // federation issuer (Envoy serves no token exchange).
+        let engine = Engine::from_json(&policy).unwrap();
+        assert_eq!(engine.jwks_uris().len(), 4, "{:?}", engine.jwks_uris());
+        assert!(engine.jwks_uris().iter().any(|(iss, _)| iss == "https://ci.test"));
+        let wrapped = format!(
+            r#"{{"policy": {policy}, "jwks_cluster": "keys", "jwks_clusters": {{"https://approvals.test": "appr"}}}}"#
+        );
+        let jwks = load(wrapped.as_bytes()).unwrap().settings.jwks;
+        let got: Vec<_> = jwks
+            .iter()
+            .map(|s| (s.iss.as_str(), s.cluster.as_str(), s.authority.as_str(), s.path.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("https://attest.test", "keys", "attest.test", "/keys"),
+                ("https://approvals.test", "appr", "approvals.test:8443", "/jwks.json?v=1"),
+                ("https://bot.test", "keys", "bot.test", "/.well-known/http-message-signatures-directory"),
+            ]
+        );
+        // Each fetched JWKS goes where the filter hands it (directories go to
+        // `set_directory_keys`); a name the policy does not have is refused.
+        let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+                                 "x": "4VxtOFbJsthZFwHZEML1JpzrdFdOzSHQfUikZB_YPU4"}]}"#;
+        for iss in ["https://attest.test", "https://approvals.test"] {
+            assert_eq!(engine.set_issuer_keys_json(iss, jwks), Ok(Vec::new()), "{iss}");
+            assert!(!engine.is_directory_operator(iss));
+        }
+        assert!(engine.is_directory_operator("https://bot.test"));
+        assert!(engine.set_issuer_keys_json("https://nobody.test", jwks).is_err());
+        // A cluster for the federation issuer names nothing the filter fetches.
+        let federation = format!(
+            r#"{{"policy": {policy}, "jwks_cluster": "keys", "jwks_clusters": {{"https://ci.test": "ci"}}}}"#
+        );
+        assert!(errors(&federation)[0].starts_with("jwks_clusters.https://ci.test: `https://ci.test` is not"));
+    }
+
+    #[test]
+    fn a_source_without_a_cluster_is_named_with_its_path() {
+        let policy = all_sources_policy();
+        let errs = errors(&format!(r#"{{"policy": {policy}}}"#));
+        assert_eq!(
+            errs,
+            [
+                "jwks_cluster: attestation issuer `https://attest.test` has a `jwks_uri` (at \
+                 `policy.attestation.issuers[0].jwks_uri`): expected `jwks_cluster` (or `jwks_clusters` for it) \
+                 naming the Envoy cluster that serves `https://attest.test/keys`",
+                "jwks_cluster: approval issuer `https://approvals.test` has a `jwks_uri` (at \
+                 `policy.approval.jwks_uri`): expected `jwks_cluster` (or `jwks_clusters` for it) naming the Envoy \
+                 cluster that serves `https://approvals.test:8443/jwks.json?v=1`",
+                "jwks_cluster: operator `https://bot.test` has a `directory_uri` (at \
+                 `policy.signature_agents.directories[0].directory_uri`): expected `jwks_cluster` (or \
+                 `jwks_clusters` for it) naming the Envoy cluster that serves \
+                 `https://bot.test/.well-known/http-message-signatures-directory`",
+            ]
+        );
+        // A plain policy names the first source and asks for the wrapper.
+        let plain = errors(&policy);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(
+            plain[0].starts_with(
+                ".: attestation issuer `https://attest.test` has a `jwks_uri` (at \
+                 `attestation.issuers[0].jwks_uri`): wrap the policy"
+            ),
+            "{plain:?}"
+        );
+        // When the policy has problems of its own, the sources come from the
+        // policy as written, so both kinds of problem are reported at once.
+        let broken = policy.replace(r#""/**""#, r#""no-slash""#);
+        let errs =
+            errors(&format!(r#"{{"policy": {broken}, "jwks_clusters": {{"https://approvals.test": ""}}}}"#));
+        assert!(errs.iter().any(|e| e.starts_with("policy.routes[0].path: ")), "{errs:?}");
+        assert!(errs
+            .iter()
+            .any(|e| e == "jwks_clusters.https://approvals.test: expected the name of an Envoy cluster"));
+        assert!(errs.iter().any(|e| e.starts_with("jwks_cluster: attestation issuer `https://attest.test`")));
+        assert!(!errs.iter().any(|e| e.contains("ci.test")), "{errs:?}");
     }
 
     #[test]
