@@ -9,11 +9,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import http from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, assertLogged, agentToken } from "./harness.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, assertLogged, agentToken, openPost, within } from "./harness.mjs";
 
 const { keys, policyText } = loadVectors();
 const sha256 = (text) => createHash("sha256").update(text).digest("base64url");
@@ -142,39 +140,18 @@ test("an empty body binds like no body; the approval names the agent", async () 
   assert.equal(res.json.reason, "approval_agent_mismatch");
 });
 
-/**
- * Starts a POST whose body is not finished: resolves `{response, finish}` where
- * `response` settles when Envoy answers and `finish()` ends the body.
- */
-function openPost(path, headers) {
-  const req = http.request({ host: "127.0.0.1", port: envoy.port, method: "POST", path, agent: false,
-    headers: { host: "api.test", "content-type": "application/json", ...headers } });
-  const response = new Promise((resolve, reject) => {
-    req.on("response", (res) => {
-      let body = "";
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode, json: JSON.parse(body) }));
-    });
-    req.on("error", reject);
-  });
-  req.write('{"amount": ');
-  return { response, finish: () => req.end("1}") };
-}
-
-const within = (promise, ms) => Promise.race([promise, sleep(ms).then(() => "pending")]);
-
 test("only approval-gated routes wait for the body; others are decided on their headers", async () => {
   const token = await payerToken();
   // A low-risk route is decided while the body is still coming.
-  const draft = openPost("/v1/drafts", { authorization: "Bearer not-a-token" });
+  const draft = openPost(envoy.port, "/v1/drafts", { authorization: "Bearer not-a-token" }, '{"amount": ');
   const early = await within(draft.response, 3000);
   assert.notEqual(early, "pending", "a low-risk route must not wait for the body");
   assert.equal(early.status, 401);
-  draft.finish();
+  draft.finish("1}");
   // The high-risk route answers only once the body has ended, and hashes all of it.
-  const payment = openPost("/v1/payments", { authorization: `Bearer ${token}` });
+  const payment = openPost(envoy.port, "/v1/payments", { authorization: `Bearer ${token}` }, '{"amount": ');
   assert.equal(await within(payment.response, 700), "pending", "the filter waits for the whole body");
-  payment.finish();
+  payment.finish("1}");
   const late = await payment.response;
   assert.equal(late.status, 403);
   assert.equal(late.json.action_digest, actionDigest('{"amount": 1}'));

@@ -10,11 +10,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { loadVectors, signJwt } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, agentToken } from "./harness.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, upstreamSaw, nowSecs, agentToken, openPost, within } from "./harness.mjs";
 
 const { keys, policyText } = loadVectors();
 const sha256 = (data) => createHash("sha256").update(data).digest("base64url");
@@ -201,41 +200,23 @@ test("a declared Content-Digest does not spare the read, and must match it", asy
   assertChallenge(await transfer(token, LARGE, { headers: { "content-digest": digestOf(LARGE) } }), LARGE);
 });
 
-/** Starts a POST whose body is not finished: `{response, finish}`. */
-function openPost(path, headers, first) {
-  const req = http.request({ host: "127.0.0.1", port: envoy.port, method: "POST", path, agent: false,
-    headers: { host: "api.test", "content-type": "application/json", ...headers } });
-  const response = new Promise((resolve, reject) => {
-    req.on("response", (res) => {
-      let body = "";
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode, json: JSON.parse(body) }));
-    });
-    req.on("error", reject);
-  });
-  req.write(first);
-  return { response, finish: (rest) => req.end(rest) };
-}
-
-const within = (promise, ms) => Promise.race([promise, sleep(ms).then(() => "pending")]);
-
 test("only routes that read bodies wait for them; others stream", async () => {
   const token = await payerToken();
   // No body rule: decided on the headers while the body is still coming.
-  const draft = openPost("/v1/drafts", { authorization: "Bearer not-a-token" }, '{"amount": ');
+  const draft = openPost(envoy.port, "/v1/drafts", { authorization: "Bearer not-a-token" }, '{"amount": ');
   const early = await within(draft.response, 3000);
   assert.notEqual(early, "pending", "a route without body rules must not wait for the body");
   assert.equal(early.status, 401);
   draft.finish("1}");
   // An allowed request to such a route streams its body upstream.
-  const streamed = openPost("/v1/drafts", { authorization: `Bearer ${token}` }, '{"to": ');
+  const streamed = openPost(envoy.port, "/v1/drafts", { authorization: `Bearer ${token}` }, '{"to": ');
   await sleep(200);
   streamed.finish('"ACME"}');
   const done = await streamed.response;
   assert.equal(done.status, 200);
   assert.equal(done.json.body, '{"to": "ACME"}');
   // The transfer route answers only once its body has ended.
-  const held = openPost("/v1/transfers", { authorization: `Bearer ${token}` }, '{"amount": ');
+  const held = openPost(envoy.port, "/v1/transfers", { authorization: `Bearer ${token}` }, '{"amount": ');
   assert.equal(await within(held.response, 700), "pending", "the filter waits for the whole body");
   held.finish('5000, "currency": "EUR"}');
   const late = await held.response;

@@ -40,7 +40,7 @@ const KEEP_TMP = process.env.AGENTGUARD_KEEP_TMP === "1";
 const tempDirs = new Set();
 const running = new Set(); // Envoy child processes that have not exited
 
-/** A fresh `$TMPDIR/agentguard-<name>-XXXXXX`, removed when the test process ends. */
+/** A fresh `$TMPDIR/agentguard-<name>-` directory (mkdtemp adds a random suffix), removed when the test process ends. */
 export function tempDir(name) {
   const dir = mkdtempSync(path.join(tmpdir(), `agentguard-${name}-`));
   tempDirs.add(dir);
@@ -457,6 +457,29 @@ export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
 }
 
 // ---------------------------------------------------------------- HTTP
+
+/**
+ * Starts a POST to Envoy on `port` whose body is not finished: `first` is
+ * written, `{response, finish}` is returned, where `response` settles with
+ * `{status, json}` when Envoy answers and `finish(rest)` ends the body.
+ */
+export function openPost(port, path, headers, first) {
+  const req = http.request({ host: "127.0.0.1", port, method: "POST", path, agent: false,
+    headers: { host: "api.test", "content-type": "application/json", ...headers } });
+  const response = new Promise((resolve, reject) => {
+    req.on("response", (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode, json: JSON.parse(body) }));
+    });
+    req.on("error", reject);
+  });
+  req.write(first);
+  return { response, finish: (rest) => req.end(rest) };
+}
+
+/** `promise`'s value, or `"pending"` if it has not settled within `ms`. */
+export const within = (promise, ms) => Promise.race([promise, sleep(ms).then(() => "pending")]);
 
 /**
  * Sends a request through Envoy. `headers` is an object whose values may be
