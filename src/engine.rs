@@ -70,6 +70,17 @@ pub enum BodyUse {
     Text,
 }
 
+/// What `route` reads of a request's body.
+fn body_use_of(route: &Route) -> BodyUse {
+    if !route.approval_when.is_empty() {
+        BodyUse::Text
+    } else if matches!(route.risk, Risk::High | Risk::Critical) {
+        BodyUse::Digest
+    } else {
+        BodyUse::None
+    }
+}
+
 /// A compiled policy, ready to decide. Share one per isolate / VM / process.
 #[derive(Debug)]
 pub struct Engine {
@@ -78,6 +89,8 @@ pub struct Engine {
     keys: RwLock<Vec<IssuerKeys>>,
     jwks_uris: Vec<(String, String)>,
     routes: Vec<Route>,
+    /// Whether any route reads request bodies (high-risk, or `approval_when`).
+    reads_bodies: bool,
     delegation: Delegation,
     revocations: RwLock<Arc<Revocations>>,
     /// The policy's own `revoked` lists (kept in force by [`Engine::set_pushed_revocations`]).
@@ -591,7 +604,9 @@ impl Engine {
             return Err(PolicyErrors(errors));
         }
         let route_ids = routes.iter().map(|r| (r.id.as_str().into(), header_value(&r.id).into())).collect();
+        let reads_bodies = routes.iter().any(|r| body_use_of(r) != BodyUse::None);
         Ok(Engine {
+            reads_bodies,
             realm: policy.realm.clone().unwrap_or_else(|| "agentguard".into()),
             route_ids,
             issuers,
@@ -1074,11 +1089,19 @@ impl Engine {
     /// [`BodyUse::None`]. Hosts that read bodies only when asked stay fast
     /// for every other request.
     pub fn body_use(&self, request: &Request) -> BodyUse {
-        match self.routes.iter().find_map(|r| r.matches(&request.method, &request.path)) {
-            Some(m) if !m.route.approval_when.is_empty() => BodyUse::Text,
-            Some(m) if matches!(m.route.risk, Risk::High | Risk::Critical) => BodyUse::Digest,
-            _ => BodyUse::None,
+        if !self.reads_bodies {
+            return BodyUse::None;
         }
+        self.routes
+            .iter()
+            .find_map(|r| r.matches(&request.method, &request.path))
+            .map_or(BodyUse::None, |m| body_use_of(m.route))
+    }
+
+    /// Whether any route reads request bodies: if not, [`Engine::body_use`]
+    /// is `None` for every request, and a host need not even ask.
+    pub fn reads_bodies(&self) -> bool {
+        self.reads_bodies
     }
 
     /// Decides a request. Never panics, never fails: any problem is a refusal.

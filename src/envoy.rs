@@ -132,7 +132,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
-use self::body::{BodyReader, BodyRoutes, Plan, ReadBody};
+use self::body::{BodyReader, Plan, ReadBody};
 use self::config::{DecisionLog, Loaded, Settings};
 use self::jwks::Schedule;
 use self::mapping::{
@@ -239,8 +239,6 @@ struct Filter {
     settings: Settings,
     metrics: Metrics,
     schedule: RefCell<Schedule>,
-    /// Whether any route needs bodies read (the engine says which).
-    body_routes: BodyRoutes,
     /// HTTP contexts held until the JWKS fetch under way ends, and where
     /// their request was.
     waiting: RefCell<Vec<(u32, Stage)>>,
@@ -312,7 +310,7 @@ impl Filter {
         let request = Request::from_parts(&parts);
         if !end_of_stream {
             let body_use = match &request {
-                Ok(r) => self.body_routes.body_use(&self.engine, r),
+                Ok(r) => self.engine.body_use(r),
                 Err(_) => BodyUse::None,
             };
             if let Plan::Read { text } = body::plan(body_use, declared.is_some()) {
@@ -906,7 +904,7 @@ impl RootContext for Root {
             info!("per-agent state shared by every worker: {slots} shared-data keys, room for {capacity} entries");
             Ok(Box::new(shared))
         };
-        let Loaded { engine, settings, body_routes, needs } = match config::load(&bytes, &open) {
+        let Loaded { engine, settings, needs } = match config::load(&bytes, &open) {
             Ok(loaded) => loaded,
             Err(errors) => {
                 for e in &errors.0 {
@@ -935,7 +933,6 @@ impl RootContext for Root {
             engine,
             settings,
             metrics,
-            body_routes,
             waiting: RefCell::new(Vec::new()),
             reading: RefCell::new(Vec::new()),
             bodies: RefCell::new(Vec::new()),

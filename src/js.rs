@@ -24,7 +24,7 @@
 //! |---|---|
 //! | `new Guard(policy)` | compile; throws with every `path: message` |
 //! | `decide(request)` | decision JSON, every signature in Wasm |
-//! | `bodyUse(method, target)` | `"text"`, `"digest"` or `"none"`: what to read of the body first |
+//! | `bodyUse(method, target)`, `readsBodies()` | `"text"`, `"digest"` or `"none"`: what to read of the body first; whether any route reads one |
 //! | `decideOrCheck(request, algs)` / `decideWith(request, verdict)` | the two halves of a host-verified decision |
 //! | `jwksUris()`, `setIssuerKeys(iss, jwks)` | keys the host fetches |
 //! | `setRevocations`, `liftSuspension`, `suspendedAgents` | operator controls |
@@ -101,6 +101,9 @@ impl Guard {
     /// or `"none"`. Never throws (a target the core cannot read needs no body).
     #[wasm_bindgen(js_name = bodyUse)]
     pub fn body_use(&self, method: &str, target: &str) -> String {
+        if !self.engine.reads_bodies() {
+            return "none".into();
+        }
         let use_ = Request::builder(method, target, 0)
             .build()
             .map_or(crate::BodyUse::None, |request| self.engine.body_use(&request));
@@ -110,6 +113,13 @@ impl Guard {
             crate::BodyUse::Text => "text",
         }
         .into()
+    }
+
+    /// Whether any route of the policy reads request bodies (if not,
+    /// `bodyUse` is `"none"` for every request: a host can skip asking).
+    #[wasm_bindgen(js_name = readsBodies)]
+    pub fn reads_bodies(&self) -> bool {
+        self.engine.reads_bodies()
     }
 
     /// Decides a request (request JSON) and returns the decision JSON. Never throws.

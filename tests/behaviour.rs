@@ -376,6 +376,9 @@ fn the_host_is_told_which_bodies_to_read() {
     assert_eq!(body_use("POST", "/v1/payments"), BodyUse::Digest);
     assert_eq!(body_use("GET", "/v1/transfers"), BodyUse::None);
     assert_eq!(body_use("DELETE", "/nowhere"), BodyUse::None);
+    assert!(e.reads_bodies());
+    let plain = engine(json!({"routes": [{"id": "read", "methods": ["GET"], "path": "/v1/**"}]}));
+    assert!(!plain.reads_bodies(), "no high-risk route, no approval_when: no body is ever read");
 }
 
 #[test]

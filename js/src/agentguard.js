@@ -316,7 +316,7 @@ export class AgentGuard {
   #hostAlgs; // comma-separated, for the core
   #verifier; // {name, sync, algorithms, verify(check)} or null: who checks #hostAlgs signatures
   #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
-  #bodyRoutes = true; // whether any route may need the body (see mayNeedBody)
+  #readsBodies = true; // whether any route reads request bodies (the engine's readsBodies)
 
   constructor(guard, issuers, options, directories = []) {
     this.#guard = guard;
@@ -386,7 +386,7 @@ export class AgentGuard {
     // The engine lists key directories (by operator) with the issuers' JWKS URLs.
     const created = new AgentGuard(guard, JSON.parse(guard.jwksUris()), options, directorySources(text));
     created.#endpoints = JSON.parse(gatewayEndpoints(text));
-    created.#bodyRoutes = mayNeedBody(text);
+    created.#readsBodies = guard.readsBodies();
     return created;
   }
 
@@ -403,7 +403,7 @@ export class AgentGuard {
    * `withAgentGuard` does this itself (`requestBodyContext`).
    */
   bodyUse(method, target) {
-    if (!this.#bodyRoutes) return "none";
+    if (!this.#readsBodies) return "none";
     return this.#guard.bodyUse(String(method), String(target));
   }
 
@@ -700,20 +700,6 @@ async function readTokenBody(request) {
     at += c.byteLength;
   }
   return new TextDecoder().decode(bytes);
-}
-
-// Whether a compiled policy's routes may need a request body: only routes
-// with `approval_when` (text) or a `risk` (digest when high or critical) do,
-// so a policy with neither spares every request the core's `bodyUse` call.
-// Anything unexpected answers `true` (the core is asked).
-function mayNeedBody(text) {
-  try {
-    const routes = JSON.parse(text).routes;
-    if (!Array.isArray(routes)) return true;
-    return routes.some((r) => !r || typeof r !== "object" || "approval_when" in r || "risk" in r);
-  } catch {
-    return true;
-  }
 }
 
 // ---------------------------------------------------------------------------

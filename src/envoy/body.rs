@@ -1,6 +1,6 @@
 //! Which request bodies the filter reads before deciding, and how it reads them.
 //!
-//! The engine says what a request's route needs ([`Engine::body_use`], the
+//! The engine says what a request's route needs ([`crate::Engine::body_use`], the
 //! one source of truth, matched on the core's normalised method and path):
 //!
 //! - [`BodyUse::Digest`] (a `high`/`critical` route): the approval's action
@@ -23,42 +23,11 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::{BodyUse, Engine};
+use crate::engine::BodyUse;
 use crate::limits::MAX_BODY_BYTES;
-use crate::policy::{Policy, Risk};
-use crate::request::Request;
 
 /// How much of Envoy's body buffer one host call copies into the VM.
 pub const CHUNK: usize = 64 * 1024;
-
-/// Whether any of the policy's routes reads bodies: if none does, no request
-/// is even matched for it.
-#[derive(Debug, Default)]
-pub struct BodyRoutes {
-    any: bool,
-}
-
-impl BodyRoutes {
-    /// Looks at the policy's routes (the engine compiled from the same policy
-    /// says which one a request matches).
-    pub fn new(policy: &Policy) -> BodyRoutes {
-        let any = policy
-            .routes
-            .iter()
-            .any(|r| matches!(r.risk, Risk::High | Risk::Critical) || !r.approval_when.is_empty());
-        BodyRoutes { any }
-    }
-
-    /// What the route `request` goes to needs of its body. (A request the
-    /// core cannot normalise needs none: it is refused on its headers.)
-    pub fn body_use(&self, engine: &Engine, request: &Request) -> BodyUse {
-        if self.any {
-            engine.body_use(request)
-        } else {
-            BodyUse::None
-        }
-    }
-}
 
 /// What the filter does at a request's headers when more (a body) follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,25 +109,25 @@ impl BodyReader {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
     use super::*;
+    use crate::engine::Engine;
     use crate::envoy::mapping::body_digest;
-    use crate::request::RequestInput;
+    use crate::request::{Request, RequestInput};
 
     const KEYS: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k",
                                       "x": "3xBdjTlen6YEqELHPR3AhJwPG5XsWGa8_t1p4YSg5og"}]}"#;
 
-    fn compiled(routes: &str) -> (Engine, BodyRoutes) {
+    fn compiled(routes: &str) -> Engine {
         let text = format!(
             r#"{{"issuers": [{{"iss": "https://sts", "audiences": ["a"], "algorithms": ["EdDSA"], "jwks": {KEYS}}}],
                 "routes": {routes},
                 "approval": {{"issuer": "https://approvals", "audiences": ["a"], "algorithms": ["EdDSA"],
                               "endpoint": "https://approvals/x", "jwks": {KEYS}}}}}"#
         );
-        let policy = Policy::from_json(&text).unwrap();
-        (Engine::new(&policy).unwrap(), BodyRoutes::new(&policy))
+        Engine::from_json(&text).unwrap()
     }
 
     /// What the filter does with a body sent to `method path` (`Decide` for a request the core refuses).
-    fn plan_for(c: &(Engine, BodyRoutes), method: &str, path: &str, declared: bool) -> Plan {
+    fn plan_for(engine: &Engine, method: &str, path: &str, declared: bool) -> Plan {
         let input = RequestInput {
             method: method.into(),
             path: path.into(),
@@ -166,7 +135,7 @@ mod tests {
             ..RequestInput::default()
         };
         match Request::from_input(&input) {
-            Ok(request) => plan(c.1.body_use(&c.0, &request), declared),
+            Ok(request) => plan(engine.body_use(&request), declared),
             Err(_) => Plan::Decide,
         }
     }
@@ -216,12 +185,12 @@ mod tests {
     #[test]
     fn a_policy_without_such_routes_never_reads_bodies() {
         let c = compiled(r#"[{"id": "all", "methods": ["*"], "path": "/**"}]"#);
-        assert!(!c.1.any);
+        assert!(!c.reads_bodies());
         assert_eq!(plan_for(&c, "POST", "/anything", false), Plan::Decide);
         let c = compiled(
             r#"[{"id": "t", "methods": ["POST"], "path": "/t", "approval_when": [{"body": "/a", "eq": 1}]}]"#,
         );
-        assert!(c.1.any, "body conditions alone read bodies");
+        assert!(c.reads_bodies(), "body conditions alone read bodies");
     }
 
     /// Reads `body` in chunks of `size`.

@@ -42,7 +42,6 @@ use crate::limits::MAX_POLICY_BYTES;
 use crate::policy::{Policy, PolicyError, PolicyErrors};
 use crate::state::StateStore;
 
-use super::body::BodyRoutes;
 use super::mapping::Needs;
 
 /// Where and how to fetch one issuer's JWKS (or one operator's key directory).
@@ -165,8 +164,6 @@ pub struct Loaded {
     pub engine: Engine,
     /// The Envoy-only settings.
     pub settings: Settings,
-    /// Which requests need their body read before the decision.
-    pub body_routes: BodyRoutes,
     /// Which connection properties the decisions need.
     pub needs: Needs,
 }
@@ -177,7 +174,7 @@ pub type OpenStore<'a> = &'a dyn Fn(&Policy) -> Result<Box<dyn StateStore>, Stri
 
 /// Parses and compiles a policy, its per-agent state in the store `open`
 /// gives (`None`: the engine's own memory).
-fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoutes, Needs), PolicyErrors> {
+fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, Needs), PolicyErrors> {
     let policy = Policy::from_json(text)?;
     let mut engine = match open {
         None => Engine::new(&policy)?,
@@ -190,7 +187,7 @@ fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, BodyRoute
     };
     // Nothing in Envoy shows the per-stage trace; refusals carry their reasons.
     engine.set_trace(false);
-    Ok((engine, BodyRoutes::new(&policy), Needs::new(&policy)))
+    Ok((engine, Needs::new(&policy)))
 }
 
 /// Compiles the plugin configuration into an engine and the Envoy settings;
@@ -212,7 +209,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
         Ok(value) if value.get("policy").is_some() => value,
         parsed => {
-            let (engine, body_routes, needs) = compile(text, Some(open))?;
+            let (engine, needs) = compile(text, Some(open))?;
             // It compiled, so it parsed: the value only names the sources.
             let policy = parsed.unwrap_or(Value::Null);
             if let Some(source) = fetch_sources(Some(&engine), &policy).first() {
@@ -226,7 +223,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
                 )
                 .into());
             }
-            return Ok(Loaded { engine, settings: Settings::default(), body_routes, needs });
+            return Ok(Loaded { engine, settings: Settings::default(), needs });
         }
     };
     let wrapper: Wrapper = serde_path_to_error::deserialize(&wrapper_value).map_err(|e| {
@@ -316,7 +313,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
 
     // The engine's list when the policy compiled; otherwise the policy as
     // written, so these problems are reported next to the policy's own.
-    let sources = fetch_sources(compiled.as_ref().map(|(engine, _, _)| engine), &wrapper.policy);
+    let sources = fetch_sources(compiled.as_ref().map(|(engine, _)| engine), &wrapper.policy);
     for (iss, cluster) in &wrapper.jwks_clusters {
         let at = format!("jwks_clusters.{iss}");
         if !sources.iter().any(|s| &s.iss == iss) {
@@ -359,9 +356,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     }
 
     match compiled {
-        Some((engine, body_routes, needs)) if errors.is_empty() => {
-            Ok(Loaded { engine, settings, body_routes, needs })
-        }
+        Some((engine, needs)) if errors.is_empty() => Ok(Loaded { engine, settings, needs }),
         _ => Err(PolicyErrors(errors)),
     }
 }
