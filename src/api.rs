@@ -23,25 +23,13 @@ pub fn check(policy_json: &str) -> Vec<crate::policy::PolicyError> {
 
 /// Parses a request object; the error names the JSON path of the problem.
 pub fn parse_request(request_json: &str) -> Result<RequestInput, String> {
-    // Hot path: a well-formed request parses without path tracking (which
-    // wraps every visitor and costs ~2x); only a request that fails is parsed
-    // again to name the JSON path of the problem.
-    if let Ok(input) = serde_json::from_str::<RequestInput>(request_json) {
-        return Ok(input);
-    }
-    let mut de = serde_json::Deserializer::from_str(request_json);
-    let input: RequestInput = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let inner = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
-        if path.is_empty() || path == "." {
-            format!("request: {inner}")
+    crate::json::from_str_with_path::<RequestInput>(request_json).map_err(|e| {
+        if e.path == "." {
+            format!("request: {}", e.message)
         } else {
-            format!("request.{path}: {inner}")
+            format!("request.{}: {}", e.path, e.message)
         }
-    })?;
-    de.end().map_err(|e| format!("request: {e}"))?;
-    Ok(input)
+    })
 }
 
 /// Decides a request given as JSON. Never fails.

@@ -381,9 +381,9 @@ struct Expect {
 
 fn run_tests(file: &Path) -> Result<ExitCode, String> {
     let text = read(file)?;
-    let mut de = serde_json::Deserializer::from_str(&text);
-    let tests: TestFile = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| format!("`{}`: {}: {}", file.display(), e.path(), e.inner()))?;
+    let tests: TestFile = crate::json::from_str_with_path(&text).map_err(|e| {
+        format!("`{}`: {}: {} at line {} column {}", file.display(), e.path, e.message, e.line, e.column)
+    })?;
     let policy_path = file.parent().unwrap_or(Path::new(".")).join(&tests.policy);
     let engine = load_engine(&policy_path)?;
     let mut failed = 0usize;

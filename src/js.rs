@@ -287,9 +287,8 @@ impl Guard {
     /// Replaces the revocation lists (JSON `{"jti": [], "sub": [], "agents": [], "kid": []}`).
     #[wasm_bindgen(js_name = setRevocations)]
     pub fn set_revocations(&self, lists_json: &str) -> Result<(), JsError> {
-        let mut de = serde_json::Deserializer::from_str(lists_json);
-        let lists: RevocationLists = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| js_error(format!("revocations.{}: {}", e.path(), e.inner())))?;
+        let lists: RevocationLists = crate::json::from_str_with_path(lists_json)
+            .map_err(|e| js_error(format!("revocations.{}: {}", e.path, e.message)))?;
         self.engine.set_revocations(&lists);
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! error, and nesting depth and member count are capped (see [`crate::limits`]).
 
 use std::cell::Cell;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -26,6 +26,169 @@ pub fn parse_with_limits(bytes: &[u8], max_depth: usize, max_members: usize) -> 
         Strict { depth_left: max_depth, budget: &budget }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(value)
+}
+
+/// A document that did not deserialise: where, what, and the position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathError {
+    /// The JSON path of the value being read (`routes[2].path`), `.` for the
+    /// document itself.
+    pub path: String,
+    /// serde's message without serde_json's " at line L column C".
+    pub message: String,
+    /// 1-based line of the problem (0 when serde_json gives no position).
+    pub line: usize,
+    /// 1-based column: the bytes of that line read when the problem was seen.
+    pub column: usize,
+}
+
+/// Deserialises `text` as one `T` (and nothing after it); an error names the
+/// JSON path of the value that was being read.
+///
+/// The path is found after the fact, from the position serde_json reports:
+/// [`path_at`] rescans the text up to there. Tracking the path while
+/// deserialising (a wrapping deserializer) would instantiate every derived
+/// visitor a second time, a large share of the Wasm module, to serve only
+/// documents that are already wrong.
+pub fn from_str_with_path<T: de::DeserializeOwned>(text: &str) -> Result<T, PathError> {
+    let error = |e: serde_json::Error| {
+        let (line, column) = (e.line(), e.column());
+        let message = e.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(at) if line > 0 => message.get(..at).unwrap_or(&message).to_owned(),
+            _ => message,
+        };
+        let path = if line > 0 { path_of_error(text, line, column, &message) } else { ".".to_owned() };
+        PathError { path, message, line, column }
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = T::deserialize(&mut de).map_err(error)?;
+    de.end().map_err(error)?;
+    Ok(value)
+}
+
+/// The JSON path of the problem serde_json reported at `line` and `column`
+/// of `text` with `message` (without its position).
+pub fn path_of_error(text: &str, line: usize, column: usize, message: &str) -> String {
+    // serde_json's position often takes in the byte it peeked at (and the
+    // whitespace after a `,`). A `,`, `}` or `]` taken in belongs to the value
+    // before it, unless the problem is the object or array it closes; an
+    // opening bracket taken in belongs to a value that was not expected there.
+    let mut offset = offset_of(text, line, column);
+    while text.as_bytes().get(offset.wrapping_sub(1)).is_some_and(u8::is_ascii_whitespace) {
+        offset -= 1;
+    }
+    let about_container = message.starts_with("missing field") || message.starts_with("invalid length");
+    match text.as_bytes().get(offset.wrapping_sub(1)) {
+        Some(b'}' | b']') if about_container => {}
+        Some(b'}' | b']') => offset -= 1,
+        // A type error is placed before the value, after any `,`.
+        Some(b',') if !message.starts_with("invalid type") => offset -= 1,
+        Some(b'{' | b'[') if message == "expected value" => offset -= 1,
+        _ => {}
+    }
+    path_at(text, offset)
+}
+
+/// The byte offset of serde_json's 1-based line and column (a column counts
+/// the bytes of its line read so far).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.bytes().enumerate().filter(|&(_, b)| b == b'\n').nth(line - 2).map_or(text.len(), |(i, _)| i + 1)
+    };
+    line_start.saturating_add(column).min(text.len())
+}
+
+/// The JSON path of the value being read at byte `offset` of `text`, in
+/// serde_path_to_error's notation: `issuers[0].jwks.keys[1]`, `.` at the top.
+///
+/// A lenient scan of `text[..offset]`: each object still open contributes the
+/// last key read in it, each array still open
+/// the index of the last element begun. Text after `offset` is never read, so
+/// a document that is malformed further on still gets the path.
+pub fn path_at(text: &str, offset: usize) -> String {
+    enum Open {
+        Object { key: Option<String>, expect_key: bool },
+        Array { index: Option<usize>, pending: bool },
+    }
+    let bytes = text.as_bytes().get(..offset.min(text.len())).unwrap_or_default();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // A value starts here (not a key, punctuation or whitespace): count it
+        // as the next element of an enclosing array.
+        let is_key = b == b'"' && matches!(stack.last(), Some(Open::Object { expect_key: true, .. }));
+        let value_starts = !is_key && !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b'}' | b']');
+        if value_starts {
+            if let Some(Open::Array { index, pending }) = stack.last_mut() {
+                *index = Some(index.map_or(0, |n| n + 1));
+                *pending = false;
+            }
+        }
+        match b {
+            b'{' => stack.push(Open::Object { key: None, expect_key: true }),
+            b'[' => stack.push(Open::Array { index: None, pending: true }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                // The member before a `,` stays current until the next key.
+                Some(Open::Object { expect_key, .. }) => *expect_key = true,
+                Some(Open::Array { pending, .. }) => *pending = true,
+                None => {}
+            },
+            b'"' => {
+                let start = i;
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    match c {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                // A key whose closing quote is past `offset` is not read yet.
+                if let (Some(Open::Object { key, expect_key: expect_key @ true }), Some(raw)) =
+                    (stack.last_mut(), text.get(start..=i).filter(|_| i < bytes.len()))
+                {
+                    *key = Some(serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned()));
+                    *expect_key = false;
+                }
+            }
+            // The rest of a number or literal.
+            _ => {
+                while bytes.get(i + 1).is_some_and(|c| !b" \t\n\r,:{}[]\"".contains(c)) {
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for open in &stack {
+        match open {
+            Open::Object { key: Some(key), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            // Stopped between `[` or `,` and the next element: that element.
+            Open::Array { index, pending: true } => {
+                let _ = write!(path, "[{}]", index.map_or(0, |n| n + 1));
+            }
+            Open::Array { index: Some(index), pending: false } => {
+                let _ = write!(path, "[{index}]");
+            }
+            _ => {}
+        }
+    }
+    if path.is_empty() {
+        path.push('.');
+    }
+    path
 }
 
 struct Strict<'a> {
@@ -148,5 +311,145 @@ mod tests {
         assert!(parse_strict(br#"{"a":1} x"#).is_err());
         assert!(parse_strict(b"").is_err());
         assert!(parse_strict(b"\xff").is_err());
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    /// Every way of breaking one value of a policy: other types in its place,
+    /// an unknown member added, each member removed.
+    fn mutations(value: &Value) -> Vec<Value> {
+        fn walk(root: &Value, at: &mut Vec<PathStep>, node: &Value, out: &mut Vec<Value>) {
+            let replacements =
+                [json!(7), json!(-1), json!(1.5), json!("x"), json!(true), json!(null), json!([]), json!({})];
+            for r in replacements {
+                out.push(replaced(root, at, |v| *v = r.clone()));
+            }
+            match node {
+                Value::Object(map) => {
+                    out.push(replaced(root, at, |v| {
+                        if let Value::Object(m) = v {
+                            m.insert("unexpected_member".into(), json!(1));
+                        }
+                    }));
+                    for (k, child) in map {
+                        out.push(replaced(root, at, |v| {
+                            if let Value::Object(m) = v {
+                                m.remove(k);
+                            }
+                        }));
+                        at.push(PathStep::Key(k.clone()));
+                        walk(root, at, child, out);
+                        at.pop();
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, child) in items.iter().enumerate() {
+                        at.push(PathStep::Index(i));
+                        walk(root, at, child, out);
+                        at.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(value, &mut Vec::new(), value, &mut out);
+        out
+    }
+
+    #[derive(Clone)]
+    enum PathStep {
+        Key(String),
+        Index(usize),
+    }
+
+    fn replaced(root: &Value, at: &[PathStep], change: impl FnOnce(&mut Value)) -> Value {
+        let mut copy = root.clone();
+        let mut node = &mut copy;
+        for step in at {
+            node = match step {
+                PathStep::Key(k) => node.get_mut(k.as_str()).unwrap(),
+                PathStep::Index(i) => node.get_mut(*i).unwrap(),
+            };
+        }
+        change(node);
+        copy
+    }
+
+    use serde_json::json;
+
+    #[test]
+    fn duplicate_keys_and_cut_off_documents_name_their_path() {
+        let e = Policy::from_json("{\"issuers\": [], \"routes\": [{\"id\": \"a\",\n \"id\": \"b\"}]}")
+            .unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str(), e.line),
+            ("routes[0].id", "duplicate key `id`", Some(2))
+        );
+        let e = Policy::from_json(r#"{"issuers": [{"iss": "https://sts", "audiences": ["a"#).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("issuers[0].audiences[0]", "EOF while parsing a string")
+        );
+        assert_eq!(path_at("[1, {\"a\\\"b\": [true, ", 19), "[1].a\"b[1]");
+        assert_eq!(path_at("{}", 2), ".");
+    }
+
+    /// Breaks `valid` every way [`mutations`] knows, deserialises each as `T`
+    /// pretty-printed and on one line, and returns how many failed and, for
+    /// those whose path differs from serde_path_to_error's, both paths.
+    fn compare<T: de::DeserializeOwned>(valid: &Value) -> (usize, Vec<String>) {
+        let (mut compared, mut differ) = (0, Vec::new());
+        for broken in mutations(valid) {
+            for text in [serde_json::to_string_pretty(&broken).unwrap(), broken.to_string()] {
+                let mut de = serde_json::Deserializer::from_str(&text);
+                let tracked = serde_path_to_error::deserialize::<_, T>(&mut de);
+                match (tracked, from_str_with_path::<T>(&text)) {
+                    (Ok(_), Ok(_)) => {}
+                    (Err(t), Err(f)) => {
+                        compared += 1;
+                        let t_message = t.inner().to_string();
+                        assert!(t_message.starts_with(&f.message), "{t_message} / {}", f.message);
+                        if t.path().to_string() != f.path {
+                            differ.push(format!("{} != {} ({})", t.path(), f.path, f.message));
+                        }
+                    }
+                    (t, f) => panic!("one failed, one did not: {:?} / {:?}\n{text}", t.err(), f.err()),
+                }
+            }
+        }
+        (compared, differ)
+    }
+
+    /// The path found after the fact is the one serde_path_to_error tracks
+    /// while deserialising, for every broken variant of the example policies
+    /// and of a request object.
+    #[test]
+    fn paths_match_serde_path_to_error() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let (mut compared, mut differ) = (0, Vec::new());
+        for file in
+            ["examples/policy.json", "tests/vectors/policy.json", "tests/fixtures/every-field-policy.json"]
+        {
+            let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+            let (n, d) = compare::<Policy>(&serde_json::from_str(&text).unwrap());
+            compared += n;
+            differ.extend(d);
+        }
+        let request = json!({"method": "POST", "scheme": "https", "host": "api.test", "path": "/v1/x?y=1",
+            "headers": {"authorization": "Bearer t", "accept": ["a", "b"]}, "source_ip": "10.0.0.1",
+            "client_cert_sha256": "ab", "body_sha256": "cd", "body": "{}", "now": 1.5});
+        let (n, d) = compare::<crate::request::RequestInput>(&request);
+        assert!(n > 100, "only {n} broken requests compared");
+        compared += n;
+        differ.extend(d);
+        assert!(compared > 3000, "only {compared} broken documents compared");
+        differ.sort();
+        differ.dedup();
+        assert!(differ.is_empty(), "{} paths differ:\n{}", differ.len(), differ.join("\n"));
     }
 }

@@ -618,23 +618,20 @@ impl Policy {
         if let Err(e) = crate::json::parse_with_limits(text.as_bytes(), 128, MAX_POLICY_BYTES) {
             if e.contains("duplicate key") {
                 let (line, column) = position(&e);
-                return Err(PolicyError { path: ".".into(), message: strip_position(&e), line, column });
+                let message = strip_position(&e);
+                let path = match (line, column) {
+                    (Some(line), Some(column)) => crate::json::path_of_error(text, line, column, &message),
+                    _ => ".".into(),
+                };
+                return Err(PolicyError { path, message, line, column });
             }
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let (line, column) = (inner.line(), inner.column());
-            PolicyError {
-                path: if path.is_empty() || path == "?" { ".".into() } else { path },
-                message: strip_position(&inner.to_string()),
-                line: (line > 0).then_some(line),
-                column: (line > 0).then_some(column),
-            }
-        })?;
-        de.end().map_err(|e| PolicyError::new(".", strip_position(&e.to_string())))?;
-        Ok(policy)
+        crate::json::from_str_with_path(text).map_err(|e| PolicyError {
+            path: e.path,
+            message: e.message,
+            line: (e.line > 0).then_some(e.line),
+            column: (e.line > 0).then_some(e.column),
+        })
     }
 }
 

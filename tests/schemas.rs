@@ -35,47 +35,7 @@ fn example_policies_match_the_policy_schema() {
 fn every_policy_field_is_in_the_schema() {
     // A policy using every field, round-tripped through the Rust types: a field
     // the schema lacks fails `additionalProperties: false`.
-    let full = json!({
-        "description": "d", "realm": "r",
-        "issuers": [{
-            "iss": "https://sts", "audiences": ["a"], "jwks_uri": "https://sts/jwks",
-            "algorithms": ["EdDSA", "ES256", "RS256", "PS256"], "token_type": null, "max_lifetime": "5m",
-            "clock_skew": "30s", "required_claims": ["sub"], "binding": "mtls"
-        }],
-        "attestation": {"header": "x-att", "issuers": [{"iss": "spiffe://prod", "kind": "jwt_svid", "audiences": ["a"],
-            "jwks_uri": "https://prod/keys", "algorithms": ["ES256"], "token_type": null, "max_lifetime": "1h", "clock_skew": "30s"}],
-            "require": {"spiffe_id": ["spiffe://prod/*"], "claims": {"tee.type": ["tdx"]}}, "bind_to_actor": true},
-        "dpop": {"algorithms": ["ES256"], "max_age": "1m", "clock_skew": "5s", "nonce": true, "replay_cache": 10},
-        "delegation": {"max_depth": 2, "actors": ["a/*"], "subjects": ["u:*"], "require_actor": true},
-        "routes": [{"id": "r", "methods": ["GET"], "path": "/x/{id}/**", "scopes": ["s"], "risk": "critical",
-                    "network": {"allow": ["2001:db8::/32"]},
-                    "authorization_details": {"type": "t", "actions": ["read"], "identifier": "{id}", "locations": ["https://x"]},
-                    "approval_when": [{"body": "/a", "gt": 1}, {"body": "/b", "in": ["x", null]}]}],
-        "default": "deny",
-        "revoked": {"jti": ["j"], "sub": ["s"], "agents": ["a"], "kid": ["k"]},
-        "identity_headers": {"prefix": "x-agent-"},
-        "network": {"allow": ["10.0.0.0/8"]},
-        "limits": [{"id": "l", "per": "agent_route", "rate": "10/1m", "burst": 3, "routes": ["r"]}],
-        "circuit_breaker": {"window": "10s", "max_requests": 5, "max_deny_ratio": 0.5, "min_requests": 3,
-                            "profile_requests": 10, "max_unusual": 2, "cooldown": "1m"},
-        "state": {"max_keys": 1000},
-        "credentials": "either",
-        "signature_agents": {"directories": [{"operator": "https://bot", "directory_uri": "https://bot/.well-known/http-message-signatures-directory", "scopes": ["s"]}],
-                             "tag": "web-bot-auth", "max_age": "5m", "clock_skew": "30s", "require_nonce": true,
-                             "directory_signatures": "unchecked"},
-        "resource": {"identifier": "a", "metadata_url": "https://a/.well-known/oauth-protected-resource", "authorization_servers": ["https://sts"],
-                     "name": "A", "documentation": "https://a/docs"},
-        "log": {"outcomes": ["deny", "revoked"], "sample": 0.5, "claims": ["tenant"], "headers": ["user-agent"], "stats_agents": 50},
-        "token_service": {"issuer": "https://edge", "signing_kid": "k", "default_lifetime": "5m", "federation": [{
-            "id": "ci", "issuer": {"iss": "https://ci", "audiences": ["https://edge"], "jwks_uri": "https://ci/keys",
-                                   "algorithms": ["ES256"], "token_type": null, "max_lifetime": "1h", "clock_skew": "30s"},
-            "subjects": ["repo:acme/*"], "claims": {"ref": ["refs/heads/main"]}, "actors": ["spiffe://acme/*"],
-            "scopes": ["s"], "audiences": ["a"], "max_lifetime": "10m", "require_dpop": true}]},
-        "approval": {"issuer": "https://appr", "jwks_uri": "https://appr/keys", "algorithms": ["EdDSA"],
-                     "audiences": ["a"], "endpoint": "https://appr/ciba", "token_type": "approval+jwt",
-                     "header": "x-approval", "max_lifetime": "5m", "clock_skew": "10s", "replay_cache": 100},
-        "cache": {"tokens": 5}
-    });
+    let full = json_file("tests/fixtures/every-field-policy.json");
     let policy = Policy::from_json(&full.to_string()).unwrap();
     let round_trip = serde_json::to_value(&policy).unwrap();
     let schema = json_file("schema/policy.schema.json");

@@ -206,8 +206,8 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     // Strict JSON first (duplicate keys refused, as the core does for a policy).
     // Anything that is not a wrapper object goes to the core as it is, which
     // then reports its problems with line and column.
-    let wrapper_value = match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
-        Ok(value) if value.get("policy").is_some() => value,
+    match crate::json::parse_with_limits(bytes, 128, MAX_POLICY_BYTES) {
+        Ok(value) if value.get("policy").is_some() => {}
         parsed => {
             let (engine, needs) = compile(text, Some(open))?;
             // It compiled, so it parsed: the value only names the sources.
@@ -226,10 +226,11 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
             return Ok(Loaded { engine, settings: Settings::default(), needs });
         }
     };
-    let wrapper: Wrapper = serde_path_to_error::deserialize(&wrapper_value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        PolicyError::new(if path.is_empty() || path == "?" { ".".into() } else { path }, message)
+    let wrapper: Wrapper = crate::json::from_str_with_path(text).map_err(|e| PolicyError {
+        path: e.path,
+        message: e.message,
+        line: Some(e.line),
+        column: Some(e.column),
     })?;
 
     let mut errors = Vec::new();
@@ -580,7 +581,12 @@ mod tests {
     #[test]
     fn wrapper_fields_are_checked() {
         let errs = errors(&format!(r#"{{"policy": {POLICY}, "jwks_refresh": "soon"}}"#));
-        assert_eq!(errs, ["jwks_refresh: expected a duration like `5m`, found `soon`"]);
+        // The wrapper's own fields have a position in the configuration text too.
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("jwks_refresh: expected a duration like `5m`, found `soon` (line "),
+            "{errs:?}"
+        );
         let errs = errors(&format!(r#"{{"policy": {POLICY}, "cluster": "x"}}"#));
         assert!(
             errs[0].starts_with("cluster: unknown field `cluster`, expected one of `policy`"),
@@ -766,9 +772,14 @@ mod tests {
     #[test]
     fn duplicate_keys_are_refused_in_both_shapes() {
         let plain = POLICY.replace(r#""routes""#, r#""realm": "a", "realm": "b", "routes""#);
-        assert!(errors(&plain)[0].starts_with(".: duplicate key `realm`"), "{:?}", errors(&plain));
+        // The path names the repeated key, in the configuration as given.
+        assert!(errors(&plain)[0].starts_with("realm: duplicate key `realm`"), "{:?}", errors(&plain));
         let wrapped = format!(r#"{{"policy": {plain}}}"#);
-        assert!(errors(&wrapped)[0].starts_with(".: duplicate key `realm`"), "{:?}", errors(&wrapped));
+        assert!(
+            errors(&wrapped)[0].starts_with("policy.realm: duplicate key `realm`"),
+            "{:?}",
+            errors(&wrapped)
+        );
         let wrapped = format!(r#"{{"policy": {POLICY}, "stat_prefix": "a", "stat_prefix": "b"}}"#);
         assert!(errors(&wrapped)[0].contains("duplicate key `stat_prefix`"), "{:?}", errors(&wrapped));
     }
