@@ -3,6 +3,10 @@
 //! `serde_json` keeps the last of two duplicate keys, so `{"alg":"ES256","alg":"none"}`
 //! would mean different things to different parsers. Here duplicate keys are an
 //! error, and nesting depth and member count are capped (see [`crate::limits`]).
+//!
+//! Also where a document that does not deserialise went wrong: the JSON path
+//! (`routes[2].path`) of a serde_json error, found from its position
+//! ([`from_str_with_path`], [`path_of_error`]).
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
