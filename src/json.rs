@@ -403,6 +403,23 @@ mod path_tests {
         assert_eq!(path_at("{}", 2), ".");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Any text, any position (inside a character too): a path, no panic.
+        #[test]
+        fn path_at_takes_any_text_and_offset(text in ".{0,64}|[\\[\\]{}\",:\\\\ a1]{0,64}", offset in 0usize..80) {
+            let path = path_at(&text, offset);
+            proptest::prop_assert!(!path.is_empty());
+            let line = text.matches('\n').count() + 1;
+            let _ = path_of_error(&text, line, offset, "invalid type: x");
+            let _ = path_of_error(&text, offset, offset, "missing field `x`");
+            if let Err(e) = from_str_with_path::<crate::request::RequestInput>(&text) {
+                proptest::prop_assert!(!e.path.is_empty());
+            }
+        }
+    }
+
     /// Breaks `valid` every way [`mutations`] knows, deserialises each as `T`
     /// pretty-printed and on one line, and returns how many failed and, for
     /// those whose path differs from serde_path_to_error's, both paths.
