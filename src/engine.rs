@@ -972,10 +972,9 @@ impl Engine {
     /// RFC 9728 protected-resource metadata, if the policy names the resource.
     pub fn resource_metadata(&self) -> Option<Value> {
         let r = self.resource.as_ref()?;
-        let mut scopes: Vec<&str> =
-            self.routes.iter().flat_map(|route| route.scopes.iter().map(String::as_str)).collect();
-        scopes.sort_unstable();
-        scopes.dedup();
+        // Sorted and deduplicated by a set (no sort instance in the Wasm module).
+        let mut scopes = std::collections::BTreeSet::new();
+        scopes.extend(self.routes.iter().flat_map(|route| route.scopes.iter().map(String::as_str)));
         let mut doc = serde_json::json!({
             "resource": r.identifier,
             "authorization_servers": r.authorization_servers,
@@ -1226,7 +1225,9 @@ impl Engine {
         // Moved into the decision; copied only for a route that needs them again.
         let detail_params =
             if matched.route.authorization_details.is_some() { matched.params.clone() } else { Vec::new() };
-        run.params = std::mem::take(&mut matched.params).into_iter().collect();
+        // `extend`, not `collect`: a collected map is sorted first (a sort
+        // instance per map type in the Wasm module, for one or two entries).
+        run.params.extend(std::mem::take(&mut matched.params));
         run.pass("route", || format!("route `{}`", matched.route.id));
 
         // Network: the caller must be inside the allowed infrastructure.
@@ -1879,12 +1880,15 @@ impl<'e> Run<'e> {
                 .token
                 .as_ref()
                 .map(|t| {
-                    self.engine
-                        .log
-                        .claims
-                        .iter()
-                        .filter_map(|c| Some((c.clone(), t.claims.raw.get(c)?.clone())))
-                        .collect()
+                    let mut claims = BTreeMap::new();
+                    claims.extend(
+                        self.engine
+                            .log
+                            .claims
+                            .iter()
+                            .filter_map(|c| Some((c.clone(), t.claims.raw.get(c)?.clone()))),
+                    );
+                    claims
                 })
                 .unwrap_or_default(),
             headers: self.logged_headers,
@@ -1992,7 +1996,7 @@ impl Engine {
                 token_hash: b64::encode(token.hash.get(..12).unwrap_or_default()),
             };
             let mut headers = token_headers(&self.identity_prefix, &self.identity_include, &identity);
-            headers.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::decision::ForwardHeaders::sort_by_name(&mut headers);
             TokenView { identity: Arc::new(identity), agent: Arc::new(agent), headers: headers.into() }
         })
     }

@@ -13,6 +13,7 @@
 //! `max_keys` entries, so a flood of distinct agents evicts idle ones instead
 //! of growing memory.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
@@ -441,14 +442,10 @@ impl StateStore for MemoryStore {
 
     fn suspended(&self, now_ms: i64) -> Vec<(String, Suspension)> {
         let inner = self.lock();
-        let mut list: Vec<(String, Suspension)> = inner
-            .suspended
-            .iter()
-            .filter(|(_, s)| s.until_ms > now_ms)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        list
+        // Sorted by agent through a map (no sort instance in the Wasm module).
+        let mut sorted = BTreeMap::new();
+        sorted.extend(inner.suspended.iter().filter(|(_, s)| s.until_ms > now_ms));
+        sorted.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn keys_held(&self) -> usize {

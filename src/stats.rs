@@ -114,12 +114,18 @@ impl Stats {
 
     /// A copy of the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
+        // `extend`, not `collect` (which sorts first: a sort instance per
+        // map type in the Wasm module, for keys that come sorted or few).
+        let (mut outcomes, mut reasons, mut agents) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        outcomes.extend(self.outcomes.iter().map(|(k, v)| ((*k).to_owned(), *v)));
+        reasons.extend(self.reasons.iter().map(|(k, v)| ((*k).to_owned(), *v)));
+        agents.extend(self.agents.iter().map(|(k, v)| (k.clone(), v.clone())));
         StatsSnapshot {
             decisions: self.decisions,
-            outcomes: self.outcomes.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-            reasons: self.reasons.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            outcomes,
+            reasons,
             routes: self.routes.clone(),
-            agents: self.agents.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            agents,
             agents_evicted: self.evicted,
         }
     }
