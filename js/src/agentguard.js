@@ -317,6 +317,7 @@ export class AgentGuard {
   #verifier; // {name, sync, algorithms, verify(check)} or null: who checks #hostAlgs signatures
   #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
   #readsBodies = true; // whether any route reads request bodies (the engine's readsBodies)
+  #maxBodyBytes; // the longest body `decide` reads for a route that needs it
 
   constructor(guard, issuers, options, directories = []) {
     this.#guard = guard;
@@ -325,6 +326,7 @@ export class AgentGuard {
     this.#dirs = options.directoryCache ?? directoryCache;
     this.#dirSources = new Set(directories.map((d) => `${d.operator}\n${d.directory_uri}`));
     this.#log = options.log ?? ((line) => console.error(line));
+    this.#maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
     // The per-stage trace is for explaining a decision (the playground, the
     // CLI); a gateway never shows it, and it is a third of a cached decision's cost.
     this.#guard.setTrace(options.trace === true);
@@ -365,7 +367,9 @@ export class AgentGuard {
    * every stage's result, for debugging),
    * `signingKeys`: the token service's private JWK Set (object or JSON text,
    * keys with `d` and `kid`; see `setSigningKeys`), for policies with a
-   * `token_service`.
+   * `token_service`,
+   * `maxBodyBytes` (default 1 MiB): the longest request body `decide` reads
+   * for a route that needs it (see `decide`).
    */
   static async create(policy, options = {}) {
     const guard = AgentGuard.createSync(policy, options);
@@ -413,8 +417,20 @@ export class AgentGuard {
    * refreshed first when their cache entry expired; a token signed with a key
    * id the engine does not know triggers one JWKS refresh per issuer (subject
    * to the cache's cooldown) and a second decision.
+   *
+   * The body, when the matched route needs it (`approval_when` conditions, or
+   * a high-risk route whose approval binds to it) and `context` carries
+   * neither `body` nor `bodySha256`, is read from a clone as `withAgentGuard`
+   * reads it (`requestBodyContext`, up to the guard's `maxBodyBytes`): the
+   * request keeps its body. A body too long or unreadable is refused (413 or
+   * 400 `request_invalid`, see `bodyRefused`). Nothing is read for other routes.
    */
   async decide(request, context = {}) {
+    if (context.body === undefined && context.bodySha256 === undefined && this.#readsBodies) {
+      const read = await requestBodyContext(this, request, { maxBodyBytes: this.#maxBodyBytes });
+      if (read.refused) return bodyRefused(toCoreRequest(request, context), read.refused);
+      context = { ...context, ...read.context };
+    }
     return this.decideCore(toCoreRequest(request, context));
   }
 

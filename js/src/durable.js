@@ -306,7 +306,8 @@ export async function decideShared(ns, guard, input, policyText, log = (line) =>
  */
 export async function decideWithState(guard, request, context, env, options, policyText) {
   const ns = stateNamespace(env, options);
-  if (!ns) return guard.decide(request, context);
+  // The caller read the body already (`requestBodyContext`): decide as is.
+  if (!ns) return guard.decideCore(toCoreRequest(request, context));
   const input = toCoreRequest(request, context);
   return decideShared(ns, guard, input, policyText, options.log);
 }

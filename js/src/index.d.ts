@@ -516,6 +516,12 @@ export interface GuardOptions {
   trace?: boolean;
   /** The token service's private JWK Set (keys with `d` and `kid`); from a secret, never the policy. */
   signingKeys?: Jwks | string;
+  /**
+   * The longest request body `decide` reads (from a clone) for a route with
+   * `approval_when` conditions or a high-risk route; a longer one is refused
+   * 413. Default 1 MiB (`MAX_BODY_BYTES`).
+   */
+  maxBodyBytes?: number;
 }
 
 /** Where `serveEndpoint` answers (paths, from the policy's `resource` and `token_service`). */
@@ -580,6 +586,11 @@ export class AgentGuard {
    * `"text"` (give `context.body`), `"digest"` (give `context.bodySha256`) or `"none"`.
    */
   bodyUse(method: string, target: string): BodyUse;
+  /**
+   * Decides a Fetch `Request`; never rejects for a decision. Where the route
+   * needs the body and `context` has neither `body` nor `bodySha256`, reads it
+   * from a clone (up to `maxBodyBytes`; longer: 413, unreadable: 400).
+   */
   decide(request: Request, context?: RequestContext): Promise<Decision>;
   decideRequest(input: CoreRequest): Promise<Decision>;
   /** `decide` for a core request object: keys refreshed first, like `decide`. */

@@ -235,6 +235,36 @@ describe("approval conditions on the body (Node)", () => {
     assert.deepEqual(gw.got, [big]);
   });
 
+  test("AgentGuard#decide reads the body itself where the route needs it, as the middleware does", async () => {
+    const small = '{"amount":250,"currency":"EUR"}';
+    const request = await post("/v1/transfers", small);
+    const ok = await guard.decide(request);
+    assert.equal(ok.decision, "allow", JSON.stringify(ok.reasons));
+    assert.equal(await request.text(), small, "the request keeps its body");
+    const large = '{"amount":1500,"currency":"EUR"}';
+    const held = await guard.decide(await post("/v1/transfers", large));
+    assert.equal(held.reasons[0].code, "approval_required");
+    assert.match(held.reasons[0].message, /body \/amount is 1500, more than 1000/);
+    // A body the caller gives is used as given, and the request's is not read.
+    const given = trackedBody({ throws: true });
+    const asGiven = await guard.decide(await post("/v1/transfers", given.stream), { body: small });
+    assert.equal(asGiven.decision, "allow", JSON.stringify(asGiven.reasons));
+    assert.equal(given.state.pulled, 0);
+    // Nothing is read for an ordinary route.
+    const ordinary = trackedBody({ throws: true });
+    assert.equal((await guard.decide(await post("/v1/notes", ordinary.stream))).decision, "allow");
+    assert.equal(ordinary.state.pulled, 0);
+    // Past the guard's maxBodyBytes: 413; an unreadable body: 400.
+    const small100 = await AgentGuard.create(s.policy, { maxBodyBytes: 100 });
+    const long = await small100.decide(await post("/v1/transfers", JSON.stringify({ amount: 5, pad: "z".repeat(200) })));
+    assert.deepEqual([long.status, long.reasons[0].code], [413, "request_invalid"]);
+    assert.match(long.reasons[0].message, /longer than the 100 bytes/);
+    const used = await post("/v1/transfers", small);
+    await used.text();
+    const unreadable = await guard.decide(used);
+    assert.deepEqual([unreadable.status, unreadable.reasons[0].code], [400, "request_invalid"]);
+  });
+
   test("with a Durable Object for agent state, the body travels to it", async () => {
     const objects = new Map();
     const calls = [];
