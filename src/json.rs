@@ -109,9 +109,10 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
 /// serde_path_to_error's notation: `issuers[0].jwks.keys[1]`, `.` at the top.
 ///
 /// A lenient scan of `text[..offset]`: each object still open contributes the
-/// last key read in it, each array still open
-/// the index of the last element begun. Text after `offset` is never read, so
-/// a document that is malformed further on still gets the path.
+/// last key read in it, each array still open the index of the last element
+/// begun (or of the next one, when the scan stops between a `[` or `,` and
+/// that element). Text after `offset` is never read, so a document that is
+/// malformed further on still gets the path.
 pub fn path_at(text: &str, offset: usize) -> String {
     enum Open {
         Object { key: Option<String>, expect_key: bool },
