@@ -91,7 +91,10 @@
 //!   the response's `Signature-Input` / `Signature` / `Content-Digest` to
 //!   [`Engine::set_directory_keys`], which checks the directory's own
 //!   signature; a signature by an unknown key (`signature_key_unknown`) holds
-//!   and re-fetches like an unknown token key.
+//!   and re-fetches like an unknown token key. Approval and attestation keys
+//!   by URL are fetched the same way; a refused approval or attestation is
+//!   not held (stateful stages come before it) but has the next tick fetch
+//!   the keys again, so a retry finds a rotated-in key.
 //! - **DPoP nonces.** When the policy wants them, the engine gets a nonce
 //!   secret: the wrapper's `dpop_nonce_secret`, else one created per Envoy
 //!   (WASI randomness) and shared by its VMs through proxy-wasm shared data.
@@ -123,7 +126,7 @@ mod revocations;
 mod store;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -242,6 +245,9 @@ struct Filter {
     /// HTTP contexts held until the JWKS fetch under way ends, and where
     /// their request was.
     waiting: RefCell<Vec<(u32, Stage)>>,
+    /// An approval or attestation was refused since the last tick: fetch the
+    /// keys again on the next one (see `should_refetch`).
+    refetch: Cell<bool>,
     /// Requests whose body is being read before the decision.
     reading: RefCell<Vec<Reading>>,
     /// Allowed requests whose body must match the `Content-Digest` they declared.
@@ -328,6 +334,9 @@ impl Filter {
         if may_wait && self.should_wait(&decision) && self.hold(context_id, stage.clone(), ns_to_ms(start)) {
             self.metrics.jwks(JwksEvent::Waited);
             return Action::Pause;
+        }
+        if self.should_refetch(&decision) {
+            self.refetch.set(true);
         }
         let operator = match self.operator(&decision) {
             Operator::None => None,
@@ -615,13 +624,34 @@ impl Filter {
             && !self.schedule.borrow().is_empty()
     }
 
-    /// Starts the on-demand fetches the cooldown allows and holds the request
-    /// if any fetch is under way. `false`: decide now.
-    fn hold(&self, context_id: u32, stage: Stage, now_ms: i64) -> bool {
+    /// Whether the refusal is an approval or attestation that did not verify
+    /// while keys come from URLs: it may be signed by a key its issuer
+    /// published since the last fetch. Such a request is not held and decided
+    /// again (those stages come after the rate limits and the breaker, which
+    /// would count it twice), but the next tick fetches the keys again, within
+    /// the cooldown, so that the agent's retry finds the new key. (From the
+    /// root context: a fetch started by a request that ends at once would
+    /// answer to a context that no longer exists.)
+    fn should_refetch(&self, decision: &Decision) -> bool {
+        decision
+            .reasons
+            .first()
+            .is_some_and(|r| matches!(r.code, ReasonCode::ApprovalInvalid | ReasonCode::AttestationInvalid))
+            && !self.schedule.borrow().is_empty()
+    }
+
+    /// Starts the on-demand fetches the cooldown allows.
+    fn fetch_on_demand(&self, now_ms: i64) {
         let picks = self.schedule.borrow().on_demand(now_ms);
         for index in picks {
             self.fetch(index, now_ms);
         }
+    }
+
+    /// Starts the on-demand fetches the cooldown allows and holds the request
+    /// if any fetch is under way. `false`: decide now.
+    fn hold(&self, context_id: u32, stage: Stage, now_ms: i64) -> bool {
+        self.fetch_on_demand(now_ms);
         if !self.schedule.borrow().in_flight() {
             return false;
         }
@@ -774,6 +804,9 @@ impl Filter {
         let due = self.schedule.borrow().due(now);
         for index in due {
             self.fetch(index, now);
+        }
+        if self.refetch.take() {
+            self.fetch_on_demand(now);
         }
         self.expire_reading(now);
         if !expired.is_empty() {
@@ -934,6 +967,7 @@ impl RootContext for Root {
             settings,
             metrics,
             waiting: RefCell::new(Vec::new()),
+            refetch: Cell::new(false),
             reading: RefCell::new(Vec::new()),
             bodies: RefCell::new(Vec::new()),
             dpop_nonces,

@@ -83,7 +83,7 @@ test("approval.jwks_uri: the approval service's keys are fetched and the approva
   delete p.approval.jwks;
   p.approval.jwks_uri = `${APPROVALS}/.well-known/jwks.json`;
   const { envoy, servers } = await setUp(
-    { policy: p, jwks_cluster: "approvals", jwks_refresh: "1h" },
+    { policy: p, jwks_cluster: "approvals", jwks_refresh: "1h", jwks_cooldown: "1s" },
     { approvals: { keys: [approver.public] } },
     [APPROVALS],
   );
@@ -137,6 +137,30 @@ test("approval.jwks_uri: the approval service's keys are fetched and the approva
   assert.equal(upstreamSaw(approved).body, body);
   const ok = (await stats(envoy)).values["wasmcustom.agentguard.jwks.fetch_ok"] ?? 0;
   assert.ok(ok >= 1, `jwks.fetch_ok counts the approval JWKS (${ok})`);
+
+  // The approval service rotates to a key published after the last fetch
+  // (the scheduled refresh is an hour away): the first approval signed with
+  // it is refused, and refused approvals fetch the keys again (within the
+  // cooldown), so the agent's retry goes through.
+  const rotated = await newKey("approver-rotated");
+  servers.approvals.set({ keys: [approver.public, rotated.public] });
+  const hits = servers.approvals.hits;
+  const again = await pay();
+  assert.equal(again.json.reason, "approval_required", again.body);
+  const first = await pay(await approve(rotated.private, again.json));
+  assert.equal(first.json.reason, "approval_invalid", first.body);
+  // Retries (each refusal may start a fetch once the 1 s cooldown allows).
+  let retry;
+  await eventually(
+    async () => {
+      retry = await pay(await approve(rotated.private, again.json));
+      if (retry.status !== 200) assert.equal(retry.json.reason, "approval_invalid", retry.body);
+      return retry.status === 200;
+    },
+    { timeoutMs: 8000, everyMs: 250, what: "the retry to pass with the rotated key" },
+  ).catch(() => assert.fail(`retry: ${retry?.status} ${retry?.body}`));
+  assert.equal(upstreamSaw(retry).body, body);
+  assert.ok(servers.approvals.hits > hits, "the approval JWKS was fetched again");
 });
 
 test("attestation.issuers[].jwks_uri: evidence is verified with keys fetched through jwks_clusters", async () => {
