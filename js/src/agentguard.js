@@ -416,7 +416,9 @@ export class AgentGuard {
    * the decision object; never rejects for a decision. Remote keys are
    * refreshed first when their cache entry expired; a token signed with a key
    * id the engine does not know triggers one JWKS refresh per issuer (subject
-   * to the cache's cooldown) and a second decision.
+   * to the cache's cooldown) and a second decision. A refused approval or
+   * attestation (`approval_invalid`, `attestation_invalid`) refreshes the
+   * keys the same way, without deciding again, so a retry finds a new key.
    *
    * The body, when the matched route needs it (`approval_when` conditions, or
    * a high-risk route whose approval binds to it) and `context` carries
@@ -443,6 +445,11 @@ export class AgentGuard {
     const unknown = code === "token_key_not_found" ? "token" : code === "signature_key_unknown" ? "signature" : null;
     if (unknown && (await this.#ensureKeys(unknown))) {
       decision = await this.decideRequest(input);
+    } else if (code === "approval_invalid" || code === "attestation_invalid") {
+      // Maybe signed by a key published since the last fetch: refresh (within
+      // the cooldown) so the agent's retry finds it. Not decided again: rate
+      // limits and the breaker came before, and would count it twice.
+      await this.#ensureKeys("token");
     }
     return decision;
   }

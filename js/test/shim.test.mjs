@@ -477,6 +477,68 @@ describe("JWKS from jwks_uri", () => {
     assert.equal(old.reasons[0].code, "token_key_not_found");
   });
 
+  test("a rotated approval key: the refused approval refreshes the keys, the retry goes through", async () => {
+    const approverA = await generateKey("EdDSA", "approver-a");
+    const approverB = await generateKey("EdDSA", "approver-b");
+    const approvals = await startJwksServer([approverA.publicJwk]);
+    try {
+      server.state.keys = [keyA.publicJwk];
+      const { clock, cache } = setup({ cooldown: 30 });
+      const p = policy(server.url);
+      p.routes.unshift({ id: "pay", methods: ["POST"], path: "/v1/pay", scopes: ["crm.read"], risk: "high" });
+      p.approval = {
+        issuer: "https://approvals.remote.test",
+        jwks_uri: approvals.url,
+        algorithms: ["EdDSA"],
+        audiences: ["https://api.test"],
+        endpoint: "https://approvals.remote.test/bc-authorize",
+      };
+      const guard = await AgentGuard.create(p, { jwksCache: cache });
+      const token = await signJwt(keyA.privateJwk, remoteClaims());
+      const pay = (approval) =>
+        guard.decide(
+          new Request("https://api.test/v1/pay", {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, ...(approval ? { "x-agent-approval": approval } : {}) },
+          }),
+        );
+      let serial = 0;
+      const approve = (jwk, challenge) =>
+        signJwt(
+          jwk,
+          {
+            iss: "https://approvals.remote.test",
+            aud: "https://api.test",
+            sub: "user:cfo",
+            agent: challenge.agent,
+            action_digest: challenge.action_digest,
+            iat: Math.floor(Date.now() / 1000),
+            exp: Math.floor(Date.now() / 1000) + 120,
+            jti: `rotated-${++serial}`,
+          },
+          "approval+jwt",
+        );
+      const held = await pay();
+      assert.equal(held.reasons[0].code, "approval_required");
+      assert.equal((await pay(await approve(approverA.privateJwk, held.approval))).decision, "allow");
+      // The approval service publishes key B; our cached JWKS has not expired.
+      approvals.state.keys = [approverA.publicJwk, approverB.publicJwk];
+      clock.now += 31_000;
+      const hits = approvals.state.hits;
+      const first = await pay(await approve(approverB.privateJwk, held.approval));
+      assert.equal(first.reasons[0].code, "approval_invalid", "not decided again");
+      assert.equal(approvals.state.hits - hits, 1, "but the approval keys were fetched again");
+      const retry = await pay(await approve(approverB.privateJwk, held.approval));
+      assert.equal(retry.decision, "allow", JSON.stringify(retry.reasons));
+      // A refused approval fetches at most once per cooldown.
+      const rogue = await generateKey("EdDSA", "rogue-approver");
+      for (let i = 0; i < 5; i++) await pay(await approve(rogue.privateJwk, held.approval));
+      assert.equal(approvals.state.hits - hits, 1);
+    } finally {
+      await approvals.close();
+    }
+  });
+
   test("unknown kid: at most one refresh per cooldown", async () => {
     server.state.keys = [keyA.publicJwk];
     const { clock, cache } = setup({ cooldown: 30 });
