@@ -175,7 +175,7 @@ test("attestation.issuers[].jwks_uri: evidence is verified with keys fetched thr
   };
   // The attestation issuer has its own cluster; `jwks_cluster` is the default for the rest.
   const { envoy, servers } = await setUp(
-    { policy: p, jwks_cluster: "unused", jwks_clusters: { [ATTEST]: "attest" }, jwks_refresh: "1h" },
+    { policy: p, jwks_cluster: "unused", jwks_clusters: { [ATTEST]: "attest" }, jwks_refresh: "1h", jwks_cooldown: "1s" },
     { attest: { keys: [attester.public] }, unused: { keys: [] } },
     [ATTEST],
   );
@@ -219,4 +219,24 @@ test("attestation.issuers[].jwks_uri: evidence is verified with keys fetched thr
   const attested = await read(await evidence(attester.private));
   assert.equal(attested.status, 200, attested.body);
   assert.deepEqual(upstreamSaw(attested).headers.get("x-agentguard-agent"), ["spiffe://test/agents/worker"]);
+
+  // The attestation issuer rotates to a key published after the last fetch
+  // (the scheduled refresh is an hour away): refused evidence has the keys
+  // fetched again, and the agent's retry goes through.
+  const rotated = await newKey("attester-rotated");
+  servers.attest.set({ keys: [attester.public, rotated.public] });
+  const hits = servers.attest.hits;
+  const first = await read(await evidence(rotated.private));
+  assert.equal(first.json.reason, "attestation_invalid", first.body);
+  let retry;
+  await eventually(
+    async () => {
+      retry = await read(await evidence(rotated.private));
+      if (retry.status !== 200) assert.equal(retry.json.reason, "attestation_invalid", retry.body);
+      return retry.status === 200;
+    },
+    { timeoutMs: 8000, everyMs: 250, what: "the retry to pass with the rotated key" },
+  ).catch(() => assert.fail(`retry: ${retry?.status} ${retry?.body}`));
+  assert.ok(servers.attest.hits > hits, "the attestation keys were fetched again");
+  assert.equal(servers.unused.hits, 0, "and nothing else");
 });
