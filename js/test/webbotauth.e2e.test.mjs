@@ -17,10 +17,11 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { once } from "node:events";
 
-import { signatureHeaders, directoryResponseHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } from "web-bot-auth";
+import { signatureHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } from "web-bot-auth";
 import { signerFromJWK } from "web-bot-auth/crypto";
 
 import { generateKey, send, startGateway, startOrigin } from "./helpers.mjs";
+import { signDirectory } from "../../tests/vectors/webbotauth.mjs";
 import { signJwt } from "../../tests/vectors/mint.mjs";
 import { DirectoryCache } from "../src/directory.js";
 import { AgentGuard, toCoreRequest } from "../src/node.js";
@@ -55,16 +56,10 @@ async function startDirectory(keys) {
       "cache-control": state.cacheControl,
     };
     if (state.sign) {
-      const signers = await Promise.all((state.signers ?? state.keys).map((k) => signerFromJWK(k.privateJwk)));
       const url = `http://${state.authority ?? req.headers.host}${req.url}`;
-      const created = new Date(Date.now() - 1000);
-      const sig = await directoryResponseHeaders(
-        { request: { method: "GET", url, headers: {} }, response: { status: 200, headers: {} } },
-        signers,
-        { created, expires: new Date(created.getTime() + 3_600_000) },
-      );
-      headers["signature-input"] = sig["Signature-Input"];
-      headers.signature = sig.Signature;
+      const sig = await signDirectory(url, (state.signers ?? state.keys).map((k) => k.privateJwk));
+      headers["signature-input"] = sig.signatureInput;
+      headers.signature = sig.signature;
     }
     res.writeHead(200, headers);
     res.end(JSON.stringify({ keys: state.keys.map((k) => k.publicJwk) }));
@@ -433,14 +428,8 @@ describe("AgentGuard#setDirectoryKeys (a directory the host fetched itself, Node
     try {
       const text = JSON.stringify({ keys: [key.publicJwk] });
       const created = new Date(Date.now() - 1000);
-      const sign = async (authority) => {
-        const h = await directoryResponseHeaders(
-          { request: { method: "GET", url: `https://${authority}${HTTP_MESSAGE_SIGNATURES_DIRECTORY}`, headers: {} }, response: { status: 200, headers: {} } },
-          [await signerFromJWK(key.privateJwk)],
-          { created, expires: new Date(created.getTime() + 60_000) },
-        );
-        return { signatureInput: h["Signature-Input"], signature: h.Signature };
-      };
+      const sign = (authority) =>
+        signDirectory(`https://${authority}${HTTP_MESSAGE_SIGNATURES_DIRECTORY}`, [key.privateJwk], { created, validForMs: 60_000 });
       const decide = async () => {
         const request = new Request("https://api.test/v1/records/1", { headers: await signed(key, { operator }) });
         return (await guard.decideRequest(toCoreRequest(request))).decision;

@@ -14,7 +14,7 @@ import path from "node:path";
 import { createHash, webcrypto as crypto } from "node:crypto";
 
 import { loadVectors, caseHeaders, signJwt } from "../vectors/mint.mjs";
-import { COMPONENT, ROOT, WIT, loadComponent, tools, transpile } from "./host.mjs";
+import { COMPONENT, ROOT, WIT, loadComponent, throwsMessage, tools, transpile } from "./host.mjs";
 
 const NOW = 1_767_225_600;
 const CLI = process.env.AGENTGUARD_CLI;
@@ -129,18 +129,6 @@ async function generateJwk(alg, kid) {
   const priv = { ...exported, alg, kid };
   const { d: _d, ...pub } = priv;
   return { priv, pub };
-}
-
-/** WIT `result` errors of type `string` reach JS as the thrown string itself. */
-function throwsMessage(fn, pattern) {
-  let thrown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  assert.equal(typeof thrown, "string", `expected a thrown error message, got ${thrown}`);
-  assert.match(thrown, pattern);
 }
 
 // ---- the artefact ----------------------------------------------------------

@@ -14,9 +14,10 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { webcrypto as crypto } from "node:crypto";
 
-import { importFromJs, loadComponent } from "./host.mjs";
+import { importFromJs, loadComponent, throwsMessage } from "./host.mjs";
+import { signDirectory } from "../vectors/webbotauth.mjs";
 
-const { signatureHeaders, directoryResponseHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } =
+const { signatureHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } =
   await importFromJs("web-bot-auth");
 const { signerFromJWK } = await importFromJs("web-bot-auth/crypto");
 
@@ -53,15 +54,12 @@ function policy(directorySignatures) {
 async function directory(keys, { signers = keys, authority = "crawler.test", created = NOW - 60 } = {}) {
   const text = JSON.stringify({ keys: keys.map((k) => k.publicJwk) });
   if (signers.length === 0) return { text };
-  const headers = await directoryResponseHeaders(
-    {
-      request: { method: "GET", url: `https://${authority}${HTTP_MESSAGE_SIGNATURES_DIRECTORY}`, headers: {} },
-      response: { status: 200, headers: {} },
-    },
-    await Promise.all(signers.map((k) => signerFromJWK(k.privateJwk))),
-    { created: new Date(created * 1000), expires: new Date((created + 3600) * 1000) },
+  const sig = await signDirectory(
+    `https://${authority}${HTTP_MESSAGE_SIGNATURES_DIRECTORY}`,
+    signers.map((k) => k.privateJwk),
+    { created: new Date(created * 1000) },
   );
-  return { text, signatureInput: headers["Signature-Input"], signature: headers.Signature };
+  return { text, ...sig };
 }
 
 /** A WIT `request` for GET https://api.test/pages/1 signed by `key` (web-bot-auth, fresh nonce). */
@@ -88,18 +86,6 @@ async function verdict(engine, key) {
     return "allow";
   }
   return d.reasons[0].code;
-}
-
-/** WIT `result` errors of type `string` reach JS as the thrown string itself. */
-function throwsMessage(fn, pattern) {
-  let thrown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  assert.equal(typeof thrown, "string", `expected a thrown error message, got ${thrown}`);
-  assert.match(thrown, pattern);
 }
 
 test("the host learns which jwks-uris entries are key directories", () => {

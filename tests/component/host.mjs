@@ -10,6 +10,7 @@
 // The npm packages live in js/node_modules; these helpers resolve them from
 // there so that the tests can sit beside the other suites in tests/.
 
+import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -57,4 +58,16 @@ export async function loadComponent() {
   const transpiled = await transpile(readFileSync(COMPONENT), outDir);
   const module = await import(pathToFileURL(path.join(outDir, "agentguard.js")).href);
   return { guard: module.guard, types: module.types, transpiled };
+}
+
+/** WIT `result` errors of type `string` reach JS as the thrown string itself. */
+export function throwsMessage(fn, pattern) {
+  let thrown;
+  try {
+    fn();
+  } catch (e) {
+    thrown = e;
+  }
+  assert.equal(typeof thrown, "string", `expected a thrown error message, got ${thrown}`);
+  assert.match(thrown, pattern);
 }

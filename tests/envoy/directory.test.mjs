@@ -25,11 +25,12 @@ import { webcrypto as crypto } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { ROOT, bootstrap, wasmFilter, startEnvoy, startUpstream, send, stats, upstreamSaw, eventually } from "./harness.mjs";
+import { signDirectory } from "../vectors/webbotauth.mjs";
 
 // npm packages live in js/node_modules (pinned in js/package.json).
 const requireFromJs = createRequire(path.join(ROOT, "js/package.json"));
 const importFromJs = (specifier) => import(pathToFileURL(requireFromJs.resolve(specifier)).href);
-const { signatureHeaders, directoryResponseHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } =
+const { signatureHeaders, jwkToKeyID, helpers, HTTP_MESSAGE_SIGNATURES_DIRECTORY } =
   await importFromJs("web-bot-auth");
 const { signerFromJWK } = await importFromJs("web-bot-auth/crypto");
 
@@ -61,15 +62,9 @@ async function startDirectory(keys, { sign }) {
     }
     const headers = { "content-type": "application/http-message-signatures-directory+json" };
     if (state.sign) {
-      const signers = await Promise.all(state.keys.map((k) => signerFromJWK(k.privateJwk)));
-      const created = new Date(Date.now() - 1000);
-      const sig = await directoryResponseHeaders(
-        { request: { method: "GET", url: `https://${req.headers.host}${req.url}`, headers: {} }, response: { status: 200, headers: {} } },
-        signers,
-        { created, expires: new Date(created.getTime() + 3_600_000) },
-      );
-      headers["signature-input"] = sig["Signature-Input"];
-      headers.signature = sig.Signature;
+      const sig = await signDirectory(`https://${req.headers.host}${req.url}`, state.keys.map((k) => k.privateJwk));
+      headers["signature-input"] = sig.signatureInput;
+      headers.signature = sig.signature;
     }
     res.writeHead(200, headers);
     res.end(JSON.stringify({ keys: state.keys.map((k) => k.publicJwk) }));
