@@ -31,8 +31,8 @@ mkdir -p "$out_dir"
 # into the VM on every request (the SDK's defaults do nothing and continue).
 # Whoever implements one of them in src/envoy.rs must take it off this list;
 # the check below refuses a build that would silently drop it.
-unexported="proxy_on_log,proxy_on_response_body,proxy_on_response_trailers"
-if grep -nE 'fn (on_log|on_http_response_body|on_http_response_trailers)\b' src/envoy.rs src/envoy/*.rs; then
+unexported="proxy_on_log,proxy_on_done,proxy_on_response_body,proxy_on_response_trailers"
+if grep -nE 'fn (on_log|on_done|on_http_response_body|on_http_response_trailers)\b' src/envoy.rs src/envoy/*.rs; then
   echo "build-envoy.sh: src/envoy implements a callback the build does not export ($unexported): update the list" >&2
   exit 1
 fi

@@ -900,14 +900,18 @@ struct Root {
     filter: Option<Rc<Filter>>,
 }
 
-impl Context for Root {
-    fn on_done(&mut self) -> bool {
+/// The filter exports no `proxy_on_done` (see scripts/build-envoy.sh): what
+/// a context leaves behind is cleared when the SDK drops it, on
+/// `proxy_on_delete`, which Envoy calls for every context it created.
+impl Drop for Root {
+    fn drop(&mut self) {
         if let Some(filter) = &self.filter {
             filter.metrics.flush();
         }
-        true
     }
+}
 
+impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(filter) = &self.filter {
             filter.on_fetched(token, body_size);
@@ -1018,12 +1022,13 @@ impl Context for Http {
             filter.on_fetched(token, body_size);
         }
     }
+}
 
-    fn on_done(&mut self) -> bool {
+impl Drop for Http {
+    fn drop(&mut self) {
         if let Some(filter) = &self.filter {
             filter.forget(self.id);
         }
-        true
     }
 }
 

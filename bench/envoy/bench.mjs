@@ -24,7 +24,9 @@
 //
 // Variants run in rounds (A B C D E, A B C D E, ...); each figure is the
 // median over rounds. Environment: ROUNDS (3), DURATION (8 s), CONNECTIONS (16),
-// VARIANTS (comma-separated names, to run only those).
+// VARIANTS (names separated by `;`, to run only those), COMPARE_WASM (another
+// build of the filter: its cached variants run in the same rounds, for an A/B
+// that the machine's drift between runs cannot blur).
 
 import { execFileSync } from "node:child_process";
 import { writeFileSync, mkdirSync, statSync, readFileSync } from "node:fs";
@@ -34,7 +36,8 @@ import { loadVectors, mintCaseToken } from "../../tests/vectors/mint.mjs";
 import { ROOT, WASM, startEnvoy, send, stats, wasmFilter } from "../../tests/envoy/harness.mjs";
 
 // The filter as the tests configure it, without holding headers for bodies (no route here needs one).
-const agentguardFilter = (policyJson) => wasmFilter(policyJson, { allowStopIteration: false });
+const agentguardFilter = (policyJson, wasm) => wasmFilter(policyJson, { allowStopIteration: false, wasm });
+const COMPARE = process.env.COMPARE_WASM;
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 8);
@@ -168,6 +171,12 @@ const VARIANTS = [
   { name: "agentguard, no cache", filters: [agentguardFilter(noCachePolicy)] },
   { name: "agentguard, no cache, EdDSA", filters: [agentguardFilter(noCachePolicy)], key: "ed25519" },
 ];
+if (COMPARE) {
+  VARIANTS.push(
+    { name: "agentguard [COMPARE_WASM]", filters: [agentguardFilter(policyText, COMPARE)] },
+    { name: "agentguard, 3 headers [COMPARE_WASM]", filters: [agentguardFilter(threeHeadersPolicy, COMPARE)] },
+  );
+}
 
 // ------------------------------------------------------------------ wrk
 
@@ -243,7 +252,7 @@ async function measure(variant, token) {
   }
 }
 
-const only = process.env.VARIANTS?.split(",");
+const only = process.env.VARIANTS?.split(";");
 const selected = only ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS;
 const results = new Map(selected.map((v) => [v.name, []]));
 console.log(`Envoy ${execFileSync(process.env.ENVOY_BIN, ["--version"], { encoding: "utf8" }).match(/\d+\.\d+\.\d+/)[0]}, 1 worker; wrk -t1 -c${CONNECTIONS} -d${DURATION}s; ${ROUNDS} round(s)`);
@@ -307,6 +316,14 @@ lines.push(
     `jwt_authn ${freshUs(jwt, summary["jwt_authn+rbac, no cache"]).toFixed(0)} us (BoringSSL); ` +
     `agentguard with EdDSA tokens ${freshUs(ag, summary["agentguard, no cache, EdDSA"]).toFixed(0)} us`,
 );
+if (COMPARE) {
+  const other = summary["agentguard [COMPARE_WASM]"];
+  const other3 = summary["agentguard, 3 headers [COMPARE_WASM]"];
+  lines.push(
+    `COMPARE_WASM ${COMPARE} (${statSync(COMPARE).size} bytes) / this build: CPU ${other.cpuUs.toFixed(1)} / ${ag.cpuUs.toFixed(1)} us/req, ` +
+      `3 headers ${other3.cpuUs.toFixed(1)} / ${ag3.cpuUs.toFixed(1)}; throughput vs jwt_authn+rbac ${(other.rps / jwt.rps).toFixed(3)}x, 3 headers ${(other3.rps / jwt.rps).toFixed(3)}x`,
+  );
+}
 lines.push(`filter: ${path.relative(ROOT, WASM)} ${wasmBytes} bytes (${(wasmBytes / 1024).toFixed(0)} KiB)`);
 console.log(lines.join("\n"));
 

@@ -187,7 +187,7 @@ const cluster = (name, port) => ({
  * lets the filter hold a request's headers while it reads the body (for
  * approval-gated routes; docs/envoy.md).
  */
-export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allowStopIteration = true } = {}) {
+export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allowStopIteration = true, wasm = WASM } = {}) {
   return {
     name: "envoy.filters.http.wasm",
     typed_config: {
@@ -199,7 +199,7 @@ export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allow
         vm_config: {
           vm_id: "agentguard",
           runtime: "envoy.wasm.runtime.v8",
-          code: { local: { filename: WASM } },
+          code: { local: { filename: wasm } },
         },
         failure_policy: failurePolicy,
         ...(allowStopIteration ? { allow_on_headers_stop_iteration: true } : {}),
