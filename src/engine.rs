@@ -92,9 +92,11 @@ pub struct Engine {
     /// Whether any route reads request bodies (high-risk, or `approval_when`).
     reads_bodies: bool,
     delegation: Delegation,
+    /// The lists in force, compiled from `revocation_sources`.
     revocations: RwLock<Arc<Revocations>>,
-    /// The policy's own `revoked` lists (kept in force by [`Engine::set_pushed_revocations`]).
-    policy_revoked: crate::policy::RevocationLists,
+    revocation_sources: Mutex<crate::revocation::Sources>,
+    /// The policy's `revocation_list`: what the host fetches, and how fresh it is.
+    revocation_list: Option<crate::revocation::ListSource>,
     identity_prefix: Arc<str>,
     /// Which of [`crate::policy::IDENTITY_HEADERS`] are added upstream.
     identity_include: [bool; crate::policy::IDENTITY_HEADERS.len()],
@@ -600,6 +602,18 @@ impl Engine {
             );
         }
 
+        let revocation_list =
+            match policy.revocation_list.as_ref().map(crate::revocation::ListSource::from_policy) {
+                Some(Ok(list)) => Some(list),
+                Some(Err(problems)) => {
+                    for (path, message) in problems {
+                        err(path, message);
+                    }
+                    None
+                }
+                None => None,
+            };
+
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
@@ -615,7 +629,11 @@ impl Engine {
             routes,
             delegation,
             revocations: RwLock::new(Arc::new(Revocations::new(&policy.revoked))),
-            policy_revoked: policy.revoked.clone(),
+            revocation_sources: Mutex::new(crate::revocation::Sources {
+                base: policy.revoked.clone(),
+                ..Default::default()
+            }),
+            revocation_list,
             identity_prefix: prefix.as_str().into(),
             route_header: included(&identity_include, "route").then(|| format!("{prefix}route").into()),
             identity_include,
@@ -1020,17 +1038,45 @@ impl Engine {
         self.store.suspended(now.saturating_mul(1000))
     }
 
-    /// Replaces the revocation lists at run time.
+    /// Replaces the policy's `revoked` lists at run time (entries pushed or
+    /// fetched from `revocation_list` stay in force on top).
     pub fn set_revocations(&self, lists: &crate::policy::RevocationLists) {
-        *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Revocations::new(lists));
+        self.update_revocations(|sources| sources.base = lists.clone());
     }
 
-    /// Puts the policy's `revoked` lists plus `pushed` in force: for hosts
-    /// that receive revocations at run time on top of the policy's.
+    /// Puts `pushed` in force on top of the policy's `revoked` lists (and a
+    /// fetched list): for hosts that receive revocations at run time.
     pub fn set_pushed_revocations(&self, pushed: &crate::policy::RevocationLists) {
-        let mut lists = self.policy_revoked.clone();
-        lists.extend(pushed);
-        self.set_revocations(&lists);
+        self.update_revocations(|sources| sources.pushed = pushed.clone());
+    }
+
+    /// The policy's `revocation_list`: the URL the host should fetch, every
+    /// `refresh_secs`, and hand to [`Engine::set_listed_revocations`].
+    pub fn revocation_list(&self) -> Option<&crate::revocation::ListSource> {
+        self.revocation_list.as_ref()
+    }
+
+    /// Puts a revocation list fetched from `revocation_list.uri` in force
+    /// (replacing the previous fetched list) and records `now_ms` (Unix ms)
+    /// as its load time; returns its number of entries. A document that
+    /// cannot be read is refused with its JSON path, and the previous list
+    /// stays, as old as it was (past `max_stale`, token-bearing requests
+    /// are refused).
+    pub fn set_listed_revocations(&self, text: &str, now_ms: i64) -> Result<usize, String> {
+        let Some(source) = &self.revocation_list else {
+            return Err("the policy has no `revocation_list`".into());
+        };
+        let listed = source.parse(text)?;
+        let entries = listed.len();
+        self.update_revocations(|sources| sources.listed = listed);
+        source.loaded(now_ms);
+        Ok(entries)
+    }
+
+    fn update_revocations(&self, change: impl FnOnce(&mut crate::revocation::Sources)) {
+        let mut sources = self.revocation_sources.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut sources);
+        *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(sources.compile());
     }
 
     /// Number of tokens in the verified-token cache.
@@ -1271,7 +1317,13 @@ impl Engine {
             run.skip("attestation", "the policy requires no attestation");
         }
 
-        // 8. Revocation: lists, then breaker suspensions.
+        // 8. Revocation: a fresh enough fetched list, the lists, then breaker suspensions.
+        if let Some(list) = &self.revocation_list {
+            list.check_fresh(request.now_ms).map_err(|(code, message)| {
+                let retry = vec![("retry-after".to_owned(), list.refresh_secs.to_string())];
+                run.fail("revocation", Refusal { headers: retry, ..Refusal::deny(code, message) })
+            })?;
+        }
         let revocations = Arc::clone(&self.revocations.read().unwrap_or_else(PoisonError::into_inner));
         revocations.check(&verified).map_err(|(code, message)| {
             run.fail("revocation", Refusal { outcome: Outcome::Revoked, ..Refusal::deny(code, message) })

@@ -293,6 +293,27 @@ impl Guard {
         Ok(())
     }
 
+    /// The policy's `revocation_list`, for the host to fetch: JSON
+    /// `{"uri", "refresh_s", "max_stale_s", "loaded_at_ms"}` (`loaded_at_ms`
+    /// `null` until a list is loaded), or `undefined` without one.
+    #[wasm_bindgen(js_name = revocationList)]
+    pub fn revocation_list(&self) -> Option<String> {
+        self.engine.revocation_list().map(|l| {
+            serde_json::json!({"uri": l.uri, "refresh_s": l.refresh_secs, "max_stale_s": l.max_stale_secs,
+                               "loaded_at_ms": l.loaded_at_ms()})
+            .to_string()
+        })
+    }
+
+    /// Puts a revocation list fetched from `revocation_list.uri` (JSON text)
+    /// in force, loaded at `now_ms` (Unix ms); returns its number of entries.
+    /// Throws (with the JSON path) for a document it cannot read: the
+    /// previous list stays, as old as it was.
+    #[wasm_bindgen(js_name = setListedRevocations)]
+    pub fn set_listed_revocations(&self, text: &str, now_ms: f64) -> Result<usize, JsError> {
+        self.engine.set_listed_revocations(text, now_ms as i64).map_err(js_error)
+    }
+
     /// Number of tokens in the verified-token cache.
     #[wasm_bindgen(js_name = cachedTokens)]
     pub fn cached_tokens(&self) -> usize {

@@ -23,6 +23,8 @@ pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 pub const MAX_JWKS_KEYS: usize = 64;
 /// Largest JWKS document, in bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Largest fetched revocation list (`revocation_list.uri`), in bytes.
+pub const MAX_REVOCATION_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// Deepest `act` (delegation) chain the core will walk, whatever the policy says.
 pub const MAX_ACT_DEPTH: usize = 8;
 /// Default capacity of the verified-token cache (entries); the policy can lower or raise it

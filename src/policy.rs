@@ -45,6 +45,10 @@ pub struct Policy {
     /// Revocation lists.
     #[serde(default)]
     pub revoked: RevocationLists,
+    /// A revocation list the host fetches from a URL and keeps fresh, in
+    /// force on top of `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_list: Option<RevocationListPolicy>,
     /// Headers added upstream on `allow`.
     #[serde(default)]
     pub identity_headers: IdentityHeaders,
@@ -467,6 +471,31 @@ pub struct RevocationLists {
     /// Revoked signing keys (`kid`).
     #[serde(default)]
     pub kid: Vec<String>,
+}
+
+/// Where the host fetches a revocation list (a JSON document shaped like
+/// [`RevocationLists`]), how often, and how old it may get before the engine
+/// refuses to decide without a fresher one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationListPolicy {
+    /// The list's URL (`https://`).
+    pub uri: String,
+    /// How often the host fetches it again.
+    #[serde(default = "default_revocation_refresh")]
+    pub refresh: Duration,
+    /// The oldest list decisions may rely on: past it (or before the first
+    /// list arrives) token-bearing requests are refused with
+    /// `state_unavailable` (fail closed).
+    #[serde(default = "default_revocation_max_stale")]
+    pub max_stale: Duration,
+}
+
+fn default_revocation_refresh() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_revocation_max_stale() -> Duration {
+    Duration::from_secs(3600)
 }
 
 impl RevocationLists {

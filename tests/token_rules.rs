@@ -548,6 +548,140 @@ fn pushed_revocations_keep_the_policys_own() {
     assert!(decide(&e, &t3).is_allowed());
 }
 
+/// A policy whose revocation list is fetched from a URL (refresh 10s, max_stale 2m: tokens live 5m).
+fn listed_engine(extra: Value) -> Engine {
+    let mut policy = json!({"revocation_list": {"uri": "https://revocations.test/list.json", "refresh": "10s", "max_stale": "2m"}});
+    for (k, v) in extra.as_object().unwrap() {
+        policy[k] = v.clone();
+    }
+    engine_with(json!({}), policy)
+}
+
+fn token_with_jti(jti: &str) -> String {
+    let mut c = claims();
+    c.insert("jti".into(), jti.into());
+    good_token_with(c)
+}
+
+#[test]
+fn a_fetched_revocation_list_must_be_loaded_and_fresh() {
+    let e = listed_engine(json!({}));
+    let list = e.revocation_list().unwrap();
+    assert_eq!(
+        (list.uri.as_str(), list.refresh_secs, list.max_stale_secs),
+        ("https://revocations.test/list.json", 10, 120)
+    );
+    let (t1, t2) = (token_with_jti("j1"), token_with_jti("j2"));
+
+    // Before the first list arrives, a token is not decided on: 503, retry after `refresh`.
+    let d = decide(&e, &t1);
+    assert_denied(
+        &d,
+        ReasonCode::StateUnavailable,
+        "revocation list from `https://revocations.test/list.json` has not been loaded yet",
+    );
+    assert_eq!(d.status, 503);
+    assert_eq!(d.response.as_ref().unwrap().headers["retry-after"], "10");
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), None);
+
+    // A list arrives: its entries are revoked, the rest allowed (cached tokens too).
+    assert_eq!(e.set_listed_revocations(r#"{"jti": ["j2"], "agents": ["rogue"]}"#, NOW * 1000), Ok(2));
+    assert!(decide(&e, &t1).is_allowed());
+    assert!(decide(&e, &t1).event.cache_hit);
+    let d = decide(&e, &t2);
+    assert_eq!((d.decision, d.codes()), (Outcome::Revoked, vec![ReasonCode::RevokedToken]));
+
+    // Within max_stale the list holds; one second past it, nothing is decided.
+    assert!(decide_at(&e, &t1, NOW + 120).is_allowed());
+    let d = decide_at(&e, &t1, NOW + 121);
+    assert_denied(
+        &d,
+        ReasonCode::StateUnavailable,
+        "was loaded 121 s ago, longer than `revocation_list.max_stale` (120 s) allows",
+    );
+    assert_eq!(d.status, 503);
+
+    // A fresh load replaces the fetched list (j2 is back in) and the clock restarts.
+    assert_eq!(e.set_listed_revocations(r#"{"sub": ["user:bob"]}"#, (NOW + 121) * 1000), Ok(1));
+    assert!(decide_at(&e, &t2, NOW + 122).is_allowed());
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some((NOW + 121) * 1000));
+}
+
+#[test]
+fn a_bad_revocation_list_is_refused_and_the_last_good_one_stays() {
+    let e = listed_engine(json!({}));
+    e.set_listed_revocations(r#"{"jti": ["j2"]}"#, NOW * 1000).unwrap();
+    let t2 = token_with_jti("j2");
+    for (text, expected) in [
+        (r#"{"jti": ["j3", 4]}"#, "the revocation list from `https://revocations.test/list.json`: jti[1]: invalid type: integer `4`, expected a string"),
+        (r#"{"jti": [], "users": []}"#, "users: unknown field `users`"),
+        (r#"{"jti": [], "jti": []}"#, "jti: duplicate field `jti`"),
+        ("not json", ".: expected ident"),
+    ] {
+        let err = e.set_listed_revocations(text, (NOW + 60) * 1000).unwrap_err();
+        assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+        assert_eq!(decide(&e, &t2).codes(), [ReasonCode::RevokedToken], "the last good list stays");
+    }
+    // A refused document does not count as a load: the list ages from the good one.
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some(NOW * 1000));
+    assert_denied(
+        &decide_at(&e, &token_with_jti("j1"), NOW + 121),
+        ReasonCode::StateUnavailable,
+        "121 s ago",
+    );
+    // Too large is refused before it is read.
+    let huge = format!(r#"{{"jti": ["{}"]}}"#, "x".repeat(agentguard::limits::MAX_REVOCATION_LIST_BYTES));
+    assert!(e
+        .set_listed_revocations(&huge, NOW * 1000)
+        .unwrap_err()
+        .contains("more than the 4194304 allowed"));
+    // Without a `revocation_list` there is nothing to load.
+    assert!(engine().set_listed_revocations("{}", NOW * 1000).unwrap_err().contains("no `revocation_list`"));
+}
+
+#[test]
+fn fetched_pushed_and_policy_revocations_all_stay_in_force() {
+    let e = listed_engine(json!({"revoked": {"jti": ["j1"]}}));
+    e.set_listed_revocations(r#"{"jti": ["j2"]}"#, NOW * 1000).unwrap();
+    e.set_pushed_revocations(&RevocationLists { jti: vec!["j3".into()], ..Default::default() });
+    let revoked = |e: &Engine, jti: &str| decide(e, &token_with_jti(jti)).decision == Outcome::Revoked;
+    assert!(["j1", "j2", "j3"].iter().all(|j| revoked(&e, j)));
+    assert!(!revoked(&e, "j4"));
+    // Replacing the policy's lists keeps what was pushed and fetched.
+    e.set_revocations(&RevocationLists { jti: vec!["j4".into()], ..Default::default() });
+    assert_eq!(["j1", "j2", "j3", "j4"].map(|j| revoked(&e, j)), [false, true, true, true]);
+    // A new fetched list replaces only the fetched one.
+    e.set_listed_revocations("{}", NOW * 1000).unwrap();
+    assert_eq!(["j2", "j3", "j4"].map(|j| revoked(&e, j)), [false, true, true]);
+}
+
+#[test]
+fn a_revocation_list_policy_is_checked() {
+    let errors = |list: Value| {
+        Engine::from_json(&policy_with(json!({}), json!({ "revocation_list": list })).to_string())
+            .unwrap_err()
+            .to_string()
+    };
+    let err = errors(json!({"uri": "revocations.test/list.json"}));
+    assert!(
+        err.contains("revocation_list.uri: expected an `https://` URL, found `revocations.test/list.json`"),
+        "{err}"
+    );
+    let err = errors(json!({"uri": "https://r.test/l", "refresh": "0s"}));
+    assert!(err.contains("revocation_list.refresh: expected a positive duration"), "{err}");
+    let err = errors(json!({"uri": "https://r.test/l", "refresh": "10m", "max_stale": "5m"}));
+    assert!(
+        err.contains("revocation_list.max_stale: expected at least `refresh` (`10m`), found `5m`"),
+        "{err}"
+    );
+    let err = errors(json!({"uri": "https://r.test/l", "every": "1m"}));
+    assert!(err.contains("revocation_list.every: unknown field `every`"), "{err}");
+    // Defaults: refresh 1 minute, max_stale 1 hour.
+    let e = engine_with(json!({}), json!({"revocation_list": {"uri": "https://r.test/l"}}));
+    let list = e.revocation_list().unwrap();
+    assert_eq!((list.refresh_secs, list.max_stale_secs), (60, 3600));
+}
+
 #[test]
 fn key_rotation_invalidates_cached_tokens() {
     let e = engine();
