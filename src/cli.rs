@@ -51,6 +51,10 @@ enum Command {
         /// Append the decision-log event (one JSON line) to this file.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// A list for the policy's `revocation_list`, as if just fetched
+        /// from its `uri` (loaded at the request's `now`).
+        #[arg(long)]
+        revocation_list: Option<PathBuf>,
     },
     /// Run policy tests: request → expected decision cases.
     Test {
@@ -165,7 +169,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 Ok((p, engine)) => {
                     let fetch = engine.jwks_uris().len();
                     println!(
-                        "{}: ok: {} issuer(s), {} route(s){}",
+                        "{}: ok: {} issuer(s), {} route(s){}{}",
                         policy.display(),
                         p.issuers.len(),
                         p.routes.len(),
@@ -173,6 +177,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                             format!(", {fetch} JWKS to fetch at run time")
                         } else {
                             String::new()
+                        },
+                        match engine.revocation_list() {
+                            Some(list) => format!(", a revocation list to fetch from {}", list.uri),
+                            None => String::new(),
                         }
                     );
                     Ok(ExitCode::SUCCESS)
@@ -186,11 +194,14 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Eval { policy, request, now, token, short, log } => {
+        Command::Eval { policy, request, now, token, short, log, revocation_list } => {
             let engine = load_engine(&policy)?;
             let mut input = crate::api::parse_request(&read(&request)?)?;
             if let Some(now) = now {
                 input.now = now;
+            }
+            if let Some(list) = revocation_list {
+                load_revocation_list(&engine, &list, input.now)?;
             }
             if let Some(token) = token {
                 let token = if Path::new(&token).is_file() {
@@ -358,6 +369,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
 struct TestFile {
     /// Policy path, relative to the test file.
     policy: PathBuf,
+    /// A list for the policy's `revocation_list`, relative to the test file:
+    /// loaded before each case, at the case's `now` (as if just fetched).
+    #[serde(default)]
+    revocation_list: Option<PathBuf>,
     cases: Vec<TestCase>,
 }
 
@@ -386,8 +401,12 @@ fn run_tests(file: &Path) -> Result<ExitCode, String> {
     })?;
     let policy_path = file.parent().unwrap_or(Path::new(".")).join(&tests.policy);
     let engine = load_engine(&policy_path)?;
+    let list = tests.revocation_list.as_ref().map(|l| file.parent().unwrap_or(Path::new(".")).join(l));
     let mut failed = 0usize;
     for case in &tests.cases {
+        if let Some(list) = &list {
+            load_revocation_list(&engine, list, case.request.now)?;
+        }
         let d = engine.decide_input(&case.request);
         let codes: Vec<&str> = d.reasons.iter().map(|r| r.code.as_str()).collect();
         let mut problems = Vec::new();
@@ -416,6 +435,13 @@ fn run_tests(file: &Path) -> Result<ExitCode, String> {
 fn unix_now() -> Result<i64, String> {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
     i64::try_from(d.as_secs()).map_err(|e| e.to_string())
+}
+
+/// Loads a revocation list file into the engine, at `now` (Unix seconds).
+fn load_revocation_list(engine: &Engine, path: &Path, now: f64) -> Result<usize, String> {
+    engine
+        .set_listed_revocations(&read(path)?, (now * 1000.0) as i64)
+        .map_err(|e| format!("`{}`: {e}", path.display()))
 }
 
 fn load_engine(path: &Path) -> Result<Engine, String> {

@@ -116,6 +116,60 @@ fn test_command_passes_the_examples_and_fails_a_wrong_expectation() {
 }
 
 #[test]
+fn eval_and_test_load_a_revocation_list_file() {
+    // The example policy with a fetched revocation list, and a list revoking
+    // the token id of the `read-contact` request.
+    let dir = tempdir();
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("examples/policy.json")).unwrap()).unwrap();
+    policy["revocation_list"] = serde_json::json!({"uri": "https://revocations.example.com/list.json"});
+    let policy_path = dir.join("policy.json");
+    std::fs::write(&policy_path, policy.to_string()).unwrap();
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/requests/read-contact.json")).unwrap(),
+    )
+    .unwrap();
+    let token = request["headers"]["authorization"].as_str().unwrap().split_once(' ').unwrap().1;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&agentguard::b64::decode(payload).unwrap()).unwrap();
+    let list_path = dir.join("list.json");
+    std::fs::write(&list_path, serde_json::json!({"jti": [claims["jti"]]}).to_string()).unwrap();
+
+    let out = run(&["check", policy_path.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout)
+            .contains("a revocation list to fetch from https://revocations.example.com/list.json"),
+        "{}",
+        text(&out.stdout)
+    );
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--policy", policy_path.to_str().unwrap()];
+        args.extend(["--request", "examples/requests/read-contact.json", "--short"]);
+        args.extend(extra);
+        run(&args)
+    };
+    // Without the list the policy cannot be relied on: 503.
+    assert_eq!(text(&eval(&[]).stdout).trim(), "deny 503 state_unavailable");
+    let out = eval(&["--revocation-list", list_path.to_str().unwrap()]);
+    assert_eq!(text(&out.stdout).trim(), "revoked 401 revoked_token", "{}", text(&out.stderr));
+    // A bad list file is bad input, named with its path.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"jti": [1]}"#).unwrap();
+    let out = eval(&["--revocation-list", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("jti[0]: invalid type: integer `1`"), "{}", text(&out.stderr));
+
+    // `test` loads it before each case.
+    let tests = serde_json::json!({"policy": "policy.json", "revocation_list": "list.json", "cases": [
+        {"name": "revoked by the list", "request": request, "expect": {"decision": "revoked", "reasons": ["revoked_token"]}}
+    ]});
+    let tests_path = dir.join("t.json");
+    std::fs::write(&tests_path, tests.to_string()).unwrap();
+    let out = run(&["test", tests_path.to_str().unwrap()]);
+    assert!(text(&out.stdout).contains("1 passed, 0 failed"), "{}{}", text(&out.stdout), text(&out.stderr));
+}
+
+#[test]
 fn keygen_mint_eval_round_trip_with_a_log() {
     let dir = tempdir();
     for alg in ["EdDSA", "ES256"] {
