@@ -19,7 +19,10 @@
 //!   metadata) cross as JSON text;
 //! - a WIT `directory-response` (a fetched Web Bot Auth key directory and
 //!   its signature headers) becomes the core's
-//!   [`crate::directory::DirectoryResponse`], which the core verifies.
+//!   [`crate::directory::DirectoryResponse`], which the core verifies;
+//! - the policy's `revocation_list` source is reported as a WIT
+//!   `revocation-list-source`, and the list the host fetched from it goes to
+//!   the core as text ([`Engine::set_listed_revocations`]), which parses it.
 //!
 //! Nothing here decides anything: no policy logic, no defaults of its own
 //! beyond those the JSON API has (`scheme` defaults to `https`).
@@ -156,6 +159,19 @@ impl wit::GuestEngine for EngineResource {
             agents: lists.agents,
             kid: lists.kid,
         });
+    }
+
+    fn revocation_list(&self) -> Option<t::RevocationListSource> {
+        self.engine.revocation_list().map(|l| t::RevocationListSource {
+            uri: l.uri.clone(),
+            refresh_secs: l.refresh_secs,
+            max_stale_secs: l.max_stale_secs,
+            loaded_at_ms: l.loaded_at_ms(),
+        })
+    }
+
+    fn set_listed_revocations(&self, text: String, now_ms: i64) -> Result<u32, String> {
+        self.engine.set_listed_revocations(&text, now_ms).map(count)
     }
 
     fn lift_suspension(&self, agent: String) -> bool {
@@ -455,6 +471,29 @@ mod tests {
         // The text-only path refuses a directory under `required`.
         let err = wit::GuestEngine::set_issuer_keys(&engine, operator.into(), text.into()).unwrap_err();
         assert!(err.contains("response signature"), "{err}");
+    }
+
+    #[test]
+    fn the_revocation_list_source_and_a_fetched_list_cross_as_they_are() {
+        let policy = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/policy.json"));
+        let engine = <EngineResource as wit::GuestEngine>::new(policy.into()).unwrap();
+        assert!(wit::GuestEngine::revocation_list(&engine).is_none());
+        let err = wit::GuestEngine::set_listed_revocations(&engine, "{}".into(), 0).unwrap_err();
+        assert!(err.contains("no `revocation_list`"), "{err}");
+
+        let mut policy: Value = serde_json::from_str(policy).unwrap();
+        policy["revocation_list"] =
+            serde_json::json!({"uri": "https://lists.test/revoked.json", "refresh": "2m"});
+        let engine = <EngineResource as wit::GuestEngine>::new(policy.to_string()).unwrap();
+        let source = wit::GuestEngine::revocation_list(&engine).unwrap();
+        assert_eq!(source.uri, "https://lists.test/revoked.json");
+        assert_eq!((source.refresh_secs, source.max_stale_secs, source.loaded_at_ms), (120, 3600, None));
+        let set = |text: &str, now_ms| wit::GuestEngine::set_listed_revocations(&engine, text.into(), now_ms);
+        assert_eq!(set(r#"{"jti": ["a", "b"], "agents": ["c"]}"#, 1_767_225_600_000), Ok(3));
+        let err = set(r#"{"jti": [1]}"#, 1_767_225_700_000).unwrap_err();
+        assert!(err.contains("jti[0]"), "{err}");
+        let source = wit::GuestEngine::revocation_list(&engine).unwrap();
+        assert_eq!(source.loaded_at_ms, Some(1_767_225_600_000), "a refused list keeps the last load time");
     }
 
     #[test]

@@ -457,6 +457,99 @@ test("set-revocations replaces the lists at run time", async () => {
   assert.equal((await decide("r4")).outcome, "allow");
 });
 
+// ---- a revocation list fetched by the host -------------------------------
+
+const LIST_URI = "https://lists.test/revoked.json";
+const listPolicy = { ...vectors.policy, revocation_list: { uri: LIST_URI, refresh: "2m", max_stale: "10m" } };
+
+test("revocation-list: the policy's source, absent without one", () => {
+  assert.equal(new guard.Engine(vectors.policyText).revocationList(), undefined);
+  throwsMessage(() => new guard.Engine(vectors.policyText).setListedRevocations("{}", BigInt(NOW * 1000)), /no `revocation_list`/);
+  const engine = new guard.Engine(JSON.stringify(listPolicy));
+  assert.deepEqual(engine.revocationList(), { uri: LIST_URI, refreshSecs: 120n, maxStaleSecs: 600n, loadedAtMs: undefined });
+  // The defaults: refresh 1m, max_stale 1h.
+  const defaults = new guard.Engine(policyWith({ revocation_list: { uri: LIST_URI } })).revocationList();
+  assert.deepEqual([defaults.refreshSecs, defaults.maxStaleSecs], [60n, 3600n]);
+  // A bad source is a policy error with its path.
+  assert.throws(() => new guard.Engine(policyWith({ revocation_list: { uri: "ftp://lists.test/x" } })), (errors) => {
+    assert.deepEqual(errors.map((e) => e.path), ["revocation_list.uri"]);
+    return true;
+  });
+});
+
+test("set-listed-revocations: fail closed until loaded, then the listed entries revoke; the component decides as the native core", async (t) => {
+  assert.ok(CLI, "AGENTGUARD_CLI must name the native CLI (scripts/test-component.sh sets it)");
+  const dir = tempDir(t);
+  const engine = new guard.Engine(JSON.stringify(listPolicy));
+  const listed = { jti: ["listed-jti"], sub: ["user:mallory"], agents: [], kid: [] };
+  // The native reference: the CLI cannot load a fetched list, so after
+  // loading it is compared with a policy whose own `revoked` holds the
+  // listed entries too (the lists in force are the union).
+  const listFile = path.join(dir, "list-policy.json");
+  writeFileSync(listFile, JSON.stringify(listPolicy));
+  const unionFile = path.join(dir, "union-policy.json");
+  const { revocation_list: _list, ...withoutList } = listPolicy;
+  writeFileSync(unionFile, JSON.stringify({
+    ...withoutList,
+    revoked: { ...vectors.policy.revoked, jti: [...vectors.policy.revoked.jti, ...listed.jti], sub: listed.sub },
+  }));
+  let n = 0;
+  /** Decides a fresh token (no cache hit) at `now` and compares with the native core under `policyFile`. */
+  const decide = async (claims, policyFile, now = NOW) => {
+    const headers = { authorization: `Bearer ${await signJwt(vectors.keys.ed25519, validClaims(claims))}` };
+    const d = engine.decide(request({ headers, now }));
+    if (policyFile) {
+      const native = nativeDecision(dir, `listed-${n++}`, { method: "GET", host: "api.test", path: "/v1/contacts/42", headers, now }, policyFile);
+      assert.deepEqual(decisionJson(d), native, "native decision");
+    }
+    return d;
+  };
+  const unavailable = (d, message) => {
+    assert.equal(d.outcome, "deny");
+    assert.equal(d.status, 503);
+    assert.deepEqual(codes(d), ["state_unavailable"]);
+    assert.match(d.reasons[0].message, message);
+    assert.equal(d.response.status, 503);
+    assert.equal(pairsToObject(d.response.headers)["retry-after"], "120");
+    assert.equal(d.trace.find((s) => s.result === "fail").stage, "revocation");
+  };
+
+  // Before the first list: every token-bearing request is refused (natively too).
+  unavailable(await decide({ jti: "early" }, listFile), /has not been loaded yet/);
+  assert.deepEqual(codes(engine.decide(request())), ["credential_missing"], "no token: decided as usual");
+
+  // The host loads the list it fetched.
+  assert.equal(engine.setListedRevocations(JSON.stringify(listed), BigInt(NOW * 1000)), 2);
+  assert.equal(engine.revocationList().loadedAtMs, BigInt(NOW * 1000));
+  const jtiHit = await decide({ jti: "listed-jti" }, unionFile);
+  assert.equal(jtiHit.outcome, "revoked");
+  assert.deepEqual(codes(jtiHit), ["revoked_token"]);
+  const subHit = await decide({ jti: "by-sub", sub: "user:mallory" }, unionFile);
+  assert.deepEqual(codes(subHit), ["revoked_subject"]);
+  assert.equal((await decide({ jti: "not-listed" }, unionFile)).outcome, "allow");
+  // The policy's own `revoked` stays in force beside the fetched list.
+  assert.deepEqual(codes(await decide({ jti: "revoked-jti-1" }, unionFile)), ["revoked_token"]);
+
+  // A bad document is refused with its JSON path; the previous list stays, as old as it was.
+  throwsMessage(() => engine.setListedRevocations('{"jti": ["a", 7]}', BigInt((NOW + 60) * 1000)), /jti\[1\]/);
+  throwsMessage(() => engine.setListedRevocations('{"jtis": []}', BigInt((NOW + 60) * 1000)), /jtis/);
+  throwsMessage(() => engine.setListedRevocations("{not json", BigInt((NOW + 60) * 1000)), /revoked\.json/);
+  assert.equal(engine.revocationList().loadedAtMs, BigInt(NOW * 1000));
+  assert.deepEqual(codes(await decide({ jti: "listed-jti", iat: NOW - 11 }, unionFile)), ["revoked_token"]);
+  assert.equal((await decide({ jti: "not-listed-2" }, unionFile)).outcome, "allow");
+
+  // set-revocations replaces only the policy's own lists: the fetched entries stay.
+  engine.setRevocations({ jti: [], sub: [], agents: [], kid: [] });
+  assert.deepEqual(codes(await decide({ jti: "listed-jti", iat: NOW - 12 })), ["revoked_token"]);
+  assert.equal((await decide({ jti: "revoked-jti-1", iat: NOW - 12 })).outcome, "allow");
+
+  // Past max_stale (10m) without a new list: refused again; a new list lets requests through.
+  unavailable(await decide({ jti: "late", iat: NOW + 650, exp: NOW + 900 }, undefined, NOW + 660), /loaded 660 s ago/);
+  assert.equal(engine.setListedRevocations('{"jti": []}', BigInt((NOW + 660) * 1000)), 0);
+  const fresh = await decide({ jti: "listed-jti", iat: NOW + 650, exp: NOW + 900 }, undefined, NOW + 661);
+  assert.equal(fresh.outcome, "allow", "the new list no longer names it");
+});
+
 test("circuit breaker: suspended-agents and lift-suspension", async () => {
   const engine = new guard.Engine(policyWith({ circuit_breaker: { window: "10s", max_requests: 3, cooldown: "15m" } }));
   const token = await signJwt(vectors.keys.ed25519, validClaims({ jti: "burst" }));
