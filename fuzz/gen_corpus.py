@@ -137,6 +137,16 @@ def path():
             write("path", "/**\0" + json.load(f)["path"])
 
 
+def revocations():
+    docs = [{}, {"jti": []}, {"jti": ["j"]}, {"sub": ["u"]}, {"agents": ["agent-1"]}, {"kid": ["test-ed25519"]},
+            {"jti": ["a", "b"], "sub": ["c"], "agents": ["d"], "kid": ["e"]},
+            {"jti": ["j"], "jti ": []}, {"users": []}, {"jti": "j"}]
+    for d in docs:
+        write("revocations", json.dumps(d))
+    policy = load("tests/vectors/policy.json")
+    write("revocations", json.dumps(policy["revoked"]))
+
+
 def hand_written():
     seeds = os.path.join(ROOT, "fuzz", "seeds")
     for target in os.listdir(seeds) if os.path.isdir(seeds) else []:
@@ -151,6 +161,7 @@ if __name__ == "__main__":
     jwks()
     policy()
     path()
+    revocations()
     hand_written()
     # The structured targets (`arbitrary`) take any bytes: start them from a few
     # deterministic random inputs of useful sizes rather than from nothing.

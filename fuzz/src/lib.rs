@@ -17,7 +17,7 @@
 
 use agentguard::keys::{parse_jwk, KeySet};
 use agentguard::mint::SigningKey;
-use agentguard::{Decision, Outcome};
+use agentguard::{Decision, Outcome, ReasonCode};
 use serde_json::Value;
 
 /// Test keys (`tests/vectors/keys.json`): private JWKs for `ed25519`, `es256`, `approver`.
@@ -82,10 +82,22 @@ pub fn thumbprint(jwk: &Value) -> String {
 /// Asserts the invariants every decision must satisfy (see the crate docs).
 pub fn check_decision(d: &Decision) {
     assert!(
-        matches!(d.status, 200 | 400 | 401 | 403 | 429 | 500),
-        "status {} is not one of 200/400/401/403/429/500: {d:?}",
+        matches!(d.status, 200 | 400 | 401 | 403 | 429 | 500 | 503),
+        "status {} is not one of 200/400/401/403/429/500/503: {d:?}",
         d.status
     );
+    if d.status == 503 {
+        // Only for state the decision needs and does not have (a revocation
+        // list not loaded or too old, a full replay cache), and with a hint
+        // when to come back.
+        let code = d.reasons.first().map(|r| r.code);
+        assert!(
+            matches!(code, Some(ReasonCode::StateUnavailable | ReasonCode::ReplayCacheFull)),
+            "503 for {code:?}"
+        );
+        let response = d.response.as_ref().expect("a 503 without a response");
+        assert!(response.headers.get("retry-after").is_some(), "a 503 without Retry-After");
+    }
     match d.decision {
         Outcome::Allow => {
             assert_eq!(d.status, 200, "allow with status {}", d.status);
