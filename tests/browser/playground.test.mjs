@@ -440,4 +440,57 @@ describe("browser playground", { timeout: 120_000 }, () => {
     await shot("log");
     assert.deepEqual(pageErrors, []);
   });
+
+  test("a policy's revocation_list: the pasted list revokes; a bad one is named and, alone, fails closed", async () => {
+    // A token for the composer's read route (the test before sent a payments one).
+    await page.click('[data-tab="tokens"]');
+    await page.fill("#m-scope", "crm.read mail.draft");
+    await page.click("#mint");
+    await page.click("#use-token");
+    const original = await page.inputValue("#policy-text");
+    assert.equal(await page.isHidden("#revocation-list"), true, "no list pane without a revocation_list");
+    const withList = (uri) => JSON.stringify({ ...JSON.parse(original), revocation_list: { uri, refresh: "1m" } }, null, 2);
+    const statusIs = (text) =>
+      page.waitForFunction((t) => document.querySelector("#revocation-list-status").textContent === t, text);
+    try {
+    await page.fill("#policy-text", withList("https://revocations.example.com/list.json"));
+    await page.waitForFunction(() => !document.querySelector("#revocation-list").hidden);
+    assert.equal(await page.textContent("#revocation-list-uri"), "https://revocations.example.com/list.json");
+    await statusIs("0 entries");
+    await send();
+    assert.equal(await attr("#decision .decision", "data-outcome"), "allow");
+
+    // A list naming the composer's token's subject.
+    const token = (await page.inputValue("#req-headers")).match(/Bearer (\S+)/)[1];
+    const sub = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
+    await page.click("#revocation-list summary");
+    await page.fill("#revocation-list-text", JSON.stringify({ sub: [sub] }));
+    await statusIs("1 entry");
+    await send();
+    assert.equal(await attr("#decision .decision", "data-outcome"), "revoked");
+    assert.equal(await attr("#decision .decision", "data-reasons"), "revoked_subject");
+    await shot("revocation-list");
+
+    // A list the core refuses: its error names the JSON path; the last good list stays in force.
+    await page.fill("#revocation-list-text", '{"sub": [1]}');
+    await statusIs("not loaded");
+    assert.match(await attr("#revocation-list-status", "title"), /sub\[0\]: invalid type: integer `1`, expected a string/);
+    await send();
+    assert.equal(await attr("#decision .decision", "data-reasons"), "revoked_subject");
+    // A fresh engine (another policy) with only that list: nothing to rely on, 503.
+    await page.fill("#policy-text", withList("https://revocations.example.com/other.json"));
+    await page.waitForFunction(() => document.querySelector("#revocation-list-uri").textContent.endsWith("/other.json"));
+    await statusIs("not loaded");
+    await send();
+    assert.equal(await attr("#decision .decision", "data-status"), "503");
+    assert.equal(await attr("#decision .decision", "data-reasons"), "state_unavailable");
+    assert.match(await page.textContent("#decision .reasons"), /revocation list from `https:\/\/revocations\.example\.com\/other\.json` has not been loaded yet/);
+    } finally {
+      // Back to the starter for the tests that follow.
+      await page.fill("#revocation-list-text", "{}");
+      await page.fill("#policy-text", original);
+    }
+    await page.waitForFunction(() => document.querySelector("#revocation-list").hidden);
+    assert.equal(await page.textContent("#policy-status"), "valid");
+  });
 });

@@ -3,7 +3,7 @@
 // Every verdict on this page is the core's; the page only builds requests
 // and draws what comes back.
 
-import { loadCore, coreVersion, checkPolicy, Engine } from "./engine.js";
+import { loadCore, coreVersion, checkPolicy, Engine, revocationList } from "./engine.js";
 import { JsonEditor } from "./editor.js";
 import { h, $, $$, clear, relTime, isoTime, download } from "./dom.js";
 import { renderDecision, badge } from "./decision-view.js";
@@ -92,6 +92,37 @@ function onPolicyChange(text, immediate = false) {
 
 const validateSoon = debounce(() => validate(), 200);
 
+/**
+ * The list pane, for a policy with a `revocation_list`: the list is loaded
+ * into the page's engine now, so its status (entries, or the core's error
+ * with the JSON path) shows before any request.
+ */
+function showRevocationList() {
+  const source = state.engine?.revocationListSource;
+  const pane = $("#revocation-list");
+  pane.hidden = !source;
+  if (!source) return;
+  $("#revocation-list-uri").textContent = source.uri;
+  const status = $("#revocation-list-status");
+  try {
+    const entries = state.engine.loadRevocationList(now() * 1000);
+    status.textContent = `${entries} entr${entries === 1 ? "y" : "ies"}`;
+    status.className = "chip ok";
+    status.title = "";
+  } catch (e) {
+    status.textContent = "not loaded";
+    status.className = "chip bad";
+    status.title = String(e.message ?? e);
+    toast(`revocation list: ${status.title}`, "error");
+  }
+}
+
+function setRevocationListText(text) {
+  revocationList.text = text;
+  if ($("#revocation-list-text").value !== text) $("#revocation-list-text").value = text;
+  showRevocationList();
+}
+
 function validate() {
   const text = state.policyText;
   const problems = checkPolicy(text);
@@ -108,6 +139,7 @@ function validate() {
       state.policy = JSON.parse(text);
       chip.textContent = "valid";
       chip.className = "chip ok";
+      showRevocationList();
     } catch (e) {
       chip.textContent = "does not compile";
       chip.className = "chip bad";
@@ -673,6 +705,7 @@ function snapshot() {
     offset: state.offset,
     sim: state.sim,
     tab: document.body.dataset.tab ?? "request",
+    ...(revocationList.text !== "{}" ? { revocationList: revocationList.text } : {}),
   };
 }
 
@@ -693,6 +726,7 @@ async function restore(s) {
       state.starter = s.starter;
       $("#starter").value = STARTERS.some((x) => x.id === s.starter) ? s.starter : "";
     }
+    if (typeof s.revocationList === "string") setRevocationListText(s.revocationList);
     if (typeof s.policy === "string") setPolicyText(s.policy);
     else if (s.policy && typeof s.policy === "object") setPolicyText(JSON.stringify(s.policy, null, 2) + "\n");
     if (s.tests) setTests(s.tests);
@@ -922,6 +956,14 @@ async function main() {
     );
     download("agentguard-playground.json", exportDocument({ ...snapshot(), keys }));
   });
+  $("#revocation-list-text").addEventListener(
+    "input",
+    debounce((e) => {
+      setRevocationListText(e.target.value);
+      scheduleSave();
+    }, 200),
+  );
+
   $("#import").addEventListener("change", (e) => {
     const f = e.target.files?.[0];
     if (f) importFile(f);

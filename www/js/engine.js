@@ -20,21 +20,64 @@ export function checkPolicy(text) {
 }
 
 /**
+ * The list the page hands to every engine whose policy has a
+ * `revocation_list`, as a gateway hands over what it fetched from the
+ * list's `uri` (the page itself fetches nothing): JSON text.
+ */
+export const revocationList = { text: "{}" };
+
+/**
  * A compiled policy with its own state (token cache, replay caches, rate
  * buckets, circuit breaker). Each decision is `JSON.parse(guard.decide(...))`.
  */
 export class Engine {
   #guard;
   #log;
+  /** The policy's `revocation_list` (`{uri, refresh_s, max_stale_s}`), or null. */
+  #list;
+  /** `[text, Unix ms]` of the last list loaded. */
+  #loaded = null;
 
   /** `options.log`: record each decision's event in the session's decision log. */
   constructor(policyText, options = {}) {
     this.#guard = new Guard(policyText);
     this.#log = Boolean(options.log);
+    const list = this.#guard.revocationList();
+    this.#list = list === undefined ? null : JSON.parse(list);
+  }
+
+  /** The policy's `revocation_list` (`{uri, refresh_s, max_stale_s}`), or null. */
+  get revocationListSource() {
+    return this.#list;
+  }
+
+  /**
+   * Loads `revocationList.text` at `nowMs`, as a healthy gateway does every
+   * `refresh`; returns its number of entries. Throws the core's message (with
+   * the JSON path) for a list it cannot read: the previous one stays, ageing.
+   */
+  loadRevocationList(nowMs) {
+    const entries = this.#guard.setListedRevocations(revocationList.text, nowMs);
+    this.#loaded = [revocationList.text, nowMs];
+    return entries;
   }
 
   /** Decides a core request object; never throws. */
   decide(request) {
+    if (this.#list) {
+      // A gateway whose list host answers: fetched again every `refresh` (and
+      // when the page's list or clock changed); a list the core refuses is
+      // not loaded, so the decision says why (503 once none is fresh).
+      const nowMs = Math.round(request.now * 1000);
+      const [text, at] = this.#loaded ?? [null, -Infinity];
+      if (text !== revocationList.text || nowMs < at || nowMs - at >= this.#list.refresh_s * 1000) {
+        try {
+          this.loadRevocationList(nowMs);
+        } catch {
+          // Shown next to the list by the page.
+        }
+      }
+    }
     const decision = JSON.parse(this.#guard.decide(JSON.stringify(request)));
     // `decision.log`: the policy's log settings (filter, sampling) keep this event.
     if (this.#log && decision.log && decision.event) sessionLog.record(decision.event);
