@@ -2,8 +2,9 @@
 //
 // This file maps a Fetch `Request` to the core's request JSON and the
 // decision back to a `Response`, fetches JWKS documents for issuers that name
-// a `jwks_uri`, and loads policies. Every security decision is made by the
-// core (src/ in the Rust crate): there is no policy logic here.
+// a `jwks_uri` and the policy's `revocation_list`, and loads policies. Every
+// security decision is made by the core (src/ in the Rust crate): there is no
+// policy logic here.
 //
 // It needs the Wasm module instantiated first; the entry points do that:
 // ./node.js (Node), ./workers.js (Cloudflare Workers / workerd), ./browser.js.
@@ -17,11 +18,13 @@ import {
 } from "../dist/agentguard.js";
 import { JwksCache, jwksCache } from "./jwks.js";
 import { DirectoryCache, directoryCache, directorySources } from "./directory.js";
+import { MAX_REVOCATION_LIST_BYTES, RevocationListCache, revocationListCache } from "./revocations.js";
 import { DEFAULT_HOST_ALGORITHMS, hostVerifier } from "./webcrypto.js";
 import { decideWithState, serveOperator } from "./durable.js";
 import { hostRefusal } from "./refusal.js";
 
 export { JwksCache, jwksCache, DirectoryCache, directoryCache, DEFAULT_HOST_ALGORITHMS };
+export { RevocationListCache, revocationListCache, MAX_REVOCATION_LIST_BYTES };
 export { AgentStateObject, routingKey, decideShared, stateUnavailable } from "./durable.js";
 
 /** A policy that does not compile: `problems` lists `{path, message, line?, column?}`. */
@@ -318,6 +321,9 @@ export class AgentGuard {
   #endpoints = null; // where the gateway's own endpoints are served (gatewayEndpoints)
   #readsBodies = true; // whether any route reads request bodies (the engine's readsBodies)
   #maxBodyBytes; // the longest body `decide` reads for a route that needs it
+  #listSource = null; // the policy's `revocation_list`: {uri, refresh_s, max_stale_s}
+  #lists; // RevocationListCache
+  #listed = null; // the fetched list in the engine: {generation, fetchedAt, entries}
 
   constructor(guard, issuers, options, directories = []) {
     this.#guard = guard;
@@ -325,6 +331,12 @@ export class AgentGuard {
     this.#jwks = options.jwksCache ?? jwksCache;
     this.#dirs = options.directoryCache ?? directoryCache;
     this.#dirSources = new Set(directories.map((d) => `${d.operator}\n${d.directory_uri}`));
+    this.#lists = options.revocationListCache ?? revocationListCache;
+    const list = guard.revocationList();
+    if (list !== undefined) {
+      const { uri, refresh_s, max_stale_s } = JSON.parse(list);
+      this.#listSource = { uri, refresh_s, max_stale_s };
+    }
     this.#log = options.log ?? ((line) => console.error(line));
     this.#maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
     // The per-stage trace is for explaining a decision (the playground, the
@@ -349,9 +361,11 @@ export class AgentGuard {
 
   /**
    * Compiles a policy (object or JSON text) and loads the keys of issuers that
-   * give a `jwks_uri`. Throws `PolicyError` for a bad policy. A JWKS that
-   * cannot be fetched is logged, not thrown: tokens of that issuer are denied
-   * (`token_key_not_found`) until its keys load.
+   * give a `jwks_uri` and the policy's `revocation_list`. Throws `PolicyError`
+   * for a bad policy. A JWKS that cannot be fetched is logged, not thrown:
+   * tokens of that issuer are denied (`token_key_not_found`) until its keys
+   * load. So is a revocation list: until one loads, requests with a token get
+   * 503 `state_unavailable` (the core's fail-closed rule).
    *
    * options: `jwksCache` (a `JwksCache`; default the module-scope one shared by
    * every guard in the isolate), `directoryCache` (a `DirectoryCache` for Web
@@ -369,15 +383,18 @@ export class AgentGuard {
    * keys with `d` and `kid`; see `setSigningKeys`), for policies with a
    * `token_service`,
    * `maxBodyBytes` (default 1 MiB): the longest request body `decide` reads
-   * for a route that needs it (see `decide`).
+   * for a route that needs it (see `decide`),
+   * `revocationListCache` (a `RevocationListCache` for the policy's
+   * `revocation_list`; default the module-scope one shared by every guard in
+   * the isolate).
    */
   static async create(policy, options = {}) {
     const guard = AgentGuard.createSync(policy, options);
-    await guard.refreshKeys();
+    await Promise.all([guard.refreshKeys(), guard.#loadRevocationListFirst()]);
     return guard;
   }
 
-  /** Like `create`, without loading remote keys (they load on the first `decide`). */
+  /** Like `create`, without loading remote keys or the revocation list (they load on the first `decide`). */
   static createSync(policy, options = {}) {
     const text = policyText(policy);
     let guard;
@@ -426,6 +443,13 @@ export class AgentGuard {
    * reads it (`requestBodyContext`, up to the guard's `maxBodyBytes`): the
    * request keeps its body. A body too long or unreadable is refused (413 or
    * 400 `request_invalid`, see `bodyRefused`). Nothing is read for other routes.
+   *
+   * With a `revocation_list` in the policy, the list is fetched before the
+   * first decision that finds none in the engine (one fetch shared by
+   * concurrent decisions), and again, awaited, when the one in hand is past
+   * `max_stale`; once it is `refresh` old, a decision starts a refresh in the
+   * background (handed to `context.waitUntil` when given, as in Workers) and
+   * goes on with the list in hand.
    */
   async decide(request, context = {}) {
     if (context.body === undefined && context.bodySha256 === undefined && this.#readsBodies) {
@@ -433,11 +457,19 @@ export class AgentGuard {
       if (read.refused) return bodyRefused(toCoreRequest(request, context), read.refused);
       context = { ...context, ...read.context };
     }
-    return this.decideCore(toCoreRequest(request, context));
+    return this.decideCore(toCoreRequest(request, context), { waitUntil: context.waitUntil });
   }
 
-  /** `decide` for a core request object (see `toCoreRequest`): keys refreshed as there. Never rejects. */
-  async decideCore(input) {
+  /**
+   * `decide` for a core request object (see `toCoreRequest`): keys and the
+   * revocation list refreshed as there; `hooks.waitUntil(promise)` keeps a
+   * background refresh alive (Workers' `ctx.waitUntil`). Never rejects.
+   */
+  async decideCore(input, hooks = {}) {
+    if (this.#listSource) {
+      const nowMs = typeof input?.now === "number" ? input.now * 1000 : Date.now();
+      await this.#ensureRevocationList(nowMs, hooks.waitUntil);
+    }
     if (this.#issuers.length === 0) return this.decideRequest(input);
     await this.#ensureKeys(false);
     let decision = await this.decideRequest(input);
@@ -490,6 +522,44 @@ export class AgentGuard {
     this.#guard.setRevocations(JSON.stringify(lists));
   }
 
+  /**
+   * Fetches the policy's `revocation_list` now (one fetch at a time per URL
+   * in the isolate; not while a failed attempt's back-off runs) and puts it in
+   * force. Resolves to `revocationListStatus()`; a failure is logged, not thrown.
+   */
+  async refreshRevocationList() {
+    const src = this.#listSource;
+    if (!src) return undefined;
+    await this.#lists.refresh(src.uri, src);
+    this.#loadRevocationList();
+    return this.revocationListStatus();
+  }
+
+  /**
+   * Where the policy's `revocation_list` stands, for operators (`undefined`
+   * without one): `{uri, refreshS, maxStaleS, loadedAtMs, entries, fetches,
+   * notModified, lastError, lastErrorAtMs}`. `loadedAtMs` is when the list in
+   * force was fetched (or confirmed by a `304`), `null` before the first;
+   * `lastError` the last failed fetch or refused document, `null` since a good one.
+   */
+  revocationListStatus() {
+    const src = this.#listSource;
+    if (!src) return undefined;
+    const loaded = JSON.parse(this.#guard.revocationList()).loaded_at_ms;
+    const cache = this.#lists.stats(src.uri);
+    return {
+      uri: src.uri,
+      refreshS: src.refresh_s,
+      maxStaleS: src.max_stale_s,
+      loadedAtMs: loaded ?? null,
+      entries: this.#listed?.entries ?? null,
+      fetches: cache?.fetches ?? 0,
+      notModified: cache?.notModified ?? 0,
+      lastError: cache?.lastError ?? null,
+      lastErrorAtMs: cache?.lastErrorAt ?? null,
+    };
+  }
+
   /** Hands an issuer's JWKS (object) to the engine directly; returns skipped keys. */
   setIssuerKeys(iss, jwks) {
     return JSON.parse(this.#guard.setIssuerKeys(iss, typeof jwks === "string" ? jwks : JSON.stringify(jwks)));
@@ -516,6 +586,7 @@ export class AgentGuard {
       cachedTokens: this.#guard.cachedTokens(),
       stateKeys: this.#guard.stateKeys(),
       remoteIssuers: this.#issuers.length,
+      ...(this.#listSource ? { revocationList: this.revocationListStatus() } : {}),
     };
   }
 
@@ -646,6 +717,59 @@ export class AgentGuard {
   /** Frees the Wasm memory of this guard. */
   free() {
     this.#guard.free();
+  }
+
+  // Hands the cache's newest revocation list to the engine, when it is not
+  // the one in force (a new document, or the same one confirmed by a 304: its
+  // load time moves on). A document the engine refuses is logged and dropped
+  // from the cache (the last good one stays, in both).
+  #loadRevocationList() {
+    const src = this.#listSource;
+    const view = this.#lists.peek(src.uri);
+    const listed = this.#listed;
+    if (!view || (listed && view.generation === listed.generation && view.fetchedAt <= listed.fetchedAt)) return;
+    try {
+      const entries = this.#guard.setListedRevocations(view.text, view.fetchedAt);
+      this.#listed = { generation: view.generation, fetchedAt: view.fetchedAt, entries };
+    } catch (e) {
+      const message = e?.message ?? String(e);
+      this.#log(
+        listed
+          ? `agentguard: revocation list refused, the last good list (${listed.entries} entries) stays in force: ${message}`
+          : `agentguard: revocation list refused, none is loaded, so requests with a token get 503 state_unavailable: ${message}`,
+      );
+      this.#lists.rejected(src.uri, view.generation, message, src);
+    }
+  }
+
+  // At creation: the list the isolate's cache has (as old as it is), else a fetch.
+  async #loadRevocationListFirst() {
+    if (!this.#listSource) return;
+    if (this.#lists.peek(this.#listSource.uri)) this.#loadRevocationList();
+    else await this.refreshRevocationList();
+  }
+
+  // Before a decision at `nowMs`: no list in the engine, or one past
+  // `max_stale` → fetch (single-flight) and wait; one `refresh` old → fetch
+  // in the background and decide with the one in hand.
+  async #ensureRevocationList(nowMs, waitUntil) {
+    const src = this.#listSource;
+    this.#loadRevocationList();
+    const age = this.#listed ? nowMs - this.#listed.fetchedAt : Infinity;
+    if (age >= src.max_stale_s * 1000) {
+      await this.refreshRevocationList();
+    } else if (age >= src.refresh_s * 1000) {
+      const background = this.refreshRevocationList().catch((e) => {
+        this.#log(`agentguard: revocation list ${src.uri}: ${e?.message ?? e}`);
+      });
+      if (typeof waitUntil === "function") {
+        try {
+          waitUntil(background);
+        } catch {
+          // A host without waitUntil at this point: the refresh runs on its own.
+        }
+      }
+    }
   }
 
   // The cached document of one key source: an issuer's JWKS (`jwksCache`) or
@@ -783,6 +907,11 @@ export function analyticsDataPoint(event) {
   };
 }
 
+// `ctx.waitUntil` of a Workers fetch handler, bound, when there is one.
+function waitUntilOf(ctx) {
+  return typeof ctx?.waitUntil === "function" ? (promise) => ctx.waitUntil(promise) : undefined;
+}
+
 /**
  * Wraps a fetch handler so that only requests agentguard allows reach it:
  *
@@ -814,7 +943,9 @@ export function analyticsDataPoint(event) {
  * `POST /_agentguard/suspensions/lift`; default the env texts
  * `AGENTGUARD_STATS_ROUTE` / `AGENTGUARD_LIFT_ROUTE`, else off). See ./durable.js.
  * `signingKeys` (the token service's private JWK Set; default the env secret
- * `AGENTGUARD_SIGNING_KEYS`).
+ * `AGENTGUARD_SIGNING_KEYS`), `revocationListCache` (see `AgentGuard.create`;
+ * a background refresh of the policy's `revocation_list` is handed to
+ * `ctx.waitUntil`).
  *
  * Before any decision it answers its own endpoints (`AgentGuard.serveEndpoint`):
  * RFC 9728 protected-resource metadata when the policy has a `resource`
@@ -839,6 +970,7 @@ export function withAgentGuard(handler, options = {}) {
       pending = AgentGuard.create(text, {
         jwksCache: options.jwksCache,
         directoryCache: options.directoryCache,
+        revocationListCache: options.revocationListCache,
         log,
         hostVerify: options.hostVerify,
         hostCrypto: options.hostCrypto,
@@ -912,7 +1044,7 @@ export function withAgentGuard(handler, options = {}) {
     const started = performance.now();
     const decision = refused
       ? bodyRefused(toCoreRequest(request, context), refused)
-      : await decideWithState(guard, request, context, env, options, activePolicy);
+      : await decideWithState(guard, request, context, env, options, activePolicy, waitUntilOf(ctx));
     // The host's clock, not the core's (it has none). In Workers, timers only
     // advance across I/O, so this counts key fetches and Durable Object calls.
     if (decision.event) decision.event.duration_us = Math.round((performance.now() - started) * 1000);

@@ -127,7 +127,11 @@ export class AgentStateObject {
       if (!guard) return json({ need_policy: true });
       await this.#restore(guard);
       if (path === "/decide") {
-        const decision = await guard.decideCore(body.input);
+        // The object's engine loads the policy's revocation list itself
+        // (through this isolate's cache) and keeps it fresh: it decides with
+        // its own copy, never with the gateway's.
+        const waitUntil = typeof this.state?.waitUntil === "function" ? (p) => this.state.waitUntil(p) : undefined;
+        const decision = await guard.decideCore(body.input, { waitUntil });
         await this.#keep(decision);
         return json({ decision });
       }
@@ -137,6 +141,7 @@ export class AgentStateObject {
         return json({
           stats: stats.agents?.[body.agent] ?? null,
           suspended: guard.suspendedAgents().filter((s) => s.agent === body.agent),
+          revocationList: stats.revocationList,
         });
       }
       return json({ error: `no such call ${path}` }, 404);
@@ -268,13 +273,14 @@ export function stateUnavailable(input, message) {
  * credential verifies); if its credential does verify, it is decided again in
  * the verified agent's object. A decision always comes from the object of the
  * agent that verified. Never rejects: any failure is `stateUnavailable`.
+ * `hooks`: as `AgentGuard#decideCore`'s (`waitUntil`), for local decisions.
  */
-export async function decideShared(ns, guard, input, policyText, log = (line) => console.error(line)) {
+export async function decideShared(ns, guard, input, policyText, log = (line) => console.error(line), hooks = {}) {
   try {
     const policy = await policyInfo(policyText);
     let key = routingKey(input, policy.mode);
     if (key === undefined) {
-      const local = await guard.decideCore(input);
+      const local = await guard.decideCore(input, hooks);
       key = verifiedAgent(local);
       if (key === undefined) {
         // Nothing verified, so nothing can be allowed or counted for an agent.
@@ -303,13 +309,14 @@ export async function decideShared(ns, guard, input, policyText, log = (line) =>
 /**
  * `guard.decide(request, context)`, through the agent's Durable Object when
  * `env` binds one (`options.stateBinding`, default `AGENTGUARD_STATE`).
+ * `waitUntil`: the Workers `ctx.waitUntil`, for background refreshes.
  */
-export async function decideWithState(guard, request, context, env, options, policyText) {
+export async function decideWithState(guard, request, context, env, options, policyText, waitUntil) {
   const ns = stateNamespace(env, options);
   // The caller read the body already (`requestBodyContext`): decide as is.
-  if (!ns) return guard.decideCore(toCoreRequest(request, context));
+  if (!ns) return guard.decideCore(toCoreRequest(request, context), { waitUntil });
   const input = toCoreRequest(request, context);
-  return decideShared(ns, guard, input, policyText, options.log);
+  return decideShared(ns, guard, input, policyText, options.log, { waitUntil });
 }
 
 // ---------------------------------------------------------------------------
@@ -383,7 +390,10 @@ export async function serveOperator(guard, decision, request, env, options, poli
       }
       const policy = await policyInfo(policyText);
       const out = await callObject(ns, agent, "stats", { agent }, policy);
-      return json({ scope: "agent", agent, stats: out.stats ?? null, suspended: out.suspended ?? [] });
+      const answer = { scope: "agent", agent, stats: out.stats ?? null, suspended: out.suspended ?? [] };
+      // Where the object's engine stands with the policy's revocation list.
+      if (out.revocationList) answer.revocationList = out.revocationList;
+      return json(answer);
     }
     const agent = await readAgent(request);
     if (agent === undefined) {

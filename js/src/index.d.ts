@@ -27,7 +27,15 @@ export interface Policy {
   routes: RoutePolicy[];
   /** Only `"deny"`: agentguard never allows an unmatched request. */
   default?: "deny";
+  /** Revoked token ids, subjects, agents and signing keys, in the policy itself. */
   revoked?: RevocationLists;
+  /**
+   * A revocation list fetched from a URL (by the host: the JS package, Envoy,
+   * a component host), in force together with `revoked`. Fails closed: while
+   * no list younger than `max_stale` is loaded, requests with a token get 503
+   * `state_unavailable` (`Retry-After` = `refresh`).
+   */
+  revocation_list?: RevocationListPolicy;
   network?: NetworkPolicy;
   limits?: LimitPolicy[];
   circuit_breaker?: CircuitBreakerPolicy;
@@ -229,6 +237,16 @@ export interface RevocationLists {
   kid?: string[];
 }
 
+/** `revocation_list`: where the host fetches a `RevocationLists` document, and how fresh it must be. */
+export interface RevocationListPolicy {
+  /** An `https://` (or `http://`) URL serving JSON shaped like `RevocationLists` (unknown fields refused). */
+  uri: string;
+  /** How often the list is fetched again. Default `"1m"`. */
+  refresh?: Duration;
+  /** The oldest list decisions may rely on; past it, 503 `state_unavailable`. At least `refresh`. Default `"1h"`. */
+  max_stale?: Duration;
+}
+
 export interface NetworkPolicy {
   /** CIDRs, e.g. `"10.0.0.0/8"`, `"2001:db8::/32"`. */
   allow: string[];
@@ -312,6 +330,11 @@ export interface RequestContext {
   body?: string;
   /** Milliseconds since the epoch. Default `Date.now()`. */
   now?: number;
+  /**
+   * Keeps a background refresh (of the policy's `revocation_list`) alive
+   * after the response: Workers' `ctx.waitUntil`. `withAgentGuard` passes it itself.
+   */
+  waitUntil?: (promise: Promise<unknown>) => void;
 }
 
 // ---------------------------------------------------------------------------
@@ -490,6 +513,78 @@ export const jwksCache: JwksCache;
 export class DirectoryCache extends JwksCache {}
 /** The isolate-wide key-directory cache. */
 export const directoryCache: DirectoryCache;
+export interface RevocationListCacheOptions {
+  /** Seconds before the next attempt after a failed fetch or a refused document (at most the list's `refresh`). Default 10. */
+  retryAfterError?: number;
+  /** Per fetch. Default 5000. */
+  timeoutMs?: number;
+  /** The longest list read. Default 4 MiB (the core's cap). */
+  maxBytes?: number;
+  fetch?: typeof fetch;
+  /** Milliseconds since the epoch. */
+  now?: () => number;
+  log?: (line: string) => void;
+}
+
+/** A fetched revocation list: its text, when the server last sent or confirmed it (ms), and its generation. */
+export interface RevocationListEntry {
+  text: string;
+  fetchedAt: number;
+  generation: number;
+}
+
+/** The policy's `revocation_list` limits, as the engine reports them. */
+export interface RevocationListLimits {
+  refresh_s?: number;
+  max_stale_s?: number;
+}
+
+/**
+ * Revocation lists by URL, per isolate: single-flight fetches, `ETag` /
+ * `If-None-Match`, a 4 MiB cap, the last good list kept when a fetch fails
+ * or the engine refuses a document. The engine parses the lists and decides
+ * how old one may be.
+ */
+export class RevocationListCache {
+  constructor(options?: RevocationListCacheOptions);
+  /** The list in hand; never fetches. */
+  peek(uri: string): RevocationListEntry | null;
+  /** Fetches now (single-flight; not during a failed attempt's back-off); the list in hand afterwards. Never rejects. */
+  refresh(uri: string, list?: RevocationListLimits): Promise<RevocationListEntry | null>;
+  /** The engine refused `generation`: the previous list is handed out again. */
+  rejected(uri: string, generation: number, message: string, list?: RevocationListLimits): void;
+  stats(uri: string): {
+    fetches: number;
+    notModified: number;
+    generation: number;
+    fetchedAt: number | null;
+    lastError: string | null;
+    lastErrorAt: number | null;
+  } | null;
+  clear(): void;
+}
+/** The isolate-wide revocation-list cache. */
+export const revocationListCache: RevocationListCache;
+/** The largest revocation list read: 4 MiB (the core's cap). */
+export const MAX_REVOCATION_LIST_BYTES: number;
+
+/** Where the policy's `revocation_list` stands (`AgentGuard.revocationListStatus`, `stats().revocationList`). */
+export interface RevocationListStatus {
+  uri: string;
+  refreshS: number;
+  maxStaleS: number;
+  /** When the list in force was fetched or confirmed (`304`), Unix ms; `null` before the first. */
+  loadedAtMs: number | null;
+  /** Entries of the fetched list in force; `null` before the first. */
+  entries: number | null;
+  /** Fetches made for this URL in the isolate, and how many were answered `304`. */
+  fetches: number;
+  notModified: number;
+  /** The last failed fetch or refused document; `null` since a good one. */
+  lastError: string | null;
+  lastErrorAtMs: number | null;
+}
+
 /** Algorithms verified by the platform's native crypto by default (`hostVerify`). */
 export const DEFAULT_HOST_ALGORITHMS: Algorithm[];
 /** Who verifies `hostVerify` signatures: see `GuardOptions.hostCrypto`. */
@@ -498,6 +593,8 @@ export type HostCrypto = "platform" | "webcrypto";
 export interface GuardOptions {
   jwksCache?: JwksCache;
   directoryCache?: DirectoryCache;
+  /** For the policy's `revocation_list`. Default the isolate-wide `revocationListCache`. */
+  revocationListCache?: RevocationListCache;
   log?: (line: string) => void;
   /**
    * Algorithms whose signatures the platform's native crypto verifies; `[]`
@@ -575,6 +672,8 @@ export interface GuardStats {
   cachedTokens: number;
   stateKeys: number;
   remoteIssuers: number;
+  /** With a `revocation_list` in the policy. */
+  revocationList?: RevocationListStatus;
 }
 
 export class AgentGuard {
@@ -593,11 +692,19 @@ export class AgentGuard {
    */
   decide(request: Request, context?: RequestContext): Promise<Decision>;
   decideRequest(input: CoreRequest): Promise<Decision>;
-  /** `decide` for a core request object: keys refreshed first, like `decide`. */
-  decideCore(input: CoreRequest): Promise<Decision>;
+  /**
+   * `decide` for a core request object: keys and the revocation list
+   * refreshed first, like `decide`; `hooks.waitUntil` keeps a background refresh alive.
+   */
+  decideCore(input: CoreRequest, hooks?: { waitUntil?: (promise: Promise<unknown>) => void }): Promise<Decision>;
   decideInput(input: CoreRequest): Decision;
   refreshKeys(): Promise<void>;
+  /** Replaces the policy's `revoked` lists (a fetched `revocation_list` stays in force on top). */
   setRevocations(lists: RevocationLists): void;
+  /** Fetches the policy's `revocation_list` now and puts it in force; failures are logged. `undefined` without one. */
+  refreshRevocationList(): Promise<RevocationListStatus | undefined>;
+  /** Where the policy's `revocation_list` stands; `undefined` without one. */
+  revocationListStatus(): RevocationListStatus | undefined;
   setIssuerKeys(iss: string, jwks: Jwks | string): { index: number; message: string; skipped: boolean }[];
   /**
    * A Web Bot Auth key directory the caller fetched (its body as text), with
@@ -697,6 +804,8 @@ export interface AgentGuardMiddlewareOptions<Env = any, Ctx = any> extends Polic
   /** The longest body read to hash it for an approval; a longer one to such a route is refused 413. Default 1 MiB. */
   maxBodyBytes?: number;
   directoryCache?: DirectoryCache;
+  /** For the policy's `revocation_list` (refreshed in the background through `ctx.waitUntil`). Default the isolate-wide one. */
+  revocationListCache?: RevocationListCache;
   /** Default: log `decision.event` as one JSON line (when `decision.log`); `null` turns it off. */
   onDecision?: ((decision: Decision, request: Request, env: Env, ctx: Ctx) => void) | null;
   /** Re-read the env/KV policy this often (ms). Default 60 000. A failed reload keeps the last good policy. */
@@ -747,6 +856,7 @@ export function decideShared(
   input: CoreRequest,
   policyText: string,
   log?: (line: string) => void,
+  hooks?: { waitUntil?: (promise: Promise<unknown>) => void },
 ): Promise<Decision>;
 
 /** The 503 `state_unavailable` deny, shaped like a core decision. */

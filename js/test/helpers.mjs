@@ -4,7 +4,7 @@
 
 import { createServer, request as httpRequest } from "node:http";
 import { spawn } from "node:child_process";
-import { webcrypto as crypto } from "node:crypto";
+import { createHash, webcrypto as crypto } from "node:crypto";
 import { once } from "node:events";
 import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -43,6 +43,40 @@ export async function startJwksServer(initialKeys = []) {
     state,
     url: `http://127.0.0.1:${port}/.well-known/jwks.json`,
     metadataUrl: `http://127.0.0.1:${port}/.well-known/openid-configuration`,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/**
+ * A revocation list endpoint (`/list.json`). Live `state`: `list` (an object,
+ * served as JSON) or `raw` (text or bytes served as they are, wins), `down` (answers 503),
+ * `etag` (send an `ETag` derived from the body, and answer a matching
+ * `If-None-Match` with 304), `delayMs`; `hits` and `requests` (each one's
+ * `accept` and `if-none-match`) record what was asked.
+ */
+export async function startRevocationListServer(list = {}) {
+  const state = { list, raw: null, down: false, etag: true, delayMs: 0, hits: 0, requests: [] };
+  const server = createServer(async (req, res) => {
+    state.hits += 1;
+    state.requests.push({ accept: req.headers.accept, ifNoneMatch: req.headers["if-none-match"] });
+    if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
+    if (state.down) {
+      res.writeHead(503, { "content-type": "text/plain" }).end("down");
+      return;
+    }
+    const body = state.raw ?? JSON.stringify(state.list);
+    const tag = `"${createHash("sha256").update(body).digest("hex").slice(0, 16)}"`;
+    if (state.etag && req.headers["if-none-match"] === tag) {
+      res.writeHead(304, { etag: tag }).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json", ...(state.etag ? { etag: tag } : {}) });
+    res.end(body);
+  });
+  const port = await listen(server);
+  return {
+    state,
+    url: `http://127.0.0.1:${port}/list.json`,
     close: () => new Promise((r) => server.close(r)),
   };
 }

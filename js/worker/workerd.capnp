@@ -13,7 +13,7 @@ const config :Workerd.Config = (
     (name = "main", worker = .gateway),
     # The protected API; --external-addr origin=HOST:PORT overrides the address.
     (name = "origin", external = (address = "127.0.0.1:8788", http = ())),
-    # Outbound fetch() (JWKS documents) may reach loopback addresses in local runs.
+    # Outbound fetch() (JWKS documents, revocation lists) may reach loopback addresses in local runs.
     (name = "net", network = (allow = ["public", "private", "local"])),
   ],
   sockets = [(name = "http", address = "127.0.0.1:8787", http = (), service = "main")],
@@ -25,6 +25,7 @@ const gateway :Workerd.Worker = (
     (name = "src/workers.js", esModule = embed "../src/workers.js"),
     (name = "src/agentguard.js", esModule = embed "../src/agentguard.js"),
     (name = "src/jwks.js", esModule = embed "../src/jwks.js"),
+    (name = "src/revocations.js", esModule = embed "../src/revocations.js"),
     (name = "src/directory.js", esModule = embed "../src/directory.js"),
     (name = "src/durable.js", esModule = embed "../src/durable.js"),
     (name = "src/webcrypto.js", esModule = embed "../src/webcrypto.js"),

@@ -10,7 +10,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
-import { AgentGuard, checkPolicy, mint } from "agentguard";
+import { AgentGuard, RevocationListCache, checkPolicy, mint } from "agentguard";
 import { loadVectors } from "../../../tests/vectors/mint.mjs";
 
 const dts = fileURLToPath(new URL("../../src/index.d.ts", import.meta.url));
@@ -183,6 +183,26 @@ test("every decision, and the guard's other results, match index.d.ts", async ()
   const problems = checkPolicy('{"issuers": [], "routes": [],\n "defualt": "deny"}');
   assert.ok(problems.length > 0);
   assertConforms(problems, returnOfFunction("checkPolicy"), "checkPolicy()");
+});
+
+test("a guard with a revocation_list: stats() and revocationListStatus() match index.d.ts", async () => {
+  const uri = "https://revocations.test/list.json";
+  const served = [JSON.stringify({ jti: ["j1"], sub: ["user:mallory"] }), "not json"];
+  const cache = new RevocationListCache({ fetch: async () => new Response(served.shift(), { headers: { etag: '"1"' } }), log: () => {} });
+  const guard = await AgentGuard.create({ ...policy, revocation_list: { uri, refresh: "1m" } }, { revocationListCache: cache, log: () => {} });
+  const decision = await guard.decide(request("/v1/contacts/42", token("spiffe://test/agents/crm-bot", "crm.read", { jti: "j1" })));
+  assert.equal(decision.decision, "revoked");
+  assertConforms(decision, declaredType("Decision"), "decision");
+  const loaded = guard.revocationListStatus();
+  assert.equal(loaded.entries, 2);
+  assertConforms(loaded, returnOf("revocationListStatus"), "revocationListStatus()");
+  const refused = await guard.refreshRevocationList(); // "not json": refused, the last list stays
+  assert.ok(refused.lastError.includes("the revocation list from"), refused.lastError);
+  assertConforms(refused, returnOf("revocationListStatus"), "revocationListStatus() after an error");
+  const stats = guard.stats();
+  assert.deepEqual(stats.revocationList, refused);
+  assertConforms(stats, returnOf("stats"), "stats()");
+  guard.free();
 });
 
 test("the walk itself rejects a drifted shape", () => {

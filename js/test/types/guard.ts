@@ -10,6 +10,9 @@ import {
   checkPolicy,
   forwardRequest,
   jwksCache,
+  MAX_REVOCATION_LIST_BYTES,
+  RevocationListCache,
+  revocationListCache,
   toCoreRequest,
   toResponse,
   version,
@@ -99,6 +102,24 @@ export function operator(guard: AgentGuard): void {
   const metadata = guard.resourceMetadata();
   lines.push(`${remote} ${metadata?.resource} ${guard.endpoints?.resource_metadata.join()} ${version()}`);
   lines.push(JSON.stringify(jwksCache.stats("https://login.partner.example/.well-known/jwks.json")));
+  // The policy's revocation_list: where it stands, for a dashboard.
+  const list = guard.revocationListStatus() ?? stats.revocationList;
+  if (list) {
+    const age = list.loadedAtMs === null ? "never" : `${Math.round((Date.now() - list.loadedAtMs) / 1000)} s`;
+    lines.push(`${list.uri} ${age} ${list.entries ?? 0} entries, ${list.fetches} fetches, ${list.lastError ?? "ok"}`);
+  }
+  // @ts-expect-error: the status's fields are camelCase (`loadedAtMs`)
+  lines.push(String(guard.revocationListStatus()?.loaded_at_ms));
+}
+
+export async function revocationLists(policyText: string): Promise<number | null> {
+  const cache = new RevocationListCache({ retryAfterError: 5, timeoutMs: 2_000, log: (l) => lines.push(l) });
+  const guard = await AgentGuard.create(policyText, { revocationListCache: cache });
+  const status = await guard.refreshRevocationList();
+  const entry = cache.peek("https://revocations.example.com/list.json");
+  lines.push(`${entry?.generation} ${cache.stats("https://revocations.example.com/list.json")?.notModified} ${MAX_REVOCATION_LIST_BYTES}`);
+  lines.push(String(revocationListCache.peek("https://revocations.example.com/list.json")?.fetchedAt));
+  return status?.entries ?? null;
 }
 
 export function synchronous(): Decision {

@@ -34,6 +34,8 @@ const expectedPath = {
   federationBinding: "token_service.federation[0].issuer.binding",
   twoTests: "routes[0].approval_when[0].lt",
   noTest: "routes[0].approval_when[0].body",
+  revocationListNoUri: "revocation_list",
+  revocationListNoUnit: "revocation_list.refresh",
 };
 
 test("every policy the types accept compiles in the core", () => {

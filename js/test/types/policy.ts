@@ -76,6 +76,7 @@ export const policy: Policy = {
   ],
   default: "deny",
   revoked: { agents: ["spiffe://prod.example.com/agents/legacy-importer"], jti: ["revoked-jti-1"] },
+  revocation_list: { uri: "https://revocations.example.com/list.json", refresh: "1m", max_stale: "1h" },
   network: { allow: ["10.0.0.0/8", "2001:db8::/32"] },
   limits: [
     { id: "per-agent", per: "agent", rate: "120/1m", burst: 30 },
@@ -269,6 +270,18 @@ export const badLimitKey: Policy = {
   limits: [{ per: "user", rate: "10/1m" }],
 };
 
+export const revocationListNoUri: Policy = {
+  ...minimal,
+  // @ts-expect-error: a revocation list needs its `uri`
+  revocation_list: { refresh: "1m" },
+};
+
+export const revocationListNoUnit: Policy = {
+  ...minimal,
+  // @ts-expect-error: `refresh` is a duration with a unit
+  revocation_list: { uri: "https://revocations.example.com/list.json", refresh: "60" },
+};
+
 export const federationBinding: Policy = {
   ...minimal,
   token_service: {
@@ -311,4 +324,6 @@ export const refused = {
   badHeader,
   badLogOutcome,
   badLimitKey,
+  revocationListNoUri,
+  revocationListNoUnit,
 };
