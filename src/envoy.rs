@@ -10,6 +10,7 @@
 //!                  anything else ──▶ send the core's response (status, WWW-Authenticate, problem+json)
 //! on_tick / on_http_call_response
 //!                  jwks::Schedule ──▶ dispatch_http_call(jwks cluster) ──▶ Engine::set_issuer_keys
+//!                                                                      └─▶ Engine::set_listed_revocations
 //! ```
 //!
 //! Build: `bash scripts/build-envoy.sh` (→ `target/envoy/agentguard.wasm`);
@@ -95,6 +96,19 @@
 //!   by URL are fetched the same way; a refused approval or attestation is
 //!   not held (stateful stages come before it) but has the next tick fetch
 //!   the keys again, so a retry finds a rotated-in key.
+//! - **Revocation list by URL**: the policy's `revocation_list` is one more
+//!   source on the same schedule ([`jwks`]), through the cluster
+//!   `jwks_clusters.revocation_list` (else `jwks_cluster`; none is a
+//!   configuration error), fetched at configuration time and every
+//!   `revocation_list.refresh` (after a failure again after `jwks_cooldown`
+//!   or `refresh`, whichever is shorter), never on demand, and handed with
+//!   Envoy's clock to [`Engine::set_listed_revocations`]. A failed fetch
+//!   keeps the last list (one warning naming the URL and the cause;
+//!   `revocations.fetch_failed`). Without a list younger than `max_stale`
+//!   the core refuses token-bearing requests (503 `state_unavailable`); a
+//!   request with a credential that arrives while the VM's *first* list is
+//!   being fetched is held (before deciding, so nothing is recorded twice)
+//!   until the fetch ends. Every VM fetches for itself, as for JWKS.
 //! - **DPoP nonces.** When the policy wants them, the engine gets a nonce
 //!   secret: the wrapper's `dpop_nonce_secret`, else one created per Envoy
 //!   (WASI randomness) and shared by its VMs through proxy-wasm shared data.
@@ -106,7 +120,8 @@
 //!   `failure_policy` — use `FAIL_CLOSED` (requests get 503) or `FAIL_RELOAD`,
 //!   never `FAIL_OPEN` for an authorization filter.
 //! - **Metrics** ([`metrics`]): counters by outcome and reason code, cache
-//!   hits, JWKS fetches, and a decision-time histogram, on the admin `/stats`.
+//!   hits, JWKS and revocation-list fetches, and a decision-time histogram,
+//!   on the admin `/stats`.
 //! - **Decision log.** Each decision's event (`schema/decision-event.schema.json`)
 //!   is logged as JSON at `debug` (configurable: `decision_log`). The filter
 //!   follows Envoy's log level for the `wasm` component, re-read every second,
@@ -114,8 +129,11 @@
 //!
 //! ## Not done here
 //!
-//! - Revocation-list updates at run time (the lists come with the policy).
-//! - State across Envoy processes (replicas): shared data is per process.
+//! - State across Envoy processes (replicas): shared data is per process
+//!   (pushed revocations too; the fetched revocation list reaches every
+//!   replica, each fetching it).
+//! - Conditional fetches (`If-None-Match`): every refresh fetches the whole
+//!   document.
 
 mod body;
 mod config;
@@ -136,20 +154,20 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 
 use self::body::{BodyReader, Plan, ReadBody};
-use self::config::{DecisionLog, Loaded, Settings};
+use self::config::{DecisionLog, Fetched, JwksSource, Loaded, Settings};
 use self::jwks::Schedule;
 use self::mapping::{
     body_digest, declared_body_sha256, headers_to_strip, hex, ip_of, may_be_certificate_bound, query_param,
     request_parts, response_headers, Needs,
 };
-use self::metrics::{JwksEvent, Metrics};
+use self::metrics::{FetchEvent, Metrics};
 use crate::decision::Decision;
 use crate::engine::{BodyUse, Engine};
 use crate::reason::ReasonCode;
 use crate::request::Request;
 
-/// Most requests held at once (per VM) while a JWKS fetch is under way; more
-/// are decided at once with the keys at hand.
+/// Most requests held at once (per VM) while a JWKS (or first revocation
+/// list) fetch is under way; more are decided at once with what is at hand.
 const MAX_WAITING: usize = 1024;
 
 /// How often the root context wakes up: stats, JWKS schedule, log level.
@@ -259,6 +277,9 @@ struct Filter {
     /// The shared-data key of pushed revocations, and the version in force here.
     revocations_key: String,
     revocations_cas: std::cell::Cell<Option<u32>>,
+    /// Entries of the fetched revocation list last loaded, `None` after a
+    /// failed fetch: a load that changes nothing is logged at `debug` only.
+    list_entries: Cell<Option<usize>>,
 }
 
 impl Filter {
@@ -326,13 +347,19 @@ impl Filter {
                 return Action::Pause;
             }
         }
+        // Before deciding, so nothing is recorded (a DPoP proof's `jti`…) for a
+        // request that is decided again once the list is in.
+        if may_wait && self.wait_for_first_list(context_id, &stage, &headers) {
+            self.metrics.revocations(FetchEvent::Waited);
+            return Action::Pause;
+        }
         let decision = match request {
             Ok(request) => self.engine.decide(&request),
             Err(e) => self.engine.refuse_invalid(&parts.method, &parts.host, &parts.path, parts.now, e),
         };
 
         if may_wait && self.should_wait(&decision) && self.hold(context_id, stage.clone(), ns_to_ms(start)) {
-            self.metrics.jwks(JwksEvent::Waited);
+            self.metrics.jwks(FetchEvent::Waited);
             return Action::Pause;
         }
         if self.should_refetch(&decision) {
@@ -621,7 +648,7 @@ impl Filter {
             .reasons
             .first()
             .is_some_and(|r| matches!(r.code, ReasonCode::TokenKeyNotFound | ReasonCode::SignatureKeyUnknown))
-            && !self.schedule.borrow().is_empty()
+            && self.schedule.borrow().fetches_keys()
     }
 
     /// Whether the refusal is an approval or attestation that did not verify
@@ -637,7 +664,7 @@ impl Filter {
             .reasons
             .first()
             .is_some_and(|r| matches!(r.code, ReasonCode::ApprovalInvalid | ReasonCode::AttestationInvalid))
-            && !self.schedule.borrow().is_empty()
+            && self.schedule.borrow().fetches_keys()
     }
 
     /// Starts the on-demand fetches the cooldown allows.
@@ -663,24 +690,64 @@ impl Filter {
         true
     }
 
-    /// What source `iss` publishes, for log lines: a Web Bot Auth key
-    /// directory (by operator) or an issuer's JWKS.
-    fn document(&self, iss: &str) -> &'static str {
-        if self.engine.is_directory_operator(iss) {
+    /// Holds a request with a credential that arrives before the first
+    /// revocation list while that list is being fetched (the first requests
+    /// after start-up), until the fetch ends; `false`: decide now. Without a
+    /// list the core refuses every token-bearing request (503
+    /// `state_unavailable`), so holding spares those a refusal; requests
+    /// without an `Authorization` header do not need the list.
+    fn wait_for_first_list(&self, context_id: u32, stage: &Stage, headers: &[(String, Vec<u8>)]) -> bool {
+        let first = self.engine.revocation_list().is_some_and(|l| l.loaded_at_ms().is_none());
+        if !first
+            || !self.schedule.borrow().list_in_flight()
+            || !headers.iter().any(|(name, _)| name == "authorization")
+        {
+            return false;
+        }
+        let mut waiting = self.waiting.borrow_mut();
+        if waiting.len() >= MAX_WAITING {
+            return false;
+        }
+        waiting.push((context_id, stage.clone()));
+        true
+    }
+
+    /// What `source` publishes, for log lines: a Web Bot Auth key directory
+    /// (by operator), an issuer's JWKS, or the revocation list.
+    fn document(&self, source: &JwksSource) -> &'static str {
+        if let Fetched::RevocationList { .. } = source.kind {
+            "revocation list"
+        } else if self.engine.is_directory_operator(&source.iss) {
             "key directory"
         } else {
             "JWKS"
         }
     }
 
-    /// Starts fetching the JWKS (or key directory) of source `index`.
+    /// What stays in force after a failed fetch of `source`, for its warning.
+    fn keeping(&self, source: &JwksSource) -> String {
+        let Fetched::RevocationList { .. } = source.kind else { return "keeping the current keys".into() };
+        let Some(list) = self.engine.revocation_list() else { return String::new() };
+        match (list.loaded_at_ms(), now_ns().map(ns_to_ms)) {
+            (Some(at), Some(now)) => format!(
+                "keeping the list loaded {} s ago (once it is older than `max_stale`, {} s, requests with a \
+                 token are refused: 503 `state_unavailable`)",
+                now.saturating_sub(at).div_euclid(1000),
+                list.max_stale_secs
+            ),
+            _ => "no list loaded yet: requests with a token are refused (503 `state_unavailable`)".into(),
+        }
+    }
+
+    /// Starts fetching the JWKS (key directory, revocation list) of source `index`.
     fn fetch(&self, index: usize, now_ms: i64) {
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
-        let directory = self.engine.is_directory_operator(&source.iss);
-        let accept = if directory {
-            "application/http-message-signatures-directory+json, application/json"
-        } else {
-            "application/jwk-set+json, application/json"
+        let accept = match source.kind {
+            Fetched::RevocationList { .. } => "application/json",
+            Fetched::Keys if self.engine.is_directory_operator(&source.iss) => {
+                "application/http-message-signatures-directory+json, application/json"
+            }
+            Fetched::Keys => "application/jwk-set+json, application/json",
         };
         let headers = vec![
             (":method", "GET"),
@@ -690,49 +757,63 @@ impl Filter {
             ("user-agent", "agentguard-envoy"),
         ];
         let timeout = Duration::from_secs(self.settings.jwks_timeout_secs);
-        let what = self.document(&source.iss);
+        let what = self.document(&source);
+        let of =
+            if let Fetched::Keys = source.kind { format!(" of `{}`", source.iss) } else { String::new() };
         match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
-                debug!("fetching the {what} of `{}` from `{}` (callout {token})", source.iss, source.uri);
+                debug!("fetching the {what}{of} from `{}` (callout {token})", source.uri);
                 self.schedule.borrow_mut().started(index, token, now_ms);
             }
             Err(status) => {
                 warn!(
-                    "cannot fetch the {what} of `{}` from `{}` through cluster `{}` ({status:?}); \
-                     keeping the current keys",
-                    source.iss, source.uri, source.cluster
+                    "cannot fetch the {what}{of} from `{}` through cluster `{}` ({status:?}); {}",
+                    source.uri,
+                    source.cluster,
+                    self.keeping(&source)
                 );
-                self.metrics.jwks(JwksEvent::FetchFailed);
+                self.metrics.fetched(source.kind, FetchEvent::FetchFailed);
                 self.schedule.borrow_mut().refused(index, now_ms);
             }
         }
     }
 
-    /// Handles the answer to callout `token`, if it is a JWKS (or key directory) fetch.
+    /// Handles the answer to callout `token`, if it is one of the schedule's
+    /// fetches (JWKS, key directory, revocation list).
     fn on_fetched(&self, token: u32, body_size: usize) {
         let Some(index) = self.schedule.borrow().pending(token) else { return };
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+        let ok = match source.kind {
+            Fetched::Keys => self.load_keys(&source, status.as_deref(), body_size),
+            Fetched::RevocationList { .. } => self.load_list(&source, status.as_deref(), body_size),
+        };
+        self.schedule.borrow_mut().finished(token, ok);
+        self.release_if_idle();
+    }
+
+    /// Hands fetched keys (a JWKS or a key directory) to the core; whether they were taken.
+    fn load_keys(&self, source: &JwksSource, status: Option<&str>, body_size: usize) -> bool {
         let body = if body_size == 0 {
             None
         } else {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
         };
-        let what = self.document(&source.iss);
-        let result = jwks::response_text(status.as_deref(), body.as_deref()).and_then(|text| {
+        let what = self.document(source);
+        let result = jwks::response_text(status, body.as_deref()).and_then(|text| {
             if self.engine.is_directory_operator(&source.iss) {
                 self.load_directory(&source.iss, text)
             } else {
                 self.engine.set_issuer_keys_json(&source.iss, text)
             }
         });
-        let ok = match result {
+        match result {
             Ok(problems) => {
                 for p in problems.iter().filter(|p| !p.skipped) {
                     warn!("{what} of `{}`: keys[{}]: {}; key ignored", source.iss, p.index, p.message);
                 }
                 info!("loaded the {what} of `{}` from `{}`", source.iss, source.uri);
-                self.metrics.jwks(JwksEvent::FetchOk);
+                self.metrics.jwks(FetchEvent::FetchOk);
                 true
             }
             Err(message) => {
@@ -743,12 +824,55 @@ impl Filter {
                     "; keeping the current keys"
                 };
                 warn!("{what} of `{}` from `{}`: {message}{tail}", source.iss, source.uri);
-                self.metrics.jwks(JwksEvent::FetchFailed);
+                self.metrics.jwks(FetchEvent::FetchFailed);
                 false
             }
-        };
-        self.schedule.borrow_mut().finished(token, ok);
-        self.release_if_idle();
+        }
+    }
+
+    /// Hands a fetched revocation list, with Envoy's clock, to the core
+    /// ([`Engine::set_listed_revocations`]); whether it was taken. A failure
+    /// keeps the list in force, as old as it is.
+    fn load_list(&self, source: &JwksSource, status: Option<&str>, body_size: usize) -> bool {
+        let max = crate::limits::MAX_REVOCATION_LIST_BYTES;
+        let result = jwks::check_status(status).and_then(|()| {
+            // Refused before it is copied into the VM.
+            if body_size > max {
+                return Err(format!("the document has {body_size} bytes, more than the {max} allowed"));
+            }
+            let body = match body_size {
+                0 => None,
+                _ => hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                    .map_err(|status| format!("cannot read the response body ({status:?})"))?,
+            };
+            let text = jwks::response_text(Some("200"), body.as_deref())?;
+            let now = now_ns().map(ns_to_ms).ok_or("Envoy's clock is not available")?;
+            self.engine.set_listed_revocations(text, now)
+        });
+        match result {
+            Ok(entries) => {
+                let noun = if entries == 1 { "entry" } else { "entries" };
+                if self.list_entries.replace(Some(entries)) == Some(entries) {
+                    debug!("loaded the revocation list from `{}`: {entries} {noun} (unchanged)", source.uri);
+                } else {
+                    info!("loaded the revocation list from `{}`: {entries} {noun}", source.uri);
+                }
+                self.metrics.fetched(source.kind, FetchEvent::FetchOk);
+                true
+            }
+            Err(message) => {
+                self.list_entries.set(None);
+                // The core's errors name the URL already.
+                let message = if message.contains(&source.uri) {
+                    message
+                } else {
+                    format!("the revocation list from `{}`: {message}", source.uri)
+                };
+                warn!("{message}; {}", self.keeping(source));
+                self.metrics.fetched(source.kind, FetchEvent::FetchFailed);
+                false
+            }
+        }
     }
 
     /// Hands a fetched Web Bot Auth key directory, with the signature
@@ -791,15 +915,23 @@ impl Filter {
         let Some(now) = now_ns().map(ns_to_ms) else { return };
         let expired = self.schedule.borrow_mut().expire(now);
         for index in &expired {
-            if let Some(source) = self.schedule.borrow().source(*index) {
+            let Some(source) = self.schedule.borrow().source(*index).cloned() else { continue };
+            if let Fetched::RevocationList { .. } = source.kind {
+                self.list_entries.set(None);
+                warn!(
+                    "the revocation list fetch from `{}` never answered; {}",
+                    source.uri,
+                    self.keeping(&source)
+                );
+            } else {
                 warn!(
                     "{} fetch for `{}` from `{}` never answered",
-                    self.document(&source.iss),
+                    self.document(&source),
                     source.iss,
                     source.uri
                 );
             }
-            self.metrics.jwks(JwksEvent::FetchFailed);
+            self.metrics.fetched(source.kind, FetchEvent::FetchFailed);
         }
         let due = self.schedule.borrow().due(now);
         for index in due {
@@ -958,7 +1090,12 @@ impl RootContext for Root {
                 return false;
             }
         };
-        info!("policy loaded (root context {}, {} issuer(s) with keys by URL)", self.id, settings.jwks.len());
+        let keys = settings.jwks.iter().filter(|s| s.kind == Fetched::Keys).count();
+        let list = match engine.revocation_list() {
+            Some(l) => format!(", revocation list from `{}` every {} s", l.uri, l.refresh_secs),
+            None => String::new(),
+        };
+        info!("policy loaded (root context {}, {keys} issuer(s) with keys by URL{list})", self.id);
         match settings.dpop_nonce_secret.clone().map_or_else(shared_dpop_nonce_secret, Ok) {
             Ok(secret) => engine.set_dpop_nonce_secret(&secret),
             // Only policies with `dpop.nonce` need it; they then refuse DPoP requests (fail closed).
@@ -978,6 +1115,7 @@ impl RootContext for Root {
             needs,
             revocations_key: revocations::key(&ns),
             revocations_cas: std::cell::Cell::new(None),
+            list_entries: Cell::new(None),
         });
         filter.sync_revocations();
         if let Some(now) = now_ns().map(ns_to_ms) {

@@ -13,7 +13,7 @@
 //! {
 //!   "policy": {"issuers": [...], "routes": [...]},
 //!   "jwks_cluster": "sts",
-//!   "jwks_clusters": {"https://other-sts.example.com": "other_sts"},
+//!   "jwks_clusters": {"https://other-sts.example.com": "other_sts", "revocation_list": "revocations"},
 //!   "jwks_refresh": "5m",
 //!   "jwks_cooldown": "30s",
 //!   "jwks_timeout": "5s",
@@ -26,6 +26,11 @@
 //!   "suspensions_route": "agentguard-suspensions"
 //! }
 //! ```
+//!
+//! `jwks_cluster` / `jwks_clusters` name the clusters of every document the
+//! filter fetches: issuers' JWKS, Web Bot Auth key directories (keyed by
+//! `iss` or operator) and the policy's `revocation_list` (keyed
+//! `revocation_list`). The names stay `jwks_*` for compatibility.
 //!
 //! Every problem, in the wrapper or in the policy, is reported with its JSON
 //! path (`policy.issuers[0].algorithms[0]: …`), and the filter refuses the
@@ -44,12 +49,33 @@ use crate::state::StateStore;
 
 use super::mapping::Needs;
 
-/// Where and how to fetch one issuer's JWKS (or one operator's key directory).
+/// The `jwks_clusters` key of the policy's `revocation_list` (and the name
+/// its fetch source goes by).
+pub const REVOCATION_LIST: &str = "revocation_list";
+
+/// What a fetched document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// Keys: an issuer's JWKS or an operator's key directory, refetched every
+    /// `jwks_refresh` and on demand (an unknown `kid`).
+    Keys,
+    /// The policy's `revocation_list`, refetched every `refresh_secs` (its
+    /// `refresh`), never on demand.
+    RevocationList {
+        /// The list's `refresh`, in seconds.
+        refresh_secs: u64,
+    },
+}
+
+/// Where and how to fetch one document: an issuer's JWKS, an operator's key
+/// directory, or the policy's revocation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSource {
-    /// The issuer (`iss`).
+    /// What the document is.
+    pub kind: Fetched,
+    /// The issuer (`iss`), the operator, or [`REVOCATION_LIST`].
     pub iss: String,
-    /// The `jwks_uri` as written in the policy.
+    /// The `jwks_uri` (`directory_uri`, `revocation_list.uri`) as written in the policy.
     pub uri: String,
     /// The Envoy cluster the request goes through.
     pub cluster: String,
@@ -75,9 +101,10 @@ pub enum DecisionLog {
 /// Envoy-only settings (the wrapper's fields other than `policy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// One entry per key source fetched by URL: access-token, attestation
+    /// One entry per document fetched by URL: access-token, attestation
     /// and approval issuers with a `jwks_uri`, Web Bot Auth operators with a
-    /// `directory_uri` (see `fetch_sources`).
+    /// `directory_uri` (see `fetch_sources`), and the policy's
+    /// `revocation_list` (last).
     pub jwks: Vec<JwksSource>,
     /// Seconds between two fetches of an issuer's keys after a good fetch.
     pub jwks_refresh_secs: u64,
@@ -318,13 +345,16 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     for (iss, cluster) in &wrapper.jwks_clusters {
         let at = format!("jwks_clusters.{iss}");
         if !sources.iter().any(|s| &s.iss == iss) {
-            errors.push(PolicyError::new(
-                at,
+            let message = if iss == REVOCATION_LIST {
+                "the policy has no `revocation_list` to fetch".to_owned()
+            } else {
                 format!(
-                    "`{}` is not an issuer with a `jwks_uri` (nor an operator with a `directory_uri`) in the policy",
+                    "`{}` is not an issuer with a `jwks_uri` (nor an operator with a `directory_uri`) in the \
+                     policy",
                     crate::keys::clip(iss)
-                ),
-            ));
+                )
+            };
+            errors.push(PolicyError::new(at, message));
         } else if !cluster_ok(cluster) {
             errors.push(PolicyError::new(at, "expected the name of an Envoy cluster"));
         }
@@ -332,10 +362,14 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     for source in &sources {
         let (iss, uri) = (&source.iss, &source.uri);
         let Some(cluster) = wrapper.jwks_clusters.get(iss).or(wrapper.jwks_cluster.as_ref()) else {
+            let per_source = match source.kind {
+                Fetched::Keys => "`jwks_clusters` for it".to_owned(),
+                Fetched::RevocationList { .. } => format!("`jwks_clusters.{REVOCATION_LIST}`"),
+            };
             errors.push(PolicyError::new(
                 "jwks_cluster",
                 format!(
-                    "{}: expected `jwks_cluster` (or `jwks_clusters` for it) naming the Envoy cluster that serves `{}`",
+                    "{}: expected `jwks_cluster` (or {per_source}) naming the Envoy cluster that serves `{}`",
                     source.describe("policy."),
                     crate::keys::clip(uri)
                 ),
@@ -344,6 +378,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
         };
         match split_url(uri) {
             Ok((authority, path)) => settings.jwks.push(JwksSource {
+                kind: source.kind,
                 iss: iss.clone(),
                 uri: uri.clone(),
                 cluster: cluster.clone(),
@@ -380,8 +415,9 @@ fn operator_route_problem(policy: &Value, id: &str) -> Option<String> {
     })
 }
 
-/// A key source the filter fetches: `iss` (an operator's name for a Web Bot
-/// Auth key directory), its URI, and where the policy names it.
+/// A document the filter fetches: `iss` (an operator's name for a Web Bot
+/// Auth key directory, [`REVOCATION_LIST`] for the revocation list), its URI,
+/// and where the policy names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Source {
     /// JSON path of the URI in the policy (`approval.jwks_uri`), or `.` when
@@ -389,12 +425,16 @@ struct Source {
     path: String,
     iss: String,
     uri: String,
+    kind: Fetched,
 }
 
 impl Source {
     /// What the source is, for messages: ``issuer `…` has a `jwks_uri` (at `…`)``,
     /// the path prefixed with `prefix` (`policy.` in a wrapper).
     fn describe(&self, prefix: &str) -> String {
+        if let Fetched::RevocationList { .. } = self.kind {
+            return format!("the policy has a `revocation_list` (at `{prefix}{}`)", self.path);
+        }
         let (who, field) = if self.path.starts_with("signature_agents.") {
             ("operator", "directory_uri")
         } else if self.path.starts_with("approval.") {
@@ -413,12 +453,13 @@ impl Source {
     }
 }
 
-/// The key sources the filter fetches. What to fetch is the engine's
+/// The documents the filter fetches. What to fetch is the engine's
 /// [`Engine::jwks_uris`] (access-token issuers, attestation issuers, the
 /// approval service, Web Bot Auth key directories: everything the core
-/// verifies with keys by URL); the policy as written only says where each is
-/// named. Without an engine (the policy has problems of its own) the policy
-/// as written is the list, so cluster problems are reported too.
+/// verifies with keys by URL) and its [`Engine::revocation_list`] (last);
+/// the policy as written only says where each is named. Without an engine
+/// (the policy has problems of its own) the policy as written is the list,
+/// so cluster problems are reported too.
 ///
 /// Token-service federation issuers are left out: their keys verify the
 /// subject tokens of a token exchange (`POST /token`), which the Envoy filter
@@ -438,6 +479,7 @@ fn fetch_sources(engine: Option<&Engine>, policy: &Value) -> Vec<Source> {
                     .map_or_else(|| ".".to_owned(), |s| s.path.clone()),
                 iss: iss.clone(),
                 uri: uri.clone(),
+                kind: Fetched::Keys,
             })
             .collect(),
     };
@@ -447,6 +489,25 @@ fn fetch_sources(engine: Option<&Engine>, policy: &Value) -> Vec<Source> {
         if !federation && !sources.iter().any(|s| s.iss == source.iss && s.uri == source.uri) {
             sources.push(source);
         }
+    }
+    let list = match engine {
+        Some(engine) => engine
+            .revocation_list()
+            .map(|l| (l.uri.clone(), u64::try_from(l.refresh_secs).unwrap_or(u64::MAX))),
+        // Only to report a missing cluster: a policy that does not compile is refused anyway.
+        None => policy
+            .get(REVOCATION_LIST)
+            .and_then(|l| l.get("uri"))
+            .and_then(Value::as_str)
+            .map(|uri| (uri.to_owned(), 60)),
+    };
+    if let Some((uri, refresh_secs)) = list {
+        sources.push(Source {
+            path: format!("{REVOCATION_LIST}.uri"),
+            iss: REVOCATION_LIST.to_owned(),
+            uri,
+            kind: Fetched::RevocationList { refresh_secs },
+        });
     }
     sources
 }
@@ -469,7 +530,12 @@ fn written_sources(policy: &Value) -> Vec<Source> {
             return;
         }
         if let (Some(name), Some(link)) = (str_at(object, iss), str_at(object, uri)) {
-            sources.push(Source { path: format!("{at}.{uri}"), iss: name.to_owned(), uri: link.to_owned() });
+            sources.push(Source {
+                path: format!("{at}.{uri}"),
+                iss: name.to_owned(),
+                uri: link.to_owned(),
+                kind: Fetched::Keys,
+            });
         }
     };
     for (i, issuer) in list(policy.get("issuers")).iter().enumerate() {
@@ -616,6 +682,7 @@ mod tests {
         assert_eq!(
             settings.jwks,
             [JwksSource {
+                kind: Fetched::Keys,
                 iss: "https://sts.test".into(),
                 uri: "https://sts.test/.well-known/jwks.json".into(),
                 cluster: "sts".into(),
@@ -741,6 +808,103 @@ mod tests {
             .any(|e| e == "jwks_clusters.https://approvals.test: expected the name of an Envoy cluster"));
         assert!(errs.iter().any(|e| e.starts_with("jwks_cluster: attestation issuer `https://attest.test`")));
         assert!(!errs.iter().any(|e| e.contains("ci.test")), "{errs:?}");
+    }
+
+    /// `POLICY` (inline keys) with a `revocation_list`.
+    fn list_policy(list: &str) -> String {
+        POLICY.replace(r#""routes""#, &format!(r#""revocation_list": {list}, "routes""#))
+    }
+
+    #[test]
+    fn a_revocation_list_is_fetched_through_a_cluster() {
+        let policy = list_policy(
+            r#"{"uri": "https://rev.test:8443/list.json?v=2", "refresh": "10s", "max_stale": "1m"}"#,
+        );
+        let list = |cluster: &str| JwksSource {
+            kind: Fetched::RevocationList { refresh_secs: 10 },
+            iss: REVOCATION_LIST.into(),
+            uri: "https://rev.test:8443/list.json?v=2".into(),
+            cluster: cluster.into(),
+            authority: "rev.test:8443".into(),
+            path: "/list.json?v=2".into(),
+        };
+        let wrapped = format!(r#"{{"policy": {policy}, "jwks_cluster": "keys"}}"#);
+        assert_eq!(load(wrapped.as_bytes()).unwrap().settings.jwks, [list("keys")]);
+        let keyed = format!(r#"{{"policy": {policy}, "jwks_clusters": {{"revocation_list": "rev"}}}}"#);
+        assert_eq!(load(keyed.as_bytes()).unwrap().settings.jwks, [list("rev")]);
+        // With keys by URL too, the list comes last, on its own cluster.
+        let mut both: Value = serde_json::from_str(&policy).unwrap();
+        both["issuers"][0].as_object_mut().unwrap().remove("jwks");
+        both["issuers"][0]["jwks_uri"] = "https://sts.test/jwks".into();
+        let keyed = format!(
+            r#"{{"policy": {both}, "jwks_cluster": "sts", "jwks_clusters": {{"revocation_list": "rev"}}}}"#
+        );
+        let jwks = load(keyed.as_bytes()).unwrap().settings.jwks;
+        let got: Vec<_> = jwks.iter().map(|s| (s.kind, s.iss.as_str(), s.cluster.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (Fetched::Keys, "https://sts.test", "sts"),
+                (Fetched::RevocationList { refresh_secs: 10 }, "revocation_list", "rev")
+            ]
+        );
+        // Defaults: `refresh` 1m.
+        let default = format!(
+            r#"{{"policy": {}, "jwks_cluster": "keys"}}"#,
+            list_policy(r#"{"uri": "https://rev.test/list.json"}"#)
+        );
+        assert_eq!(
+            load(default.as_bytes()).unwrap().settings.jwks[0].kind,
+            Fetched::RevocationList { refresh_secs: 60 }
+        );
+    }
+
+    #[test]
+    fn a_revocation_list_without_a_cluster_is_refused_with_its_path() {
+        let policy = list_policy(r#"{"uri": "https://rev.test/list.json"}"#);
+        assert_eq!(
+            errors(&format!(r#"{{"policy": {policy}}}"#)),
+            ["jwks_cluster: the policy has a `revocation_list` (at `policy.revocation_list.uri`): expected \
+              `jwks_cluster` (or `jwks_clusters.revocation_list`) naming the Envoy cluster that serves \
+              `https://rev.test/list.json`"]
+        );
+        let plain = errors(&policy);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(
+            plain[0].starts_with(
+                ".: the policy has a `revocation_list` (at `revocation_list.uri`): wrap the policy as \
+                 `{\"policy\": {...}, \"jwks_cluster\": \"<envoy cluster>\"}`"
+            ),
+            "{plain:?}"
+        );
+        // A cluster for another source does not serve the list.
+        let other = format!(r#"{{"policy": {policy}, "jwks_clusters": {{"https://sts.test": "sts"}}}}"#);
+        let errs = errors(&other);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("jwks_clusters.https://sts.test: `https://sts.test` is not an issuer"));
+        assert!(errs[1].starts_with("jwks_cluster: the policy has a `revocation_list`"), "{errs:?}");
+        // `jwks_clusters.revocation_list` without a list, an empty cluster name, a bad URL.
+        let none = format!(r#"{{"policy": {POLICY}, "jwks_clusters": {{"revocation_list": "rev"}}}}"#);
+        assert_eq!(
+            errors(&none),
+            ["jwks_clusters.revocation_list: the policy has no `revocation_list` to fetch"]
+        );
+        let empty = format!(r#"{{"policy": {policy}, "jwks_clusters": {{"revocation_list": ""}}}}"#);
+        assert_eq!(errors(&empty)[0], "jwks_clusters.revocation_list: expected the name of an Envoy cluster");
+        let bad = list_policy(r#"{"uri": "https://user@rev.test/list.json"}"#);
+        assert_eq!(
+            errors(&format!(r#"{{"policy": {bad}, "jwks_cluster": "c"}}"#)),
+            ["policy.revocation_list.uri: expected a URL with a host, found `https://user@rev.test/list.json`"]
+        );
+        // The policy's own problems and the missing cluster are reported together.
+        let broken =
+            list_policy(r#"{"uri": "https://rev.test/list.json", "refresh": "1m", "max_stale": "1s"}"#);
+        let errs = errors(&format!(r#"{{"policy": {broken}}}"#));
+        assert!(errs.iter().any(|e| e.starts_with("policy.revocation_list.max_stale: ")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("jwks_cluster: the policy has a `revocation_list`")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -18,8 +18,15 @@
 //! - **bounded**: a fetch that never answers (Envoy cancels callouts of a
 //!   finished stream) counts as failed once `jwks_timeout` plus a grace
 //!   period has passed, so nothing waits on it forever.
+//!
+//! The policy's `revocation_list` is one more source on the same schedule
+//! ([`Fetched::RevocationList`]), handed to
+//! [`crate::Engine::set_listed_revocations`]: fetched at once, then every
+//! `revocation_list.refresh`; after a failure again after `jwks_cooldown` or
+//! `refresh`, whichever is shorter (so never later than the next refresh);
+//! never on demand (no request can tell that the list changed).
 
-use super::config::{JwksSource, Settings};
+use super::config::{Fetched, JwksSource, Settings};
 
 /// Extra time, beyond the fetch timeout, before an unanswered fetch is written off.
 const GRACE_MS: i64 = 2_000;
@@ -34,7 +41,8 @@ struct State {
     last_ok: bool,
 }
 
-/// The fetch schedule of every issuer with a `jwks_uri`.
+/// The fetch schedule of every document fetched by URL (issuers with a
+/// `jwks_uri`, key directories, the revocation list).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     sources: Vec<(JwksSource, State)>,
@@ -58,9 +66,27 @@ impl Schedule {
         }
     }
 
-    /// Whether any issuer's keys come from a URL.
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+    /// Whether any keys (JWKS, key directories) come from a URL.
+    pub fn fetches_keys(&self) -> bool {
+        self.sources.iter().any(|(s, _)| s.kind == Fetched::Keys)
+    }
+
+    /// Whether the revocation list is being fetched.
+    pub fn list_in_flight(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|(s, state)| matches!(s.kind, Fetched::RevocationList { .. }) && state.in_flight.is_some())
+    }
+
+    /// Time between two fetches of `source` after a good one, and after a failed one.
+    fn intervals(&self, source: &JwksSource) -> (i64, i64) {
+        match source.kind {
+            Fetched::Keys => (self.refresh_ms, self.cooldown_ms),
+            Fetched::RevocationList { refresh_secs } => {
+                let refresh = ms(refresh_secs);
+                (refresh, refresh.min(self.cooldown_ms))
+            }
+        }
     }
 
     /// The source at `index`.
@@ -75,22 +101,29 @@ impl Schedule {
 
     /// Sources the periodic refresh should fetch now.
     pub fn due(&self, now_ms: i64) -> Vec<usize> {
-        self.pick(|s| match s.last_attempt_ms {
+        self.pick(|source, s| match s.last_attempt_ms {
             None => true,
             Some(at) => {
-                now_ms.saturating_sub(at) >= if s.last_ok { self.refresh_ms } else { self.cooldown_ms }
+                let (refresh, retry) = self.intervals(source);
+                now_ms.saturating_sub(at) >= if s.last_ok { refresh } else { retry }
             }
         })
     }
 
-    /// Sources to fetch because a token's key was not found (cooldown permitting).
+    /// Key sources to fetch because a token's key was not found (cooldown
+    /// permitting). The revocation list is never fetched on demand.
     pub fn on_demand(&self, now_ms: i64) -> Vec<usize> {
-        self.pick(|s| s.last_attempt_ms.is_none_or(|at| now_ms.saturating_sub(at) >= self.cooldown_ms))
+        self.pick(|source, s| {
+            source.kind == Fetched::Keys
+                && s.last_attempt_ms.is_none_or(|at| now_ms.saturating_sub(at) >= self.cooldown_ms)
+        })
     }
 
-    fn pick(&self, wanted: impl Fn(&State) -> bool) -> Vec<usize> {
+    fn pick(&self, wanted: impl Fn(&JwksSource, &State) -> bool) -> Vec<usize> {
         (0..self.sources.len())
-            .filter(|&i| self.sources.get(i).is_some_and(|(_, s)| s.in_flight.is_none() && wanted(s)))
+            .filter(|&i| {
+                self.sources.get(i).is_some_and(|(source, s)| s.in_flight.is_none() && wanted(source, s))
+            })
             .collect()
     }
 
@@ -145,12 +178,17 @@ impl Schedule {
 /// text for [`crate::Engine::set_issuer_keys_json`] (which caps its size and
 /// parses it strictly).
 pub fn response_text<'a>(status: Option<&str>, body: Option<&'a [u8]>) -> Result<&'a str, String> {
-    match status {
-        Some("200") => {}
-        Some(other) => return Err(format!("status {}, expected 200", crate::keys::clip(other))),
-        None => return Err("no response (connection failure or timeout)".into()),
-    }
+    check_status(status)?;
     std::str::from_utf8(body.unwrap_or_default()).map_err(|_| "the document is not UTF-8 text".into())
+}
+
+/// Checks a fetch's `:status`: only 200 is a document.
+pub fn check_status(status: Option<&str>) -> Result<(), String> {
+    match status {
+        Some("200") => Ok(()),
+        Some(other) => Err(format!("status {}, expected 200", crate::keys::clip(other))),
+        None => Err("no response (connection failure or timeout)".into()),
+    }
 }
 
 /// The response headers a key directory's signature is checked with, each
@@ -200,6 +238,7 @@ mod tests {
 
     fn schedule() -> Schedule {
         let source = |iss: &str| JwksSource {
+            kind: Fetched::Keys,
             iss: iss.into(),
             uri: format!("{iss}/jwks"),
             cluster: "sts".into(),
@@ -230,6 +269,64 @@ mod tests {
         assert_eq!(s.due(30_000), [1], "a failed fetch is retried after the cooldown");
         assert_eq!(s.due(300_000), [0, 1]);
         assert_eq!(s.finished(99, true), None, "not our callout");
+    }
+
+    /// Two issuers' keys and a revocation list refreshed every `refresh_secs`.
+    fn with_list(refresh_secs: u64) -> Schedule {
+        let mut settings = Settings { jwks_cooldown_secs: 30, ..Settings::default() };
+        settings.jwks.push(JwksSource {
+            kind: Fetched::Keys,
+            iss: "https://a".into(),
+            uri: "https://a/jwks".into(),
+            cluster: "sts".into(),
+            authority: "a".into(),
+            path: "/jwks".into(),
+        });
+        settings.jwks.push(JwksSource {
+            kind: Fetched::RevocationList { refresh_secs },
+            iss: "revocation_list".into(),
+            uri: "https://r/list.json".into(),
+            cluster: "sts".into(),
+            authority: "r".into(),
+            path: "/list.json".into(),
+        });
+        Schedule::new(&settings)
+    }
+
+    #[test]
+    fn the_revocation_list_has_its_own_refresh_and_is_never_fetched_on_demand() {
+        let mut s = with_list(60);
+        assert!(s.fetches_keys());
+        assert_eq!(s.due(0), [0, 1], "both at start");
+        s.started(1, 5, 0);
+        assert!(s.list_in_flight() && s.in_flight());
+        assert_eq!(s.on_demand(0), [0], "an unknown kid fetches keys, not the list");
+        s.finished(5, true);
+        assert!(!s.list_in_flight());
+        assert_eq!(s.due(59_999), [0], "the keys never started; the list not due yet");
+        assert_eq!(s.due(60_000), [0, 1], "every `refresh`, not `jwks_refresh` (5m)");
+        assert!(s.on_demand(1_000_000).iter().all(|&i| i == 0));
+        // A failure is retried after the cooldown (30 s), shorter than the refresh.
+        s.started(1, 6, 60_000);
+        s.finished(6, false);
+        assert!(!s.due(89_999).contains(&1));
+        assert!(s.due(90_000).contains(&1));
+        // With a refresh shorter than the cooldown, a failure is retried at the next refresh.
+        let mut s = with_list(1);
+        s.started(1, 7, 0);
+        s.finished(7, false);
+        assert!(!s.due(999).contains(&1));
+        assert!(s.due(1_000).contains(&1));
+        s.started(1, 8, 1_000);
+        s.finished(8, true);
+        assert!(s.due(2_000).contains(&1));
+        // Without keys by URL nothing waits for keys.
+        let only_list = Schedule::new(&Settings {
+            jwks: vec![with_list(1).source(1).cloned().unwrap()],
+            ..Settings::default()
+        });
+        assert!(!only_list.fetches_keys());
+        assert!(only_list.on_demand(0).is_empty());
     }
 
     #[test]

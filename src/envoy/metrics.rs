@@ -11,6 +11,8 @@
 //! | `decision_time_us` | histogram | time to decide, in microseconds (one decision in eight) |
 //! | `jwks.fetch_ok`, `jwks.fetch_failed` | counter | JWKS fetches by result |
 //! | `jwks.waited` | counter | requests held until a JWKS fetch finished |
+//! | `revocations.fetch_ok`, `revocations.fetch_failed` | counter | revocation-list fetches by result |
+//! | `revocations.waited` | counter | requests held until the first revocation list arrived |
 //!
 //! Decision counters are kept in the VM and handed to Envoy once a second
 //! (on the root context's tick), so a request costs no metric host call; the
@@ -22,6 +24,7 @@ use std::cell::{Cell, RefCell};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use super::config::Fetched;
 use crate::decision::{Decision, Outcome};
 use crate::reason::ReasonCode;
 
@@ -40,15 +43,18 @@ pub struct Metrics {
     jwks_ok: u32,
     jwks_failed: u32,
     jwks_waited: u32,
+    /// `revocations.fetch_ok`, `fetch_failed`, `waited`.
+    revocations: [u32; 3],
     decisions: Cell<u32>,
 }
 
-/// A JWKS-related event worth counting.
+/// A fetch-related event worth counting (JWKS and key directories, or the
+/// revocation list: see [`Metrics::fetched`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwksEvent {
-    /// A fetch gave usable keys.
+pub enum FetchEvent {
+    /// A fetch gave a usable document.
     FetchOk,
-    /// A fetch failed; the previous keys stay.
+    /// A fetch failed; the previous keys (list) stay.
     FetchFailed,
     /// A request was held until a fetch finished.
     Waited,
@@ -90,6 +96,11 @@ impl Metrics {
             jwks_ok: counter("jwks.fetch_ok")?,
             jwks_failed: counter("jwks.fetch_failed")?,
             jwks_waited: counter("jwks.waited")?,
+            revocations: [
+                counter("revocations.fetch_ok")?,
+                counter("revocations.fetch_failed")?,
+                counter("revocations.waited")?,
+            ],
             decisions: Cell::new(0),
         })
     }
@@ -137,13 +148,28 @@ impl Metrics {
         }
     }
 
-    /// Counts a JWKS event (rare: straight to Envoy).
-    pub fn jwks(&self, event: JwksEvent) {
+    /// Counts a fetch event (rare: straight to Envoy): `jwks.*` for keys,
+    /// `revocations.*` for the revocation list.
+    pub fn fetched(&self, kind: Fetched, event: FetchEvent) {
+        let [ok, failed, waited] = match kind {
+            Fetched::Keys => [self.jwks_ok, self.jwks_failed, self.jwks_waited],
+            Fetched::RevocationList { .. } => self.revocations,
+        };
         let id = match event {
-            JwksEvent::FetchOk => self.jwks_ok,
-            JwksEvent::FetchFailed => self.jwks_failed,
-            JwksEvent::Waited => self.jwks_waited,
+            FetchEvent::FetchOk => ok,
+            FetchEvent::FetchFailed => failed,
+            FetchEvent::Waited => waited,
         };
         let _ = hostcalls::increment_metric(id, 1);
+    }
+
+    /// Counts a JWKS (or key directory) event.
+    pub fn jwks(&self, event: FetchEvent) {
+        self.fetched(Fetched::Keys, event);
+    }
+
+    /// Counts a revocation-list event.
+    pub fn revocations(&self, event: FetchEvent) {
+        self.fetched(Fetched::RevocationList { refresh_secs: 0 }, event);
     }
 }

@@ -1,0 +1,280 @@
+// A revocation list fetched by URL (policy `revocation_list`): a local list
+// server on 127.0.0.1 behind an Envoy cluster (`jwks_clusters.revocation_list`),
+// Envoy with two workers (each Wasm VM fetches the list itself), a new
+// connection per request. The first requests are held until the first list
+// arrives; a listed `jti` is refused `revoked_token`, others pass; a changed
+// list is in force within `refresh` (1 s); a bad document keeps the last list
+// (and warns); with the list host down the last list keeps working until
+// `max_stale` (5 s), then token-bearing requests get 503 `state_unavailable`
+// with `Retry-After`, and the list host's return ends it. A policy with a
+// list but no cluster is refused at start-up, naming the path.
+
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import { loadVectors, signJwt } from "../vectors/mint.mjs";
+import {
+  bootstrap,
+  wasmFilter,
+  startEnvoy,
+  startUpstream,
+  expectEnvoyToRefuse,
+  send,
+  stats,
+  eventually,
+  assertLogged,
+  agentClaims,
+} from "./harness.mjs";
+
+const { keys, policy } = loadVectors();
+const LIST_URI = "https://revocations.test/agentguard/list.json";
+const LIST_PATH = "/agentguard/list.json";
+
+/** The shared policy (inline keys) with a revocation list at `LIST_URI`. */
+const listPolicy = (list = {}) => ({
+  ...structuredClone(policy),
+  revocation_list: { uri: LIST_URI, refresh: "1s", max_stale: "5s", ...list },
+});
+
+/**
+ * The list server: answers every GET with the current document (`set(doc)`,
+ * or `setRaw(text)` for a body that is not JSON), after `delay(ms)`; `stop()`
+ * closes it (connections refused), `restart()` listens on the same port again.
+ */
+async function startListServer(doc) {
+  const state = { body: JSON.stringify(doc), delayMs: 0, hits: 0, paths: [] };
+  const handler = async (req, res) => {
+    state.hits += 1;
+    state.paths.push(`${req.headers.host} ${req.url} ${req.headers.accept}`);
+    const { body, delayMs } = state;
+    if (delayMs) await sleep(delayMs);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(body);
+  };
+  let server = http.createServer(handler);
+  const listenOn = (s, port) =>
+    new Promise((resolve, reject) => {
+      s.once("error", reject);
+      s.listen(port, "127.0.0.1", () => resolve(s.address().port));
+    });
+  const port = await listenOn(server, 0);
+  let up = true;
+  const stop = async () => {
+    if (!up) return;
+    up = false;
+    server.closeAllConnections?.();
+    await new Promise((resolve) => server.close(() => resolve()));
+  };
+  return {
+    port,
+    paths: state.paths,
+    get hits() {
+      return state.hits;
+    },
+    set: (d) => (state.body = JSON.stringify(d)),
+    setRaw: (text) => (state.body = text),
+    delay: (ms) => (state.delayMs = ms),
+    stop,
+    async restart() {
+      server = http.createServer(handler);
+      await listenOn(server, port);
+      up = true;
+    },
+  };
+}
+
+/** A token for agent `name` and its `jti`. */
+const token = async (name) => {
+  const claims = agentClaims(name);
+  return { t: await signJwt(keys.ed25519, claims), jti: claims.jti };
+};
+const read = (envoy, bearer) =>
+  send(envoy.port, { path: "/v1/contacts/1", headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
+const counter = async (envoy, name) => (await stats(envoy)).values[`wasmcustom.agentguard.${name}`] ?? 0;
+
+/** `n` requests (new connections, spread over the workers): every status and reason. */
+async function statuses(envoy, bearer, n = 4) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const res = await read(envoy, bearer);
+    out.push(res.status === 200 ? "200" : `${res.status} ${res.json?.reason}`);
+  }
+  return out;
+}
+const all = (list, want) => list.every((s) => s === want);
+/**
+ * Waits two ticks, so that every VM has had its refresh: each worker fetches
+ * on its own schedule, and the requests that saw a change may all have
+ * reached one worker.
+ */
+const settle = () => sleep(2200);
+
+const cleanup = [];
+after(async () => {
+  for (const stop of cleanup.reverse()) await stop();
+});
+
+test("a fetched revocation list: first requests held, listed jti refused, changes, bad documents, an outage", async () => {
+  const [a, b, c] = await Promise.all([token("list-a"), token("list-b"), token("list-c")]);
+  const server = await startListServer({ jti: [a.jti] });
+  cleanup.push(server.stop);
+  const upstream = await startUpstream();
+  cleanup.push(upstream.close);
+  // The first fetch answers after 3 s: Envoy is ready long before.
+  server.delay(3000);
+  const config = JSON.stringify({
+    policy: listPolicy(),
+    jwks_clusters: { revocation_list: "revocations" },
+    jwks_timeout: "5s",
+  });
+  const envoy = await startEnvoy(
+    bootstrap({
+      httpFilters: [wasmFilter(config)],
+      upstreamPort: upstream.port,
+      clusters: { revocations: server.port },
+    }),
+    { concurrency: 2 },
+  );
+  cleanup.push(envoy.stop);
+
+  // 1. Before the first list: requests with a token are held, then decided
+  //    with the list (never allowed without it); without a token, at once.
+  const t0 = Date.now();
+  const first = [read(envoy, a.t), read(envoy, c.t)];
+  const anonymous = await read(envoy);
+  assert.equal(anonymous.status, 401);
+  assert.equal(anonymous.json.reason, "credential_missing");
+  assert.ok(Date.now() - t0 < 1500, "a request without a token is not held");
+  const [heldA, heldC] = await Promise.all(first);
+  assert.equal(heldA.status, 401, heldA.body);
+  assert.equal(heldA.json.reason, "revoked_token");
+  assert.match(heldA.headers["content-type"], /application\/problem\+json/);
+  assert.equal(heldC.status, 200, heldC.body);
+  assert.ok(Date.now() - t0 > 1000, `held until the list arrived (${Date.now() - t0} ms)`);
+  assert.ok((await counter(envoy, "revocations.waited")) >= 2);
+  assert.ok((await counter(envoy, "revocations.fetch_ok")) >= 1);
+  server.delay(0);
+  assert.ok(
+    server.paths.every((p) => p === `revocations.test ${LIST_PATH} application/json`),
+    server.paths.join(", "),
+  );
+  assertLogged(envoy.output(), /loaded the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: 1 entry/);
+
+  // 2. Listed → revoked_token on every worker; unlisted → 200.
+  assert.deepEqual(await statuses(envoy, a.t), Array(4).fill("401 revoked_token"));
+  assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("200"));
+  assert.deepEqual(await statuses(envoy, b.t), Array(4).fill("200"));
+
+  // 3. The list changes: within `refresh` (1 s, on a 1 s tick) every worker refuses b.
+  const okBefore = await counter(envoy, "revocations.fetch_ok");
+  server.set({ jti: [a.jti, b.jti], agents: ["spiffe://test/agents/nobody"] });
+  const t1 = Date.now();
+  await eventually(async () => all(await statuses(envoy, b.t), "401 revoked_token"), {
+    timeoutMs: 5000,
+    what: "the changed list on every worker",
+  });
+  assert.ok(Date.now() - t1 < 4000, `the new entry took ${Date.now() - t1} ms`);
+  await settle();
+  assert.ok((await counter(envoy, "revocations.fetch_ok")) > okBefore);
+
+  // 4. A bad document (a list that is not a list; then not JSON): refused
+  //    with its JSON path and a warning, the last list stays in force.
+  const failedBefore = await counter(envoy, "revocations.fetch_failed");
+  server.set({ jti: "not-a-list" });
+  await eventually(
+    () => /the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: jti: .*keeping the list loaded \d+ s ago/.test(envoy.output()),
+    { timeoutMs: 4000, what: "the warning about the bad document" },
+  );
+  assert.deepEqual(await statuses(envoy, b.t, 2), Array(2).fill("401 revoked_token"));
+  assert.deepEqual(await statuses(envoy, c.t, 2), Array(2).fill("200"));
+  assert.ok((await counter(envoy, "revocations.fetch_failed")) > failedBefore);
+  server.setRaw("<html>maintenance</html>");
+  await eventually(
+    () => /the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: \.: expected /.test(envoy.output()),
+    { timeoutMs: 4000, what: "the warning about a document that is not JSON" },
+  );
+  // A good document again (b no longer listed): in force, logged at info.
+  server.set({ jti: [a.jti] });
+  await eventually(async () => all(await statuses(envoy, b.t), "200"), { timeoutMs: 6000, what: "the good list back" });
+  await settle();
+  assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("401 revoked_token"));
+
+  // 5. The list host goes down: the last list keeps working until it is
+  //    older than `max_stale` (5 s)…
+  await server.stop();
+  const down = Date.now();
+  assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("401 revoked_token"));
+  assert.deepEqual(await statuses(envoy, c.t, 2), Array(2).fill("200"));
+  await eventually(
+    () => /the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: (no response|status \d+)/.test(envoy.output()),
+    { timeoutMs: 4000, what: "the warning about the list host" },
+  );
+  // …then every request with a token gets 503 `state_unavailable`, with Retry-After.
+  const refused = await eventually(
+    async () => {
+      const res = await read(envoy, c.t);
+      return res.status === 503 ? res : null;
+    },
+    { timeoutMs: 10000, everyMs: 200, what: "the list to go stale" },
+  );
+  assert.ok(Date.now() - down >= 2500, `503 only after max_stale (${Date.now() - down} ms after the host went down)`);
+  assert.equal(refused.json.reason, "state_unavailable");
+  assert.equal(refused.headers["retry-after"], "1");
+  assert.match(refused.json.detail, /revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json` was loaded \d+ s ago/);
+  await settle();
+  assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("503 state_unavailable"), "on every worker");
+  assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("503 state_unavailable"), "never allowed, never forgotten");
+  assert.equal((await read(envoy)).json.reason, "credential_missing", "requests without a token are not affected");
+  // Decision counters reach Envoy on the next tick.
+  await eventually(async () => (await counter(envoy, "reason.state_unavailable")) >= 1, { what: "the reason counter" });
+
+  // 6. The host is back: the next refresh loads the list on every worker.
+  await server.restart();
+  await eventually(async () => all(await statuses(envoy, c.t), "200"), { timeoutMs: 6000, what: "recovery" });
+  await settle();
+  assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("200"));
+  assert.deepEqual(await statuses(envoy, a.t), Array(4).fill("401 revoked_token"));
+  // The outage was logged as warnings naming the URL, the cause and the list's age; the recovery at info.
+  assertLogged(envoy.output(), /\[W\]\[wasm\].*the revocation list from `[^`]+`: (no response|status \d+).*; keeping the list loaded \d+ s ago/);
+  assertLogged(envoy.output(), /\[I\]\[wasm\].*loaded the revocation list from `[^`]+`: 1 entry[\s\S]*\[I\]\[wasm\].*loaded the revocation list from `[^`]+`: 1 entry/);
+});
+
+test("no list host from the start: 503 state_unavailable at once, Retry-After the refresh", async () => {
+  const gone = await startListServer({});
+  await gone.stop(); // a port nothing listens on
+  const upstream = await startUpstream();
+  cleanup.push(upstream.close);
+  const config = JSON.stringify({ policy: listPolicy({ refresh: "2s", max_stale: "10s" }), jwks_cluster: "revocations" });
+  const envoy = await startEnvoy(
+    bootstrap({ httpFilters: [wasmFilter(config)], upstreamPort: upstream.port, clusters: { revocations: gone.port } }),
+  );
+  cleanup.push(envoy.stop);
+  const { t } = await token("list-nohost");
+  const res = await read(envoy, t);
+  assert.equal(res.status, 503, res.body);
+  assert.equal(res.json.reason, "state_unavailable");
+  assert.equal(res.headers["retry-after"], "2");
+  assert.match(res.json.detail, /revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json` has not been loaded yet/);
+  assert.ok((await counter(envoy, "revocations.fetch_failed")) >= 1);
+  assert.equal(await counter(envoy, "revocations.fetch_ok"), 0);
+  await sleep(1100); // decision counters reach Envoy on the next tick
+  assert.equal(await counter(envoy, "decision.allow"), 0);
+  assert.ok((await counter(envoy, "reason.state_unavailable")) >= 1);
+  assertLogged(envoy.output(), /no list loaded yet: requests with a token are refused \(503 `state_unavailable`\)/);
+});
+
+test("a revocation_list without a cluster: Envoy refuses the configuration, naming the path", async () => {
+  const config = JSON.stringify({ policy: listPolicy() });
+  const { code, output } = await expectEnvoyToRefuse(bootstrap({ httpFilters: [wasmFilter(config)] }));
+  assert.notEqual(code, 0);
+  assertLogged(
+    output,
+    /invalid configuration: jwks_cluster: the policy has a `revocation_list` \(at `policy\.revocation_list\.uri`\): expected `jwks_cluster` \(or `jwks_clusters\.revocation_list`\) naming the Envoy cluster that serves `https:\/\/revocations\.test\/agentguard\/list\.json`/,
+  );
+  assertLogged(output, /Unable to create Wasm plugin agentguard/);
+  // A plain policy with a list asks for the wrapper.
+  const plain = await expectEnvoyToRefuse(bootstrap({ httpFilters: [wasmFilter(JSON.stringify(listPolicy()))] }));
+  assertLogged(plain.output, /invalid configuration: \.: the policy has a `revocation_list` \(at `revocation_list\.uri`\): wrap the policy/);
+});
