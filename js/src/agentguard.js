@@ -16,7 +16,7 @@ import {
   mint as mintJson,
   version as coreVersion,
 } from "../dist/agentguard.js";
-import { JwksCache, jwksCache } from "./jwks.js";
+import { JwksCache, jwksCache, readAtMost } from "./jwks.js";
 import { DirectoryCache, directoryCache, directorySources } from "./directory.js";
 import { MAX_REVOCATION_LIST_BYTES, RevocationListCache, revocationListCache } from "./revocations.js";
 import { DEFAULT_HOST_ALGORITHMS, hostVerifier } from "./webcrypto.js";
@@ -153,33 +153,11 @@ const base64url = (bytes) => {
 
 // The body of `request`, read from a clone (the request itself keeps it for
 // the origin): `undefined` when it is (or says it is) longer than `limit`
-// bytes, in which case no more than `limit + 1` bytes were read.
-async function readAtMost(request, limit) {
+// bytes, in which case no more than one chunk past `limit` was read.
+async function readBodyAtMost(request, limit) {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) return undefined;
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.clone().body.getReader();
-  const chunks = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      // Not awaited: a tee branch's cancel settles only once the other branch is cancelled too.
-      reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  if (chunks.length === 1) return chunks[0];
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.byteLength;
-  }
-  return bytes;
+  return readAtMost(request.body === null ? null : request.clone().body, null, limit);
 }
 
 /**
@@ -215,7 +193,7 @@ export async function requestBodyContext(guard, request, options = {}) {
       return { context: digest === undefined ? {} : { bodySha256: digest } };
     }
     const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
-    const bytes = await readAtMost(request, limit);
+    const bytes = await readBodyAtMost(request, limit);
     if (bytes === undefined) {
       return {
         refused: {

@@ -19,6 +19,44 @@
 
 const MAX_JWKS_BYTES = 256 * 1024;
 
+/**
+ * A body stream read to its end, but never past `limit` bytes: `undefined`
+ * when it is (or its `contentLength` header says it is) longer, in which case
+ * at most one chunk past `limit` was read and the stream is cancelled. A
+ * `null` body is empty. Used for every document fetched (JWKS, key
+ * directories, revocation lists) and for request bodies, so a hostile peer
+ * cannot make the shim hold more than it will use.
+ */
+export async function readAtMost(body, contentLength, limit) {
+  if (contentLength !== null && contentLength !== undefined && Number(contentLength) > limit) {
+    body?.cancel().catch(() => {});
+    return undefined;
+  }
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      // Not awaited: a tee branch's cancel settles only once the other branch is cancelled too.
+      reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return bytes;
+}
+
 function maxAgeOf(cacheControl) {
   if (!cacheControl) return undefined;
   let maxAge;
@@ -130,9 +168,13 @@ export class JwksCache {
       headers: { accept: this.#options.accept },
       signal: AbortSignal.timeout(this.#options.timeoutMs),
     });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const text = await res.text();
-    if (text.length > MAX_JWKS_BYTES) throw new Error(`document is larger than ${MAX_JWKS_BYTES} bytes`);
+    if (!res.ok) {
+      res.body?.cancel().catch(() => {});
+      throw new Error(`HTTP ${res.status}`);
+    }
+    const bytes = await readAtMost(res.body, res.headers.get("content-length"), MAX_JWKS_BYTES);
+    if (bytes === undefined) throw new Error(`document is larger than ${MAX_JWKS_BYTES} bytes`);
+    const text = new TextDecoder().decode(bytes);
     return { res, text, doc: JSON.parse(text) };
   }
 

@@ -17,37 +17,15 @@
 // How fresh a list must be is the engine's call: past `max_stale` (or before
 // the first list) it refuses token-bearing requests, 503 `state_unavailable`.
 
+import { readAtMost } from "./jwks.js";
+
 /** The largest list read (the core's `limits::MAX_REVOCATION_LIST_BYTES`). */
 export const MAX_REVOCATION_LIST_BYTES = 4 * 1024 * 1024;
 
-// Reads a response body as UTF-8 text, at most `limit` bytes (one chunk past
-// it at most is read before giving up).
+// Reads a response body as UTF-8 text, at most `limit` bytes.
 async function readCapped(res, limit) {
-  const declared = res.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) {
-    res.body?.cancel().catch(() => {});
-    throw new Error(`the list is larger than ${limit} bytes (Content-Length: ${declared})`);
-  }
-  if (!res.body) return "";
-  const reader = res.body.getReader();
-  const chunks = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      reader.cancel().catch(() => {});
-      throw new Error(`the list is larger than ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.byteLength;
-  }
+  const bytes = await readAtMost(res.body, res.headers.get("content-length"), limit);
+  if (bytes === undefined) throw new Error(`the list is larger than ${limit} bytes`);
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
