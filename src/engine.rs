@@ -1028,6 +1028,35 @@ impl Engine {
         self.store.restore(agent, suspension)
     }
 
+    /// The single-use record the approval in `request` makes when accepted,
+    /// for a host that keeps used approvals in durable storage so that one
+    /// stays used after a restart (a Durable Object): its replay key (the
+    /// SHA-256 of the approval token, as the engine records it) and a time
+    /// (Unix seconds) past which no approval presented at `request`'s time
+    /// can still be valid (its `now` plus the gate's `max_lifetime` and
+    /// `clock_skew`). `None` without an approval gate, or without exactly one
+    /// approval header. The token is not verified here: ask only for a
+    /// request that was allowed with an approval.
+    pub fn approval_record(&self, request: &Request) -> Option<([u8; 32], i64)> {
+        let gate = self.approval.as_ref()?;
+        let mut values = request.header_values(&gate.header);
+        let token = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let lifetime =
+            gate.issuer.max_lifetime.as_secs_i64().saturating_add(gate.issuer.clock_skew.as_secs_i64());
+        Some((crate::token::token_hash(token), request.now().saturating_add(lifetime)))
+    }
+
+    /// Records an approval as used until `expires_at` (Unix seconds), as
+    /// [`Engine::approval_record`] described it: a host restoring what it
+    /// kept. A later request with it is `approval_replayed`. `false` when
+    /// the replay cache has no room (it never forgets a live id).
+    pub fn restore_approval(&self, key: [u8; 32], expires_at: i64, now: i64) -> bool {
+        !matches!(self.store.first_use(ReplaySpace::Approval, key, now, expires_at), FirstUse::Full { .. })
+    }
+
     /// Entries held in the per-agent state (buckets, agent windows, suspensions).
     pub fn state_keys(&self) -> usize {
         self.store.keys_held()

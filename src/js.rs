@@ -314,6 +314,35 @@ impl Guard {
         self.engine.set_listed_revocations(text, now_ms as i64).map_err(js_error)
     }
 
+    /// The record a host with durable storage keeps of the approval in a
+    /// request that was allowed with one (request JSON, as `decide` takes),
+    /// so that it stays used after a restart: JSON `{"id", "expires_at"}`
+    /// (`id` the base64url replay key, `expires_at` Unix seconds past which
+    /// it cannot be valid), or `undefined` (no approval in the request, or no
+    /// approval gate in the policy).
+    #[wasm_bindgen(js_name = approvalRecord)]
+    pub fn approval_record(&self, request_json: &str) -> Option<String> {
+        let input = api::parse_request(request_json).ok()?;
+        let request = crate::request::Request::from_input(&input).ok()?;
+        let (key, expires_at) = self.engine.approval_record(&request)?;
+        Some(serde_json::json!({"id": crate::b64::encode(&key), "expires_at": expires_at}).to_string())
+    }
+
+    /// Puts a kept approval record back (`approvalRecord`'s `id` and
+    /// `expires_at`), at `now` (Unix seconds): a request with that approval
+    /// is `approval_replayed` until then. `false` when the replay cache has
+    /// no room; throws for an `id` that is not a base64url 32-byte key.
+    #[wasm_bindgen(js_name = restoreApproval)]
+    pub fn restore_approval(&self, id: &str, expires_at: f64, now: f64) -> Result<bool, JsError> {
+        let key: [u8; 32] = crate::b64::decode(id).ok().and_then(|k| k.try_into().ok()).ok_or_else(|| {
+            js_error(format!(
+                "approval record id `{}`: expected 32 bytes of base64url",
+                crate::keys::clip(id)
+            ))
+        })?;
+        Ok(self.engine.restore_approval(key, expires_at as i64, now as i64))
+    }
+
     /// Number of tokens in the verified-token cache.
     #[wasm_bindgen(js_name = cachedTokens)]
     pub fn cached_tokens(&self) -> usize {

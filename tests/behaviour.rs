@@ -297,6 +297,42 @@ fn the_approval_loop() {
     assert_eq!(post_pay(&e, &t, T0 + 10, Some(&forged), &body).codes(), [ReasonCode::ApprovalInvalid]);
 }
 
+#[test]
+fn a_used_approval_kept_by_the_host_stays_used_in_a_new_engine() {
+    // A Durable Object keeps the record of each approval used and restores it
+    // into the engine of its next isolate: the approval stays single-use.
+    let policy = json!({});
+    let t = token("payer", json!({}));
+    let body = "11".repeat(32);
+    let e = engine(policy.clone());
+    let digest = post_pay(&e, &t, T0, None, &body).approval.unwrap().action_digest;
+    let ok = approval_token(&digest, "payer", T0, T0 + 300, "ap-1");
+    let request = Request::builder("POST", "/v1/payments?invoice=981", T0 + 5)
+        .host("api.test")
+        .header("authorization", &format!("Bearer {t}"))
+        .header("x-agent-approval", &ok)
+        .body_sha256(&body)
+        .build()
+        .unwrap();
+    assert!(e.decide(&request).is_allowed());
+    let (key, until) = e.approval_record(&request).unwrap();
+    assert_eq!(key, agentguard::token::token_hash(&ok));
+    // Past anything an approval presented at T0 + 5 can live: max_lifetime (default 10m) + clock skew.
+    let gate_lifetime = 600 + 30;
+    assert_eq!(until, T0 + 5 + gate_lifetime);
+
+    // A new engine (a restarted isolate) does not know it: the approval would pass again.
+    assert!(engine(policy.clone()).decide(&request).is_allowed(), "the gap a host closes by keeping records");
+    // Restored, it is a replay.
+    let restarted = engine(policy);
+    assert!(restarted.restore_approval(key, until, T0 + 6));
+    assert_eq!(restarted.decide(&request).codes(), [ReasonCode::ApprovalReplayed]);
+
+    // Nothing to record without an approval header, or without an approval gate.
+    let plain = Request::builder("GET", "/v1/contacts", T0).host("api.test").build().unwrap();
+    assert_eq!(e.approval_record(&plain), None);
+}
+
 // --- approval conditions on the body -------------------------------------------
 
 fn transfer_engine() -> Engine {
