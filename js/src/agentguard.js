@@ -495,6 +495,24 @@ export class AgentGuard {
     await this.#ensureKeys(false);
   }
 
+  /**
+   * The record to keep of the approval in core request `input`, once that
+   * request was allowed with one (`decision.event.approval_digest` set):
+   * `{id, expires_at}` (the approval's replay key, base64url; Unix seconds
+   * past which it cannot be valid), or `null`. A host with durable storage
+   * keeps it and hands it back with `restoreApproval` after a restart, so the
+   * approval stays single-use (the Durable Object does).
+   */
+  approvalRecord(input) {
+    const record = this.#guard.approvalRecord(JSON.stringify(input));
+    return record === undefined ? null : JSON.parse(record);
+  }
+
+  /** Puts a kept approval record back: a request with it is `approval_replayed`. `false`: no room. */
+  restoreApproval(record, nowMs = Date.now()) {
+    return this.#guard.restoreApproval(record.id, record.expires_at, nowMs / 1000);
+  }
+
   /** Replaces the revocation lists: `{jti, sub, agents, kid}`. */
   setRevocations(lists) {
     this.#guard.setRevocations(JSON.stringify(lists));

@@ -36,6 +36,7 @@ const ORIGIN = "https://agentguard-state.internal"; // the object's URL space (n
 const MAX_GUARDS = 4; // engines per isolate of objects (one per policy text in use)
 const MAX_OPERATOR_BODY = 4096;
 const SUSPENSION_KEY = "suspension"; // the agent's breaker trip, in the object's durable storage
+const APPROVAL_PREFIX = "approval:"; // + an approval's replay key: the approvals it used, until they expire
 
 /**
  * The agent a core request object claims to be, UNVERIFIED (see src/shard.rs):
@@ -98,7 +99,7 @@ function json(value, status = 200) {
  * uses DPoP nonces, the same `AGENTGUARD_DPOP_NONCE_SECRET` as the gateway.
  */
 export class AgentStateObject {
-  #restored = new WeakSet(); // engines this object instance has put its stored suspension into
+  #restored = new WeakSet(); // engines this object instance has put its stored state into
 
   constructor(state, env) {
     this.state = state;
@@ -132,7 +133,7 @@ export class AgentStateObject {
         // its own copy, never with the gateway's.
         const waitUntil = typeof this.state?.waitUntil === "function" ? (p) => this.state.waitUntil(p) : undefined;
         const decision = await guard.decideCore(body.input, { waitUntil });
-        await this.#keep(decision);
+        await this.#keep(decision, guard, body.input);
         return json({ decision });
       }
       if (path === "/stats") {
@@ -157,26 +158,47 @@ export class AgentStateObject {
     return storage && typeof storage.get === "function" && typeof storage.put === "function" ? storage : undefined;
   }
 
-  // A breaker trip is the one piece of an agent's state that must outlive the
-  // object's memory (an isolate restart or an object moving elsewhere would
-  // otherwise end the agent's revocation early): it is written to durable
-  // storage and put back into the engine the first time this object instance
-  // decides. Buckets and windows are not kept: after a restart they start
-  // full, which errs towards the agent only within one window.
-  async #keep(decision) {
+  // Two pieces of an agent's state must outlive the object's memory (an
+  // isolate restart, or the object moving elsewhere, would otherwise drop
+  // them): a breaker trip (or the agent's revocation would end early) and
+  // each approval used (or it would pass again within its lifetime: single
+  // use must mean once). Both are written to durable storage and put back
+  // into the engine the first time this object instance decides. Buckets and
+  // windows are not kept: after a restart they start full, which errs
+  // towards the agent only within one window.
+  async #keep(decision, guard, input) {
+    const storage = this.#storage;
+    if (!storage) return;
+    if (decision?.decision === "allow" && decision.event?.approval_digest) {
+      const record = guard.approvalRecord(input);
+      if (record) await storage.put(APPROVAL_PREFIX + record.id, record.expires_at);
+    }
     const trip = decision?.event?.breaker;
     const agent = decision?.event?.agent?.agent;
-    if (!trip || !agent || decision.decision !== "revoked" || !this.#storage) return;
-    const stored = await this.#storage.get(SUSPENSION_KEY);
+    if (!trip || !agent || decision.decision !== "revoked") return;
+    const stored = await storage.get(SUSPENSION_KEY);
     if (stored?.agent === agent && stored.until_ms >= trip.until_ms) return;
-    await this.#storage.put(SUSPENSION_KEY, { agent, until_ms: trip.until_ms, kind: trip.kind, detail: trip.detail });
+    await storage.put(SUSPENSION_KEY, { agent, until_ms: trip.until_ms, kind: trip.kind, detail: trip.detail });
   }
 
   async #restore(guard) {
     if (this.#restored.has(guard)) return;
     this.#restored.add(guard);
-    const stored = await this.#storage?.get(SUSPENSION_KEY);
-    if (!stored || stored.until_ms <= Date.now()) return;
+    const storage = this.#storage;
+    if (!storage) return;
+    const nowMs = Date.now();
+    if (typeof storage.list === "function") {
+      const approvals = await storage.list({ prefix: APPROVAL_PREFIX });
+      const expired = [];
+      for (const [key, expiresAt] of approvals) {
+        if (expiresAt * 1000 <= nowMs) expired.push(key);
+        else guard.restoreApproval({ id: key.slice(APPROVAL_PREFIX.length), expires_at: expiresAt }, nowMs);
+      }
+      // Durable Object storage deletes at most 128 keys per call.
+      for (let i = 0; i < expired.length; i += 128) await storage.delete(expired.slice(i, i + 128));
+    }
+    const stored = await storage.get(SUSPENSION_KEY);
+    if (!stored || stored.until_ms <= nowMs) return;
     const { agent, ...suspension } = stored;
     guard.restoreSuspension(agent, suspension);
   }

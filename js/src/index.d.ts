@@ -722,6 +722,15 @@ export class AgentGuard {
   liftSuspension(agent: string): boolean;
   /** Puts a suspension back in force (e.g. one kept in Durable Object storage); never shortens one in force. */
   restoreSuspension(agent: string, suspension: Suspension): boolean;
+  /**
+   * The record to keep of the approval in `input`, once that request was
+   * allowed with one (`decision.event.approval_digest` set): the approval's
+   * replay key and the Unix time (s) past which it cannot be valid; `null`
+   * without an approval. Hand it back with `restoreApproval` after a restart.
+   */
+  approvalRecord(input: CoreRequest): ApprovalRecord | null;
+  /** Puts a kept approval record back: a request with it is `approval_replayed`. `false`: no room. */
+  restoreApproval(record: ApprovalRecord, nowMs?: number): boolean;
   dpopNonce(nowMs?: number): string | undefined;
   /** RFC 9728 metadata, when the policy has a `resource` section. */
   resourceMetadata(): ProtectedResourceMetadata | undefined;
@@ -858,6 +867,14 @@ export function decideShared(
   log?: (line: string) => void,
   hooks?: { waitUntil?: (promise: Promise<unknown>) => void },
 ): Promise<Decision>;
+
+/** A used approval, as a host with durable storage keeps it (`AgentGuard#approvalRecord`). */
+export interface ApprovalRecord {
+  /** The approval's replay key: base64url of the SHA-256 of the approval token. */
+  id: string;
+  /** Unix seconds past which the approval cannot be valid (its use plus the gate's `max_lifetime` and `clock_skew`). */
+  expires_at: number;
+}
 
 /** The 503 `state_unavailable` deny, shaped like a core decision. */
 export function stateUnavailable(input: CoreRequest, message: string): Decision;

@@ -3,6 +3,8 @@
 // workerd restarts — every isolate and every object's memory gone — the
 // agent is still revoked until its cooldown ends or an operator lifts it.
 // Without the storage the restart would have ended the revocation early.
+// The same for a used approval: after a restart it is still used (single use
+// means once), where an engine with a fresh replay cache would let it pass.
 
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -16,12 +18,14 @@ import { freePort, generateKey, root, send, startOrigin, startWorkerd } from "./
 const ISS = "https://sts.test";
 const AUD = "https://api.test";
 const BOT = "spiffe://test/agents/looping-bot";
+const PAYER = "spiffe://test/agents/payer";
 const nowS = () => Math.floor(Date.now() / 1000);
 
-describe("shared state survives a restart: the breaker trip is kept in Durable Object storage", () => {
+describe("shared state survives a restart: breaker trips and used approvals are kept in Durable Object storage", () => {
   let origin;
   let dir;
   let policy;
+  let approver;
   const tokens = {};
 
   const start = async () => {
@@ -45,6 +49,7 @@ describe("shared state survives a restart: the breaker trip is kept in Durable O
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "agentguard-do-"));
     const issuer = await generateKey("EdDSA", "k1");
+    approver = await generateKey("EdDSA", "ap1");
     origin = await startOrigin();
     policy = {
       realm: "api.test",
@@ -52,12 +57,18 @@ describe("shared state survives a restart: the breaker trip is kept in Durable O
       routes: [
         { id: "read", methods: ["GET"], path: "/v1/**", scopes: ["crm.read"] },
         { id: "agentguard-lift", methods: ["POST"], path: "/_agentguard/suspensions/lift", scopes: ["agentguard.admin"] },
+        { id: "pay", methods: ["POST"], path: "/pay/invoices/{id}", scopes: ["payments.write"], risk: "high" },
       ],
       circuit_breaker: { window: "1m", max_requests: 4, cooldown: "15m" },
+      approval: {
+        issuer: "https://approvals.test", audiences: [AUD], algorithms: ["EdDSA"],
+        jwks: { keys: [approver.publicJwk] }, endpoint: "https://approvals.test/bc-authorize",
+      },
     };
     const claims = (c) => ({ iss: ISS, aud: AUD, iat: nowS(), exp: nowS() + 300, jti: crypto.randomUUID(), ...c });
     tokens.bot = await signJwt(issuer.privateJwk, claims({ sub: "user:alice", client_id: "crm", act: { sub: BOT }, scope: "crm.read" }));
     tokens.admin = await signJwt(issuer.privateJwk, claims({ sub: "ops:carol", client_id: "ops", scope: "agentguard.admin" }));
+    tokens.payer = await signJwt(issuer.privateJwk, claims({ sub: "user:bob", client_id: "billing", act: { sub: PAYER }, scope: "payments.write" }));
   });
 
   after(async () => {
@@ -103,6 +114,46 @@ describe("shared state survives a restart: the breaker trip is kept in Durable O
     gw = await start();
     try {
       assert.equal((await call(gw, "/v1/contacts/1", tokens.bot)).status, 200);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test("an approval used, restarted: still used (approval_replayed), not a second payment", async () => {
+    const pay = (gw, approval) =>
+      call(gw, "/pay/invoices/981", tokens.payer, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(approval ? { "x-agent-approval": approval } : {}) },
+        body: '{"amount": 1500}',
+      });
+    let gw = await start();
+    let approval;
+    try {
+      const asked = await pay(gw);
+      assert.equal(asked.status, 403, asked.text);
+      assert.equal(reason(asked), "approval_required");
+      const digest = JSON.parse(asked.text).action_digest;
+      approval = await signJwt(
+        approver.privateJwk,
+        { iss: "https://approvals.test", aud: AUD, sub: "user:cfo", agent: PAYER, action_digest: digest,
+          iat: nowS(), exp: nowS() + 300, jti: crypto.randomUUID() },
+        "approval+jwt",
+      );
+      const paid = await pay(gw, approval);
+      assert.equal(paid.status, 200, paid.text);
+      const again = await pay(gw, approval);
+      assert.equal(again.status, 403);
+      assert.equal(reason(again), "approval_replayed");
+    } finally {
+      await gw.stop();
+    }
+
+    // Every isolate gone: the object puts the approval it used back into the new engine.
+    gw = await start();
+    try {
+      const replayed = await pay(gw, approval);
+      assert.equal(replayed.status, 403, replayed.text);
+      assert.equal(reason(replayed), "approval_replayed", "the approval stayed used across the restart");
     } finally {
       await gw.stop();
     }

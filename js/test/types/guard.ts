@@ -96,6 +96,8 @@ export function operator(guard: AgentGuard): void {
     guard.liftSuspension(s.agent);
   }
   guard.setRevocations({ agents: ["spiffe://prod.example.com/agents/rogue"] });
+  const record = guard.approvalRecord({ method: "POST", path: "/v1/payments", headers: { "x-agent-approval": "a.b.c" }, now: 1 });
+  if (record !== null) lines.push(`${record.id} ${record.expires_at} ${guard.restoreApproval(record)}`);
   const skipped = guard.setIssuerKeys("https://sts.example.com", { keys: [] });
   lines.push(skipped.map((k) => `${k.index}: ${k.message}`).join());
   const remote: string[] = guard.remoteIssuers.map((i) => i.jwks_uri);
