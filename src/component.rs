@@ -174,6 +174,23 @@ impl wit::GuestEngine for EngineResource {
         self.engine.set_listed_revocations(&text, now_ms).map(count)
     }
 
+    fn approval_record(&self, request: t::Request) -> Option<t::ApprovalRecord> {
+        let request = Request::from_input(&request_input(request)).ok()?;
+        let (key, expires_at) = self.engine.approval_record(&request)?;
+        Some(t::ApprovalRecord { id: crate::b64::encode(&key), expires_at })
+    }
+
+    fn restore_approval(&self, record: t::ApprovalRecord, now: i64) -> Result<bool, String> {
+        let key: [u8; 32] =
+            crate::b64::decode(&record.id).ok().and_then(|k| k.try_into().ok()).ok_or_else(|| {
+                format!(
+                    "approval record id `{}`: expected 32 bytes of base64url",
+                    crate::keys::clip(&record.id)
+                )
+            })?;
+        Ok(self.engine.restore_approval(key, record.expires_at, now))
+    }
+
     fn lift_suspension(&self, agent: String) -> bool {
         self.engine.lift_suspension(&agent)
     }

@@ -1241,8 +1241,10 @@ impl Engine {
             return Vec::new();
         };
         let mut checks = Vec::new();
-        if !self.is_cached(credential.token, request.now())
-            && crate::jws::peek_alg(credential.token).is_some_and(|alg| host(&alg))
+        // The header's algorithm first (a few bytes): a token the host does
+        // not verify costs no cache lookup here (the decision does its own).
+        if crate::jws::peek_alg(credential.token).is_some_and(|alg| host(&alg))
+            && !self.is_cached(credential.token, request.now())
         {
             checks.extend(self.token_check(credential.token));
         }

@@ -299,7 +299,22 @@ test("approval conditions on the body: the body decides, through the component a
   assert.equal(oversized.approval.actionDigest, transferDigest(padded), "the whole body is hashed");
 
   // The human's approval of this body lets it through; it does not cover another body.
-  assert.equal(decide({ body: large, approval: await approve(transferDigest(large), "ap-1") }).outcome, "allow");
+  const approval = await approve(transferDigest(large), "ap-1");
+  assert.equal(decide({ body: large, approval }).outcome, "allow");
+
+  // A host with durable storage keeps the approval's record; restored into a
+  // new engine (a restart) it makes the approval a replay there too.
+  const paid = request({ method: "POST", path: "/v1/transfers", body: large,
+    headers: { authorization: `Bearer ${access}`, "x-agent-approval": approval } });
+  const restarted = new guard.Engine(JSON.stringify(transferPolicy));
+  const record = restarted.approvalRecord(paid);
+  assert.equal(record.id, createHash("sha256").update(approval).digest("base64url"));
+  assert.equal(record.expiresAt, BigInt(NOW + 600 + 30), "its use plus the gate's max_lifetime and clock_skew");
+  assert.equal(restarted.restoreApproval(record, BigInt(NOW)), true);
+  assert.deepEqual(codes(restarted.decide(paid)), ["approval_replayed"]);
+  assert.equal(new guard.Engine(JSON.stringify(transferPolicy)).decide(paid).outcome, "allow", "without the record it passes again");
+  throwsMessage(() => restarted.restoreApproval({ id: "short", expiresAt: 1n }, 0n), /approval record id `short`: expected 32 bytes/);
+  assert.equal(restarted.approvalRecord(request({ method: "POST", path: "/v1/transfers", body: large, headers: {} })), undefined);
   const other = JSON.stringify({ amount: 1600, currency: "EUR" });
   const mismatch = decide({ body: other, approval: await approve(transferDigest(large), "ap-2") });
   assert.equal(mismatch.outcome, "deny");
