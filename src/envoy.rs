@@ -913,6 +913,9 @@ impl Filter {
         self.metrics.flush();
         self.sync_revocations();
         let Some(now) = now_ns().map(ns_to_ms) else { return };
+        if let Some(list) = self.engine.revocation_list() {
+            self.metrics.list_fresh_for(list.loaded_at_ms(), list.max_stale_secs, now);
+        }
         let expired = self.schedule.borrow_mut().expire(now);
         for index in &expired {
             let Some(source) = self.schedule.borrow().source(*index).cloned() else { continue };
@@ -1083,7 +1086,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let metrics = match Metrics::define(&settings.stat_prefix) {
+        let metrics = match Metrics::define(&settings.stat_prefix, engine.revocation_list().is_some()) {
             Ok(m) => m,
             Err(e) => {
                 error!("{e}");

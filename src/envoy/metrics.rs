@@ -13,6 +13,7 @@
 //! | `jwks.waited` | counter | requests held until a JWKS fetch finished |
 //! | `revocations.fetch_ok`, `revocations.fetch_failed` | counter | revocation-list fetches by result |
 //! | `revocations.waited` | counter | requests held until the first revocation list arrived |
+//! | `revocations.fresh_for_s` | gauge | with a `revocation_list`: seconds until the list in force is older than `max_stale` (0: none fresh enough, requests with a token get 503); set every tick |
 //!
 //! Decision counters are kept in the VM and handed to Envoy once a second
 //! (on the root context's tick), so a request costs no metric host call; the
@@ -45,6 +46,8 @@ pub struct Metrics {
     jwks_waited: u32,
     /// `revocations.fetch_ok`, `fetch_failed`, `waited`.
     revocations: [u32; 3],
+    /// `revocations.fresh_for_s`, defined only for a policy with a `revocation_list`.
+    list_fresh_for: Option<u32>,
     decisions: Cell<u32>,
 }
 
@@ -73,8 +76,9 @@ fn outcome_index(outcome: Outcome) -> usize {
 }
 
 impl Metrics {
-    /// Defines every metric under `prefix`.
-    pub fn define(prefix: &str) -> Result<Metrics, String> {
+    /// Defines every metric under `prefix` (`revocations.fresh_for_s` only
+    /// when the policy fetches a revocation list: `with_list`).
+    pub fn define(prefix: &str, with_list: bool) -> Result<Metrics, String> {
         let define = |kind: MetricType, name: &str| {
             hostcalls::define_metric(kind, &format!("{prefix}.{name}"))
                 .map_err(|s| format!("cannot define metric `{prefix}.{name}`: {s:?}"))
@@ -101,8 +105,22 @@ impl Metrics {
                 counter("revocations.fetch_failed")?,
                 counter("revocations.waited")?,
             ],
+            list_fresh_for: if with_list {
+                Some(define(MetricType::Gauge, "revocations.fresh_for_s")?)
+            } else {
+                None
+            },
             decisions: Cell::new(0),
         })
+    }
+
+    /// Sets `revocations.fresh_for_s`: how long the list in force may still
+    /// be relied on, in seconds (0 when none is loaded or it is too old).
+    pub fn list_fresh_for(&self, loaded_at_ms: Option<i64>, max_stale_secs: i64, now_ms: i64) {
+        let Some(id) = self.list_fresh_for else { return };
+        let left = loaded_at_ms
+            .map_or(0, |at| max_stale_secs.saturating_sub(now_ms.saturating_sub(at).div_euclid(1000)).max(0));
+        let _ = hostcalls::record_metric(id, u64::try_from(left).unwrap_or(0));
     }
 
     /// Whether the next decision's time should be measured (one in [`TIME_SAMPLE_EVERY`]).

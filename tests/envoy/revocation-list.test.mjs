@@ -155,6 +155,10 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   assert.ok(Date.now() - t0 > 1000, `held until the list arrived (${Date.now() - t0} ms)`);
   assert.ok((await counter(envoy, "revocations.waited")) >= 2);
   assert.ok((await counter(envoy, "revocations.fetch_ok")) >= 1);
+  // The gauge operators alert on: seconds the list in force may still be relied on (max_stale 5 s).
+  const freshFor = async () => (await stats(envoy)).values["wasmcustom.agentguard.revocations.fresh_for_s"];
+  await eventually(async () => (await freshFor()) >= 3, { what: "revocations.fresh_for_s after a load" });
+  assert.ok((await freshFor()) <= 5, `fresh_for_s ${await freshFor()} is at most max_stale`);
   server.delay(0);
   assert.ok(
     server.paths.every((p) => p === `revocations.test ${LIST_PATH} application/json`),
@@ -227,6 +231,7 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("503 state_unavailable"), "on every worker");
   assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("503 state_unavailable"), "never allowed, never forgotten");
   assert.equal((await read(envoy)).json.reason, "credential_missing", "requests without a token are not affected");
+  await eventually(async () => (await freshFor()) === 0, { what: "revocations.fresh_for_s at 0 once no list is fresh" });
   // Decision counters reach Envoy on the next tick.
   await eventually(async () => (await counter(envoy, "reason.state_unavailable")) >= 1, { what: "the reason counter" });
 
@@ -259,7 +264,8 @@ test("no list host from the start: 503 state_unavailable at once, Retry-After th
   assert.match(res.json.detail, /revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json` has not been loaded yet/);
   assert.ok((await counter(envoy, "revocations.fetch_failed")) >= 1);
   assert.equal(await counter(envoy, "revocations.fetch_ok"), 0);
-  await sleep(1100); // decision counters reach Envoy on the next tick
+  await sleep(1100); // decision counters (and the gauge) reach Envoy on the next tick
+  assert.equal((await stats(envoy)).values["wasmcustom.agentguard.revocations.fresh_for_s"], 0, "defined, and 0: no list");
   assert.equal(await counter(envoy, "decision.allow"), 0);
   assert.ok((await counter(envoy, "reason.state_unavailable")) >= 1);
   assertLogged(envoy.output(), /no list loaded yet: requests with a token are refused \(503 `state_unavailable`\)/);
