@@ -158,6 +158,14 @@ impl ListSource {
                 text.len()
             ));
         }
+        // Only an object: serde would also read a struct from a positional
+        // array (`[["j1"], [], [], []]`), which no list host means to send.
+        if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+            return Err(format!(
+                "the revocation list from `{}`: .: expected a JSON object like `{{\"jti\": [...], \"agents\": [...]}}`",
+                self.uri
+            ));
+        }
         crate::json::from_str_with_path(text)
             .map_err(|e| format!("the revocation list from `{}`: {}: {}", self.uri, e.path, e.message))
     }

@@ -616,7 +616,10 @@ fn a_bad_revocation_list_is_refused_and_the_last_good_one_stays() {
         (r#"{"jti": ["j3", 4]}"#, "the revocation list from `https://revocations.test/list.json`: jti[1]: invalid type: integer `4`, expected a string"),
         (r#"{"jti": [], "users": []}"#, "users: unknown field `users`"),
         (r#"{"jti": [], "jti": []}"#, "jti: duplicate field `jti`"),
-        ("not json", ".: expected ident"),
+        ("not json", ".: expected a JSON object"),
+        // serde would read the struct from a positional array: refused.
+        (r#"[["j3"], [], [], []]"#, ".: expected a JSON object like"),
+        (" \n [[\"\"]]\t", ".: expected a JSON object like"),
     ] {
         let err = e.set_listed_revocations(text, (NOW + 60) * 1000).unwrap_err();
         assert!(err.contains(expected), "`{err}` lacks `{expected}`");
