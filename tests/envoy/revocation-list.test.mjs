@@ -175,11 +175,14 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   const okBefore = await counter(envoy, "revocations.fetch_ok");
   server.set({ jti: [a.jti, b.jti], agents: ["spiffe://test/agents/nobody"] });
   const t1 = Date.now();
+  // Only a refreshed list can revoke b (past max_stale the answer would be a
+  // 503, not revoked_token); the bound is loose for loaded CI machines
+  // (4030 ms seen once against ~2 s usually), far below `jwks_refresh` (5 m).
   await eventually(async () => all(await statuses(envoy, b.t), "401 revoked_token"), {
-    timeoutMs: 5000,
+    timeoutMs: 10000,
     what: "the changed list on every worker",
   });
-  assert.ok(Date.now() - t1 < 4000, `the new entry took ${Date.now() - t1} ms`);
+  assert.ok(Date.now() - t1 < 10000, `the new entry took ${Date.now() - t1} ms`);
   await settle();
   assert.ok((await counter(envoy, "revocations.fetch_ok")) > okBefore);
 
@@ -189,7 +192,7 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   server.set({ jti: "not-a-list" });
   await eventually(
     () => /the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: jti: .*keeping the list loaded \d+ s ago/.test(envoy.output()),
-    { timeoutMs: 4000, what: "the warning about the bad document" },
+    { timeoutMs: 8000, what: "the warning about the bad document" },
   );
   assert.deepEqual(await statuses(envoy, b.t, 2), Array(2).fill("401 revoked_token"));
   assert.deepEqual(await statuses(envoy, c.t, 2), Array(2).fill("200"));
@@ -197,11 +200,11 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   server.setRaw("<html>maintenance</html>");
   await eventually(
     () => /the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: \.: expected /.test(envoy.output()),
-    { timeoutMs: 4000, what: "the warning about a document that is not JSON" },
+    { timeoutMs: 8000, what: "the warning about a document that is not JSON" },
   );
   // A good document again (b no longer listed): in force, logged at info.
   server.set({ jti: [a.jti] });
-  await eventually(async () => all(await statuses(envoy, b.t), "200"), { timeoutMs: 6000, what: "the good list back" });
+  await eventually(async () => all(await statuses(envoy, b.t), "200"), { timeoutMs: 10000, what: "the good list back" });
   await settle();
   assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("401 revoked_token"));
 
@@ -213,7 +216,7 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   assert.deepEqual(await statuses(envoy, c.t, 2), Array(2).fill("200"));
   await eventually(
     () => /the revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json`: (no response|status \d+)/.test(envoy.output()),
-    { timeoutMs: 4000, what: "the warning about the list host" },
+    { timeoutMs: 8000, what: "the warning about the list host" },
   );
   // …then every request with a token gets 503 `state_unavailable`, with Retry-After.
   const refused = await eventually(
@@ -237,7 +240,7 @@ test("a fetched revocation list: first requests held, listed jti refused, change
 
   // 6. The host is back: the next refresh loads the list on every worker.
   await server.restart();
-  await eventually(async () => all(await statuses(envoy, c.t), "200"), { timeoutMs: 6000, what: "recovery" });
+  await eventually(async () => all(await statuses(envoy, c.t), "200"), { timeoutMs: 12000, what: "recovery" });
   await settle();
   assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("200"));
   assert.deepEqual(await statuses(envoy, a.t), Array(4).fill("401 revoked_token"));
