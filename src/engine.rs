@@ -1102,6 +1102,25 @@ impl Engine {
         Ok(entries)
     }
 
+    /// The list host answered a conditional fetch with `304 Not Modified`:
+    /// the fetched list in force is still the current one, and `now_ms` (Unix
+    /// ms) becomes its load time (never earlier than it was); returns its
+    /// number of entries. Nothing is parsed again. Refused when no list was
+    /// ever loaded: a host only sends `If-None-Match` with the `ETag` of a
+    /// list the engine accepted (a refused document's `ETag` must not be
+    /// kept, or a `304` would vouch for the list before it).
+    pub fn confirm_listed_revocations(&self, now_ms: i64) -> Result<usize, String> {
+        let Some(source) = &self.revocation_list else {
+            return Err("the policy has no `revocation_list`".into());
+        };
+        let Some(loaded) = source.loaded_at_ms() else {
+            return Err(format!("no revocation list from `{}` is loaded to confirm", source.uri));
+        };
+        source.loaded(loaded.max(now_ms));
+        let sources = self.revocation_sources.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(sources.listed.len())
+    }
+
     fn update_revocations(&self, change: impl FnOnce(&mut crate::revocation::Sources)) {
         let mut sources = self.revocation_sources.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut sources);

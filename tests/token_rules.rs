@@ -643,6 +643,30 @@ fn a_bad_revocation_list_is_refused_and_the_last_good_one_stays() {
 }
 
 #[test]
+fn a_304_confirms_the_list_in_force_without_reading_it_again() {
+    let e = listed_engine(json!({}));
+    // Nothing loaded: nothing to confirm, and token requests still get 503.
+    let err = e.confirm_listed_revocations(NOW * 1000).unwrap_err();
+    assert!(err.contains("no revocation list from `https://revocations.test/list.json` is loaded"), "{err}");
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), None);
+    assert_eq!(decide(&e, &token_with_jti("j1")).status, 503);
+
+    e.set_listed_revocations(r#"{"jti": ["j2"], "sub": ["user:bob"]}"#, NOW * 1000).unwrap();
+    // 100 s later the host says "not modified": the same entries, and the list's age restarts.
+    assert_eq!(e.confirm_listed_revocations((NOW + 100) * 1000), Ok(2));
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some((NOW + 100) * 1000));
+    let d = decide_at(&e, &token_with_jti("j2"), NOW + 200);
+    assert_eq!((d.decision, d.codes()), (Outcome::Revoked, vec![ReasonCode::RevokedToken]));
+    assert!(decide_at(&e, &token_with_jti("j1"), NOW + 220).is_allowed(), "fresh for max_stale from the 304");
+    assert_eq!(decide_at(&e, &token_with_jti("j1"), NOW + 221).status, 503);
+    // A confirmation from an earlier clock reading does not make the list older.
+    assert_eq!(e.confirm_listed_revocations(NOW * 1000), Ok(2));
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some((NOW + 100) * 1000));
+    // Without a `revocation_list` there is nothing to confirm.
+    assert!(engine().confirm_listed_revocations(NOW * 1000).unwrap_err().contains("no `revocation_list`"));
+}
+
+#[test]
 fn fetched_pushed_and_policy_revocations_all_stay_in_force() {
     let e = listed_engine(json!({"revoked": {"jti": ["j1"]}}));
     e.set_listed_revocations(r#"{"jti": ["j2"]}"#, NOW * 1000).unwrap();
