@@ -49,6 +49,12 @@ pub struct PathError {
 /// Deserialises `text` as one `T` (and nothing after it); an error names the
 /// JSON path of the value that was being read.
 ///
+/// Every document read this way (a policy, a request, revocation lists, test
+/// files) is a struct written as a JSON object: an array at the top is
+/// refused (`.: invalid type: array, expected a JSON object`). serde would
+/// otherwise read the struct's fields from it by position, a form no
+/// documentation or schema offers.
+///
 /// The path is found after the fact, from the position serde_json reports:
 /// [`path_at`] rescans the text up to there. Tracking the path while
 /// deserialising (a wrapping deserializer) would instantiate every derived
@@ -65,6 +71,14 @@ pub fn from_str_with_path<T: de::DeserializeOwned>(text: &str) -> Result<T, Path
         let path = if line > 0 { path_of_error(text, line, column, &message) } else { ".".to_owned() };
         PathError { path, message, line, column }
     };
+    let start = text.len() - text.trim_start_matches([' ', '\t', '\n', '\r']).len();
+    if text.get(start..).is_some_and(|rest| rest.starts_with('[')) {
+        let before = text.get(..start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+        let message = "invalid type: array, expected a JSON object".to_owned();
+        return Err(PathError { path: ".".to_owned(), message, line, column });
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = T::deserialize(&mut de).map_err(error)?;
     de.end().map_err(error)?;
@@ -312,6 +326,28 @@ mod tests {
     }
 
     #[test]
+    fn a_document_is_an_object_never_a_positional_array() {
+        use crate::policy::{Policy, RevocationLists};
+        use crate::request::RequestInput;
+        // serde reads a struct from an array by field order: each of these
+        // would otherwise have parsed (the first revokes `j1`).
+        let lists = from_str_with_path::<RevocationLists>(r#" [["j1"], [], [], []]"#).unwrap_err();
+        assert_eq!(
+            (lists.path.as_str(), lists.message.as_str(), lists.line, lists.column),
+            (".", "invalid type: array, expected a JSON object", 1, 2)
+        );
+        let request = r#"["GET", "api.test", "/"]"#;
+        assert_eq!(from_str_with_path::<RequestInput>(request).unwrap_err().path, ".");
+        let policy = from_str_with_path::<Policy>("\n\n  [1, \"x\"]").unwrap_err();
+        assert_eq!((policy.line, policy.column), (3, 3), "where the array starts");
+        assert!(policy.message.contains("expected a JSON object"), "{}", policy.message);
+        // The object forms still read, and other wrong types keep serde's message.
+        assert_eq!(from_str_with_path::<RevocationLists>(r#"{"jti": ["j1"]}"#).unwrap().jti, ["j1"]);
+        let number = from_str_with_path::<RevocationLists>("7").unwrap_err();
+        assert!(number.message.contains("invalid type: integer `7`"), "{}", number.message);
+    }
+
+    #[test]
     fn rejects_trailing_data_and_garbage() {
         assert!(parse_strict(br#"{"a":1} x"#).is_err());
         assert!(parse_strict(b"").is_err());
@@ -428,6 +464,15 @@ mod path_tests {
         let (mut compared, mut differ) = (0, Vec::new());
         for broken in mutations(valid) {
             for text in [serde_json::to_string_pretty(&broken).unwrap(), broken.to_string()] {
+                if broken.is_array() {
+                    // Refused before serde reads it (serde would read the struct by position).
+                    let f = from_str_with_path::<T>(&text).err().unwrap();
+                    assert_eq!(
+                        (f.path.as_str(), f.message.as_str()),
+                        (".", "invalid type: array, expected a JSON object")
+                    );
+                    continue;
+                }
                 let mut de = serde_json::Deserializer::from_str(&text);
                 let tracked = serde_path_to_error::deserialize::<_, T>(&mut de);
                 match (tracked, from_str_with_path::<T>(&text)) {
