@@ -174,6 +174,10 @@ impl wit::GuestEngine for EngineResource {
         self.engine.set_listed_revocations(&text, now_ms).map(count)
     }
 
+    fn confirm_listed_revocations(&self, now_ms: i64) -> Result<u32, String> {
+        self.engine.confirm_listed_revocations(now_ms).map(count)
+    }
+
     fn approval_record(&self, request: t::Request) -> Option<t::ApprovalRecord> {
         let request = Request::from_input(&request_input(request)).ok()?;
         let (key, expires_at) = self.engine.approval_record(&request)?;

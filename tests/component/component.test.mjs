@@ -565,6 +565,23 @@ test("set-listed-revocations: fail closed until loaded, then the listed entries 
   assert.equal(fresh.outcome, "allow", "the new list no longer names it");
 });
 
+test("confirm-listed-revocations: a 304 keeps the list in force and restarts its age", async () => {
+  const engine = new guard.Engine(JSON.stringify(listPolicy));
+  throwsMessage(() => engine.confirmListedRevocations(BigInt(NOW * 1000)), /no revocation list from .* is loaded/);
+  throwsMessage(() => new guard.Engine(vectors.policyText).confirmListedRevocations(BigInt(NOW * 1000)), /no `revocation_list`/);
+  assert.equal(engine.setListedRevocations('{"jti": ["listed-jti"]}', BigInt(NOW * 1000)), 1);
+  const at = async (jti, now) => {
+    const token = await signJwt(vectors.keys.ed25519, validClaims({ jti, iat: now - 10, exp: now + 300 }));
+    return engine.decide(request({ headers: { authorization: `Bearer ${token}` }, now }));
+  };
+  // max_stale is 10 minutes: confirmed at +500 s, the list still holds at +1000 s.
+  assert.equal(engine.confirmListedRevocations(BigInt((NOW + 500) * 1000)), 1);
+  assert.equal(engine.revocationList().loadedAtMs, BigInt((NOW + 500) * 1000));
+  assert.deepEqual(codes(await at("listed-jti", NOW + 1000)), ["revoked_token"]);
+  assert.equal((await at("other", NOW + 1000)).outcome, "allow");
+  assert.deepEqual(codes(await at("other-2", NOW + 1101)), ["state_unavailable"], "10 min after the 304");
+});
+
 test("circuit breaker: suspended-agents and lift-suspension", async () => {
   const engine = new guard.Engine(policyWith({ circuit_breaker: { window: "10s", max_requests: 3, cooldown: "15m" } }));
   const token = await signJwt(vectors.keys.ed25519, validClaims({ jti: "burst" }));
