@@ -100,8 +100,8 @@ impl ApprovalGate {
         if p.algorithms.is_empty() {
             errors.push(("algorithms".into(), "expected at least one algorithm".into()));
         }
-        if !p.endpoint.starts_with("https://") && !p.endpoint.starts_with("http://") {
-            errors.push(("endpoint".into(), format!("expected an `https://` URL, found `{}`", p.endpoint)));
+        if let Some(problem) = crate::policy::url_problem(&p.endpoint) {
+            errors.push(("endpoint".into(), problem));
         }
         if p.header.is_empty()
             || !p.header.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

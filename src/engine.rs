@@ -521,11 +521,8 @@ impl Engine {
                     ),
                 );
             }
-            if !r.metadata_url.starts_with("https://") && !r.metadata_url.starts_with("http://") {
-                err(
-                    "resource.metadata_url".into(),
-                    format!("expected an `https://` URL, found `{}`", r.metadata_url),
-                );
+            if let Some(problem) = crate::policy::url_problem(&r.metadata_url) {
+                err("resource.metadata_url".into(), problem);
             }
             if r.authorization_servers.is_empty() {
                 err(

@@ -200,7 +200,7 @@ impl TokenService {
     /// Compiles the section; errors are `(path relative to "token_service", message)`.
     pub fn new(p: &TokenServicePolicy) -> Result<TokenService, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        if !p.issuer.starts_with("https://") && !p.issuer.starts_with("http://") {
+        if crate::policy::url_problem(&p.issuer).is_some() {
             errors
                 .push(("issuer".into(), format!("expected the edge's `https://` URL, found `{}`", p.issuer)));
         }

@@ -221,8 +221,8 @@ impl KeySet {
                 }
             },
             (None, Some(uri)) => {
-                if !uri.starts_with("https://") && !uri.starts_with("http://") {
-                    problems.push((path(uri_name), format!("expected an `https://` URL, found `{uri}`")));
+                if let Some(problem) = crate::policy::url_problem(uri) {
+                    problems.push((path(uri_name), problem));
                 }
                 (KeySet::default(), Some(uri.to_owned()), problems)
             }
@@ -580,6 +580,12 @@ mod tests {
             problems,
             [("issuers[1].jwks_uri".to_owned(), "expected an `https://` URL, found `ftp://x`".to_owned())]
         );
+        // No host, or credentials in the URL: refused as every policy URL is (policy::url_problem).
+        for bad in ["https://", "https:///jwks", "https://user:pw@x/jwks", "https:x/jwks"] {
+            let (_, _, problems) = KeySet::from_policy(None, Some(bad), names, "key", "issuers[1]");
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert_eq!(problems[0].1, format!("expected an `https://` URL, found `{bad}`"));
+        }
         let (_, _, problems) = KeySet::from_policy(Some(&jwks), Some("https://x"), names, "key", "");
         assert_eq!(
             problems,

@@ -590,6 +590,15 @@ pub struct PolicyError {
     pub column: Option<usize>,
 }
 
+/// What is wrong with a URL the policy names (`jwks_uri`, `revocation_list.uri`,
+/// an approval `endpoint`, …): `None` for an `https://` URL with a plain
+/// `host[:port]` (`http://` is allowed too, for local tests), else the
+/// message for the policy error at its path. One check for every such
+/// field, so they all refuse the same URLs with the same words.
+pub(crate) fn url_problem(url: &str) -> Option<String> {
+    crate::directory::authority_of(url).err().map(|_| format!("expected an `https://` URL, found `{url}`"))
+}
+
 impl PolicyError {
     /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {

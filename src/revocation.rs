@@ -120,11 +120,8 @@ impl ListSource {
     /// Validates the policy's `revocation_list`; problems as `(path, message)`.
     pub fn from_policy(p: &RevocationListPolicy) -> Result<ListSource, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        if !p.uri.starts_with("https://") && !p.uri.starts_with("http://") {
-            problems.push((
-                "revocation_list.uri".into(),
-                format!("expected an `https://` URL, found `{}`", p.uri),
-            ));
+        if let Some(problem) = crate::policy::url_problem(&p.uri) {
+            problems.push(("revocation_list.uri".into(), problem));
         }
         if p.refresh.as_secs() == 0 {
             problems
