@@ -314,6 +314,16 @@ impl Guard {
         self.engine.set_listed_revocations(text, now_ms as i64).map_err(js_error)
     }
 
+    /// The list host answered `304 Not Modified`: the fetched list in force
+    /// stays, and `now_ms` (Unix ms) becomes its load time (never earlier
+    /// than it was), without parsing its text again; returns its number of
+    /// entries. Throws when no list was loaded (a `304` cannot vouch for a
+    /// list the engine never accepted).
+    #[wasm_bindgen(js_name = confirmListedRevocations)]
+    pub fn confirm_listed_revocations(&self, now_ms: f64) -> Result<usize, JsError> {
+        self.engine.confirm_listed_revocations(now_ms as i64).map_err(js_error)
+    }
+
     /// The record a host with durable storage keeps of the approval in a
     /// request that was allowed with one (request JSON, as `decide` takes),
     /// so that it stays used after a restart: JSON `{"id", "expires_at"}`

@@ -33,8 +33,13 @@ async function readCapped(res, limit) {
   }
 }
 
-// Settles with `promise`, or with `undefined` after `ms` (a fetch shared with
-// a request whose context went away must not hold the others forever).
+// Settles with `promise`, or with `undefined` after `ms`: a fetch shared with
+// a request whose context went away must not hold the others forever. The
+// fetch's own `AbortSignal.timeout` does not cover that: in workerd the fetch
+// and its timer belong to the request that started it, and when that request
+// is cancelled the shared promise never settles, abort or not (nor does an
+// injected `fetch` that ignores the signal). This timer runs in the waiting
+// request's own context.
 function within(promise, ms) {
   let timer;
   const late = new Promise((resolve) => {

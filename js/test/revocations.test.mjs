@@ -12,6 +12,7 @@ import { test, describe, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 
 import { AgentGuard, AgentStateObject, RevocationListCache, decideShared, toCoreRequest, withAgentGuard } from "../src/node.js";
+import { Guard } from "../dist/agentguard.js";
 import { signJwt } from "../../tests/vectors/mint.mjs";
 import { generateKey, startRevocationListServer } from "./helpers.mjs";
 
@@ -173,6 +174,68 @@ describe("revocation_list in the JS package", () => {
     status = guard.revocationListStatus();
     assert.equal(status.entries, 3);
     assert.equal(status.loadedAtMs, clock.now);
+  });
+
+  test("a 304 confirms the list in force without parsing it again, and its age starts over", async (t) => {
+    // Every call into the engine's two list entry points, counted (the calls still go through).
+    const set = t.mock.method(Guard.prototype, "setListedRevocations");
+    const confirm = t.mock.method(Guard.prototype, "confirmListedRevocations");
+    server.state.list = { jti: ["jti-listed"] };
+    const { clock, logs, decide, settle, pending, guard } = setup();
+    const [listed, other] = [await token("jti-listed"), await token("jti-other")];
+    assert.equal((await decide(other)).decision, "allow");
+    assert.equal(set.mock.callCount(), 1, "the first list is parsed");
+
+    // 50 s on (refresh 10 s, max_stale 1 m): a background refresh, answered 304.
+    clock.now += 50_000;
+    assert.equal((await decide(other)).decision, "allow");
+    await settle();
+    assert.equal(guard.revocationListStatus().notModified, 1);
+    assert.equal(set.mock.callCount(), 1, "a 304 does not hand the text to the engine again");
+    assert.equal(confirm.mock.callCount(), 1);
+    assert.deepEqual(confirm.mock.calls[0].arguments, [clock.now]);
+    assert.equal(guard.revocationListStatus().loadedAtMs, clock.now);
+    assert.equal(guard.revocationListStatus().entries, 1);
+
+    // The host goes down. 90 s after the list was first fetched (past max_stale
+    // counted from then, 40 s after the 304): the confirmed list is in force,
+    // the decision does not wait for a fetch, and the failed refresh is logged.
+    server.state.down = true;
+    clock.now += 40_000;
+    const d = await decide(other);
+    assert.equal(d.decision, "allow", JSON.stringify(d.reasons));
+    assert.equal(pending.length, 1, "a background refresh, not one awaited before deciding");
+    assert.equal((await decide(listed)).decision, "revoked");
+    await settle();
+    assert.equal(logs.length, 1, logs.join("\n"));
+    assert.match(logs[0], /refresh failed \(HTTP 503\); the list fetched 40 s ago stays in force until it is older than `max_stale` \(60 s\)/);
+    // ... until max_stale counted from the 304: 61 s after it, 503.
+    clock.now += 21_000;
+    assert.equal(code(await decide(other)), "state_unavailable");
+
+    // A changed list (a new generation) is parsed, as before.
+    server.state.down = false;
+    server.state.list = { jti: ["jti-listed", "jti-other"] };
+    clock.now += 10_000;
+    assert.equal((await decide(other)).decision, "revoked");
+    assert.equal(set.mock.callCount(), 2);
+    assert.equal(confirm.mock.callCount(), 1);
+    assert.equal(guard.revocationListStatus().entries, 2);
+  });
+
+  test("after the cache's clear(), a different list of the same generation number is parsed, not confirmed", async () => {
+    server.state.list = { jti: ["jti-listed"] };
+    const { clock, cache, decide, settle, guard } = setup();
+    const other = await token("jti-other");
+    assert.equal((await decide(other)).decision, "allow");
+    cache.clear();
+    server.state.list = { jti: ["jti-other"] };
+    clock.now += 10_000;
+    await decide(other);
+    await settle();
+    assert.equal(cache.stats(server.url).generation, 1, "the generations started over");
+    assert.equal((await decide(other)).decision, "revoked");
+    assert.equal(guard.revocationListStatus().entries, 1);
   });
 
   test("the list host down: the last list holds until max_stale, then 503; back up, it loads again", async () => {

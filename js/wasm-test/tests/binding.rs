@@ -207,3 +207,33 @@ fn mint_adds_a_random_jti_and_checks_its_input() {
     assert!(message(mint("{}", "{}", None).unwrap_err()).contains("private JWK"));
     assert!(!agentguard::js::version().is_empty());
 }
+
+#[wasm_bindgen_test]
+fn listed_revocations_set_and_confirmed() {
+    let mut policy: Value = serde_json::from_str(POLICY).unwrap();
+    let without = Guard::new(&policy.to_string()).unwrap();
+    assert!(
+        message(without.confirm_listed_revocations(1_000.0).unwrap_err()).contains("no `revocation_list`")
+    );
+    policy["revocation_list"] =
+        json!({"uri": "https://lists.test/revoked.json", "refresh": "1m", "max_stale": "1h"});
+    let guard = Guard::new(&policy.to_string()).unwrap();
+    let loaded_at = |g: &Guard| -> Value {
+        serde_json::from_str::<Value>(&g.revocation_list().unwrap()).unwrap()["loaded_at_ms"].clone()
+    };
+    // A 304 cannot vouch for a list the engine never loaded.
+    let none = message(guard.confirm_listed_revocations(1_000.0).unwrap_err());
+    assert!(none.contains("no revocation list from `https://lists.test/revoked.json` is loaded"), "{none}");
+    assert_eq!(loaded_at(&guard), Value::Null);
+    assert_eq!(guard.set_listed_revocations(r#"{"jti": ["a", "b"]}"#, 1_000.0).unwrap(), 2);
+    assert_eq!(loaded_at(&guard), json!(1_000));
+    // Confirmed: the same entries, a later load time, never an earlier one.
+    assert_eq!(guard.confirm_listed_revocations(5_000.0).unwrap(), 2);
+    assert_eq!(loaded_at(&guard), json!(5_000));
+    assert_eq!(guard.confirm_listed_revocations(3_000.0).unwrap(), 2);
+    assert_eq!(loaded_at(&guard), json!(5_000));
+    // A refused document leaves the confirmed list in force.
+    assert!(message(guard.set_listed_revocations(r#"{"jti": [4]}"#, 6_000.0).unwrap_err()).contains("jti[0]"));
+    assert_eq!(guard.confirm_listed_revocations(7_000.0).unwrap(), 2);
+    assert_eq!(loaded_at(&guard), json!(7_000));
+}
