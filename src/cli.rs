@@ -144,6 +144,20 @@ enum Command {
         #[arg(long, default_value = "at+jwt")]
         typ: String,
     },
+    /// Sign a revocation list for a policy whose `revocation_list` has `jwks`:
+    /// prints the compact JWS to serve at `revocation_list.uri`.
+    SignList {
+        /// Private JWK file (from `keygen`); its public key goes in `revocation_list.jwks`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The list: JSON shaped like the policy's `revoked`
+        /// (`{"jti": [...], "sub": [...], "agents": [...], "kid": [...]}`).
+        #[arg(long)]
+        list: PathBuf,
+        /// Signing time (Unix seconds), the list's `iat`; default now.
+        #[arg(long)]
+        now: Option<i64>,
+    },
 }
 
 /// Runs the CLI with the process arguments.
@@ -179,6 +193,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
                             String::new()
                         },
                         match engine.revocation_list() {
+                            Some(list) if list.is_signed() => {
+                                format!(", a signed revocation list to fetch from {}", list.uri)
+                            }
                             Some(list) => format!(", a revocation list to fetch from {}", list.uri),
                             None => String::new(),
                         }
@@ -358,6 +375,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 claims.insert("jti".into(), crate::b64::encode(&raw).into());
             }
             println!("{}", mint::sign(&signing, kid, &typ, &claims));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SignList { key, list, now } => {
+            let jwk: Value = parse_json(&key)?;
+            let jwk = jwk.get("private").cloned().unwrap_or(jwk);
+            let signing = SigningKey::from_jwk(&jwk)?;
+            let kid = jwk.get("kid").and_then(Value::as_str);
+            // Read as the engine reads a plain list, so what is signed is a valid list.
+            let lists: crate::policy::RevocationLists = crate::json::from_str_with_path(&read(&list)?)
+                .map_err(|e| format!("`{}`: {}: {}", list.display(), e.path, e.message))?;
+            let mut payload = match serde_json::to_value(&lists).map_err(|e| e.to_string())? {
+                Value::Object(m) => m,
+                _ => return Err("a revocation list serialises as an object".into()),
+            };
+            payload.insert("iat".into(), now.map_or_else(unix_now, Ok)?.into());
+            println!("{}", mint::sign(&signing, kid, crate::revocation::SIGNED_LIST_TYP, &payload));
             Ok(ExitCode::SUCCESS)
         }
     }

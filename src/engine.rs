@@ -1084,7 +1084,8 @@ impl Engine {
 
     /// Puts a revocation list fetched from `revocation_list.uri` in force
     /// (replacing the previous fetched list) and records `now_ms` (Unix ms)
-    /// as its load time; returns its number of entries. A document that
+    /// as its load time — for a signed list (`revocation_list.jwks`) its
+    /// `iat`, after its signature verified; returns its number of entries. A document that
     /// cannot be read is refused with its JSON path, and the previous list
     /// stays, as old as it was (past `max_stale`, token-bearing requests
     /// are refused).
@@ -1092,17 +1093,18 @@ impl Engine {
         let Some(source) = &self.revocation_list else {
             return Err("the policy has no `revocation_list`".into());
         };
-        let listed = source.parse(text)?;
+        let (listed, fresh_from_ms) = source.read(text, now_ms)?;
         let entries = listed.len();
         self.update_revocations(|sources| sources.listed = listed);
-        source.loaded(now_ms);
+        source.loaded(fresh_from_ms);
         Ok(entries)
     }
 
     /// The list host answered a conditional fetch with `304 Not Modified`:
     /// the fetched list in force is still the current one, and `now_ms` (Unix
-    /// ms) becomes its load time (never earlier than it was); returns its
-    /// number of entries. Nothing is parsed again. Refused when no list was
+    /// ms) becomes its load time (never earlier than it was; a signed list's
+    /// age keeps counting from its `iat`: only the signer makes a list
+    /// fresher); returns its number of entries. Nothing is parsed again. Refused when no list was
     /// ever loaded: a host only sends `If-None-Match` with the `ETag` of a
     /// list the engine accepted (a refused document's `ETag` must not be
     /// kept, or a `304` would vouch for the list before it).
@@ -1110,10 +1112,9 @@ impl Engine {
         let Some(source) = &self.revocation_list else {
             return Err("the policy has no `revocation_list`".into());
         };
-        let Some(loaded) = source.loaded_at_ms() else {
+        if !source.confirmed(now_ms) {
             return Err(format!("no revocation list from `{}` is loaded to confirm", source.uri));
-        };
-        source.loaded(loaded.max(now_ms));
+        }
         let sources = self.revocation_sources.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(sources.listed.len())
     }

@@ -95,6 +95,13 @@ impl<'a> UntrustedJws<'a> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwsError::TooLarge(token.len()));
         }
+        Self::parse_document(token)
+    }
+
+    /// [`Self::parse`] without the token size limit, for signed documents
+    /// that have their own (a signed revocation list: up to
+    /// [`crate::limits::MAX_REVOCATION_LIST_BYTES`], checked by the caller).
+    pub fn parse_document(token: &'a str) -> Result<Self, JwsError> {
         let segments = token.split('.').count();
         if segments == 5 {
             return Err(JwsError::Malformed("encrypted tokens (JWE) are not accepted".into()));

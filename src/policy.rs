@@ -489,6 +489,13 @@ pub struct RevocationListPolicy {
     /// `state_unavailable` (fail closed).
     #[serde(default = "default_revocation_max_stale")]
     pub max_stale: Duration,
+    /// The public keys (a JWKS) that sign the list. With them the document
+    /// must be a compact JWS (`typ` `revocation-list+jwt`) whose payload is
+    /// the list plus `iat`, and the list's age counts from its `iat`, not
+    /// from when it was fetched: a host serving an old signed list cannot
+    /// make it look fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
 }
 
 fn default_revocation_refresh() -> Duration {

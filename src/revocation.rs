@@ -12,10 +12,22 @@
 //!   engine also refuses to decide on a token while it has no list younger
 //!   than `max_stale` (`state_unavailable`): a revocation must not be lost
 //!   because the list host is down.
+//!
+//! A fetched list may be **signed** (`revocation_list.jwks`): a compact JWS
+//! with `typ` `revocation-list+jwt` whose payload is the list plus `iat`.
+//! Its age then counts from `iat`, so whoever serves the list (a CDN, a
+//! compromised list host, a man in the middle of a plain-`http` cluster)
+//! can neither change it nor pass an old list off as current: a list signed
+//! before the one in force is refused, and one signed more than
+//! `max_stale` ago is too old however recently it was fetched.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use serde::Deserialize;
+
+use crate::jws::{typ_matches, UntrustedJws};
+use crate::keys::{Alg, KeySet};
 use crate::limits::MAX_REVOCATION_LIST_BYTES;
 use crate::policy::{RevocationListPolicy, RevocationLists};
 use crate::reason::ReasonCode;
@@ -103,6 +115,29 @@ impl Sources {
 /// Sentinel for "no list loaded yet".
 const NEVER: i64 = i64::MIN;
 
+/// The `typ` a signed revocation list's JWS header must carry.
+pub const SIGNED_LIST_TYP: &str = "revocation-list+jwt";
+
+/// How far in the future a signed list's `iat` may be (the signer's clock
+/// running ahead), in seconds.
+const SIGNED_LIST_SKEW_SECS: i64 = 60;
+
+/// The payload of a signed list: the list and when it was signed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedList {
+    /// When the list was signed (Unix seconds): its age counts from here.
+    iat: i64,
+    #[serde(default)]
+    jti: Vec<String>,
+    #[serde(default)]
+    sub: Vec<String>,
+    #[serde(default)]
+    agents: Vec<String>,
+    #[serde(default)]
+    kid: Vec<String>,
+}
+
 /// The policy's `revocation_list`, and when its list was last loaded.
 #[derive(Debug)]
 pub struct ListSource {
@@ -112,8 +147,12 @@ pub struct ListSource {
     pub refresh_secs: i64,
     /// The oldest list decisions may rely on, in seconds.
     pub max_stale_secs: i64,
-    /// When the list in force was loaded (Unix ms), or [`NEVER`].
+    /// When the list in force was loaded (Unix ms), or [`NEVER`]; for a
+    /// signed list, when it was signed (its `iat`).
     loaded_at_ms: AtomicI64,
+    /// The keys that sign the list (`revocation_list.jwks`); `None`: the
+    /// list is plain JSON, trusted as the host fetched it.
+    signers: Option<KeySet>,
 }
 
 impl ListSource {
@@ -133,6 +172,17 @@ impl ListSource {
                 format!("expected at least `refresh` (`{}`), found `{}`", p.refresh, p.max_stale),
             ));
         }
+        let signers = p.jwks.as_ref().map(|jwks| {
+            let (keys, _, found) = KeySet::from_policy(
+                Some(jwks),
+                None,
+                ["jwks", "jwks_uri"],
+                "signature verification key",
+                "revocation_list",
+            );
+            problems.extend(found);
+            keys
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -141,7 +191,82 @@ impl ListSource {
             refresh_secs: p.refresh.as_secs_i64(),
             max_stale_secs: p.max_stale.as_secs_i64(),
             loaded_at_ms: AtomicI64::new(NEVER),
+            signers,
         })
+    }
+
+    /// Whether the list must be signed (`revocation_list.jwks`).
+    pub fn is_signed(&self) -> bool {
+        self.signers.is_some()
+    }
+
+    /// Reads a fetched document at `now_ms` (Unix ms): the lists, and the
+    /// time their age counts from — `now_ms` for a plain list, the `iat` of
+    /// a signed one, which must verify with a key of `revocation_list.jwks`,
+    /// be no older than the list in force and no older than `max_stale`.
+    pub fn read(&self, text: &str, now_ms: i64) -> Result<(RevocationLists, i64), String> {
+        let Some(signers) = &self.signers else {
+            return Ok((self.parse(text)?, now_ms));
+        };
+        let fail = |what: String| format!("the revocation list from `{}`: {what}", self.uri);
+        if text.len() > MAX_REVOCATION_LIST_BYTES {
+            return Err(self.too_large(text.len()));
+        }
+        let jws = UntrustedJws::parse_document(text.trim_matches([' ', '\t', '\n', '\r'])).map_err(|e| {
+            fail(format!(
+                "expected a signed list (a compact JWS, `revocation_list.jwks` is set): {}",
+                e.message()
+            ))
+        })?;
+        match jws.typ() {
+            Ok(Some(typ)) if typ_matches(typ, SIGNED_LIST_TYP) => {}
+            Ok(found) => {
+                return Err(fail(format!(
+                    "expected the JWS header `typ` `{SIGNED_LIST_TYP}`, found {}",
+                    found.map_or("none".to_owned(), |t| format!("`{}`", crate::keys::clip(t)))
+                )))
+            }
+            Err(e) => return Err(fail(e.message())),
+        }
+        let verified =
+            jws.verify(signers, &Alg::ALL).map_err(|e| fail(format!("signature: {}", e.message())))?;
+        let payload =
+            std::str::from_utf8(&verified.payload).map_err(|_| fail("payload: not UTF-8".into()))?;
+        let signed: SignedList = crate::json::from_str_with_path(payload)
+            .map_err(|e| fail(format!("payload {}: {}", e.path, e.message)))?;
+        let signed_at_ms = signed.iat.saturating_mul(1000);
+        if signed_at_ms > now_ms.saturating_add(SIGNED_LIST_SKEW_SECS * 1000) {
+            return Err(fail(format!(
+                "signed {} s in the future (`iat` {})",
+                signed_at_ms.saturating_sub(now_ms).div_euclid(1000),
+                signed.iat
+            )));
+        }
+        if let Some(in_force) = self.loaded_at_ms().filter(|t| signed_at_ms < *t) {
+            return Err(fail(format!(
+                "signed at {} (`iat`), before the list in force (signed at {}): a signed list never goes back",
+                signed.iat,
+                in_force.div_euclid(1000)
+            )));
+        }
+        let age_secs = now_ms.saturating_sub(signed_at_ms).div_euclid(1000);
+        if age_secs > self.max_stale_secs {
+            return Err(fail(format!(
+                "signed {age_secs} s ago, longer than `revocation_list.max_stale` ({} s) allows: \
+                 the signer must sign a new list at least that often",
+                self.max_stale_secs
+            )));
+        }
+        let lists =
+            RevocationLists { jti: signed.jti, sub: signed.sub, agents: signed.agents, kid: signed.kid };
+        Ok((lists, signed_at_ms))
+    }
+
+    fn too_large(&self, bytes: usize) -> String {
+        format!(
+            "the revocation list from `{}` has {bytes} bytes, more than the {MAX_REVOCATION_LIST_BYTES} allowed",
+            self.uri
+        )
     }
 
     /// Reads a fetched list: a JSON document shaped like the policy's
@@ -149,11 +274,7 @@ impl ListSource {
     /// Errors name the JSON path.
     pub fn parse(&self, text: &str) -> Result<RevocationLists, String> {
         if text.len() > MAX_REVOCATION_LIST_BYTES {
-            return Err(format!(
-                "the revocation list from `{}` has {} bytes, more than the {MAX_REVOCATION_LIST_BYTES} allowed",
-                self.uri,
-                text.len()
-            ));
+            return Err(self.too_large(text.len()));
         }
         // Only an object: serde would also read a struct from a positional
         // array (`[["j1"], [], [], []]`), which no list host means to send.
@@ -167,9 +288,22 @@ impl ListSource {
             .map_err(|e| format!("the revocation list from `{}`: {}: {}", self.uri, e.path, e.message))
     }
 
-    /// Records that a list was loaded at `now_ms`.
+    /// Records that a list was loaded at `now_ms` (for a signed list: the
+    /// time it was signed, from [`ListSource::read`]).
     pub fn loaded(&self, now_ms: i64) {
         self.loaded_at_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// The host confirmed the list in force is still current (a `304`): a
+    /// plain list's age restarts at `now_ms` (never going back); a signed
+    /// one's stays counted from its `iat`, since only the signer can make a
+    /// list fresher. `false` when no list was loaded.
+    pub fn confirmed(&self, now_ms: i64) -> bool {
+        let Some(loaded) = self.loaded_at_ms() else { return false };
+        if self.signers.is_none() {
+            self.loaded(loaded.max(now_ms));
+        }
+        true
     }
 
     /// When the list in force was loaded (Unix ms), if one was.
@@ -187,10 +321,11 @@ impl ListSource {
         };
         let age_secs = now_ms.saturating_sub(loaded).div_euclid(1000);
         if age_secs > self.max_stale_secs {
+            let how = if self.signers.is_some() { "signed" } else { "loaded" };
             return Err((
                 ReasonCode::StateUnavailable,
                 format!(
-                    "the revocation list from `{}` was loaded {age_secs} s ago, longer than \
+                    "the revocation list from `{}` was {how} {age_secs} s ago, longer than \
                      `revocation_list.max_stale` ({} s) allows",
                     self.uri, self.max_stale_secs
                 ),

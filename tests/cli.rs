@@ -20,6 +20,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs the binary, which must succeed; its standard output.
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
 #[test]
 fn check_reports_every_problem_with_its_path_and_fails() {
     let out = run(&["check", "examples/broken-policy.json"]);
@@ -170,6 +177,91 @@ fn eval_and_test_load_a_revocation_list_file() {
 }
 
 #[test]
+fn sign_list_signs_a_revocation_list_the_engine_verifies() {
+    let dir = tempdir();
+    let keys: Value =
+        serde_json::from_str(&run_ok(&["keygen", "--alg", "ES256", "--kid", "lists-1"])).unwrap();
+    let key_path = dir.join("list-key.json");
+    std::fs::write(&key_path, keys.to_string()).unwrap();
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("examples/policy.json")).unwrap()).unwrap();
+    policy["revocation_list"] =
+        serde_json::json!({"uri": "https://revocations.example.com/list.jws", "jwks": keys["jwks"]});
+    let policy_path = dir.join("policy.json");
+    std::fs::write(&policy_path, policy.to_string()).unwrap();
+    let out = run(&["check", policy_path.to_str().unwrap()]);
+    assert!(text(&out.stdout).contains("a signed revocation list to fetch from"), "{}", text(&out.stdout));
+
+    // The token id of the `read-contact` request, revoked by a list signed a minute before it.
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/requests/read-contact.json")).unwrap(),
+    )
+    .unwrap();
+    let token = request["headers"]["authorization"].as_str().unwrap().split_once(' ').unwrap().1;
+    let claims: Value =
+        serde_json::from_slice(&agentguard::b64::decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let list_path = dir.join("list.json");
+    std::fs::write(&list_path, serde_json::json!({"jti": [claims["jti"]]}).to_string()).unwrap();
+    let signed_at = (request["now"].as_f64().unwrap() as i64 - 60).to_string();
+    let sign = |key: &PathBuf, list: &PathBuf| {
+        run(&[
+            "sign-list",
+            "--key",
+            key.to_str().unwrap(),
+            "--list",
+            list.to_str().unwrap(),
+            "--now",
+            &signed_at,
+        ])
+    };
+    let out = sign(&key_path, &list_path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jws = text(&out.stdout).trim().to_owned();
+    let header: Value =
+        serde_json::from_slice(&agentguard::b64::decode(jws.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        (header["typ"].as_str(), header["kid"].as_str()),
+        (Some("revocation-list+jwt"), Some("lists-1"))
+    );
+    let signed_path = dir.join("list.jws");
+    std::fs::write(&signed_path, &jws).unwrap();
+    let eval = |list: &PathBuf| {
+        run(&[
+            "eval",
+            "--policy",
+            policy_path.to_str().unwrap(),
+            "--request",
+            "examples/requests/read-contact.json",
+            "--short",
+            "--revocation-list",
+            list.to_str().unwrap(),
+        ])
+    };
+    let out = eval(&signed_path);
+    assert_eq!(text(&out.stdout).trim(), "revoked 401 revoked_token", "{}", text(&out.stderr));
+    // The plain list is refused by this policy, and so is one signed with another key.
+    let out = eval(&list_path);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("expected a signed list"), "{}", text(&out.stderr));
+    let other: Value =
+        serde_json::from_str(&run_ok(&["keygen", "--alg", "ES256", "--kid", "lists-1"])).unwrap();
+    let other_path = dir.join("other-key.json");
+    std::fs::write(&other_path, other.to_string()).unwrap();
+    let forged_path = dir.join("forged.jws");
+    std::fs::write(&forged_path, text(&sign(&other_path, &list_path).stdout).trim()).unwrap();
+    let out = eval(&forged_path);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("signature: "), "{}", text(&out.stderr));
+    // What is signed is read as a list first: a bad one is not signed at all.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"jti": "one"}"#).unwrap();
+    let out = sign(&key_path, &bad);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("jti: invalid type: string"), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
 fn keygen_mint_eval_round_trip_with_a_log() {
     let dir = tempdir();
     for alg in ["EdDSA", "ES256"] {
@@ -286,11 +378,6 @@ fn tempdir() -> TempDir {
 #[test]
 fn exchange_mints_unique_short_lived_tokens() {
     let dir = tempdir();
-    let run_ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(out.status.success(), "{args:?}: {}{}", text(&out.stdout), text(&out.stderr));
-        text(&out.stdout)
-    };
     let idp: Value = serde_json::from_str(&run_ok(&["keygen", "--alg", "ES256", "--kid", "idp"])).unwrap();
     let edge: Value =
         serde_json::from_str(&run_ok(&["keygen", "--alg", "EdDSA", "--kid", "edge-1"])).unwrap();

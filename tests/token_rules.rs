@@ -666,6 +666,139 @@ fn a_304_confirms_the_list_in_force_without_reading_it_again() {
     assert!(engine().confirm_listed_revocations(NOW * 1000).unwrap_err().contains("no `revocation_list`"));
 }
 
+fn list_signer() -> SigningKey {
+    SigningKey::from_random(agentguard::keys::Alg::EdDSA, &[7; 32]).unwrap()
+}
+
+/// An engine whose `revocation_list` must be signed by `list_signer()` (kid `lists-1`).
+fn signed_list_engine() -> Engine {
+    let jwks = json!({"keys": [list_signer().public_jwk("lists-1")]});
+    let list = json!({"uri": "https://revocations.test/list.jws", "refresh": "10s", "max_stale": "2m", "jwks": jwks});
+    engine_with(json!({}), json!({ "revocation_list": list }))
+}
+
+fn signed_list(key: &SigningKey, kid: &str, typ: &str, payload: Value) -> String {
+    mint::sign(key, Some(kid), typ, payload.as_object().unwrap())
+}
+
+#[test]
+fn a_signed_revocation_list_verifies_and_ages_from_its_iat() {
+    let e = signed_list_engine();
+    assert!(e.revocation_list().unwrap().is_signed());
+    let list = signed_list(
+        &list_signer(),
+        "lists-1",
+        "revocation-list+jwt",
+        json!({"jti": ["j2"], "iat": NOW - 30}),
+    );
+    // Served with a trailing newline, as files are.
+    assert_eq!(e.set_listed_revocations(&format!("{list}\n"), NOW * 1000), Ok(1));
+    assert_eq!(decide(&e, &token_with_jti("j2")).codes(), [ReasonCode::RevokedToken]);
+    assert!(decide(&e, &token_with_jti("j1")).is_allowed());
+    // Its age counts from `iat`, not from the fetch: max_stale (2 min) ends 120 s after NOW - 30.
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some((NOW - 30) * 1000));
+    assert!(decide_at(&e, &token_with_jti("j1"), NOW + 90).is_allowed());
+    // Fetched again, or confirmed by a 304, it is no fresher: only the signer can make it so.
+    assert_eq!(e.set_listed_revocations(&list, (NOW + 80) * 1000), Ok(1));
+    assert_eq!(e.confirm_listed_revocations((NOW + 85) * 1000), Ok(1));
+    assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some((NOW - 30) * 1000));
+    let d = decide_at(&e, &token_with_jti("j1"), NOW + 91);
+    assert_denied(
+        &d,
+        ReasonCode::StateUnavailable,
+        "was signed 121 s ago, longer than `revocation_list.max_stale`",
+    );
+    // A newer signed list brings it back; ES256 or EdDSA, any key of the set.
+    let newer = signed_list(
+        &list_signer(),
+        "lists-1",
+        "revocation-list+jwt",
+        json!({"sub": ["user:bob"], "iat": NOW + 90}),
+    );
+    assert_eq!(e.set_listed_revocations(&newer, (NOW + 91) * 1000), Ok(1));
+    assert!(decide_at(&e, &token_with_jti("j2"), NOW + 92).is_allowed(), "j2 is no longer listed");
+}
+
+#[test]
+fn a_signed_list_that_does_not_verify_is_refused_and_the_last_good_one_stays() {
+    let e = signed_list_engine();
+    let good = signed_list(
+        &list_signer(),
+        "lists-1",
+        "revocation-list+jwt",
+        json!({"jti": ["j2"], "iat": NOW - 10}),
+    );
+    e.set_listed_revocations(&good, NOW * 1000).unwrap();
+    let sign = |payload: Value| signed_list(&list_signer(), "lists-1", "revocation-list+jwt", payload);
+    let forger = SigningKey::from_random(agentguard::keys::Alg::EdDSA, &[8; 32]).unwrap();
+    // The good list's header and signature around another payload.
+    let parts: Vec<&str> = good.split('.').collect();
+    let swapped = format!("{}.{}.{}", parts[0], b64::encode(br#"{"jti":[],"iat":1767225599}"#), parts[2]);
+    for (text, expected) in [
+        (
+            r#"{"jti": []}"#.to_owned(),
+            "expected a signed list (a compact JWS, `revocation_list.jwks` is set)",
+        ),
+        (swapped, "signature: "),
+        (
+            signed_list(&forger, "lists-1", "revocation-list+jwt", json!({"jti": [], "iat": NOW})),
+            "signature: ",
+        ),
+        (
+            signed_list(&forger, "lists-9", "revocation-list+jwt", json!({"jti": [], "iat": NOW})),
+            "signature: ",
+        ),
+        (
+            signed_list(&list_signer(), "lists-1", "at+jwt", json!({"jti": [], "iat": NOW})),
+            "expected the JWS header `typ` `revocation-list+jwt`, found `at+jwt`",
+        ),
+        (
+            sign(json!({"jti": [], "iat": NOW - 20})),
+            "signed at 1767225580 (`iat`), before the list in force (signed at 1767225590)",
+        ),
+        (sign(json!({"jti": [], "iat": NOW + 61})), "signed 61 s in the future"),
+        (sign(json!({"jti": [], "users": [], "iat": NOW})), "payload users: unknown field `users`"),
+        (sign(json!({"jti": []})), "payload .: missing field `iat`"),
+        (sign(json!({"jti": [7], "iat": NOW})), "payload jti[0]: invalid type: integer `7`"),
+    ] {
+        let err = e.set_listed_revocations(&text, NOW * 1000).unwrap_err();
+        assert!(err.starts_with("the revocation list from `https://revocations.test/list.jws`: "), "{err}");
+        assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+        assert_eq!(
+            decide(&e, &token_with_jti("j2")).codes(),
+            [ReasonCode::RevokedToken],
+            "the last good list stays"
+        );
+        assert_eq!(e.revocation_list().unwrap().loaded_at_ms(), Some((NOW - 10) * 1000));
+    }
+    // Signed longer than max_stale ago: refused however recently it was fetched.
+    let fresh = signed_list_engine();
+    let old = sign(json!({"jti": [], "iat": NOW - 121}));
+    let err = fresh.set_listed_revocations(&old, NOW * 1000).unwrap_err();
+    assert!(
+        err.contains("signed 121 s ago, longer than `revocation_list.max_stale` (120 s) allows"),
+        "{err}"
+    );
+    assert_eq!(fresh.revocation_list().unwrap().loaded_at_ms(), None);
+}
+
+#[test]
+fn a_signed_list_policy_needs_usable_keys() {
+    let errors = |jwks: Value| {
+        let list = json!({"uri": "https://revocations.test/list.jws", "jwks": jwks});
+        Engine::from_json(&policy_with(json!({}), json!({ "revocation_list": list })).to_string())
+            .unwrap_err()
+            .to_string()
+    };
+    let err = errors(json!({"keys": []}));
+    assert!(
+        err.contains("revocation_list.jwks.keys: expected at least one signature verification key"),
+        "{err}"
+    );
+    let err = errors(json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "short"}]}));
+    assert!(err.contains("revocation_list.jwks.keys[0]"), "{err}");
+}
+
 #[test]
 fn fetched_pushed_and_policy_revocations_all_stay_in_force() {
     let e = listed_engine(json!({"revoked": {"jti": ["j1"]}}));
