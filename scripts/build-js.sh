@@ -41,6 +41,11 @@ out="js/dist"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$WASM_BINDGEN_BIN" "$raw" --out-dir "$tmp" --out-name agentguard --target web --typescript
+# The generated declarations name `Symbol.dispose` (the `using` protocol),
+# which TypeScript only knows with its `esnext.disposable` lib: without this
+# reference a strict project on `lib: ["es2022"]` fails to compile them
+# (js/test/types/wasm.ts). TypeScript >= 5.2.
+sed -i '1i /// <reference lib="esnext.disposable" />' "$tmp/agentguard.d.ts"
 # -Oz for size; the features are read from the module's target_features
 # section (kept by the release profile's strip = "debuginfo").
 # -ocimfs=0: no inlining of a function into its only caller. The module gets
