@@ -2,7 +2,10 @@
 //
 // - one cache at module scope (`jwksCache`), shared by every guard in the
 //   isolate, keyed by URL;
-// - single-flight: concurrent requests for the same URL share one fetch;
+// - single-flight: concurrent requests for the same URL share one fetch, and
+//   the wait for it is bounded (`within`, below): past `timeoutMs` per request
+//   it may make, plus 1 s, it counts as a failed fetch (below) and no longer
+//   holds the URL;
 // - lifetime from `Cache-Control: max-age`, clamped to [minTtl, maxTtl]
 //   (`defaultTtl` when the header has none);
 // - a token whose key id is unknown may force a refresh, at most once per
@@ -57,6 +60,24 @@ export async function readAtMost(body, contentLength, limit) {
   return bytes;
 }
 
+/**
+ * Settles with `promise`, or with `undefined` after `ms`: a fetch shared with
+ * a request whose context went away must not hold the others forever. The
+ * fetch's own `AbortSignal.timeout` does not cover that: in workerd the fetch
+ * and its timer belong to the request that started it, and when that request
+ * is cancelled the shared promise never settles, abort or not (nor does an
+ * injected `fetch` that ignores the signal). This timer runs in the waiting
+ * request's own context. Used by the single-flight fetches of JWKS, key
+ * directories and revocation lists.
+ */
+export function within(promise, ms) {
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 function maxAgeOf(cacheControl) {
   if (!cacheControl) return undefined;
   let maxAge;
@@ -75,7 +96,8 @@ export class JwksCache {
   /**
    * options (seconds unless noted): `minTtl` 60, `maxTtl` 86400, `defaultTtl`
    * 300, `cooldown` 30 (unknown-kid refresh), `retryAfterError` 30,
-   * `timeoutMs` 5000, `log(line)`, `fetch` (default the global), `now()` in ms (default `Date.now`).
+   * `timeoutMs` 5000 (per request; a caller waits for the shared fetch at
+   * most that per request it may make, plus 1 s), `log(line)`, `fetch` (default the global), `now()` in ms (default `Date.now`).
    * For other key documents (js/src/directory.js): `accept` (the request's
    * `Accept`), `discovery` (follow issuer metadata; default true), `label`
    * (what log lines call the document; default `JWKS`).
@@ -101,7 +123,7 @@ export class JwksCache {
   #entry(uri) {
     let e = this.#entries.get(uri);
     if (!e) {
-      e = { text: null, signed: null, generation: 0, expiresAt: 0, nextAttemptAt: 0, lastForcedAt: -Infinity, inflight: null, fetches: 0, lastError: null };
+      e = { text: null, signed: null, generation: 0, expiresAt: 0, nextAttemptAt: 0, lastForcedAt: -Infinity, inflight: null, inflightAt: 0, fetches: 0, lastError: null };
       this.#entries.set(uri, e);
     }
     return e;
@@ -137,7 +159,7 @@ export class JwksCache {
     const e = this.#entry(uri);
     if (issuer !== undefined) e.issuer = issuer;
     const now = this.#options.now();
-    if (e.inflight) return e.inflight;
+    if (this.#pending(e)) return this.#refresh(uri, e);
     if (now - e.lastForcedAt < this.#options.cooldown * 1000 || now < e.nextAttemptAt) return this.#view(e);
     e.lastForcedAt = now;
     return this.#refresh(uri, e);
@@ -154,13 +176,41 @@ export class JwksCache {
     this.#entries.clear();
   }
 
-  #refresh(uri, e) {
-    if (!e.inflight) {
-      e.inflight = this.#fetch(uri, e).finally(() => {
-        e.inflight = null;
+  // How long a caller waits for the shared fetch: `timeoutMs` per request it
+  // may make (the issuer metadata, then its `jwks_uri`), plus 1 s.
+  #bound() {
+    return (this.#options.discovery ? 2 : 1) * this.#options.timeoutMs + 1_000;
+  }
+
+  // Whether a fetch of `e` is in flight. One older than its bound belongs to a
+  // request that went away (see `within`): it is dropped, so the next attempt
+  // starts another.
+  #pending(e) {
+    if (e.inflight && this.#options.now() - e.inflightAt > this.#bound()) e.inflight = null;
+    return e.inflight !== null;
+  }
+
+  async #refresh(uri, e) {
+    if (!this.#pending(e)) {
+      e.inflightAt = this.#options.now();
+      const fetching = this.#fetch(uri, e, () => e.inflight === fetching).finally(() => {
+        if (e.inflight === fetching) e.inflight = null;
       });
+      e.inflight = fetching;
     }
-    return e.inflight;
+    const attempt = e.inflight;
+    const bound = this.#bound();
+    const result = await within(attempt, bound);
+    if (result !== undefined) return result;
+    // No answer within the bound: a failed fetch, recorded once (by the first
+    // caller to give up); the URL is free for the next attempt.
+    const message = `timed out after ${bound} ms`;
+    if (e.inflight === attempt) {
+      e.inflight = null;
+      return this.#failed(uri, e, message);
+    }
+    if (e.text !== null) return this.#view(e);
+    throw new Error(`fetching ${uri} failed: ${message}`);
   }
 
   async #get(uri) {
@@ -178,7 +228,9 @@ export class JwksCache {
     return { res, text, doc: JSON.parse(text) };
   }
 
-  async #fetch(uri, e) {
+  // `current()`: whether this fetch still holds `e` (it is abandoned once a
+  // caller gave up on it; a late failure is then not counted again).
+  async #fetch(uri, e, current) {
     const o = this.#options;
     e.fetches += 1;
     try {
@@ -210,15 +262,25 @@ export class JwksCache {
       return this.#view(e);
     } catch (err) {
       const message = err?.name === "TimeoutError" ? `timed out after ${o.timeoutMs} ms` : (err?.message ?? String(err));
-      e.lastError = message;
-      e.nextAttemptAt = o.now() + o.retryAfterError * 1000;
-      if (e.text !== null) {
-        // stale-if-error
-        o.log(`agentguard: ${o.label} ${uri}: refresh failed (${message}); using the keys fetched before`);
-        return this.#view(e);
+      if (!current()) {
+        if (e.text !== null) return this.#view(e);
+        throw new Error(`fetching ${uri} failed: ${message}`);
       }
-      throw new Error(`fetching ${uri} failed: ${message}`);
+      return this.#failed(uri, e, message);
     }
+  }
+
+  // A failed fetch: back off; the last good document (stale-if-error) or a rejection.
+  #failed(uri, e, message) {
+    const o = this.#options;
+    e.lastError = message;
+    e.nextAttemptAt = o.now() + o.retryAfterError * 1000;
+    if (e.text !== null) {
+      // stale-if-error
+      o.log(`agentguard: ${o.label} ${uri}: refresh failed (${message}); using the keys fetched before`);
+      return this.#view(e);
+    }
+    throw new Error(`fetching ${uri} failed: ${message}`);
   }
 }
 

@@ -17,7 +17,7 @@
 // How fresh a list must be is the engine's call: past `max_stale` (or before
 // the first list) it refuses token-bearing requests, 503 `state_unavailable`.
 
-import { readAtMost } from "./jwks.js";
+import { readAtMost, within } from "./jwks.js";
 
 /** The largest list read (the core's `limits::MAX_REVOCATION_LIST_BYTES`). */
 export const MAX_REVOCATION_LIST_BYTES = 4 * 1024 * 1024;
@@ -31,21 +31,6 @@ async function readCapped(res, limit) {
   } catch {
     throw new Error("the list is not UTF-8");
   }
-}
-
-// Settles with `promise`, or with `undefined` after `ms`: a fetch shared with
-// a request whose context went away must not hold the others forever. The
-// fetch's own `AbortSignal.timeout` does not cover that: in workerd the fetch
-// and its timer belong to the request that started it, and when that request
-// is cancelled the shared promise never settles, abort or not (nor does an
-// injected `fetch` that ignores the signal). This timer runs in the waiting
-// request's own context.
-function within(promise, ms) {
-  let timer;
-  const late = new Promise((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 export class RevocationListCache {
