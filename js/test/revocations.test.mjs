@@ -122,6 +122,42 @@ describe("revocation_list in the JS package", () => {
     assert.equal(server.state.requests.at(-1).accept, "application/json");
   });
 
+  test("a signed list (revocation_list.jwks, signed with WebCrypto here) is verified by the core; its age counts from its iat", async () => {
+    const signer = await generateKey("ES256", "lists-1");
+    const signedPolicy = policy({}, { jwks: { keys: [signer.publicJwk] } });
+    const sign = (list, iat, jwk = signer.privateJwk) => signJwt(jwk, { ...list, iat }, "revocation-list+jwt");
+    server.state.raw = await sign({ jti: ["jti-listed"] }, T0 / 1000 - 20);
+    const { clock, logs, decide, settle } = setup({ policy: signedPolicy });
+    assert.equal(code(await decide(await token("jti-listed"))), "revoked_token");
+    assert.equal((await decide(await token("jti-ok"))).decision, "allow");
+    // The host keeps serving the same signed list: fetched every `refresh`, but
+    // no fresher. 1 min (max_stale) after its iat, token requests get 503.
+    clock.now += 35_000;
+    assert.equal((await decide(await token("jti-ok"))).decision, "allow");
+    clock.now += 10_000;
+    let d = await decide(await token("jti-ok"));
+    assert.equal(d.status, 503);
+    assert.match(d.reasons[0].message, /was signed 65 s ago, longer than `revocation_list.max_stale` \(60 s\)/);
+    // The signer signs again: the next fetch brings it in.
+    server.state.raw = await sign({ jti: [] }, clock.now / 1000);
+    clock.now += 10_000;
+    await decide(await token("jti-ok")); // starts the background refresh
+    await settle();
+    d = await decide(await token("jti-listed"));
+    assert.equal(d.decision, "allow", JSON.stringify(d.reasons));
+    // A forged list (another key, same kid) and the plain form are refused: the last good one stays.
+    const forger = await generateKey("ES256", "lists-1");
+    for (const raw of [await sign({ jti: ["jti-ok"] }, clock.now / 1000, forger.privateJwk), JSON.stringify({ jti: ["jti-ok"] })]) {
+      server.state.raw = raw;
+      clock.now += 10_000;
+      await decide(await token("jti-x"));
+      await settle();
+      assert.equal((await decide(await token("jti-ok"))).decision, "allow", "the forged list is not in force");
+    }
+    assert.ok(logs.some((l) => /revocation list refused.*signature: /.test(l)), logs.join("\n"));
+    assert.ok(logs.some((l) => /revocation list refused.*expected a signed list/.test(l)), logs.join("\n"));
+  });
+
   test("a listed jti is revoked (401 revoked_token), others are allowed", async () => {
     server.state.list = { jti: ["jti-listed"] };
     const { decide } = setup();
