@@ -10,7 +10,8 @@
 //!                  anything else ──▶ send the core's response (status, WWW-Authenticate, problem+json)
 //! on_tick / on_http_call_response
 //!                  jwks::Schedule ──▶ dispatch_http_call(jwks cluster) ──▶ Engine::set_issuer_keys
-//!                                                                      └─▶ Engine::set_listed_revocations
+//!                                     (If-None-Match: ETag in force)   └─▶ Engine::set_listed_revocations
+//!                                                              304 ──▶ Engine::confirm_listed_revocations
 //! ```
 //!
 //! Build: `bash scripts/build-envoy.sh` (→ `target/envoy/agentguard.wasm`);
@@ -96,13 +97,33 @@
 //!   by URL are fetched the same way; a refused approval or attestation is
 //!   not held (stateful stages come before it) but has the next tick fetch
 //!   the keys again, so a retry finds a rotated-in key.
+//! - **Conditional fetches** ([`jwks`]): the `ETag` of a JWKS or revocation
+//!   list the engine *accepted* is remembered per source (per VM), at most
+//!   256 printable ASCII bytes (anything else is ignored), and sent as
+//!   `If-None-Match` on the next fetch of that source, periodic or on
+//!   demand. A `304 Not Modified` to such a request means the document in
+//!   force is current: JWKS keys stay as they are (same key generation, so
+//!   the verified-token cache is kept) and the fetch counts as good for the
+//!   schedule; the revocation list is confirmed with
+//!   [`Engine::confirm_listed_revocations`] (nothing is parsed; a plain
+//!   list's load time moves to now, so `max_stale` counts from the 304; a
+//!   signed list's age keeps counting from its `iat`). A document the
+//!   engine refuses never has its `ETag` remembered (the last good one is
+//!   kept, so a 304 can only vouch for the document in force); one without
+//!   a usable `ETag` clears it. A 304 to a request without `If-None-Match`
+//!   is a failed fetch, as any status but 200. Counted in
+//!   `jwks.fetch_not_modified` / `revocations.fetch_not_modified`. Key
+//!   directories are always fetched whole: each answer's response signature
+//!   is checked at the time of the fetch, and a 304 has no body for it.
 //! - **Revocation list by URL**: the policy's `revocation_list` is one more
 //!   source on the same schedule ([`jwks`]), through the cluster
 //!   `jwks_clusters.revocation_list` (else `jwks_cluster`; none is a
 //!   configuration error), fetched at configuration time and every
 //!   `revocation_list.refresh` (after a failure again after `jwks_cooldown`
 //!   or `refresh`, whichever is shorter), never on demand, and handed with
-//!   Envoy's clock to [`Engine::set_listed_revocations`]. A failed fetch
+//!   Envoy's clock to [`Engine::set_listed_revocations`] (asked for with
+//!   `Cache-Control: no-cache`, since its answer restarts a plain list's age; a
+//!   304 confirms the list in force, above). A failed fetch
 //!   keeps the last list (one warning naming the URL and the cause;
 //!   `revocations.fetch_failed`). Without a list younger than `max_stale`
 //!   the core refuses token-bearing requests (503 `state_unavailable`); a
@@ -120,8 +141,9 @@
 //!   `failure_policy` — use `FAIL_CLOSED` (requests get 503) or `FAIL_RELOAD`,
 //!   never `FAIL_OPEN` for an authorization filter.
 //! - **Metrics** ([`metrics`]): counters by outcome and reason code, cache
-//!   hits, JWKS and revocation-list fetches, and a decision-time histogram,
-//!   on the admin `/stats`.
+//!   hits, JWKS and revocation-list fetches (loaded, not modified, failed),
+//!   the revocation list's freshness gauge (handed to Envoy only when it
+//!   changes) and a decision-time histogram, on the admin `/stats`.
 //! - **Decision log.** Each decision's event (`schema/decision-event.schema.json`)
 //!   is logged as JSON at `debug` (configurable: `decision_log`). The filter
 //!   follows Envoy's log level for the `wasm` component, re-read every second,
@@ -132,8 +154,6 @@
 //! - State across Envoy processes (replicas): shared data is per process
 //!   (pushed revocations too; the fetched revocation list reaches every
 //!   replica, each fetching it).
-//! - Conditional fetches (`If-None-Match`): every refresh fetches the whole
-//!   document.
 
 mod body;
 mod config;
@@ -739,23 +759,20 @@ impl Filter {
         }
     }
 
-    /// Starts fetching the JWKS (key directory, revocation list) of source `index`.
+    /// Whether fetches of `source` may be conditional (`If-None-Match`): the
+    /// revocation list and JWKS, not key directories, whose every answer
+    /// carries a response signature the core checks at the time ([`jwks`]).
+    fn conditional_source(&self, source: &JwksSource) -> bool {
+        !matches!(source.kind, Fetched::Keys) || !self.engine.is_directory_operator(&source.iss)
+    }
+
+    /// Starts fetching the JWKS (key directory, revocation list) of source
+    /// `index`; with `If-None-Match` when the document in force has an `ETag`.
     fn fetch(&self, index: usize, now_ms: i64) {
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
-        let accept = match source.kind {
-            Fetched::RevocationList { .. } => "application/json",
-            Fetched::Keys if self.engine.is_directory_operator(&source.iss) => {
-                "application/http-message-signatures-directory+json, application/json"
-            }
-            Fetched::Keys => "application/jwk-set+json, application/json",
-        };
-        let headers = vec![
-            (":method", "GET"),
-            (":path", source.path.as_str()),
-            (":authority", source.authority.as_str()),
-            ("accept", accept),
-            ("user-agent", "agentguard-envoy"),
-        ];
+        let directory = !self.conditional_source(&source);
+        let etag = if directory { None } else { self.schedule.borrow().etag(index).map(str::to_owned) };
+        let headers = jwks::request_headers(&source, directory, etag.as_deref());
         let timeout = Duration::from_secs(self.settings.jwks_timeout_secs);
         let what = self.document(&source);
         let of =
@@ -763,7 +780,7 @@ impl Filter {
         match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
                 debug!("fetching the {what}{of} from `{}` (callout {token})", source.uri);
-                self.schedule.borrow_mut().started(index, token, now_ms);
+                self.schedule.borrow_mut().started(index, token, now_ms, etag.is_some());
             }
             Err(status) => {
                 warn!(
@@ -779,17 +796,89 @@ impl Filter {
     }
 
     /// Handles the answer to callout `token`, if it is one of the schedule's
-    /// fetches (JWKS, key directory, revocation list).
+    /// fetches (JWKS, key directory, revocation list). A document the engine
+    /// takes has its `ETag` remembered for the next fetch; a `304` to a
+    /// conditional fetch confirms the document in force.
     fn on_fetched(&self, token: u32, body_size: usize) {
         let Some(index) = self.schedule.borrow().pending(token) else { return };
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
-        let ok = match source.kind {
-            Fetched::Keys => self.load_keys(&source, status.as_deref(), body_size),
-            Fetched::RevocationList { .. } => self.load_list(&source, status.as_deref(), body_size),
+        let ok = if jwks::is_not_modified(status.as_deref(), self.schedule.borrow().conditional(index)) {
+            self.not_modified(index, &source)
+        } else {
+            let ok = match source.kind {
+                Fetched::Keys => self.load_keys(&source, status.as_deref(), body_size),
+                Fetched::RevocationList { .. } => self.load_list(&source, status.as_deref(), body_size),
+            };
+            // Only the ETag of a document the engine took: a refused one's
+            // would have a later 304 vouch for it.
+            if ok {
+                let etag = if self.conditional_source(&source) {
+                    let value = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "etag");
+                    jwks::usable_etag(value.ok().flatten().as_deref())
+                } else {
+                    None
+                };
+                self.schedule.borrow_mut().remember_etag(index, etag);
+            }
+            ok
         };
         self.schedule.borrow_mut().finished(token, ok);
         self.release_if_idle();
+    }
+
+    /// The source answered `304 Not Modified` to `If-None-Match` with the
+    /// `ETag` of the document in force: it is still current. The keys stay
+    /// as they are (same generation: the verified-token cache stays valid);
+    /// the revocation list is confirmed ([`Engine::confirm_listed_revocations`]):
+    /// a plain list's load time moves on, so `max_stale` counts from now (a
+    /// signed list's age keeps counting from its `iat`). Whether that counts
+    /// as a good fetch.
+    fn not_modified(&self, index: usize, source: &JwksSource) -> bool {
+        let recovered = !self.schedule.borrow().last_ok(index);
+        let Fetched::RevocationList { .. } = source.kind else {
+            let what = self.document(source);
+            let line =
+                format!("the {what} of `{}` from `{}` is unchanged (304); keys kept", source.iss, source.uri);
+            if recovered {
+                info!("{line}");
+            } else {
+                debug!("{line}");
+            }
+            self.metrics.fetched(source.kind, FetchEvent::NotModified);
+            return true;
+        };
+        let now = now_ns().map(ns_to_ms).ok_or_else(|| "Envoy's clock is not available".to_owned());
+        match now.and_then(|now| self.engine.confirm_listed_revocations(now)) {
+            Ok(entries) => {
+                let noun = if entries == 1 { "entry" } else { "entries" };
+                let signed = self.engine.revocation_list().is_some_and(|l| l.is_signed());
+                let age = if signed { "its age still counts from its `iat`" } else { "its age restarts" };
+                let line = format!(
+                    "the revocation list from `{}` is unchanged (304): {entries} {noun}, {age}",
+                    source.uri
+                );
+                if self.list_entries.replace(Some(entries)) == Some(entries) {
+                    debug!("{line}");
+                } else {
+                    info!("{line}");
+                }
+                self.metrics.fetched(source.kind, FetchEvent::NotModified);
+                true
+            }
+            Err(message) => {
+                // Nothing for the ETag to vouch for: the next fetch is a plain one.
+                self.schedule.borrow_mut().remember_etag(index, None);
+                self.list_entries.set(None);
+                warn!(
+                    "the revocation list from `{}`: 304 not taken: {message}; {}",
+                    source.uri,
+                    self.keeping(source)
+                );
+                self.metrics.fetched(source.kind, FetchEvent::FetchFailed);
+                false
+            }
+        }
     }
 
     /// Hands fetched keys (a JWKS or a key directory) to the core; whether they were taken.

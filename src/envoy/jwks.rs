@@ -25,20 +25,50 @@
 //! `revocation_list.refresh`; after a failure again after `jwks_cooldown` or
 //! `refresh`, whichever is shorter (so never later than the next refresh);
 //! never on demand (no request can tell that the list changed).
+//!
+//! **Conditional fetches.** The schedule remembers, per source, the `ETag`
+//! of the document in force: set by the filter only once the engine has
+//! accepted a document ([`Schedule::remember_etag`]; a document without a
+//! usable `ETag` clears it), left alone when a fetch fails or the engine
+//! refuses the document, so it always names the document the engine holds.
+//! The next fetch of that source sends it as `If-None-Match`
+//! ([`request_headers`]); a `304 Not Modified` answer to such a request
+//! ([`is_not_modified`]) means that document is still current. A `304` to a
+//! request without `If-None-Match` is a failed fetch, as any other status
+//! but 200. Key directories are never fetched conditionally: each of their
+//! answers carries a response signature the core checks at the time of the
+//! fetch, and a `304` has no body for it to cover.
 
 use super::config::{Fetched, JwksSource, Settings};
 
 /// Extra time, beyond the fetch timeout, before an unanswered fetch is written off.
 const GRACE_MS: i64 = 2_000;
 
+/// The longest `ETag` remembered (bytes); a longer one is ignored, and the
+/// next fetch of that document is not conditional.
+pub const MAX_ETAG_BYTES: usize = 256;
+
+/// A fetch under way.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    /// The callout token.
+    token: u32,
+    /// When it started.
+    since_ms: i64,
+    /// Whether the request carried `If-None-Match`.
+    conditional: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 struct State {
-    /// The callout token and when it started.
-    in_flight: Option<(u32, i64)>,
+    /// The fetch under way.
+    in_flight: Option<Flight>,
     /// When the last fetch started.
     last_attempt_ms: Option<i64>,
     /// Whether the last finished fetch gave usable keys.
     last_ok: bool,
+    /// The `ETag` of the document in force, from the answer the engine accepted.
+    etag: Option<String>,
 }
 
 /// The fetch schedule of every document fetched by URL (issuers with a
@@ -76,6 +106,31 @@ impl Schedule {
         self.sources
             .iter()
             .any(|(s, state)| matches!(s.kind, Fetched::RevocationList { .. }) && state.in_flight.is_some())
+    }
+
+    /// The `ETag` of the document of `index` in force, to send as `If-None-Match`.
+    pub fn etag(&self, index: usize) -> Option<&str> {
+        self.sources.get(index).and_then(|(_, s)| s.etag.as_deref())
+    }
+
+    /// The engine accepted (or confirmed) a document of `index` whose answer
+    /// had `etag` (`None`: none usable, so the next fetch is a plain one).
+    /// Only ever called for a document the engine holds: a `304` to
+    /// `If-None-Match: <etag>` vouches for it.
+    pub fn remember_etag(&mut self, index: usize, etag: Option<String>) {
+        if let Some((_, s)) = self.sources.get_mut(index) {
+            s.etag = etag;
+        }
+    }
+
+    /// Whether the fetch of `index` under way sent `If-None-Match`.
+    pub fn conditional(&self, index: usize) -> bool {
+        self.sources.get(index).and_then(|(_, s)| s.in_flight).is_some_and(|f| f.conditional)
+    }
+
+    /// Whether the last finished fetch of `index` was a good one.
+    pub fn last_ok(&self, index: usize) -> bool {
+        self.sources.get(index).is_some_and(|(_, s)| s.last_ok)
     }
 
     /// Time between two fetches of `source` after a good one, and after a failed one.
@@ -127,10 +182,11 @@ impl Schedule {
             .collect()
     }
 
-    /// Records that the fetch for `index` started as callout `token`.
-    pub fn started(&mut self, index: usize, token: u32, now_ms: i64) {
+    /// Records that the fetch for `index` started as callout `token`;
+    /// `conditional`: the request carried `If-None-Match`.
+    pub fn started(&mut self, index: usize, token: u32, now_ms: i64, conditional: bool) {
         if let Some((_, s)) = self.sources.get_mut(index) {
-            s.in_flight = Some((token, now_ms));
+            s.in_flight = Some(Flight { token, since_ms: now_ms, conditional });
             s.last_attempt_ms = Some(now_ms);
         }
     }
@@ -146,7 +202,7 @@ impl Schedule {
 
     /// The source callout `token` is fetching, if it is one of ours and still expected.
     pub fn pending(&self, token: u32) -> Option<usize> {
-        self.sources.iter().position(|(_, s)| s.in_flight.is_some_and(|(t, _)| t == token))
+        self.sources.iter().position(|(_, s)| s.in_flight.is_some_and(|f| f.token == token))
     }
 
     /// Records the end of callout `token`; the source it fetched, if it is one of ours.
@@ -164,7 +220,7 @@ impl Schedule {
         let limit = self.timeout_ms.saturating_add(GRACE_MS);
         let mut expired = Vec::new();
         for (i, (_, s)) in self.sources.iter_mut().enumerate() {
-            if s.in_flight.is_some_and(|(_, at)| now_ms.saturating_sub(at) > limit) {
+            if s.in_flight.is_some_and(|f| now_ms.saturating_sub(f.since_ms) > limit) {
                 s.in_flight = None;
                 s.last_ok = false;
                 expired.push(i);
@@ -172,6 +228,58 @@ impl Schedule {
         }
         expired
     }
+}
+
+/// The request headers of a fetch of `source`: `directory` when it is a
+/// Web Bot Auth key directory (its own media type), `etag` the `ETag` of
+/// the document in force (sent as `If-None-Match`). The revocation list is
+/// asked for with `Cache-Control: no-cache`: its answer (a `304` too)
+/// restarts a plain list's age, so it must come from the origin, not from a
+/// cache along the way.
+pub fn request_headers<'a>(
+    source: &'a JwksSource,
+    directory: bool,
+    etag: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let accept = match source.kind {
+        Fetched::RevocationList { .. } => "application/json",
+        Fetched::Keys if directory => "application/http-message-signatures-directory+json, application/json",
+        Fetched::Keys => "application/jwk-set+json, application/json",
+    };
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", source.path.as_str()),
+        (":authority", source.authority.as_str()),
+        ("accept", accept),
+        ("user-agent", "agentguard-envoy"),
+    ];
+    if let Fetched::RevocationList { .. } = source.kind {
+        headers.push(("cache-control", "no-cache"));
+    }
+    if let Some(etag) = etag {
+        headers.push(("if-none-match", etag));
+    }
+    headers
+}
+
+/// The `ETag` of an answer, if it may be remembered: present, at most
+/// [`MAX_ETAG_BYTES`], printable ASCII (spaces inside only). Anything else
+/// is ignored (the next fetch is a plain one), never sent back.
+pub fn usable_etag(value: Option<&[u8]>) -> Option<String> {
+    let value = value?;
+    let printable = value.iter().all(|b| (0x20..=0x7e).contains(b));
+    let trimmed = value.first().is_some_and(|b| *b != b' ') && value.last().is_some_and(|b| *b != b' ');
+    if value.len() > MAX_ETAG_BYTES || !printable || !trimmed {
+        return None;
+    }
+    String::from_utf8(value.to_vec()).ok()
+}
+
+/// Whether an answer is `304 Not Modified` to a request that carried
+/// `If-None-Match` (`conditional`): the document in force is current. A
+/// `304` to a plain request is no answer at all (a failed fetch).
+pub fn is_not_modified(status: Option<&str>, conditional: bool) -> bool {
+    conditional && status == Some("304")
 }
 
 /// Checks a fetched JWKS response: status 200 and a UTF-8 body, returned as
@@ -258,8 +366,8 @@ mod tests {
     fn everything_is_due_at_first_then_after_the_refresh_period() {
         let mut s = schedule();
         assert_eq!(s.due(0), [0, 1]);
-        s.started(0, 7, 0);
-        s.started(1, 8, 0);
+        s.started(0, 7, 0, false);
+        s.started(1, 8, 0, false);
         assert!(s.in_flight());
         assert!(s.due(1_000_000).is_empty(), "nothing twice in flight");
         assert_eq!(s.finished(7, true), Some(0));
@@ -298,7 +406,7 @@ mod tests {
         let mut s = with_list(60);
         assert!(s.fetches_keys());
         assert_eq!(s.due(0), [0, 1], "both at start");
-        s.started(1, 5, 0);
+        s.started(1, 5, 0, false);
         assert!(s.list_in_flight() && s.in_flight());
         assert_eq!(s.on_demand(0), [0], "an unknown kid fetches keys, not the list");
         s.finished(5, true);
@@ -307,17 +415,17 @@ mod tests {
         assert_eq!(s.due(60_000), [0, 1], "every `refresh`, not `jwks_refresh` (5m)");
         assert!(s.on_demand(1_000_000).iter().all(|&i| i == 0));
         // A failure is retried after the cooldown (30 s), shorter than the refresh.
-        s.started(1, 6, 60_000);
+        s.started(1, 6, 60_000, false);
         s.finished(6, false);
         assert!(!s.due(89_999).contains(&1));
         assert!(s.due(90_000).contains(&1));
         // With a refresh shorter than the cooldown, a failure is retried at the next refresh.
         let mut s = with_list(1);
-        s.started(1, 7, 0);
+        s.started(1, 7, 0, false);
         s.finished(7, false);
         assert!(!s.due(999).contains(&1));
         assert!(s.due(1_000).contains(&1));
-        s.started(1, 8, 1_000);
+        s.started(1, 8, 1_000, false);
         s.finished(8, true);
         assert!(s.due(2_000).contains(&1));
         // Without keys by URL nothing waits for keys.
@@ -333,7 +441,7 @@ mod tests {
     fn on_demand_fetches_respect_the_cooldown() {
         let mut s = schedule();
         assert_eq!(s.on_demand(0), [0, 1]);
-        s.started(0, 1, 1_000);
+        s.started(0, 1, 1_000, false);
         s.finished(1, true);
         s.refused(1, 1_000);
         assert!(s.on_demand(30_999).is_empty());
@@ -343,13 +451,103 @@ mod tests {
     #[test]
     fn unanswered_fetches_are_written_off() {
         let mut s = schedule();
-        s.started(0, 3, 0);
+        s.started(0, 3, 0, false);
         assert!(s.expire(7_000).is_empty());
         assert_eq!(s.expire(7_001), [0]);
         assert!(!s.in_flight());
         assert_eq!(s.pending(3), None, "a late answer is ignored");
         assert_eq!(s.finished(3, true), None);
         assert_eq!(s.due(37_001), [0, 1]);
+    }
+
+    #[test]
+    fn the_etag_of_the_document_in_force_makes_the_next_fetch_conditional() {
+        let mut s = with_list(1);
+        assert_eq!((s.etag(0), s.etag(1)), (None, None), "nothing accepted yet");
+        s.started(1, 5, 0, false);
+        assert!(!s.conditional(1));
+        s.finished(5, true);
+        s.remember_etag(1, Some("\"v1\"".into()));
+        assert_eq!(s.etag(1), Some("\"v1\""));
+        assert_eq!(s.etag(0), None, "per source");
+        s.started(1, 6, 1_000, true);
+        assert!(s.conditional(1) && !s.conditional(0));
+        // A failed or refused fetch leaves the ETag of the document in force.
+        s.finished(6, false);
+        assert!(!s.conditional(1), "nothing in flight");
+        assert!(!s.last_ok(1));
+        assert_eq!(s.etag(1), Some("\"v1\""));
+        s.started(1, 7, 2_000, true);
+        assert!(s.expire(10_000).contains(&1));
+        assert_eq!(s.etag(1), Some("\"v1\""), "a fetch written off changes nothing in force");
+        // An accepted document without a usable ETag clears it.
+        s.started(1, 8, 11_000, true);
+        s.finished(8, true);
+        assert!(s.last_ok(1));
+        s.remember_etag(1, None);
+        assert_eq!(s.etag(1), None);
+        s.remember_etag(9, Some("x".into()));
+        assert_eq!(s.etag(9), None, "no such source");
+    }
+
+    fn list_source() -> JwksSource {
+        with_list(1).source(1).cloned().unwrap()
+    }
+
+    #[test]
+    fn the_fetch_asks_for_the_document_type_and_sends_the_etag_in_force() {
+        let list = list_source();
+        assert_eq!(
+            request_headers(&list, false, None),
+            [
+                (":method", "GET"),
+                (":path", "/list.json"),
+                (":authority", "r"),
+                ("accept", "application/json"),
+                ("user-agent", "agentguard-envoy"),
+                ("cache-control", "no-cache"),
+            ]
+        );
+        let conditional = request_headers(&list, false, Some("W/\"v1\""));
+        assert_eq!(conditional.last(), Some(&("if-none-match", "W/\"v1\"")));
+        assert_eq!(conditional.len(), 7);
+        let keys = schedule().source(0).cloned().unwrap();
+        let plain = request_headers(&keys, false, None);
+        assert!(plain.contains(&("accept", "application/jwk-set+json, application/json")));
+        assert!(plain.iter().all(|(n, _)| *n != "cache-control" && *n != "if-none-match"), "{plain:?}");
+        assert_eq!(request_headers(&keys, false, Some("\"k\"")).last(), Some(&("if-none-match", "\"k\"")));
+        let directory = request_headers(&keys, true, None);
+        assert!(directory
+            .contains(&("accept", "application/http-message-signatures-directory+json, application/json")));
+    }
+
+    #[test]
+    fn only_a_short_printable_etag_is_remembered() {
+        let etag = |v: &[u8]| usable_etag(Some(v));
+        assert_eq!(etag(b"\"v1\""), Some("\"v1\"".into()));
+        assert_eq!(etag(b"W/\"a b\""), Some("W/\"a b\"".into()), "weak, with an inner space");
+        assert_eq!(etag(b"abc"), Some("abc".into()), "unquoted (not RFC 9110, but what the host sent)");
+        assert_eq!(usable_etag(None), None);
+        assert_eq!(etag(b""), None);
+        assert_eq!(etag(b" \"v\""), None);
+        assert_eq!(etag(b"\"v\" "), None);
+        assert_eq!(etag(b"\"a\r\nx-injected: 1\""), None, "control characters");
+        assert_eq!(etag(b"\"a\tb\""), None);
+        assert_eq!(etag(b"\"a\x7fb\""), None);
+        assert_eq!(etag("\"é\"".as_bytes()), None, "not ASCII");
+        let longest = format!("\"{}\"", "x".repeat(MAX_ETAG_BYTES - 2));
+        assert_eq!(etag(longest.as_bytes()), Some(longest.clone()));
+        let longer = format!("\"{}\"", "x".repeat(MAX_ETAG_BYTES - 1));
+        assert_eq!(etag(longer.as_bytes()), None, "over {MAX_ETAG_BYTES} bytes");
+    }
+
+    #[test]
+    fn a_304_counts_only_as_the_answer_to_a_conditional_request() {
+        assert!(is_not_modified(Some("304"), true));
+        assert!(!is_not_modified(Some("304"), false), "a 304 to a plain request is a failure");
+        assert!(!is_not_modified(Some("200"), true));
+        assert!(!is_not_modified(None, true));
+        assert_eq!(check_status(Some("304")).unwrap_err(), "status 304, expected 200");
     }
 
     #[test]

@@ -9,11 +9,11 @@
 //! | `reason.<code>` (one per [`ReasonCode`]) | counter | refusals by reason code |
 //! | `token.cache_hit`, `token.cache_miss` | counter | verified tokens, from the cache or freshly checked |
 //! | `decision_time_us` | histogram | time to decide, in microseconds (one decision in eight) |
-//! | `jwks.fetch_ok`, `jwks.fetch_failed` | counter | JWKS fetches by result |
+//! | `jwks.fetch_ok`, `jwks.fetch_not_modified`, `jwks.fetch_failed` | counter | JWKS fetches by result: keys loaded, a `304` confirming the keys in force, failed |
 //! | `jwks.waited` | counter | requests held until a JWKS fetch finished |
-//! | `revocations.fetch_ok`, `revocations.fetch_failed` | counter | revocation-list fetches by result |
+//! | `revocations.fetch_ok`, `revocations.fetch_not_modified`, `revocations.fetch_failed` | counter | revocation-list fetches by result: list loaded, a `304` confirming the list in force, failed |
 //! | `revocations.waited` | counter | requests held until the first revocation list arrived |
-//! | `revocations.fresh_for_s` | gauge | with a `revocation_list`: seconds until the list in force is older than `max_stale` (0: none fresh enough, requests with a token get 503); set every tick |
+//! | `revocations.fresh_for_s` | gauge | with a `revocation_list`: seconds until the list in force is older than `max_stale` (0: none fresh enough, requests with a token get 503); computed every tick, handed to Envoy when it changes |
 //!
 //! Decision counters are kept in the VM and handed to Envoy once a second
 //! (on the root context's tick), so a request costs no metric host call; the
@@ -29,6 +29,15 @@ use super::config::Fetched;
 use crate::decision::{Decision, Outcome};
 use crate::reason::ReasonCode;
 
+/// `revocations.fresh_for_s`: seconds until a list loaded (or confirmed by
+/// a `304`) at `loaded_at_ms` is older than `max_stale_secs` at `now_ms`;
+/// 0 when none is loaded or it is too old.
+pub fn fresh_for_secs(loaded_at_ms: Option<i64>, max_stale_secs: i64, now_ms: i64) -> u64 {
+    let left = loaded_at_ms
+        .map_or(0, |at| max_stale_secs.saturating_sub(now_ms.saturating_sub(at).div_euclid(1000)).max(0));
+    u64::try_from(left).unwrap_or(0)
+}
+
 /// One decision in this many has its time recorded in the histogram.
 pub const TIME_SAMPLE_EVERY: u32 = 8;
 
@@ -41,13 +50,13 @@ pub struct Metrics {
     /// Counts since the last [`Metrics::flush`], one per entry of `counters`.
     pending: RefCell<Vec<u64>>,
     decision_time_us: u32,
-    jwks_ok: u32,
-    jwks_failed: u32,
-    jwks_waited: u32,
-    /// `revocations.fetch_ok`, `fetch_failed`, `waited`.
-    revocations: [u32; 3],
-    /// `revocations.fresh_for_s`, defined only for a policy with a `revocation_list`.
-    list_fresh_for: Option<u32>,
+    /// `jwks.fetch_ok`, `fetch_failed`, `waited`, `fetch_not_modified`.
+    jwks: [u32; 4],
+    /// `revocations.fetch_ok`, `fetch_failed`, `waited`, `fetch_not_modified`.
+    revocations: [u32; 4],
+    /// `revocations.fresh_for_s`, defined only for a policy with a
+    /// `revocation_list`, and the value last handed to Envoy.
+    list_fresh_for: Option<(u32, Cell<Option<u64>>)>,
     decisions: Cell<u32>,
 }
 
@@ -61,6 +70,8 @@ pub enum FetchEvent {
     FetchFailed,
     /// A request was held until a fetch finished.
     Waited,
+    /// A `304 Not Modified` to `If-None-Match`: the document in force is current.
+    NotModified,
 }
 
 const OUTCOMES: [Outcome; 4] = [Outcome::Allow, Outcome::Deny, Outcome::ApprovalRequired, Outcome::Revoked];
@@ -97,16 +108,20 @@ impl Metrics {
             pending: RefCell::new(vec![0; counters.len()]),
             counters,
             decision_time_us: define(MetricType::Histogram, "decision_time_us")?,
-            jwks_ok: counter("jwks.fetch_ok")?,
-            jwks_failed: counter("jwks.fetch_failed")?,
-            jwks_waited: counter("jwks.waited")?,
+            jwks: [
+                counter("jwks.fetch_ok")?,
+                counter("jwks.fetch_failed")?,
+                counter("jwks.waited")?,
+                counter("jwks.fetch_not_modified")?,
+            ],
             revocations: [
                 counter("revocations.fetch_ok")?,
                 counter("revocations.fetch_failed")?,
                 counter("revocations.waited")?,
+                counter("revocations.fetch_not_modified")?,
             ],
             list_fresh_for: if with_list {
-                Some(define(MetricType::Gauge, "revocations.fresh_for_s")?)
+                Some((define(MetricType::Gauge, "revocations.fresh_for_s")?, Cell::new(None)))
             } else {
                 None
             },
@@ -116,11 +131,18 @@ impl Metrics {
 
     /// Sets `revocations.fresh_for_s`: how long the list in force may still
     /// be relied on, in seconds (0 when none is loaded or it is too old).
+    /// Called every tick; the host call is made only when the value changed
+    /// (or the last call failed). It counts down every second while a list
+    /// ages, but stays still at 0 while no list is fresh enough (no list
+    /// host) and while a list is reloaded or confirmed every tick.
     pub fn list_fresh_for(&self, loaded_at_ms: Option<i64>, max_stale_secs: i64, now_ms: i64) {
-        let Some(id) = self.list_fresh_for else { return };
-        let left = loaded_at_ms
-            .map_or(0, |at| max_stale_secs.saturating_sub(now_ms.saturating_sub(at).div_euclid(1000)).max(0));
-        let _ = hostcalls::record_metric(id, u64::try_from(left).unwrap_or(0));
+        let Some((id, last)) = &self.list_fresh_for else { return };
+        let left = fresh_for_secs(loaded_at_ms, max_stale_secs, now_ms);
+        if last.get() == Some(left) {
+            return;
+        }
+        let recorded = hostcalls::record_metric(*id, left).is_ok();
+        last.set(recorded.then_some(left));
     }
 
     /// Whether the next decision's time should be measured (one in [`TIME_SAMPLE_EVERY`]).
@@ -169,14 +191,15 @@ impl Metrics {
     /// Counts a fetch event (rare: straight to Envoy): `jwks.*` for keys,
     /// `revocations.*` for the revocation list.
     pub fn fetched(&self, kind: Fetched, event: FetchEvent) {
-        let [ok, failed, waited] = match kind {
-            Fetched::Keys => [self.jwks_ok, self.jwks_failed, self.jwks_waited],
+        let [ok, failed, waited, not_modified] = match kind {
+            Fetched::Keys => self.jwks,
             Fetched::RevocationList { .. } => self.revocations,
         };
         let id = match event {
             FetchEvent::FetchOk => ok,
             FetchEvent::FetchFailed => failed,
             FetchEvent::Waited => waited,
+            FetchEvent::NotModified => not_modified,
         };
         let _ = hostcalls::increment_metric(id, 1);
     }
@@ -189,5 +212,25 @@ impl Metrics {
     /// Counts a revocation-list event.
     pub fn revocations(&self, event: FetchEvent) {
         self.fetched(Fetched::RevocationList { refresh_secs: 0 }, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_for_counts_down_from_max_stale_and_stays_still_between_loads() {
+        assert_eq!(fresh_for_secs(None, 5, 1_000), 0, "nothing loaded");
+        assert_eq!(fresh_for_secs(Some(10_000), 5, 10_000), 5);
+        assert_eq!(fresh_for_secs(Some(10_000), 5, 10_999), 5, "whole seconds");
+        assert_eq!(fresh_for_secs(Some(10_000), 5, 11_000), 4);
+        assert_eq!(fresh_for_secs(Some(10_000), 5, 15_000), 0);
+        assert_eq!(fresh_for_secs(Some(10_000), 5, 99_000), 0, "never negative");
+        assert_eq!(fresh_for_secs(Some(10_000), 5, 9_000), 6, "a clock step back");
+        // A list reloaded (or confirmed) every tick: the value does not move,
+        // so the gauge costs no host call.
+        let ticks: Vec<u64> = (0..5).map(|t| fresh_for_secs(Some(t * 1_000), 60, t * 1_000 + 300)).collect();
+        assert!(ticks.iter().all(|v| *v == 60), "{ticks:?}");
     }
 }

@@ -135,17 +135,29 @@ export async function startUpstream() {
 }
 
 /**
- * A JWKS server: `set(doc)` changes the document, `fail(status)` makes it
- * answer errors, `delay(ms)` holds answers; `hits` counts requests.
+ * A JWKS server: `set(doc, {etag})` changes the document (sent with that
+ * `ETag`, none by default), `fail(status)` makes it answer errors,
+ * `delay(ms)` holds answers; `hits` counts requests, `ifNoneMatch` lists each
+ * request's `If-None-Match` (`null`: none). With an `ETag`, a request whose
+ * `If-None-Match` is that `ETag` gets `304 Not Modified`; `always304(true)`
+ * answers `304` to every request, conditional or not.
  */
 export async function startJwksServer(initial) {
-  const state = { doc: initial, status: 200, delayMs: 0, hits: 0, paths: [] };
+  const state = { doc: initial, status: 200, delayMs: 0, hits: 0, paths: [], etag: null, always304: false, inm: [] };
   const server = http.createServer(async (req, res) => {
     state.hits += 1;
     state.paths.push(`${req.headers.host} ${req.url}`);
-    const { doc, status, delayMs } = state;
+    const inm = req.headers["if-none-match"] ?? null;
+    state.inm.push(inm);
+    const { doc, status, delayMs, etag, always304 } = state;
     if (delayMs) await sleep(delayMs);
-    res.writeHead(status, { "content-type": "application/jwk-set+json" });
+    const headers = { "content-type": "application/jwk-set+json", ...(etag ? { etag } : {}) };
+    if (always304 || (status === 200 && etag && inm === etag)) {
+      res.writeHead(304, etag ? { etag } : {});
+      res.end();
+      return;
+    }
+    res.writeHead(status, headers);
     res.end(status === 200 ? JSON.stringify(doc) : "unavailable");
   });
   const port = await listen(server);
@@ -155,8 +167,10 @@ export async function startJwksServer(initial) {
       return state.hits;
     },
     paths: state.paths,
-    set(doc) {
+    ifNoneMatch: state.inm,
+    set(doc, { etag = null } = {}) {
       state.doc = doc;
+      state.etag = etag;
       state.status = 200;
     },
     fail(status = 503) {
@@ -164,6 +178,9 @@ export async function startJwksServer(initial) {
     },
     delay(ms) {
       state.delayMs = ms;
+    },
+    always304(on = true) {
+      state.always304 = on;
     },
     close: () => closeServer(server),
   };

@@ -1,7 +1,8 @@
 // Keys by URL: the issuer publishes its JWKS on a local server (127.0.0.1);
 // the filter fetches it through an Envoy cluster, holds requests that arrive
 // before the keys, picks up a rotated-in key on demand (with a cooldown),
-// keeps the last good keys when a fetch fails, and refreshes periodically.
+// keeps the last good keys when a fetch fails, and refreshes periodically,
+// conditionally once the JWKS has an `ETag` (a 304 keeps keys and token cache).
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -180,4 +181,90 @@ test("keys by URL: the periodic refresh picks up a new key set without any trigg
   assert.ok((await counter(envoy, "jwks.fetch_ok")) > okBefore);
   const tokenB = await mint(b);
   assert.equal((await read(envoy, tokenB)).status, 200);
+});
+
+test("keys by URL: conditional refreshes (If-None-Match), a 304 keeps the keys and the token cache", async () => {
+  const [a, b] = await Promise.all([newKey("key-a"), newKey("key-b")]);
+  const { server, start } = await setUp({ jwks_refresh: "1s", jwks_cooldown: "1s" }, jwks(a));
+  const n = (name) => counter(envoy, name);
+  const tick = () => sleep(1100); // decision counters reach Envoy on the next tick
+
+  // 0. A 304 to a request without If-None-Match is no answer: a failed fetch, no keys.
+  server.always304(true);
+  const envoy = await start();
+  const tokenA = await mint(a);
+  const refused = await read(envoy, tokenA);
+  assert.equal(refused.status, 401, refused.body);
+  assert.equal(refused.json.reason, "token_key_not_found");
+  await eventually(async () => (await n("jwks.fetch_failed")) >= 1, { what: "the 304 counted as failed" });
+  assert.equal(await n("jwks.fetch_not_modified"), 0);
+  assert.equal(await n("jwks.fetch_ok"), 0);
+  assert.ok(server.ifNoneMatch.every((v) => v === null), "no ETag known yet");
+
+  // 1. A JWKS with an ETag: loaded, then every fetch carries `If-None-Match`
+  //    with it (Envoy's main thread and the worker each fetch every 1 s) and
+  //    gets a 304.
+  server.always304(false);
+  let mark = server.ifNoneMatch.length;
+  server.set(jwks(a), { etag: '"k1"' });
+  await eventually(async () => (await read(envoy, tokenA)).status === 200, { what: "the keys" });
+  await eventually(async () => (await n("jwks.fetch_not_modified")) >= 3, { what: "304s" });
+  let sent = server.ifNoneMatch.slice(mark);
+  assert.ok(sent.includes('"k1"'), sent.join(", "));
+  assert.ok(sent.every((v) => v === null || v === '"k1"'), sent.join(", "));
+  assert.ok(sent.filter((v) => v === null).length <= 2, `one plain fetch per VM: ${sent.join(", ")}`);
+
+  // 2. 304s leave the key generation alone: the cached token stays a cache
+  //    hit across several refreshes, and no document is loaded again.
+  assert.equal((await read(envoy, tokenA)).status, 200);
+  await tick();
+  const [hits, misses, ok, notModified] = await Promise.all(
+    ["token.cache_hit", "token.cache_miss", "jwks.fetch_ok", "jwks.fetch_not_modified"].map(n),
+  );
+  mark = server.ifNoneMatch.length;
+  await eventually(() => server.ifNoneMatch.length >= mark + 4, { what: "two refreshes per VM" });
+  for (let i = 0; i < 3; i++) assert.equal((await read(envoy, tokenA)).status, 200);
+  await tick();
+  assert.equal(await n("token.cache_hit"), hits + 3, "the token stays cached");
+  assert.equal(await n("token.cache_miss"), misses, "no token verified again");
+  assert.equal(await n("jwks.fetch_ok"), ok, "nothing loaded");
+  assert.ok((await n("jwks.fetch_not_modified")) >= notModified + 4);
+  assert.ok(server.ifNoneMatch.slice(mark).every((v) => v === '"k1"'), server.ifNoneMatch.slice(mark).join(", "));
+
+  // The control: the same JWKS without an ETag is a 200 on every refresh,
+  // each one a new key generation, so the cached token is verified again.
+  server.set(jwks(a));
+  mark = server.ifNoneMatch.length;
+  await eventually(() => server.ifNoneMatch.length >= mark + 4, { what: "plain refreshes" });
+  await sleep(1200);
+  const missesBefore = await n("token.cache_miss");
+  assert.equal((await read(envoy, tokenA)).status, 200);
+  await tick();
+  assert.equal(await n("token.cache_miss"), missesBefore + 1, "after a 200 the token is verified again");
+  assert.ok(server.ifNoneMatch.slice(-2).every((v) => v === null), "a JWKS without an ETag clears it");
+
+  // 3. A refused document's ETag is never sent: the filter keeps sending the
+  //    ETag of the keys in force, so the host answers with the bad document
+  //    again (refused again) rather than a 304 vouching for it.
+  server.set(jwks(a), { etag: '"k1"' });
+  await eventually(() => server.ifNoneMatch.slice(-2).every((v) => v === '"k1"'), { what: "k1 in force" });
+  const failed = await n("jwks.fetch_failed");
+  server.set({ keys: [] }, { etag: '"empty"' });
+  mark = server.ifNoneMatch.length;
+  await eventually(async () => (await n("jwks.fetch_failed")) > failed, { what: "the empty JWKS refused" });
+  await eventually(() => server.ifNoneMatch.length >= mark + 4, { what: "more refreshes" });
+  sent = server.ifNoneMatch.slice(mark);
+  assert.ok(!sent.includes('"empty"'), `the refused document's ETag was sent: ${sent.join(", ")}`);
+  assert.ok(sent.every((v) => v === '"k1"'), sent.join(", "));
+  assert.ok((await n("jwks.fetch_failed")) >= failed + 3, "refused on every fetch");
+  assert.equal((await read(envoy, await mint(a))).status, 200, "the last good keys stay");
+
+  // 4. A new key set with a new ETag: a 200 to If-None-Match "k1" replaces
+  //    the keys (key b rotated in on demand, key a retired), and its ETag is sent next.
+  server.set(jwks(b), { etag: '"k2"' });
+  await eventually(async () => (await read(envoy, await mint(b))).status === 200, { what: "key b" });
+  const retired = await read(envoy, tokenA);
+  assert.equal(retired.status, 401);
+  assert.equal(retired.json.reason, "token_key_not_found");
+  await eventually(() => server.ifNoneMatch.slice(-2).every((v) => v === '"k2"'), { what: "k2 sent" });
 });

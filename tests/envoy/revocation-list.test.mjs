@@ -6,8 +6,12 @@
 // list is in force within `refresh` (1 s); a bad document keeps the last list
 // (and warns); with the list host down the last list keeps working until
 // `max_stale` (5 s), then token-bearing requests get 503 `state_unavailable`
-// with `Retry-After`, and the list host's return ends it. A policy with a
-// list but no cluster is refused at start-up, naming the path.
+// with `Retry-After`, and the list host's return ends it. Conditional
+// fetches: the `ETag` of an accepted list goes out as `If-None-Match`, a 304
+// keeps the list in force and restarts its age (past `max_stale`), the
+// `ETag` of a refused document is never sent, and a 304 to a plain fetch is
+// a failure. A policy with a list but no cluster is refused at start-up,
+// naming the path.
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -40,17 +44,29 @@ const listPolicy = (list = {}) => ({
 
 /**
  * The list server: answers every GET with the current document (`set(doc)`,
- * or `setRaw(text)` for a body that is not JSON), after `delay(ms)`; `stop()`
+ * or `setRaw(text)` for a body that is not JSON; `{etag}` sends that `ETag`
+ * with it, and a request whose `If-None-Match` is that `ETag` gets `304 Not
+ * Modified`), after `delay(ms)`; `only304(true)` answers every request with
+ * a 304, conditional or not. `requests` lists each request's
+ * `{inm, cacheControl}` (`If-None-Match`, `null` when absent). `stop()`
  * closes it (connections refused), `restart()` listens on the same port again.
  */
 async function startListServer(doc) {
-  const state = { body: JSON.stringify(doc), delayMs: 0, hits: 0, paths: [] };
+  const state = { body: JSON.stringify(doc), etag: null, only304: false, delayMs: 0, hits: 0, paths: [], requests: [] };
   const handler = async (req, res) => {
     state.hits += 1;
     state.paths.push(`${req.headers.host} ${req.url} ${req.headers.accept}`);
-    const { body, delayMs } = state;
+    const inm = req.headers["if-none-match"] ?? null;
+    state.requests.push({ inm, cacheControl: req.headers["cache-control"] ?? null });
+    const { body, delayMs, etag } = state;
     if (delayMs) await sleep(delayMs);
-    res.writeHead(200, { "content-type": "application/json" });
+    const tag = etag ? { etag } : {};
+    if (state.only304 || (etag && inm === etag)) {
+      res.writeHead(304, tag);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json", ...tag });
     res.end(body);
   };
   let server = http.createServer(handler);
@@ -70,11 +86,19 @@ async function startListServer(doc) {
   return {
     port,
     paths: state.paths,
+    requests: state.requests,
     get hits() {
       return state.hits;
     },
-    set: (d) => (state.body = JSON.stringify(d)),
-    setRaw: (text) => (state.body = text),
+    set: (d, { etag = null } = {}) => {
+      state.body = JSON.stringify(d);
+      state.etag = etag;
+    },
+    setRaw: (text, { etag = null } = {}) => {
+      state.body = text;
+      state.etag = etag;
+    },
+    only304: (on = true) => (state.only304 = on),
     delay: (ms) => (state.delayMs = ms),
     stop,
     async restart() {
@@ -247,6 +271,115 @@ test("a fetched revocation list: first requests held, listed jti refused, change
   // The outage was logged as warnings naming the URL, the cause and the list's age; the recovery at info.
   assertLogged(envoy.output(), /\[W\]\[wasm\].*the revocation list from `[^`]+`: (no response|status \d+).*; keeping the list loaded \d+ s ago/);
   assertLogged(envoy.output(), /\[I\]\[wasm\].*loaded the revocation list from `[^`]+`: 1 entry[\s\S]*\[I\]\[wasm\].*loaded the revocation list from `[^`]+`: 1 entry/);
+});
+
+test("conditional list fetches: If-None-Match, a 304 keeps the list and restarts its age, a refused document's ETag is never sent", async () => {
+  const [a, c] = await Promise.all([token("cond-a"), token("cond-c")]);
+  const server = await startListServer({});
+  server.set({ jti: [a.jti] }, { etag: '"v1"' });
+  cleanup.push(server.stop);
+  const upstream = await startUpstream();
+  cleanup.push(upstream.close);
+  const config = JSON.stringify({
+    policy: listPolicy({ refresh: "1s", max_stale: "4s" }),
+    jwks_clusters: { revocation_list: "revocations" },
+    jwks_timeout: "2s",
+  });
+  const envoy = await startEnvoy(
+    bootstrap({ httpFilters: [wasmFilter(config)], upstreamPort: upstream.port, clusters: { revocations: server.port } }),
+    { concurrency: 2 },
+  );
+  cleanup.push(envoy.stop);
+  const n = (name) => counter(envoy, name);
+  const inm = (from = 0) => server.requests.slice(from).map((r) => r.inm);
+
+  // 1. The list loads (the first requests are held for it); every later
+  //    fetch carries `If-None-Match: "v1"` and gets a 304. Three VMs (Envoy's
+  //    main thread and two workers) fetch, each plainly once.
+  assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("200"));
+  assert.deepEqual(await statuses(envoy, a.t), Array(4).fill("401 revoked_token"));
+  await eventually(async () => (await n("revocations.fetch_not_modified")) >= 4, { what: "304s" });
+  const sent = inm();
+  assert.ok(sent.includes('"v1"'), sent.join(", "));
+  assert.ok(sent.every((v) => v === null || v === '"v1"'), sent.join(", "));
+  assert.ok(sent.filter((v) => v === null).length <= 3, `one plain fetch per VM: ${sent.join(", ")}`);
+  assert.ok(server.requests.every((r) => r.cacheControl === "no-cache"), "asked of the origin, not a cache");
+  const loads = await n("revocations.fetch_ok");
+  const failures = await n("revocations.fetch_failed");
+
+  // 2. The host now answers nothing but 304s: the list stays in force well
+  //    past `max_stale` (4 s), its age restarting with each 304, on every worker.
+  server.only304(true);
+  const since = Date.now();
+  while (Date.now() - since < 9000) {
+    assert.deepEqual(await statuses(envoy, c.t, 2), Array(2).fill("200"), `${Date.now() - since} ms into the 304s`);
+    assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("401 revoked_token"));
+    await sleep(1000);
+  }
+  const freshFor = (await stats(envoy)).values["wasmcustom.agentguard.revocations.fresh_for_s"];
+  assert.ok(freshFor >= 2, `fresh_for_s ${freshFor} after 9 s of 304s (max_stale 4 s)`);
+  assert.equal(await n("revocations.fetch_ok"), loads, "nothing parsed again");
+  assert.equal(await n("revocations.fetch_failed"), failures, "no 304 counted as a failure");
+
+  // 3. The contrast: the host down, and the list is refused once older than max_stale.
+  await server.stop();
+  const down = Date.now();
+  await eventually(async () => (await read(envoy, c.t)).status === 503, { timeoutMs: 12000, everyMs: 200, what: "the list to go stale" });
+  assert.ok(Date.now() - down >= 2500, `503 only after max_stale (${Date.now() - down} ms)`);
+
+  // 4. Back, still answering only 304s: the 304 to `If-None-Match: "v1"` alone
+  //    ends the outage (the list in force confirmed), without a load.
+  await server.restart();
+  await eventually(async () => all(await statuses(envoy, c.t), "200"), { timeoutMs: 12000, what: "recovery by 304" });
+  await settle();
+  assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("200"));
+  assert.deepEqual(await statuses(envoy, a.t), Array(4).fill("401 revoked_token"));
+  assert.equal(await n("revocations.fetch_ok"), loads, "recovered without a load");
+  assertLogged(envoy.output(), /\[I\]\[wasm\].*the revocation list from `[^`]+` is unchanged \(304\): 1 entry, its age restarts/);
+
+  // 5. A refused document (not JSON) with its own ETag: the filter keeps
+  //    sending the ETag of the list in force, never the refused one's (a 304
+  //    to it would vouch for a document the engine never took).
+  server.only304(false);
+  server.setRaw("<html>maintenance</html>", { etag: '"bad"' });
+  const failed = await n("revocations.fetch_failed");
+  const mark = server.requests.length;
+  await eventually(async () => (await n("revocations.fetch_failed")) > failed, { what: "the bad document refused" });
+  await eventually(() => server.requests.length >= mark + 6, { what: "more fetches" });
+  const after = inm(mark);
+  assert.ok(!after.includes('"bad"'), `the refused document's ETag was sent: ${after.join(", ")}`);
+  assert.ok(after.every((v) => v === '"v1"'), after.join(", "));
+  assert.ok((await n("revocations.fetch_failed")) >= failed + 4, "refused on every fetch");
+  assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("401 revoked_token"), "the last list stays");
+
+  // 6. A new list with a new ETag is loaded, and its ETag is sent from then on.
+  server.set({ jti: [a.jti, c.jti] }, { etag: '"v2"' });
+  await eventually(async () => all(await statuses(envoy, c.t), "401 revoked_token"), { timeoutMs: 10000, what: "the new list" });
+  await eventually(() => inm(server.requests.length - 6).every((v) => v === '"v2"'), { what: '"v2" sent by every VM' });
+  assert.ok((await n("revocations.fetch_ok")) > loads);
+});
+
+test("a 304 to a fetch without If-None-Match is a failed fetch: no list, 503", async () => {
+  const server = await startListServer({});
+  server.set({ jti: [] }, { etag: '"v1"' });
+  server.only304(true);
+  cleanup.push(server.stop);
+  const upstream = await startUpstream();
+  cleanup.push(upstream.close);
+  const config = JSON.stringify({ policy: listPolicy({ refresh: "1s", max_stale: "10s" }), jwks_cluster: "revocations" });
+  const envoy = await startEnvoy(
+    bootstrap({ httpFilters: [wasmFilter(config)], upstreamPort: upstream.port, clusters: { revocations: server.port } }),
+  );
+  cleanup.push(envoy.stop);
+  const { t } = await token("list-304");
+  await eventually(async () => (await counter(envoy, "revocations.fetch_failed")) >= 3, { what: "failed fetches" });
+  const res = await read(envoy, t);
+  assert.equal(res.status, 503, res.body);
+  assert.match(res.json.detail, /has not been loaded yet/);
+  assert.equal(await counter(envoy, "revocations.fetch_not_modified"), 0);
+  assert.equal(await counter(envoy, "revocations.fetch_ok"), 0);
+  assert.ok(server.requests.every((r) => r.inm === null), "no ETag was ever accepted");
+  assertLogged(envoy.output(), /the revocation list from `[^`]+`: status 304, expected 200; no list loaded yet/);
 });
 
 test("no list host from the start: 503 state_unavailable at once, Retry-After the refresh", async () => {
