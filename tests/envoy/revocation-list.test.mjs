@@ -10,8 +10,10 @@
 // fetches: the `ETag` of an accepted list goes out as `If-None-Match`, a 304
 // keeps the list in force and restarts its age (past `max_stale`), the
 // `ETag` of a refused document is never sent, and a 304 to a plain fetch is
-// a failure. A policy with a list but no cluster is refused at start-up,
-// naming the path.
+// a failure. A signed list (`revocation_list.jwks`): verified in the filter,
+// a forged or plain one refused, and one served on and on goes 503 one
+// `max_stale` after its `iat` though every fetch succeeds. A policy with a
+// list but no cluster is refused at start-up, naming the path.
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -357,6 +359,82 @@ test("conditional list fetches: If-None-Match, a 304 keeps the list and restarts
   await eventually(async () => all(await statuses(envoy, c.t), "401 revoked_token"), { timeoutMs: 10000, what: "the new list" });
   await eventually(() => inm(server.requests.length - 6).every((v) => v === '"v2"'), { what: '"v2" sent by every VM' });
   assert.ok((await n("revocations.fetch_ok")) > loads);
+});
+
+/** An ES256 list-signing key (WebCrypto): `{privateJwk, publicJwk}` with kid `kid`. */
+async function listSigner(kid) {
+  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
+  const { key_ops, ext, ...jwk } = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  const { d, ...pub } = jwk;
+  return { privateJwk: { ...jwk, kid }, publicJwk: { ...pub, kid, alg: "ES256", use: "sig" } };
+}
+
+test("a signed revocation list: verified in the filter, its age counted from its iat, forgeries refused", async () => {
+  const [a, c] = await Promise.all([token("signed-a"), token("signed-c")]);
+  const signer = await listSigner("lists-1");
+  const forger = await listSigner("lists-1");
+  const sign = (list, key = signer) =>
+    signJwt(key.privateJwk, { ...list, iat: Math.floor(Date.now() / 1000) }, "revocation-list+jwt");
+  const server = await startListServer({});
+  server.setRaw(await sign({ jti: [a.jti] }));
+  cleanup.push(server.stop);
+  const upstream = await startUpstream();
+  cleanup.push(upstream.close);
+  const config = JSON.stringify({
+    policy: listPolicy({ max_stale: "8s", jwks: { keys: [signer.publicJwk] } }),
+    jwks_clusters: { revocation_list: "revocations" },
+  });
+  const envoy = await startEnvoy(
+    bootstrap({ httpFilters: [wasmFilter(config)], upstreamPort: upstream.port, clusters: { revocations: server.port } }),
+    { concurrency: 2 },
+  );
+  cleanup.push(envoy.stop);
+
+  // 1. The signed list is in force on every worker.
+  assert.deepEqual(await statuses(envoy, a.t), Array(4).fill("401 revoked_token"));
+  assert.deepEqual(await statuses(envoy, c.t), Array(4).fill("200"));
+
+  // 2. A forged list (another key, the same kid) naming c, then the plain form:
+  //    refused with the reason, the signed list stays.
+  server.setRaw(await sign({ jti: [a.jti, c.jti] }, forger));
+  await eventually(() => /list\.json`: signature: .*keeping the list loaded/.test(envoy.output()), {
+    timeoutMs: 8000,
+    what: "the warning about the forged list",
+  });
+  server.set({ jti: [a.jti, c.jti] });
+  await eventually(() => /list\.json`: expected a signed list/.test(envoy.output()), {
+    timeoutMs: 8000,
+    what: "the warning about the plain list",
+  });
+  assert.deepEqual(await statuses(envoy, c.t, 2), Array(2).fill("200"), "neither is in force");
+  assert.deepEqual(await statuses(envoy, a.t, 2), Array(2).fill("401 revoked_token"));
+
+  // 3. A new signed list (now naming c too) is in force everywhere; then the
+  //    host serves it on and on (fetched every second, each fetch good): one
+  //    max_stale (8 s) after its iat, requests get 503.
+  const signedAt = Date.now();
+  server.setRaw(await sign({ jti: [a.jti, c.jti] }));
+  await eventually(async () => all(await statuses(envoy, c.t), "401 revoked_token"), {
+    timeoutMs: 6000,
+    what: "the new signed list on every worker",
+  });
+  const okBefore = await counter(envoy, "revocations.fetch_ok");
+  const refused = await eventually(
+    async () => {
+      const res = await read(envoy, c.t);
+      return res.status === 503 ? res : null;
+    },
+    { timeoutMs: 15000, everyMs: 200, what: "the signed list to go stale" },
+  );
+  // Its `iat` is whole seconds: up to 1 s before `signedAt`.
+  assert.ok(Date.now() - signedAt >= 7000, `503 only past max_stale (${Date.now() - signedAt} ms after signing)`);
+  assert.equal(refused.json.reason, "state_unavailable");
+  assert.match(refused.json.detail, /revocation list from `https:\/\/revocations\.test\/agentguard\/list\.json` was signed \d+ s ago/);
+  assert.ok((await counter(envoy, "revocations.fetch_ok")) > okBefore, "the list host answered all along");
+
+  // 4. The signer signs again: requests are decided with the new list.
+  server.setRaw(await sign({ jti: [] }));
+  await eventually(async () => all(await statuses(envoy, a.t), "200"), { timeoutMs: 10000, what: "the newly signed list" });
 });
 
 test("a 304 to a fetch without If-None-Match is a failed fetch: no list, 503", async () => {
