@@ -294,8 +294,9 @@ impl KeySet {
     }
 }
 
-/// Verifies `signature` over `message` with `key` under `alg`, through
-/// jwt-compact's algorithm implementations.
+/// Verifies `signature` over `message` with `key` under `alg`: jwt-compact's
+/// algorithm implementations, but ES256 with p256 0.14's ECDSA directly
+/// (faster in Wasm than the p256 0.13 jwt-compact is built on).
 pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), String> {
     fn run<A: Algorithm>(
         alg: A,
@@ -323,7 +324,15 @@ pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[
     }
     match (alg, key) {
         (Alg::EdDSA, PublicKey::Ed25519(k)) => run(jwt_compact::alg::Ed25519, k, message, signature),
-        (Alg::ES256, PublicKey::P256(k)) => run(jwt_compact::alg::Es256, k, message, signature),
+        (Alg::ES256, PublicKey::P256(k)) => {
+            use p256::ecdsa::signature::Verifier;
+            if signature.len() != 64 {
+                return Err(format!("signature is {} bytes, expected 64 for `ES256`", signature.len()));
+            }
+            let signature = p256::ecdsa::Signature::from_slice(signature)
+                .map_err(|_| "signature is not a valid `ES256` signature".to_owned())?;
+            k.verify(message, &signature).map_err(|_| "signature does not verify".to_owned())
+        }
         (Alg::RS256, PublicKey::Rsa(k)) => {
             rsa_length(k, signature)?;
             run(jwt_compact::alg::Rsa::rs256(), k, message, signature)

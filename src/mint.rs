@@ -70,7 +70,7 @@ impl SigningKey {
                 json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(k.verifying_key().as_bytes())})
             }
             SigningKey::P256(k) => {
-                let point = k.verifying_key().to_encoded_point(false);
+                let point = k.verifying_key().to_sec1_point(false);
                 json!({
                     "kty": "EC", "crv": "P-256",
                     "x": b64::encode(&point.x().map(|x| x.to_vec()).unwrap_or_default()),
@@ -129,7 +129,11 @@ pub fn sign_with_header(
 pub fn sign_bytes(key: &SigningKey, message: &[u8]) -> Vec<u8> {
     match key {
         SigningKey::Ed25519(k) => jwt_compact::alg::Ed25519.sign(k, message).to_bytes().to_vec(),
-        SigningKey::P256(k) => jwt_compact::alg::Es256.sign(k, message).to_bytes().to_vec(),
+        SigningKey::P256(k) => {
+            use p256::ecdsa::signature::Signer;
+            let signature: p256::ecdsa::Signature = k.sign(message);
+            signature.to_bytes().to_vec()
+        }
     }
 }
 
