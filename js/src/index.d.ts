@@ -467,6 +467,12 @@ export interface JwksCacheOptions {
   cooldown?: number;
   /** Seconds to wait after a failed fetch. Default 30. */
   retryAfterError?: number;
+  /**
+   * Milliseconds one request of a fetch may take. Default 5000. A caller
+   * waits for a shared fetch at most this per request it makes (two when
+   * issuer metadata is followed) plus 1 s; past that the fetch counts as
+   * failed, even if it never settles.
+   */
   timeoutMs?: number;
   fetch?: typeof fetch;
   /** Milliseconds since the epoch. */
