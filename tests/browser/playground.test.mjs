@@ -485,6 +485,34 @@ describe("browser playground", { timeout: 120_000 }, () => {
     assert.equal(await attr("#decision .decision", "data-status"), "503");
     assert.equal(await attr("#decision .decision", "data-reasons"), "state_unavailable");
     assert.match(await page.textContent("#decision .reasons"), /revocation list from `https:\/\/revocations\.example\.com\/other\.json` has not been loaded yet/);
+
+    // A policy whose list must be signed (`revocation_list.jwks`): the pasted
+    // JWS is verified by the core in the page; a forged or plain list is refused.
+    const { signJwt } = await import(pathToFileURL(join(root, "tests", "vectors", "mint.mjs")).href);
+    const es256 = async (kid) => {
+      const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
+      const { key_ops, ext, ...jwk } = await crypto.subtle.exportKey("jwk", pair.privateKey);
+      const { d, ...pub } = jwk;
+      return { privateJwk: { ...jwk, kid }, publicJwk: { ...pub, kid } };
+    };
+    const [signer, forger] = [await es256("lists-1"), await es256("lists-1")];
+    const signedPolicy = JSON.parse(withList("https://revocations.example.com/signed.jws"));
+    signedPolicy.revocation_list.jwks = { keys: [signer.publicJwk] };
+    await page.fill("#policy-text", JSON.stringify(signedPolicy, null, 2));
+    await page.waitForFunction(() => document.querySelector("#revocation-list-uri").textContent.endsWith("/signed.jws"));
+    const iat = Math.floor(Number(await attr("#clock-now", "data-now")));
+    const signedList = (key) => signJwt(key.privateJwk, { sub: [sub], iat }, "revocation-list+jwt");
+    await page.fill("#revocation-list-text", await signedList(signer));
+    await statusIs("1 entry");
+    await send();
+    assert.equal(await attr("#decision .decision", "data-reasons"), "revoked_subject");
+    await page.fill("#revocation-list-text", await signedList(forger));
+    await statusIs("not loaded");
+    assert.match(await attr("#revocation-list-status", "title"), /signature: /);
+    await page.fill("#revocation-list-text", JSON.stringify({ sub: [sub] }));
+    // Still "not loaded": wait for the new reason.
+    await page.waitForFunction(() => /expected a signed list/.test(document.querySelector("#revocation-list-status").title));
+    assert.equal(await page.textContent("#revocation-list-status"), "not loaded");
     } finally {
       // Back to the starter for the tests that follow.
       await page.fill("#revocation-list-text", "{}");
