@@ -294,13 +294,15 @@ impl Guard {
     }
 
     /// The policy's `revocation_list`, for the host to fetch: JSON
-    /// `{"uri", "refresh_s", "max_stale_s", "loaded_at_ms"}` (`loaded_at_ms`
-    /// `null` until a list is loaded), or `undefined` without one.
+    /// `{"uri", "refresh_s", "max_stale_s", "signed", "loaded_at_ms"}`
+    /// (`signed`: the list must be a signed JWS, `revocation_list.jwks`;
+    /// `loaded_at_ms` `null` until a list is loaded, for a signed list the
+    /// time it was signed), or `undefined` without one.
     #[wasm_bindgen(js_name = revocationList)]
     pub fn revocation_list(&self) -> Option<String> {
         self.engine.revocation_list().map(|l| {
             serde_json::json!({"uri": l.uri, "refresh_s": l.refresh_secs, "max_stale_s": l.max_stale_secs,
-                               "loaded_at_ms": l.loaded_at_ms()})
+                               "signed": l.is_signed(), "loaded_at_ms": l.loaded_at_ms()})
             .to_string()
         })
     }

@@ -312,8 +312,8 @@ export class AgentGuard {
     this.#lists = options.revocationListCache ?? revocationListCache;
     const list = guard.revocationList();
     if (list !== undefined) {
-      const { uri, refresh_s, max_stale_s } = JSON.parse(list);
-      this.#listSource = { uri, refresh_s, max_stale_s };
+      const { uri, refresh_s, max_stale_s, signed } = JSON.parse(list);
+      this.#listSource = { uri, refresh_s, max_stale_s, signed };
     }
     this.#log = options.log ?? ((line) => console.error(line));
     this.#maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
@@ -533,9 +533,11 @@ export class AgentGuard {
 
   /**
    * Where the policy's `revocation_list` stands, for operators (`undefined`
-   * without one): `{uri, refreshS, maxStaleS, loadedAtMs, entries, fetches,
-   * notModified, lastError, lastErrorAtMs}`. `loadedAtMs` is when the list in
-   * force was fetched (or confirmed by a `304`), `null` before the first;
+   * without one): `{uri, refreshS, maxStaleS, signed, loadedAtMs, entries,
+   * fetches, notModified, lastError, lastErrorAtMs}`. `loadedAtMs` is when
+   * the list in force was fetched (or confirmed by a `304`) — for a signed
+   * list (`signed`, `revocation_list.jwks`) when it was signed, its `iat`,
+   * which is what its age counts from — `null` before the first;
    * `lastError` the last failed fetch or refused document, `null` since a good one.
    */
   revocationListStatus() {
@@ -547,6 +549,7 @@ export class AgentGuard {
       uri: src.uri,
       refreshS: src.refresh_s,
       maxStaleS: src.max_stale_s,
+      signed: src.signed === true,
       loadedAtMs: loaded ?? null,
       entries: this.#listed?.entries ?? null,
       fetches: cache?.fetches ?? 0,

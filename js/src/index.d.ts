@@ -579,7 +579,13 @@ export interface RevocationListStatus {
   uri: string;
   refreshS: number;
   maxStaleS: number;
-  /** When the list in force was fetched or confirmed (`304`), Unix ms; `null` before the first. */
+  /** Whether the list must be signed (`revocation_list.jwks`). */
+  signed: boolean;
+  /**
+   * When the list in force was fetched or confirmed (`304`), Unix ms; for a
+   * signed list when it was signed (its `iat`: its age counts from there);
+   * `null` before the first.
+   */
   loadedAtMs: number | null;
   /** Entries of the fetched list in force; `null` before the first. */
   entries: number | null;

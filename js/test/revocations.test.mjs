@@ -109,6 +109,7 @@ describe("revocation_list in the JS package", () => {
         uri: server.url,
         refreshS: 10,
         maxStaleS: 60,
+        signed: false,
         loadedAtMs: clock.now,
         entries: 1,
         fetches: undefined,
@@ -127,8 +128,12 @@ describe("revocation_list in the JS package", () => {
     const signedPolicy = policy({}, { jwks: { keys: [signer.publicJwk] } });
     const sign = (list, iat, jwk = signer.privateJwk) => signJwt(jwk, { ...list, iat }, "revocation-list+jwt");
     server.state.raw = await sign({ jti: ["jti-listed"] }, T0 / 1000 - 20);
-    const { clock, logs, decide, settle } = setup({ policy: signedPolicy });
+    const { clock, logs, decide, settle, guard } = setup({ policy: signedPolicy });
     assert.equal(code(await decide(await token("jti-listed"))), "revoked_token");
+    // The status shows what the core counts the list's age from: its iat, not the fetch.
+    const status = guard.revocationListStatus();
+    assert.equal(status.signed, true);
+    assert.equal(status.loadedAtMs, T0 - 20_000);
     assert.equal((await decide(await token("jti-ok"))).decision, "allow");
     // The host keeps serving the same signed list: fetched every `refresh`, but
     // no fresher. 1 min (max_stale) after its iat, token requests get 503.
