@@ -209,8 +209,7 @@ export class JwksCache {
       e.inflight = null;
       return this.#failed(uri, e, message);
     }
-    if (e.text !== null) return this.#view(e);
-    throw new Error(`fetching ${uri} failed: ${message}`);
+    return this.#lastGood(uri, e, message);
   }
 
   async #get(uri) {
@@ -262,10 +261,8 @@ export class JwksCache {
       return this.#view(e);
     } catch (err) {
       const message = err?.name === "TimeoutError" ? `timed out after ${o.timeoutMs} ms` : (err?.message ?? String(err));
-      if (!current()) {
-        if (e.text !== null) return this.#view(e);
-        throw new Error(`fetching ${uri} failed: ${message}`);
-      }
+      // Abandoned (a caller gave up on it and recorded the failure): not counted again.
+      if (!current()) return this.#lastGood(uri, e, message);
       return this.#failed(uri, e, message);
     }
   }
@@ -275,11 +272,14 @@ export class JwksCache {
     const o = this.#options;
     e.lastError = message;
     e.nextAttemptAt = o.now() + o.retryAfterError * 1000;
-    if (e.text !== null) {
-      // stale-if-error
-      o.log(`agentguard: ${o.label} ${uri}: refresh failed (${message}); using the keys fetched before`);
-      return this.#view(e);
-    }
+    // stale-if-error
+    if (e.text !== null) o.log(`agentguard: ${o.label} ${uri}: refresh failed (${message}); using the keys fetched before`);
+    return this.#lastGood(uri, e, message);
+  }
+
+  // The last good document (stale-if-error), or the failure when there is none.
+  #lastGood(uri, e, message) {
+    if (e.text !== null) return this.#view(e);
     throw new Error(`fetching ${uri} failed: ${message}`);
   }
 }
