@@ -354,10 +354,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(if response.status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Mint { key, claims, now, ttl, typ } => {
-            let jwk: Value = parse_json(&key)?;
-            let jwk = jwk.get("private").cloned().unwrap_or(jwk);
-            let signing = SigningKey::from_jwk(&jwk)?;
-            let kid = jwk.get("kid").and_then(Value::as_str);
+            let (signing, kid) = read_signing_key(&key)?;
+            let kid = kid.as_deref();
             let mut claims: Map<String, Value> = match parse_json(&claims)? {
                 Value::Object(m) => m,
                 _ => return Err(format!("`{}`: expected a JSON object of claims", claims.display())),
@@ -378,10 +376,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SignList { key, list, now } => {
-            let jwk: Value = parse_json(&key)?;
-            let jwk = jwk.get("private").cloned().unwrap_or(jwk);
-            let signing = SigningKey::from_jwk(&jwk)?;
-            let kid = jwk.get("kid").and_then(Value::as_str);
+            let (signing, kid) = read_signing_key(&key)?;
+            let kid = kid.as_deref();
             // Read as the engine reads a plain list, so what is signed is a valid list.
             let lists: crate::policy::RevocationLists = crate::json::from_str_with_path(&read(&list)?)
                 .map_err(|e| format!("`{}`: {}: {}", list.display(), e.path, e.message))?;
@@ -394,6 +390,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A private JWK file as `keygen` writes it (`{"private": …, "jwks": …}`) or
+/// a bare private JWK: the signing key and its `kid`.
+fn read_signing_key(path: &Path) -> Result<(SigningKey, Option<String>), String> {
+    let jwk: Value = parse_json(path)?;
+    let jwk = jwk.get("private").cloned().unwrap_or(jwk);
+    let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+    Ok((SigningKey::from_jwk(&jwk)?, kid))
 }
 
 /// A policy test file.
