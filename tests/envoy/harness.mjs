@@ -149,8 +149,10 @@ export async function startJwksServer(initial) {
     state.paths.push(`${req.headers.host} ${req.url}`);
     const inm = req.headers["if-none-match"] ?? null;
     state.inm.push(inm);
-    const { doc, status, delayMs, etag, always304 } = state;
-    if (delayMs) await sleep(delayMs);
+    // A slow host answers with the document it has when it answers: one
+    // captured at arrival would reach the VM after newer ones.
+    if (state.delayMs) await sleep(state.delayMs);
+    const { doc, status, etag, always304 } = state;
     const headers = { "content-type": "application/jwk-set+json", ...(etag ? { etag } : {}) };
     if (always304 || (status === 200 && etag && inm === etag)) {
       res.writeHead(304, etag ? { etag } : {});
