@@ -737,7 +737,7 @@ impl Filter {
     fn document(&self, source: &JwksSource) -> &'static str {
         if let Fetched::RevocationList { .. } = source.kind {
             "revocation list"
-        } else if self.engine.is_directory_operator(&source.iss) {
+        } else if self.is_directory(source) {
             "key directory"
         } else {
             "JWKS"
@@ -759,18 +759,19 @@ impl Filter {
         }
     }
 
-    /// Whether fetches of `source` may be conditional (`If-None-Match`): the
-    /// revocation list and JWKS, not key directories, whose every answer
-    /// carries a response signature the core checks at the time ([`jwks`]).
-    fn conditional_source(&self, source: &JwksSource) -> bool {
-        !matches!(source.kind, Fetched::Keys) || !self.engine.is_directory_operator(&source.iss)
+    /// Whether `source` is a Web Bot Auth key directory. Its fetches are
+    /// never conditional (`If-None-Match`), unlike those of a JWKS or the
+    /// revocation list: every answer carries a response signature the core
+    /// checks at the time ([`jwks`]), and a 304 has none.
+    fn is_directory(&self, source: &JwksSource) -> bool {
+        matches!(source.kind, Fetched::Keys) && self.engine.is_directory_operator(&source.iss)
     }
 
     /// Starts fetching the JWKS (key directory, revocation list) of source
     /// `index`; with `If-None-Match` when the document in force has an `ETag`.
     fn fetch(&self, index: usize, now_ms: i64) {
         let Some(source) = self.schedule.borrow().source(index).cloned() else { return };
-        let directory = !self.conditional_source(&source);
+        let directory = self.is_directory(&source);
         let etag = if directory { None } else { self.schedule.borrow().etag(index).map(str::to_owned) };
         let headers = jwks::request_headers(&source, directory, etag.as_deref());
         let timeout = Duration::from_secs(self.settings.jwks_timeout_secs);
@@ -813,7 +814,7 @@ impl Filter {
             // Only the ETag of a document the engine took: a refused one's
             // would have a later 304 vouch for it.
             if ok {
-                let etag = if self.conditional_source(&source) {
+                let etag = if !self.is_directory(&source) {
                     let value = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "etag");
                     jwks::usable_etag(value.ok().flatten().as_deref())
                 } else {
@@ -890,7 +891,7 @@ impl Filter {
         };
         let what = self.document(source);
         let result = jwks::response_text(status, body.as_deref()).and_then(|text| {
-            if self.engine.is_directory_operator(&source.iss) {
+            if self.is_directory(source) {
                 self.load_directory(&source.iss, text)
             } else {
                 self.engine.set_issuer_keys_json(&source.iss, text)
