@@ -596,9 +596,11 @@ impl TokenService {
         } else if let Some(previous) = previous {
             claims.insert("act".into(), previous);
         }
-        if let Some(details) = grant.subject.raw.get("authorization_details") {
-            claims.insert("authorization_details".into(), details.clone());
-        }
+        // Nothing else of the subject token is carried over: its issuer is
+        // trusted to say who the workload is, not what it may do. (Its RFC 9396
+        // `authorization_details` in particular would grant resource-level
+        // access on routes that require them, which no federation rule
+        // granted.)
         if let Some(jkt) = &grant.jkt {
             claims.insert("cnf".into(), json!({ "jkt": jkt }));
         }

@@ -176,6 +176,43 @@ fn an_actor_token_nests_the_act_chain() {
 }
 
 #[test]
+fn the_subject_tokens_authorization_details_are_not_carried_over() {
+    // A route that needs an RFC 9396 grant for the service it deploys.
+    let mut p = policy();
+    p["routes"].as_array_mut().unwrap().push(json!({
+        "id": "deploy-service", "methods": ["POST"], "path": "/v1/services/{name}/deploy", "scopes": ["deploy.write"],
+        "authorization_details": {"type": "deployment", "actions": ["deploy"], "identifier": "{name}"}}));
+    let e = Engine::from_json(&p.to_string()).unwrap();
+    let mut private = edge_key().private_jwk("edge-1");
+    private["kid"] = "edge-1".into();
+    e.set_signing_keys(&json!({ "keys": [private] })).unwrap();
+    // The external issuer vouches for who the workload is; a grant in its
+    // token (here: deploy `billing`) is not the federation rule's to give.
+    let details = json!([{"type": "deployment", "actions": ["deploy"], "identifier": "billing"}]);
+    let req = base(&ci_token(json!({ "authorization_details": details })));
+    let (status, body) = exchange(&e, &pairs(&req));
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let claims: Value =
+        serde_json::from_slice(&agentguard::b64::decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert!(claims.get("authorization_details").is_none(), "{claims}");
+    let call = Request::builder("POST", "/v1/services/billing/deploy", NOW + 1)
+        .host("api.test")
+        .header("authorization", &format!("Bearer {token}"))
+        .build()
+        .unwrap();
+    let d = e.decide(&call);
+    assert_eq!(d.codes(), [agentguard::ReasonCode::AuthorizationDetailsMismatch], "{:?}", d.reasons);
+    // The plain deploy route (scopes only) still works with it.
+    let plain = Request::builder("POST", "/v1/deploy", NOW + 1)
+        .host("api.test")
+        .header("authorization", &format!("Bearer {token}"))
+        .build()
+        .unwrap();
+    assert!(e.decide(&plain).is_allowed());
+}
+
+#[test]
 fn with_dpop_the_minted_token_is_bound_to_the_agents_key() {
     let e = engine();
     let client = SigningKey::from_random(Alg::ES256, &[23; 32]).unwrap();
