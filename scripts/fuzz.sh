@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 budget="${1:-smoke}"
 shift || true
-all_targets=(jws jwks policy path dpop decide revocations httpsig directory)
+all_targets=(jws jwks policy path dpop decide revocations httpsig directory exchange)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
