@@ -39,6 +39,7 @@ use agentguard::exchange::ExchangeContext;
 use agentguard::keys::Alg;
 use agentguard::mint::{self, SigningKey};
 use agentguard::{Engine, Request};
+use agentguard_fuzz::Text;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
@@ -100,21 +101,6 @@ fn fixture() -> &'static Fixture {
             untrusted,
         }
     })
-}
-
-#[derive(Arbitrary, Debug)]
-enum Text {
-    Pick(u8),
-    Raw(String),
-}
-
-impl Text {
-    fn get<'a>(&'a self, choices: &[&'a str]) -> &'a str {
-        match self {
-            Text::Pick(i) => choices[usize::from(*i) % choices.len()],
-            Text::Raw(s) => s,
-        }
-    }
 }
 
 /// Claims of a signed token; every zero value is the valid choice.

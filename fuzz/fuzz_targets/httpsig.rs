@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 use agentguard::keys::{parse_jwk, Alg};
 use agentguard::mint::{self, SigningKey};
 use agentguard::{Engine, Outcome, Request};
-use agentguard_fuzz::check_decision;
+use agentguard_fuzz::{check_decision, Text};
 use arbitrary::Arbitrary;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
@@ -79,21 +79,6 @@ fn fixture() -> &'static Fixture {
             untrusted,
         }
     })
-}
-
-#[derive(Arbitrary, Debug)]
-enum Text {
-    Pick(u8),
-    Raw(String),
-}
-
-impl Text {
-    fn get<'a>(&'a self, choices: &[&'a str]) -> &'a str {
-        match self {
-            Text::Pick(i) => choices[usize::from(*i) % choices.len()],
-            Text::Raw(s) => s,
-        }
-    }
 }
 
 #[derive(Arbitrary, Debug)]

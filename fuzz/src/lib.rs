@@ -18,7 +18,29 @@
 use agentguard::keys::{parse_jwk, KeySet};
 use agentguard::mint::SigningKey;
 use agentguard::{Decision, Outcome, ReasonCode};
+use arbitrary::Arbitrary;
 use serde_json::Value;
+
+/// A fuzzed string field: one of the harness's choices (`Pick`, its index
+/// taken modulo their number, so a zero byte is the first: the valid one),
+/// or fuzzed text.
+#[derive(Arbitrary, Debug)]
+pub enum Text {
+    /// The choice at this index, modulo their number.
+    Pick(u8),
+    /// Fuzzed text.
+    Raw(String),
+}
+
+impl Text {
+    /// The chosen text.
+    pub fn get<'a>(&'a self, choices: &[&'a str]) -> &'a str {
+        match self {
+            Text::Pick(i) => choices[usize::from(*i) % choices.len()],
+            Text::Raw(s) => s,
+        }
+    }
+}
 
 /// Test keys (`tests/vectors/keys.json`): private JWKs for `ed25519`, `es256`, `approver`.
 pub fn test_keys() -> Value {
@@ -27,7 +49,8 @@ pub fn test_keys() -> Value {
 
 /// The example issuer's private key (`examples/keys/issuer.private.jwk.json`, kid `sts-2026-01`).
 pub fn example_issuer_key() -> SigningKey {
-    let jwk: Value = serde_json::from_str(include_str!("../../examples/keys/issuer.private.jwk.json")).unwrap();
+    let jwk: Value =
+        serde_json::from_str(include_str!("../../examples/keys/issuer.private.jwk.json")).unwrap();
     SigningKey::from_jwk(&jwk).unwrap()
 }
 
@@ -66,7 +89,8 @@ pub fn wycheproof_rsa_jwk() -> Value {
 /// A fixed key set: the Ed25519 and P-256 test keys and an RSA 2048 key.
 pub fn fixed_key_set() -> KeySet {
     let keys = test_keys();
-    let jwks = serde_json::json!({"keys": [public(&keys["ed25519"]), public(&keys["es256"]), wycheproof_rsa_jwk()]});
+    let jwks =
+        serde_json::json!({"keys": [public(&keys["ed25519"]), public(&keys["es256"]), wycheproof_rsa_jwk()]});
     let (set, problems) = KeySet::from_jwks(&jwks).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(set.len(), 3);
@@ -77,7 +101,6 @@ pub fn fixed_key_set() -> KeySet {
 pub fn thumbprint(jwk: &Value) -> String {
     parse_jwk(&public(jwk)).unwrap().unwrap().thumbprint
 }
-
 
 /// Asserts the invariants every decision must satisfy (see the crate docs).
 pub fn check_decision(d: &Decision) {
