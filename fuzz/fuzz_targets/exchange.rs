@@ -36,7 +36,8 @@
 use std::sync::OnceLock;
 
 use agentguard::exchange::ExchangeContext;
-use agentguard::keys::Alg;
+use agentguard::jws::UntrustedJws;
+use agentguard::keys::{Alg, KeySet};
 use agentguard::mint::{self, SigningKey};
 use agentguard::{Engine, Request};
 use agentguard_fuzz::Text;
@@ -57,6 +58,7 @@ const JTI: &str = "edge-jti-0123456789";
 struct Fixture {
     engine_policy: String,
     signing_keys: Value,
+    edge_keys: KeySet,
     ci: SigningKey,
     untrusted: SigningKey,
 }
@@ -94,9 +96,11 @@ fn fixture() -> &'static Fixture {
         });
         let mut private = edge.private_jwk("edge-1");
         private["kid"] = "edge-1".into();
+        let (edge_keys, _) = KeySet::from_jwks(&json!({ "keys": [edge.public_jwk("edge-1")] })).unwrap();
         Fixture {
             engine_policy: policy.to_string(),
             signing_keys: json!({ "keys": [private] }),
+            edge_keys,
             ci,
             untrusted,
         }
@@ -363,6 +367,11 @@ fuzz_target!(|input: Input| {
     };
 
     let token = answer["access_token"].as_str().expect("a 200 without access_token");
+    let jws = UntrustedJws::parse(token).expect("the minted token parses");
+    assert!(
+        jws.verify(&f.edge_keys, &[Alg::EdDSA]).is_ok(),
+        "the minted token does not verify with the edge key"
+    );
     let claims = payload(token);
     let keys: Vec<&str> = claims.as_object().unwrap().keys().map(String::as_str).collect();
     for k in &keys {
