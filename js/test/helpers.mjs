@@ -181,17 +181,8 @@ export function send(url, { method = "GET", headers = {}, body } = {}) {
   });
 }
 
-/** A fresh signing key pair as JWKs (private with `d`, public without). */
-export async function generateKey(alg, kid) {
-  const params = alg === "EdDSA" ? { name: "Ed25519" } : { name: "ECDSA", namedCurve: "P-256" };
-  const pair = await crypto.subtle.generateKey(params, true, ["sign", "verify"]);
-  const priv = await crypto.subtle.exportKey("jwk", pair.privateKey);
-  const { d, key_ops, ext, ...pub } = priv;
-  return {
-    privateJwk: { ...pub, d, kid, alg, use: "sig" },
-    publicJwk: { ...pub, kid, alg, use: "sig" },
-  };
-}
+/** A fresh signing key pair as JWKs: the shared test helper. */
+export { generateKey } from "../../tests/vectors/mint.mjs";
 
 /**
  * A DPoP client key (RFC 9449) made with npm `jose`, as an agent would:

@@ -488,14 +488,8 @@ describe("browser playground", { timeout: 120_000 }, () => {
 
     // A policy whose list must be signed (`revocation_list.jwks`): the pasted
     // JWS is verified by the core in the page; a forged or plain list is refused.
-    const { signJwt } = await import(pathToFileURL(join(root, "tests", "vectors", "mint.mjs")).href);
-    const es256 = async (kid) => {
-      const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
-      const { key_ops, ext, ...jwk } = await crypto.subtle.exportKey("jwk", pair.privateKey);
-      const { d, ...pub } = jwk;
-      return { privateJwk: { ...jwk, kid }, publicJwk: { ...pub, kid } };
-    };
-    const [signer, forger] = [await es256("lists-1"), await es256("lists-1")];
+    const { generateKey, signJwt } = await import(pathToFileURL(join(root, "tests", "vectors", "mint.mjs")).href);
+    const [signer, forger] = [await generateKey("ES256", "lists-1"), await generateKey("ES256", "lists-1")];
     const signedPolicy = JSON.parse(withList("https://revocations.example.com/signed.jws"));
     signedPolicy.revocation_list.jwks = { keys: [signer.publicJwk] };
     await page.fill("#policy-text", JSON.stringify(signedPolicy, null, 2));

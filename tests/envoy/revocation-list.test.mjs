@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { loadVectors, signJwt } from "../vectors/mint.mjs";
+import { generateKey, loadVectors, signJwt } from "../vectors/mint.mjs";
 import {
   bootstrap,
   wasmFilter,
@@ -365,18 +365,10 @@ test("conditional list fetches: If-None-Match, a 304 keeps the list and restarts
   assert.ok((await n("revocations.fetch_ok")) > loads);
 });
 
-/** An ES256 list-signing key (WebCrypto): `{privateJwk, publicJwk}` with kid `kid`. */
-async function listSigner(kid) {
-  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
-  const { key_ops, ext, ...jwk } = await crypto.subtle.exportKey("jwk", pair.privateKey);
-  const { d, ...pub } = jwk;
-  return { privateJwk: { ...jwk, kid }, publicJwk: { ...pub, kid, alg: "ES256", use: "sig" } };
-}
-
 test("a signed revocation list: verified in the filter, its age counted from its iat, forgeries refused", async () => {
   const [a, c] = await Promise.all([token("signed-a"), token("signed-c")]);
-  const signer = await listSigner("lists-1");
-  const forger = await listSigner("lists-1");
+  const signer = await generateKey("ES256", "lists-1");
+  const forger = await generateKey("ES256", "lists-1");
   const sign = (list, key = signer) =>
     signJwt(key.privateJwk, { ...list, iat: Math.floor(Date.now() / 1000) }, "revocation-list+jwt");
   const server = await startListServer({});

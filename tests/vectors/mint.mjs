@@ -41,6 +41,18 @@ export async function signJwt(jwk, claims, typ = "at+jwt") {
   return `${input}.${b64url(sig)}`;
 }
 
+/** A fresh signing key pair as JWKs (private with `d`, public without), `alg` `EdDSA` or `ES256`. */
+export async function generateKey(alg, kid) {
+  const params = alg === "EdDSA" ? { name: "Ed25519" } : { name: "ECDSA", namedCurve: "P-256" };
+  const pair = await crypto.subtle.generateKey(params, true, ["sign", "verify"]);
+  const priv = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  const { d, key_ops, ext, ...pub } = priv;
+  return {
+    privateJwk: { ...pub, d, kid, alg, use: "sig" },
+    publicJwk: { ...pub, kid, alg, use: "sig" },
+  };
+}
+
 const relative = /^[+-]\d+$/;
 
 /** Mints the token a case describes, at `now` (Unix seconds). */
