@@ -53,8 +53,7 @@ fn b64(bytes: &[u8]) -> String {
 fn member(label: &str, params: &str, base: &str, key: &SigningKey, flip: Option<u16>) -> (String, String) {
     let mut sig = mint::sign_bytes(key, base.as_bytes());
     if let Some(bit) = flip {
-        let bit = usize::from(bit) % (sig.len() * 8);
-        sig[bit / 8] ^= 1 << (bit % 8);
+        agentguard_fuzz::flip_bit(&mut sig, bit);
     }
     (format!("{label}={params}"), format!("{label}=:{}:", b64(&sig)))
 }

@@ -305,8 +305,7 @@ fuzz_target!(|input: Input| {
                     let key = if by_trusted { &f.trusted } else { &f.untrusted };
                     let mut bytes = mint::sign_bytes(key, base.as_bytes());
                     if let Some(bit) = flipped_bit {
-                        let bit = usize::from(*bit) % (bytes.len() * 8);
-                        bytes[bit / 8] ^= 1 << (bit % 8);
+                        agentguard_fuzz::flip_bit(&mut bytes, *bit);
                     }
                     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
                     let l = sig_label.as_deref().unwrap_or(label);

@@ -42,6 +42,13 @@ impl Text {
     }
 }
 
+/// Flips bit `bit` (modulo their number) of a signature's bytes, before any
+/// encoding: no lenient decoder can undo it. `bytes` must not be empty.
+pub fn flip_bit(bytes: &mut [u8], bit: u16) {
+    let bit = usize::from(bit) % (bytes.len() * 8);
+    bytes[bit / 8] ^= 1 << (bit % 8);
+}
+
 /// Test keys (`tests/vectors/keys.json`): private JWKs for `ed25519`, `es256`, `approver`.
 pub fn test_keys() -> Value {
     serde_json::from_str(include_str!("../../tests/vectors/keys.json")).unwrap()
