@@ -33,7 +33,7 @@ have="$("$WASM_BINDGEN_BIN" --version)"
 [ "$have" = "$want" ] || { echo "build-js: $have found, $want needed" >&2; exit 1; }
 
 cargo build --quiet --release --lib --target wasm32-unknown-unknown --features js ${cargo_opts[@]+"${cargo_opts[@]}"}
-target_dir="$root/target"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
 [ ${#cargo_opts[@]} -gt 0 ] && target_dir="$root/target/js-speed"
 raw="$target_dir/wasm32-unknown-unknown/release/agentguard.wasm"
 

@@ -94,7 +94,10 @@
 //! - **Explanations are data.** Each refusal has one stable code and a
 //!   message naming what was found and what was expected.
 //! - **One JSON-shaped API** ([`api`]) that every frontend wraps: policy JSON
-//!   in, request JSON in, decision JSON out.
+//!   in, request JSON in, decision JSON out. Hosts that map requests
+//!   themselves hand over borrowed [`RequestParts`] instead (Envoy's header
+//!   map; the JS package's line form, [`RequestParts::from_lines`]), with
+//!   the same normalisation.
 //!
 //! ## Non-goals
 //!

@@ -130,6 +130,52 @@ export function toCoreRequest(request, context = {}) {
   return input;
 }
 
+// The fields a core request object may have (the core refuses any other).
+const REQUEST_FIELDS = new Set(["method", "scheme", "host", "path", "headers", "source_ip", "client_cert_sha256", "body_sha256", "body", "now"]);
+// A line of the line form: a string with no line break that survives UTF-8
+// unchanged (request JSON would reject a lone surrogate; keep that).
+// Without `isWellFormed` (older browsers), every request goes as JSON.
+const wellFormed = typeof "".isWellFormed === "function" ? (v) => v.isWellFormed() : () => false;
+const isLine = (v) => typeof v === "string" && !v.includes("\n") && wellFormed(v);
+// An optional field: absent, or a non-empty line.
+const isOptionalLine = (v) => v === undefined || v === null || (v !== "" && isLine(v));
+
+/**
+ * The core request object `input` in the core's line form (`method`,
+ * `scheme`, `host`, `path`, `source_ip`, `client_cert_sha256`,
+ * `body_sha256`, then a name and a value line per header value), which the
+ * engine reads without a JSON parser; `null` when a field does not fit it
+ * (a line break, a type the JSON form would refuse, an unknown field), and
+ * the request then goes as JSON so the engine names the problem. Requests
+ * from `toCoreRequest` always fit (Fetch header values have no line breaks).
+ */
+export function requestLines(input) {
+  if (input === null || typeof input !== "object" || !Number.isFinite(input.now)) return null;
+  for (const field in input) if (!REQUEST_FIELDS.has(field)) return null;
+  const { method, scheme = "https", host = "", path, headers, source_ip, client_cert_sha256, body_sha256, body } = input;
+  if (!isLine(method) || !isLine(scheme) || !isLine(host) || !isLine(path)) return null;
+  if (!isOptionalLine(source_ip) || !isOptionalLine(client_cert_sha256) || !isOptionalLine(body_sha256)) return null;
+  if (body !== undefined && body !== null && typeof body !== "string") return null;
+  let text = `${method}\n${scheme}\n${host}\n${path}\n${source_ip ?? ""}\n${client_cert_sha256 ?? ""}\n${body_sha256 ?? ""}`;
+  if (headers !== undefined) {
+    if (headers === null || typeof headers !== "object" || Array.isArray(headers)) return null;
+    for (const name in headers) {
+      if (!isLine(name)) return null;
+      const value = headers[name];
+      if (typeof value === "string") {
+        if (!isLine(value)) return null;
+        text += `\n${name}\n${value}`;
+      } else if (Array.isArray(value)) {
+        for (const v of value) {
+          if (!isLine(v)) return null;
+          text += `\n${name}\n${v}`;
+        }
+      } else return null;
+    }
+  }
+  return text;
+}
+
 /** SHA-256 of a request's body as base64url (reads a clone; `undefined` when there is no body). */
 export async function bodySha256(request) {
   if (request.body === null) return undefined;
@@ -469,9 +515,14 @@ export class AgentGuard {
    * verifying `hostVerify` signatures with the platform's crypto. Never rejects.
    */
   async decideRequest(input) {
-    const json = JSON.stringify(input);
-    if (!this.#hostAlgs) return JSON.parse(this.#guard.decide(json));
-    const first = this.#guard.decideOrCheck(json, this.#hostAlgs);
+    if (!this.#hostAlgs) return this.decideInput(input);
+    // The line form when the request fits it, else JSON: the same engine calls.
+    const lines = requestLines(input);
+    const guard = this.#guard;
+    const body = lines === null ? undefined : (input.body ?? undefined);
+    const json = lines === null ? JSON.stringify(input) : undefined;
+    const first =
+      lines === null ? guard.decideOrCheck(json, this.#hostAlgs) : guard.decideOrCheckLines(lines, body, input.now, this.#hostAlgs);
     if (!first.startsWith('{"checks":')) return JSON.parse(first);
     // The token's signature and/or the DPoP proof's (verified side by side
     // when the verifier is asynchronous); a check the verifier could not
@@ -482,12 +533,15 @@ export class AgentGuard {
     if (sync) answers = checks.map(verify);
     else answers = checks.length === 1 ? [await verify(checks[0])] : await Promise.all(checks.map(verify));
     const verdicts = answers.filter(Boolean);
-    return JSON.parse(this.#guard.decideWith(json, `[${verdicts.join(",")}]`));
+    const list = `[${verdicts.join(",")}]`;
+    return JSON.parse(lines === null ? guard.decideWith(json, list) : guard.decideWithLines(lines, body, input.now, list));
   }
 
   /** Decides a core request object synchronously, every signature in Wasm. */
   decideInput(input) {
-    return JSON.parse(this.#guard.decide(JSON.stringify(input)));
+    const lines = requestLines(input);
+    if (lines === null) return JSON.parse(this.#guard.decide(JSON.stringify(input)));
+    return JSON.parse(this.#guard.decideLines(lines, input.body ?? undefined, input.now));
   }
 
   /** Loads (or refreshes, when expired) every remote issuer's keys. Resolves once done. */

@@ -761,6 +761,12 @@ export class AgentGuard {
 }
 
 export function toCoreRequest(request: Request, context?: RequestContext): CoreRequest;
+/**
+ * A core request in the engine's line form (what `decide` sends when it
+ * fits), or `null` when it does not (a line break, a wrong type, an unknown
+ * field) and the request goes as JSON.
+ */
+export function requestLines(input: CoreRequest): string | null;
 export function toResponse(decision: Decision): Response;
 export function failClosedResponse(reason: string, detail: string): Response;
 export function forwardRequest(request: Request, decision: Decision): Request;

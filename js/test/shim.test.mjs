@@ -18,6 +18,7 @@ import {
   withAgentGuard,
   loadPolicyText,
   bodySha256,
+  requestLines,
 } from "../src/node.js";
 import { base64url, verifyCheck } from "../src/webcrypto.js";
 import { loadVectors, caseHeaders, signJwt } from "../../tests/vectors/mint.mjs";
@@ -190,6 +191,79 @@ describe("decisions and responses", () => {
     // `a` itself, still waiting: allowed with the host's verdict.
     assert.equal(JSON.parse(g.decideWith(a, `[${verdict}]`)).decision, "allow");
     [g, wasm].forEach((x) => x.free());
+  });
+
+  test("the line form and JSON give the same decisions: vectors, refusals, bodies, host-verified halves", async () => {
+    const { Guard } = await import("../dist/agentguard.js");
+    // Two engines fed the same requests in the same order (rate limits and
+    // caches count alike), one as JSON, one in the line form.
+    const [byJson, byLines] = [new Guard(vectors.policyText), new Guard(vectors.policyText)];
+    const now = nowS();
+    const inputs = [];
+    for (const [i, c] of vectors.cases.entries()) {
+      inputs.push({ ...c.request, headers: await caseHeaders(c, vectors.keys, now, 700 + i), now });
+    }
+    const [valid] = inputs;
+    const many = Object.fromEntries(Array.from({ length: 130 }, (_, i) => [`x-h${i}`, "v"]));
+    inputs.push(
+      { ...valid, method: "G ET" },
+      { ...valid, method: "delete", scheme: "http", host: "API.test:443" },
+      { ...valid, path: "/v1/../admin" },
+      { ...valid, path: "v1/contacts" },
+      { ...valid, source_ip: "not-an-ip" },
+      { ...valid, source_ip: "10.1.2.3", client_cert_sha256: "zz", body_sha256: "A".repeat(43) },
+      { ...valid, headers: { ...valid.headers, "bad header": "x" } },
+      { ...valid, headers: { ...valid.headers, dpop: ["a", "b"], "x-agentguard-agent": "spoofed" } },
+      { ...valid, headers: many },
+      { ...valid, method: "POST", path: "/v1/mail/drafts", body: '{"to":"a@example.com"}' },
+      { ...valid, host: undefined, scheme: undefined, headers: undefined },
+    );
+    for (const input of inputs) {
+      const lines = requestLines(input);
+      assert.notEqual(lines, null, JSON.stringify(input).slice(0, 200));
+      const json = JSON.stringify(input);
+      const body = input.body ?? undefined;
+      assert.deepEqual(JSON.parse(byLines.decideLines(lines, body, now)), JSON.parse(byJson.decide(json)), json.slice(0, 200));
+      // The first half of a host-verified decision: the same checks (or decision).
+      assert.equal(byLines.decideOrCheckLines(lines, body, now, "ES256,EdDSA"), byJson.decideOrCheck(json, "ES256,EdDSA"));
+      // The second half, with no verdict: the waiting request, signatures checked in Wasm.
+      assert.deepEqual(JSON.parse(byLines.decideWithLines(lines, body, now, "[]")), JSON.parse(byJson.decideWith(json, "[]")));
+    }
+    // A malformed line form (a host bug) is refused, never decided.
+    const broken = JSON.parse(byLines.decideLines("GET\nhttps\napi.test", undefined, now));
+    assert.equal(broken.decision, "deny");
+    assert.equal(broken.reasons[0].code, "request_invalid");
+    assert.match(broken.reasons[0].message, /request lines: 3 fields, expected 7/);
+    const odd = JSON.parse(byLines.decideLines(`${requestLines(valid)}\nx-dangling`, undefined, now));
+    assert.match(odd.reasons[0].message, /header `x-dangling` has no value line/);
+    [byJson, byLines].forEach((g) => g.free());
+  });
+
+  test("requests the line form cannot carry go as JSON, and are decided the same", async () => {
+    const base = { method: "GET", host: "api.test", path: "/v1/contacts/42", headers: {}, now: nowS() };
+    const misfits = [
+      { ...base, headers: { "x-note": "a\nb" } },
+      { ...base, path: "/v1/contacts/42\n" },
+      { ...base, headers: { "x-note": "\ud800" } },
+      { ...base, source_ip: "" },
+      { ...base, client_cert_sha256: 7 },
+      { ...base, headers: { "x-note": null } },
+      { ...base, headers: ["x"] },
+      { ...base, method: null },
+      { ...base, now: Infinity },
+      { ...base, body: 42 },
+      { ...base, sourceIp: "10.0.0.1" },
+      null,
+    ];
+    for (const input of misfits) {
+      assert.equal(requestLines(input), null, JSON.stringify(input));
+      // Through AgentGuard: the JSON path names the problem.
+      const d = guard.decideInput(input ?? {});
+      assert.equal(d.decision, "deny", JSON.stringify(input));
+    }
+    // A request toCoreRequest maps always fits.
+    const mapped = toCoreRequest(new Request("https://api.test/v1/x?q=1", { headers: { authorization: "Bearer a.b.c" } }), { clientIp: "10.0.0.1" });
+    assert.equal(requestLines(mapped), `GET\nhttps\napi.test\n/v1/x?q=1\n10.0.0.1\n\n\nauthorization\nBearer a.b.c`);
   });
 
   test("a WebCrypto failure never counts as valid: the core verifies in Wasm", async () => {

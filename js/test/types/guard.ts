@@ -13,6 +13,7 @@ import {
   MAX_REVOCATION_LIST_BYTES,
   RevocationListCache,
   revocationListCache,
+  requestLines,
   toCoreRequest,
   toResponse,
   version,
@@ -128,6 +129,11 @@ export function synchronous(): Decision {
   const guard = AgentGuard.createSync(JSON.stringify(policy));
   const input = toCoreRequest(new Request("https://api.example.com/v1/contacts"), { clientIp: "10.1.2.3" });
   const decision = guard.decideInput({ ...input, now: 1_790_000_000 });
+  // The line form the package sends, or null (then JSON).
+  const form: string | null = requestLines(input);
+  // @ts-expect-error: it may be null
+  const text: string = requestLines(input);
+  lines.push(`${form === null ? "json" : "lines"} ${text.length}`);
   const point = analyticsDataPoint(decision.event);
   lines.push(`${point.indexes[0]} ${point.blobs.join()} ${point.doubles[0]}`);
   guard.free();

@@ -121,6 +121,51 @@ fn host_verified_signatures_give_the_same_decisions() {
     }
 }
 
+/// A request JSON in the line form (`RequestParts::from_lines`), as the JS package writes it.
+fn lines(request_json: &str) -> String {
+    let r: Value = serde_json::from_str(request_json).unwrap();
+    let field = |name: &str| r[name].as_str().unwrap_or_default().to_owned();
+    let scheme = r["scheme"].as_str().unwrap_or("https").to_owned();
+    let mut out = [field("method"), scheme, field("host"), field("path"), field("source_ip")].join("\n");
+    out.push_str(&format!("\n{}\n{}", field("client_cert_sha256"), field("body_sha256")));
+    for (name, value) in r["headers"].as_object().into_iter().flatten() {
+        let values = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
+        for v in values {
+            out.push_str(&format!("\n{name}\n{}", v.as_str().unwrap()));
+        }
+    }
+    out
+}
+
+#[wasm_bindgen_test]
+fn the_line_form_decides_as_json_does() {
+    let (by_json, by_lines) = (Guard::new(POLICY).unwrap(), Guard::new(POLICY).unwrap());
+    let doc: Value = serde_json::from_str(CASES).unwrap();
+    for (i, case) in doc["cases"].as_array().unwrap().iter().enumerate() {
+        let req = request(case, 2000 + i);
+        let now = NOW as f64;
+        assert_eq!(by_lines.decide_lines(&lines(&req), None, now), by_json.decide(&req), "{}", case["name"]);
+        // Both halves of a host-verified decision, with no verdict (checked in Wasm).
+        let first = by_lines.decide_or_check_lines(&lines(&req), None, now, "EdDSA,ES256");
+        assert_eq!(first, by_json.decide_or_check(&req, "EdDSA,ES256"), "{}", case["name"]);
+        if first.starts_with(r#"{"checks":"#) {
+            let d = decision(&by_lines.decide_with_lines(&lines(&req), None, now, "[]"));
+            assert_eq!(d, decision(&by_json.decide_with(&req, "[]")), "{}", case["name"]);
+            assert_eq!(summary(&d), case["expect"], "{}", case["name"]);
+        }
+    }
+    // A malformed line form is refused, never decided.
+    for bad in ["", "GET", "GET\nhttps\nh\n/\n\n\n\nauthorization"] {
+        let d = decision(&by_lines.decide_lines(bad, None, 1.0));
+        assert_eq!(
+            (d["decision"].as_str(), d["reasons"][0]["code"].as_str()),
+            (Some("deny"), Some("request_invalid"))
+        );
+        let d = decision(&by_lines.decide_or_check_lines(bad, None, 1.0, "ES256"));
+        assert_eq!(d["reasons"][0]["code"], "request_invalid", "{bad}");
+    }
+}
+
 #[wasm_bindgen_test]
 fn a_verdict_decides_only_its_own_token() {
     let guard = Guard::new(POLICY).unwrap();
