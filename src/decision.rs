@@ -658,9 +658,8 @@ fn push_u64(o: &mut String, mut n: u64) {
             break;
         }
     }
-    for d in digits.get(at..).unwrap_or_default() {
-        o.push(char::from(*d));
-    }
+    // ASCII digits: one copy, not a `push` per digit.
+    o.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or_default());
 }
 
 fn push_i64(o: &mut String, n: i64) {

@@ -23,7 +23,8 @@
 //! an approval or a JSON body whose amount is at most 1000 in EUR or USD (the
 //! route's `approval_when`, judged by plain serde_json); the JSON API decides as the Rust
 //! API does (same outcome and status, and same reason codes whenever `now`
-//! can be written in JSON).
+//! can be written in JSON), and so does the JS package's line form
+//! (`RequestParts::from_lines`) for every request that fits it.
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -32,7 +33,7 @@ use std::sync::OnceLock;
 use agentguard::b64;
 use agentguard::mint::{self, SigningKey};
 use agentguard::request::HeaderValue;
-use agentguard::{api, Engine, Outcome, Request, RequestInput};
+use agentguard::{api, Engine, Outcome, Request, RequestInput, RequestParts};
 use agentguard_fuzz::{
     check_decision, example_approver_key, example_issuer_key, test_keys, thumbprint, EXAMPLE_POLICY,
 };
@@ -54,6 +55,41 @@ struct Keys {
     holder_jwk: Value,
     policy: String,
     example_token: String,
+}
+
+/// `input` in the line form, as `requestLines` in js/src/agentguard.js
+/// writes it (mirrored here on purpose: the harness checks the core's
+/// reader against the writer's rules); `None` when a field does not fit.
+fn lines_of(input: &RequestInput) -> Option<String> {
+    let line = |v: &str| (!v.contains('\n')).then(|| v.to_owned());
+    let optional = |v: &Option<String>| match v {
+        None => Some(String::new()),
+        Some(v) if v.is_empty() => None,
+        Some(v) => line(v),
+    };
+    let mut out = [
+        line(&input.method)?,
+        line(&input.scheme)?,
+        line(&input.host)?,
+        line(&input.path)?,
+        optional(&input.source_ip)?,
+        optional(&input.client_cert_sha256)?,
+        optional(&input.body_sha256)?,
+    ]
+    .join("\n");
+    for (name, value) in &input.headers {
+        let values = match value {
+            HeaderValue::One(v) => std::slice::from_ref(v),
+            HeaderValue::Many(vs) => vs.as_slice(),
+        };
+        for v in values {
+            out.push('\n');
+            out.push_str(&line(name)?);
+            out.push('\n');
+            out.push_str(&line(v)?);
+        }
+    }
+    Some(out)
 }
 
 fn keys() -> &'static Keys {
@@ -399,6 +435,7 @@ fuzz_target!(|input: Input| {
     let k = keys();
     let engine = Engine::from_json(&k.policy).unwrap();
     let json_engine = input.json_api.then(|| Engine::from_json(&k.policy).unwrap());
+    let lines_engine = input.json_api.then(|| Engine::from_json(&k.policy).unwrap());
     let mut tokens: Vec<Minted> = Vec::new();
     let mut last_proof: Option<String> = None;
     let mut last_approval: Option<(String, bool)> = None;
@@ -553,6 +590,21 @@ fuzz_target!(|input: Input| {
             if input_req.now.is_finite() {
                 assert_eq!(other.codes(), d.codes(), "JSON API disagrees: {text}");
             }
+        }
+        // The JS package's line form decides as the Rust API does, whenever
+        // the request fits it (else the package sends JSON).
+        if let (Some(lines_engine), Some(text)) = (&lines_engine, lines_of(&input_req)) {
+            let other = match RequestParts::from_lines(&text, input_req.body.as_deref(), input_req.now) {
+                Ok(parts) => lines_engine.decide_parts(&parts),
+                Err(e) => panic!("the line form did not read back ({e}): {text:?}"),
+            };
+            check_decision(&other);
+            assert_eq!(
+                (other.decision, other.status),
+                (d.decision, d.status),
+                "line form disagrees: {text:?}"
+            );
+            assert_eq!(other.codes(), d.codes(), "line form disagrees: {text:?}");
         }
     }
 });
