@@ -79,19 +79,40 @@ pub struct Guard {
     /// Requests parsed by [`Guard::decide_or_check`] that are waiting for the
     /// host's verdicts (a few: an isolate interleaves requests across that
     /// await), so [`Guard::decide_with`] does not parse them again.
-    awaiting: RefCell<VecDeque<(AwaitKey, Request)>>,
+    awaiting: RefCell<VecDeque<(AwaitKey<String>, Request)>>,
 }
 
 /// How many parsed requests wait for verdicts; an older one is parsed again.
 const AWAITING: usize = 8;
 
 /// The text a request awaiting the host's verdicts came as: the second half
-/// of the decision finds its parsed request by it.
+/// of the decision finds its parsed request by it. Kept owned
+/// (`AwaitKey<String>`), looked up borrowed (`AwaitKey<&str>`).
 #[derive(Debug, PartialEq)]
-enum AwaitKey {
-    Json(String),
+enum AwaitKey<S> {
+    Json(S),
     /// Lines, body, and the time's bits.
-    Lines(String, Option<String>, u64),
+    Lines(S, Option<S>, u64),
+}
+
+impl AwaitKey<&str> {
+    fn owned(&self) -> AwaitKey<String> {
+        match *self {
+            AwaitKey::Json(json) => AwaitKey::Json(json.to_owned()),
+            AwaitKey::Lines(lines, body, now) => {
+                AwaitKey::Lines(lines.to_owned(), body.map(str::to_owned), now)
+            }
+        }
+    }
+}
+
+impl AwaitKey<String> {
+    fn borrowed(&self) -> AwaitKey<&str> {
+        match self {
+            AwaitKey::Json(json) => AwaitKey::Json(json),
+            AwaitKey::Lines(lines, body, now) => AwaitKey::Lines(lines, body.as_deref(), *now),
+        }
+    }
 }
 
 /// A request ready to decide, or the refusal of one that is not.
@@ -114,12 +135,7 @@ impl Guard {
         Request::from_parts(&parts).map_err(|_| Box::new(self.engine.decide_parts(&parts)))
     }
 
-    fn decide_or_check_parsed(
-        &self,
-        key: impl FnOnce() -> AwaitKey,
-        parsed: Parsed,
-        host_algs: &str,
-    ) -> String {
+    fn decide_or_check_parsed(&self, key: AwaitKey<&str>, parsed: Parsed, host_algs: &str) -> String {
         let request = match parsed {
             Ok(request) => request,
             Err(refusal) => return api::to_json(&refusal),
@@ -133,19 +149,19 @@ impl Guard {
         if awaiting.len() == AWAITING {
             awaiting.pop_front();
         }
-        awaiting.push_back((key(), request));
+        awaiting.push_back((key.owned(), request));
         crate::token::SignatureCheck::list_json(&checks)
     }
 
     fn decide_with_parsed(
         &self,
-        key: &AwaitKey,
+        key: AwaitKey<&str>,
         parse: impl FnOnce() -> Parsed,
         verdict_json: &str,
     ) -> String {
         let waiting = {
             let mut awaiting = self.awaiting.borrow_mut();
-            let found = awaiting.iter().position(|(k, _)| k == key);
+            let found = awaiting.iter().position(|(k, _)| k.borrowed() == key);
             found.and_then(|i| awaiting.remove(i)).map(|(_, request)| request)
         };
         match waiting.map_or_else(parse, Ok) {
@@ -211,10 +227,10 @@ impl Guard {
     /// dearer to write and read for the same request. Never throws.
     #[wasm_bindgen(js_name = decideLines)]
     pub fn decide_lines(&self, lines: &str, body: Option<String>, now: f64) -> String {
-        api::to_json(&match RequestParts::from_lines(lines, body.as_deref(), now) {
-            Ok(parts) => self.engine.decide_parts(&parts),
-            Err(message) => self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message),
-        })
+        match self.parse_lines(lines, body.as_deref(), now) {
+            Ok(request) => api::to_json(&self.engine.decide(&request)),
+            Err(refusal) => api::to_json(&refusal),
+        }
     }
 
     /// The first half of a host-verified decision. Returns either the
@@ -227,8 +243,7 @@ impl Guard {
     /// `ES256`. Never throws.
     #[wasm_bindgen(js_name = decideOrCheck)]
     pub fn decide_or_check(&self, request_json: &str, host_algs: &str) -> String {
-        let key = || AwaitKey::Json(request_json.to_owned());
-        self.decide_or_check_parsed(key, self.parse_json(request_json), host_algs)
+        self.decide_or_check_parsed(AwaitKey::Json(request_json), self.parse_json(request_json), host_algs)
     }
 
     /// [`Guard::decide_or_check`] for a request in the line form (see [`Guard::decide_lines`]).
@@ -241,7 +256,7 @@ impl Guard {
         host_algs: &str,
     ) -> String {
         let parsed = self.parse_lines(lines, body.as_deref(), now);
-        let key = || AwaitKey::Lines(lines.to_owned(), body, now.to_bits());
+        let key = AwaitKey::Lines(lines, body.as_deref(), now.to_bits());
         self.decide_or_check_parsed(key, parsed, host_algs)
     }
 
@@ -251,8 +266,7 @@ impl Guard {
     /// Wasm. Never throws.
     #[wasm_bindgen(js_name = decideWith)]
     pub fn decide_with(&self, request_json: &str, verdict_json: &str) -> String {
-        let key = AwaitKey::Json(request_json.to_owned());
-        self.decide_with_parsed(&key, || self.parse_json(request_json), verdict_json)
+        self.decide_with_parsed(AwaitKey::Json(request_json), || self.parse_json(request_json), verdict_json)
     }
 
     /// [`Guard::decide_with`] for a request in the line form (see [`Guard::decide_lines`]).
@@ -265,8 +279,8 @@ impl Guard {
         verdict_json: &str,
     ) -> String {
         let parse = || self.parse_lines(lines, body.as_deref(), now);
-        let key = AwaitKey::Lines(lines.to_owned(), body.clone(), now.to_bits());
-        self.decide_with_parsed(&key, parse, verdict_json)
+        let key = AwaitKey::Lines(lines, body.as_deref(), now.to_bits());
+        self.decide_with_parsed(key, parse, verdict_json)
     }
 
     /// Issuers whose keys the host must fetch, as JSON `[{"iss": …, "jwks_uri": …}]`.

@@ -125,8 +125,9 @@ impl<'a> RequestParts<'a> {
         let given = |field: &'a str| (!field.is_empty()).then_some(Cow::Borrowed(field));
         let mut headers = Vec::new();
         while let Some(name) = lines.next() {
-            let value =
-                lines.next().ok_or_else(|| format!("request lines: header `{name}` has no value line"))?;
+            let value = lines.next().ok_or_else(|| {
+                format!("request lines: header `{}` has no value line", crate::keys::clip(name))
+            })?;
             headers.push((Cow::Borrowed(name), Cow::Borrowed(value)));
             if headers.len() > MAX_HEADERS {
                 break; // normalise refuses the request for its header count
