@@ -7,10 +7,10 @@
 // (bench/js/ab.sh <git rev> makes the other checkout and runs this.) Prints
 // per case the medians and the median of the per-round ratios this/other.
 
-import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { loadVectors, signJwt } from "../../tests/vectors/mint.mjs";
+import { claims, input, median, pass } from "./common.mjs";
 
 const other = process.argv[2];
 if (!other) throw new Error("usage: ab.mjs <other checkout with js/dist built>");
@@ -21,18 +21,8 @@ const packages = {
 const { policy, keys } = loadVectors();
 const now = Math.floor(Date.now() / 1000);
 const N = 1500; // distinct fresh tokens
-const tokens = [];
-for (let i = 0; i < N; i++) {
-  tokens.push(
-    await signJwt(keys.ed25519, {
-      iss: "https://sts.test", aud: "https://api.test", sub: "user:alice", client_id: "crm-agent",
-      act: { sub: "spiffe://test/agents/crm-bot" }, scope: "crm.read mail.draft", iat: now - 10, exp: now + 290, jti: `ab-${i}`,
-    }),
-  );
-}
-const inputs = tokens.map((t) => ({
-  method: "GET", host: "api.test", path: "/v1/contacts/42", headers: { authorization: `Bearer ${t}` }, now: Date.now() / 1000,
-}));
+const inputs = [];
+for (let i = 0; i < N; i++) inputs.push(input(await signJwt(keys.ed25519, claims(now, i))));
 const [one] = inputs;
 const guards = {};
 for (const [name, { AgentGuard }] of Object.entries(packages)) {
@@ -46,21 +36,16 @@ const cases = {
   "cached, async decideRequest": [(g) => () => g.cached.decideRequest(one), 30000],
   "fresh EdDSA, decideRequest": [(g) => (i) => g.fresh.decideRequest(inputs[i]), N],
 };
-async function pass(fn, count) {
-  const t0 = performance.now();
-  for (let i = 0; i < count; i++) await fn(i);
-  return ((performance.now() - t0) * 1000) / count;
-}
+const microseconds = async (fn, count) => 1e6 / (await pass(fn, count));
 const ROUNDS = 9;
 const samples = {};
 for (let r = 0; r < ROUNDS; r++) {
   for (const [name, [make, count]] of Object.entries(cases)) {
     for (const which of r % 2 ? ["other", "this"] : ["this", "other"]) {
-      ((samples[name] ??= { other: [], this: [] })[which]).push(await pass(make(guards[which]), count));
+      ((samples[name] ??= { other: [], this: [] })[which]).push(await microseconds(make(guards[which]), count));
     }
   }
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`A/B, Node ${process.version}, ${ROUNDS} interleaved rounds: this checkout against ${other}`);
 for (const [name, s] of Object.entries(samples)) {
   const ratio = median(s.this.map((x, i) => x / s.other[i]));

@@ -16,12 +16,12 @@ import * as jose from "../../js/node_modules/jose/dist/webapi/index.js";
 import { AgentGuard } from "../../js/src/node.js";
 import { verifySignature } from "../../js/dist/agentguard.js";
 import { loadVectors, signJwt } from "../../tests/vectors/mint.mjs";
+import { claims, input, median, pass } from "./common.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const quick = process.argv.includes("--quick");
 const { policy, policyText, keys } = loadVectors();
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
 const fmt = (n) => Math.round(n).toLocaleString("en-US");
 
@@ -88,20 +88,6 @@ console.log(
 // ---------------------------------------------------------------------------
 // 3. Throughput
 
-function claims(now, i) {
-  return {
-    iss: "https://sts.test",
-    aud: "https://api.test",
-    sub: "user:alice",
-    client_id: "crm-agent",
-    act: { sub: "spiffe://test/agents/crm-bot" },
-    scope: "crm.read mail.draft",
-    iat: now - 10,
-    exp: now + 290,
-    jti: `bench-${i}`,
-  };
-}
-
 const N = quick ? 300 : 1500; // distinct fresh tokens per algorithm
 const now = Math.floor(Date.now() / 1000);
 async function mintMany(jwk) {
@@ -110,21 +96,6 @@ async function mintMany(jwk) {
   return out;
 }
 const tokens = { EdDSA: await mintMany(keys.ed25519), ES256: await mintMany(keys.es256) };
-const input = (token) => ({
-  method: "GET",
-  host: "api.test",
-  path: "/v1/contacts/42",
-  headers: { authorization: `Bearer ${token}` },
-  now: Date.now() / 1000,
-});
-
-// One timed pass of `fn(i)` for i in 0..count; returns ops/s.
-async function pass(fn, count) {
-  const t0 = performance.now();
-  for (let i = 0; i < count; i++) await fn(i);
-  return count / ((performance.now() - t0) / 1000);
-}
-
 // A fresh guard per batch round would also measure compile; instead the cache
 // is defeated by distinct tokens. Each guard sees each token at most once per batch,
 // and a token cache of 0 entries keeps every decision fresh.
