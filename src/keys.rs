@@ -1,5 +1,6 @@
 //! Issuer keys: JWK / JWKS parsing, the algorithm allow-list, and signature
-//! verification through jwt-compact's algorithms.
+//! verification (RSA through jwt-compact's algorithms, ES256 through p256,
+//! EdDSA through [`crate::ed25519`]).
 //!
 //! The algorithm always comes from the policy's allow-list and is tied to the
 //! key's type: an Ed25519 key only verifies `EdDSA`, a P-256 key only `ES256`,
@@ -15,6 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::b64;
+use crate::ed25519::Ed25519Key;
 use crate::limits::{MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 
 /// A JWS algorithm agentguard can verify.
@@ -95,8 +97,9 @@ impl Serialize for Alg {
 /// A verified-usable public key.
 #[derive(Clone)]
 pub enum PublicKey {
-    /// An Ed25519 key (`kty: OKP`, `crv: Ed25519`).
-    Ed25519(ed25519_dalek::VerifyingKey),
+    /// An Ed25519 key (`kty: OKP`, `crv: Ed25519`), which builds a table of
+    /// its multiples once it has verified enough signatures.
+    Ed25519(Ed25519Key),
     /// A P-256 key (`kty: EC`, `crv: P-256`).
     P256(p256::ecdsa::VerifyingKey),
     /// An RSA key of at least 2048 bits.
@@ -295,8 +298,9 @@ impl KeySet {
 }
 
 /// Verifies `signature` over `message` with `key` under `alg`: jwt-compact's
-/// algorithm implementations, but ES256 with p256 0.14's ECDSA directly
-/// (faster in Wasm than the p256 0.13 jwt-compact is built on).
+/// RSA algorithms; ES256 with p256 0.14's ECDSA directly (faster in Wasm than
+/// the p256 0.13 jwt-compact is built on); EdDSA through [`Ed25519Key`]
+/// (ed25519-dalek, then the key's own table).
 pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), String> {
     fn run<A: Algorithm>(
         alg: A,
@@ -323,7 +327,16 @@ pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[
         }
     }
     match (alg, key) {
-        (Alg::EdDSA, PublicKey::Ed25519(k)) => run(jwt_compact::alg::Ed25519, k, message, signature),
+        (Alg::EdDSA, PublicKey::Ed25519(k)) => {
+            let signature: &[u8; 64] = signature
+                .try_into()
+                .map_err(|_| format!("signature is {} bytes, expected 64 for `EdDSA`", signature.len()))?;
+            if k.verify(message, signature) {
+                Ok(())
+            } else {
+                Err("signature does not verify".into())
+            }
+        }
         (Alg::ES256, PublicKey::P256(k)) => {
             use p256::ecdsa::signature::Verifier;
             if signature.len() != 64 {
@@ -400,7 +413,7 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
             let key =
                 ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "`x` is not an Ed25519 point")?;
             let canon = serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": b64::encode(&x)});
-            (PublicKey::Ed25519(key), canon)
+            (PublicKey::Ed25519(Ed25519Key::new(key)), canon)
         }
         "EC" => {
             let crv = text("crv")?.ok_or("missing `crv`")?;

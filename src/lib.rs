@@ -38,7 +38,9 @@
 //!    signature ([`directory`]).
 //! 5. `token` ([`token`], [`jws`], [`keys`], [`cache`]) — strict compact JWS,
 //!    issuer by `iss`, `typ`, algorithm from the issuer's allow-list tied to
-//!    the key type, key by `kid`, signature via jwt-compact, then claims.
+//!    the key type, key by `kid`, signature (RSA via jwt-compact, ES256 via
+//!    p256, EdDSA via ed25519-dalek and then the key's table of multiples,
+//!    [`ed25519`]), then claims.
 //!    Verified tokens are cached; time and audience are re-checked on every hit.
 //! 6. `binding` ([`dpop`], [`pop`]) — a DPoP proof by the token's key
 //!    (single-use, bound to method, URL and token) or the same client
@@ -166,6 +168,7 @@ pub mod delegation;
 pub mod directory;
 pub mod dpop;
 pub mod duration;
+pub mod ed25519;
 pub mod engine;
 pub mod exchange;
 pub mod glob;

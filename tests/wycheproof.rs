@@ -90,14 +90,15 @@ fn json_web_signature_vectors() {
     eprintln!("json_web_signature: {tally:?}");
 }
 
-/// Runs a raw-signature vector file through `keys::verify_signature`.
+/// Runs a raw-signature vector file through `keys::verify_signature`, with
+/// a key freshly made by `key_of` for each case.
 fn signature_vectors(file: &str, alg: Alg, key_of: impl Fn(&Value) -> Option<PublicKey>) -> Tally {
     let doc = load(file);
     let mut tally = Tally::default();
     let mut failures = Vec::new();
     for group in doc["testGroups"].as_array().unwrap() {
-        let key = key_of(group);
         for case in group["tests"].as_array().unwrap() {
+            let key = key_of(group);
             let id = case["tcId"].as_u64().unwrap();
             let result = case["result"].as_str().unwrap();
             let outcome = match &key {
@@ -148,13 +149,25 @@ fn ecdsa_p256_p1363_vectors() {
     eprintln!("ecdsa p256: {tally:?}");
 }
 
+/// Every Ed25519 case twice: verified by ed25519-dalek (a key's first
+/// signatures) and by the key's table of multiples (`agentguard::ed25519`,
+/// after `TABLE_AFTER` signatures).
 #[test]
 fn ed25519_vectors() {
-    let tally = signature_vectors("ed25519_test.json", Alg::EdDSA, |g| {
-        parse_jwk(&g["publicKeyJwk"]).ok().flatten().map(|k| k.key)
-    });
-    assert!(tally.accepted > 0 && tally.rejected > 0, "{tally:?}");
-    eprintln!("ed25519: {tally:?}");
+    let key_of = |g: &Value, table: bool| {
+        let key = parse_jwk(&g["publicKeyJwk"]).ok().flatten()?.key;
+        let PublicKey::Ed25519(k) = &key else { panic!("not an Ed25519 key") };
+        if table {
+            k.build_table();
+        }
+        assert_eq!(k.has_table(), table);
+        Some(key)
+    };
+    let dalek = signature_vectors("ed25519_test.json", Alg::EdDSA, |g| key_of(g, false));
+    let table = signature_vectors("ed25519_test.json", Alg::EdDSA, |g| key_of(g, true));
+    assert!(dalek.accepted > 0 && dalek.rejected > 0, "{dalek:?}");
+    assert_eq!((table.accepted, table.rejected), (dalek.accepted, dalek.rejected));
+    eprintln!("ed25519: {dalek:?}, the same with tables");
 }
 
 #[test]
