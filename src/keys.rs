@@ -1,6 +1,6 @@
 //! Issuer keys: JWK / JWKS parsing, the algorithm allow-list, and signature
-//! verification (RSA through jwt-compact's algorithms, ES256 through p256,
-//! EdDSA through [`crate::ed25519`]).
+//! verification (RSA through jwt-compact's algorithms, EdDSA through
+//! [`crate::ed25519`], ES256 through [`crate::es256`]).
 //!
 //! The algorithm always comes from the policy's allow-list and is tied to the
 //! key's type: an Ed25519 key only verifies `EdDSA`, a P-256 key only `ES256`,
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::b64;
 use crate::ed25519::Ed25519Key;
+use crate::es256::P256Key;
 use crate::limits::{MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 
 /// A JWS algorithm agentguard can verify.
@@ -100,8 +101,9 @@ pub enum PublicKey {
     /// An Ed25519 key (`kty: OKP`, `crv: Ed25519`), which builds a table of
     /// its multiples once it has verified enough signatures.
     Ed25519(Ed25519Key),
-    /// A P-256 key (`kty: EC`, `crv: P-256`).
-    P256(p256::ecdsa::VerifyingKey),
+    /// A P-256 key (`kty: EC`, `crv: P-256`), which builds a table of its
+    /// multiples once it has verified enough signatures.
+    P256(P256Key),
     /// An RSA key of at least 2048 bits.
     Rsa(rsa::RsaPublicKey),
 }
@@ -298,9 +300,8 @@ impl KeySet {
 }
 
 /// Verifies `signature` over `message` with `key` under `alg`: jwt-compact's
-/// RSA algorithms; ES256 with p256 0.14's ECDSA directly (faster in Wasm than
-/// the p256 0.13 jwt-compact is built on); EdDSA through [`Ed25519Key`]
-/// (ed25519-dalek, then the key's own table).
+/// RSA algorithms; EdDSA through [`Ed25519Key`] and ES256 through
+/// [`P256Key`] (ed25519-dalek and p256 0.14, then the key's own table).
 pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), String> {
     fn run<A: Algorithm>(
         alg: A,
@@ -338,13 +339,16 @@ pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[
             }
         }
         (Alg::ES256, PublicKey::P256(k)) => {
-            use p256::ecdsa::signature::Verifier;
             if signature.len() != 64 {
                 return Err(format!("signature is {} bytes, expected 64 for `ES256`", signature.len()));
             }
             let signature = p256::ecdsa::Signature::from_slice(signature)
                 .map_err(|_| "signature is not a valid `ES256` signature".to_owned())?;
-            k.verify(message, &signature).map_err(|_| "signature does not verify".to_owned())
+            if k.verify(message, &signature) {
+                Ok(())
+            } else {
+                Err("signature does not verify".into())
+            }
         }
         (Alg::RS256, PublicKey::Rsa(k)) => {
             rsa_length(k, signature)?;
@@ -432,7 +436,7 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| "point is not on P-256")?;
             let canon =
                 serde_json::json!({"crv": "P-256", "kty": "EC", "x": b64::encode(&x), "y": b64::encode(&y)});
-            (PublicKey::P256(key), canon)
+            (PublicKey::P256(P256Key::new(key)), canon)
         }
         "RSA" => {
             let (n, e) = (bytes("n")?, bytes("e")?);

@@ -38,9 +38,10 @@
 //!    signature ([`directory`]).
 //! 5. `token` ([`token`], [`jws`], [`keys`], [`cache`]) — strict compact JWS,
 //!    issuer by `iss`, `typ`, algorithm from the issuer's allow-list tied to
-//!    the key type, key by `kid`, signature (RSA via jwt-compact, ES256 via
-//!    p256, EdDSA via ed25519-dalek and then the key's table of multiples,
-//!    [`ed25519`]), then claims.
+//!    the key type, key by `kid`, signature (RSA via jwt-compact; EdDSA and
+//!    ES256 via ed25519-dalek and p256 until the key has verified a few
+//!    signatures, then by the key's own table of multiples: [`ed25519`],
+//!    [`es256`]), then claims.
 //!    Verified tokens are cached; time and audience are re-checked on every hit.
 //! 6. `binding` ([`dpop`], [`pop`]) — a DPoP proof by the token's key
 //!    (single-use, bound to method, URL and token) or the same client
@@ -170,7 +171,9 @@ pub mod dpop;
 pub mod duration;
 pub mod ed25519;
 pub mod engine;
+pub mod es256;
 pub mod exchange;
+mod fixed_base;
 pub mod glob;
 pub mod httpsig;
 pub mod intent;

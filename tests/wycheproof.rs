@@ -136,17 +136,29 @@ fn signature_vectors(file: &str, alg: Alg, key_of: impl Fn(&Value) -> Option<Pub
     tally
 }
 
+/// Every ECDSA P-256 case twice: verified by p256 (a key's first
+/// signature) and by the key's table of multiples (`agentguard::es256`).
 #[test]
 fn ecdsa_p256_p1363_vectors() {
-    let tally = signature_vectors("ecdsa_secp256r1_sha256_p1363_test.json", Alg::ES256, |g| {
+    let key_of = |g: &Value, table: bool| {
         // Not every group has a JWK; build one from the uncompressed SEC1 point.
         let point = hex(g["publicKey"]["uncompressed"].as_str()?);
         let (x, y) = point.get(1..)?.split_at(32);
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": agentguard::b64::encode(x), "y": agentguard::b64::encode(y)});
-        parse_jwk(&jwk).ok().flatten().map(|k| k.key)
-    });
-    assert!(tally.accepted > 0 && tally.rejected > 0, "{tally:?}");
-    eprintln!("ecdsa p256: {tally:?}");
+        let key = parse_jwk(&jwk).ok().flatten()?.key;
+        let PublicKey::P256(k) = &key else { panic!("not a P-256 key") };
+        if table {
+            k.build_table();
+        }
+        assert_eq!(k.has_table(), table);
+        Some(key)
+    };
+    let file = "ecdsa_secp256r1_sha256_p1363_test.json";
+    let p256 = signature_vectors(file, Alg::ES256, |g| key_of(g, false));
+    let table = signature_vectors(file, Alg::ES256, |g| key_of(g, true));
+    assert!(p256.accepted > 0 && p256.rejected > 0, "{p256:?}");
+    assert_eq!((table.accepted, table.rejected), (p256.accepted, p256.rejected));
+    eprintln!("ecdsa p256: {p256:?}, the same with tables");
 }
 
 /// Every Ed25519 case twice: verified by ed25519-dalek (a key's first

@@ -25,8 +25,8 @@
 // Variants run in rounds (A B C D E, A B C D E, ...); each figure is the
 // median over rounds. Environment: ROUNDS (3), DURATION (8 s), CONNECTIONS (16),
 // VARIANTS (names separated by `;`, to run only those), COMPARE_WASM (another
-// build of the filter: its cached variants and its EdDSA one without the
-// cache run in the same rounds, for an A/B
+// build of the filter: its cached variants and its two without the cache
+// run in the same rounds, for an A/B
 // that the machine's drift between runs cannot blur).
 
 import { execFileSync } from "node:child_process";
@@ -176,6 +176,7 @@ if (COMPARE) {
   VARIANTS.push(
     { name: "agentguard [COMPARE_WASM]", filters: [agentguardFilter(policyText, COMPARE)] },
     { name: "agentguard, 3 headers [COMPARE_WASM]", filters: [agentguardFilter(threeHeadersPolicy, COMPARE)] },
+    { name: "agentguard, no cache [COMPARE_WASM]", filters: [agentguardFilter(noCachePolicy, COMPARE)] },
     {
       name: "agentguard, no cache, EdDSA [COMPARE_WASM]",
       filters: [agentguardFilter(noCachePolicy, COMPARE)],
@@ -329,12 +330,14 @@ if (COMPARE) {
     `COMPARE_WASM ${COMPARE} (${statSync(COMPARE).size} bytes) / this build: CPU ${other.cpuUs.toFixed(1)} / ${ag.cpuUs.toFixed(1)} us/req, ` +
       `3 headers ${other3.cpuUs.toFixed(1)} / ${ag3.cpuUs.toFixed(1)}; throughput vs jwt_authn+rbac ${(other.rps / jwt.rps).toFixed(3)}x, 3 headers ${(other3.rps / jwt.rps).toFixed(3)}x`,
   );
-  const otherEd = summary["agentguard, no cache, EdDSA [COMPARE_WASM]"];
-  const ed = summary["agentguard, no cache, EdDSA"];
-  lines.push(
-    `COMPARE_WASM / this build, EdDSA without the cache: CPU ${otherEd.cpuUs.toFixed(1)} / ${ed.cpuUs.toFixed(1)} us/req, ` +
-      `throughput ${otherEd.rps.toFixed(0)} / ${ed.rps.toFixed(0)} req/s, p50 ${otherEd.p50.toFixed(3)} / ${ed.p50.toFixed(3)} ms`,
-  );
+  for (const alg of ["", ", EdDSA"]) {
+    const other = summary[`agentguard, no cache${alg} [COMPARE_WASM]`];
+    const mine = summary[`agentguard, no cache${alg}`];
+    lines.push(
+      `COMPARE_WASM / this build, ${alg ? "EdDSA" : "ES256"} without the cache: CPU ${other.cpuUs.toFixed(1)} / ${mine.cpuUs.toFixed(1)} us/req, ` +
+        `throughput ${other.rps.toFixed(0)} / ${mine.rps.toFixed(0)} req/s, p50 ${other.p50.toFixed(3)} / ${mine.p50.toFixed(3)} ms`,
+    );
+  }
 }
 lines.push(`filter: ${path.relative(ROOT, WASM)} ${wasmBytes} bytes (${(wasmBytes / 1024).toFixed(0)} KiB)`);
 console.log(lines.join("\n"));
