@@ -20,8 +20,19 @@
 //!
 //! The proof's signature arithmetic can be left to the host, like a token's
 //! ([`signature_check`] → a [`HostVerdict`] whose id binds it to this proof
-//! and its key): an ES256 proof costs ~1.4 ms in Wasm and ~0.1 ms with
+//! and its key): an ES256 proof costs ~1 ms in Wasm and ~0.1 ms with
 //! WebCrypto. Every other check stays here.
+//!
+//! An agent signs every proof with the same key, so the engine remembers
+//! the keys of proofs that passed for a verified token bound to them
+//! ([`ProofKeys`], by thumbprint, least recently used out): a remembered
+//! EdDSA or ES256 key builds its table of multiples after a few proofs,
+//! as an issuer's key does (`src/fixed_base.rs`), and each later proof
+//! costs about half. Only keys a valid token names get in, so a caller
+//! cannot fill the list with keys of its own.
+
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,7 +42,7 @@ use crate::b64;
 use crate::duration::Duration;
 use crate::json;
 use crate::jws::{self, UntrustedJws};
-use crate::keys::{clip, parse_jwk, Alg, KeySet};
+use crate::keys::{clip, parse_jwk, Alg, KeySet, PublicKey};
 use crate::limits::MAX_TOKEN_BYTES;
 use crate::reason::ReasonCode;
 use crate::request::{normalise_target, Request};
@@ -112,16 +123,62 @@ fn nonce_for_step(secret: &[u8], step: i64) -> String {
     b64::encode(h.finalize().get(..16).unwrap_or_default())
 }
 
+/// Proof keys remembered across requests, by RFC 7638 thumbprint, so that
+/// each keeps its table of multiples; least recently used out.
+#[derive(Debug)]
+pub struct ProofKeys(Mutex<lru::LruCache<String, PublicKey>>);
+
+impl ProofKeys {
+    /// Keys remembered at most: at ≤ 42 KiB of table each, ≤ 2.7 MiB.
+    pub const CAPACITY: usize = 64;
+
+    /// An empty list.
+    pub fn new() -> Self {
+        ProofKeys(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(Self::CAPACITY).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+
+    fn get(&self, thumbprint: &str) -> Option<PublicKey> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(thumbprint).cloned()
+    }
+
+    /// Remembers an EdDSA or ES256 key (RSA keys have no table to keep).
+    fn remember(&self, thumbprint: &str, key: &PublicKey) {
+        if matches!(key, PublicKey::Ed25519(_) | PublicKey::P256(_)) {
+            let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if !keys.contains(thumbprint) {
+                keys.put(thumbprint.to_owned(), key.clone());
+            }
+        }
+    }
+
+    /// The remembered keys' thumbprints, most recently used first, and
+    /// whether each has built its table.
+    pub fn list(&self) -> Vec<(String, bool)> {
+        let keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.iter().map(|(thumbprint, key)| (thumbprint.clone(), key.has_table())).collect()
+    }
+}
+
+impl Default for ProofKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The request's one proof, parsed, with its embedded key (not yet verified).
 struct Proof<'r> {
     jws: UntrustedJws<'r>,
     keys: KeySet,
+    /// The embedded key: a remembered one with the same thumbprint, if any.
+    key: PublicKey,
     thumbprint: String,
     /// The host-verification id of this proof with this key.
     check_id: String,
 }
 
-fn parse_proof(request: &Request) -> Result<Proof<'_>, DpopError> {
+fn parse_proof<'r>(request: &'r Request, remembered: Option<&ProofKeys>) -> Result<Proof<'r>, DpopError> {
     let invalid = |m: String| (ReasonCode::DpopProofInvalid, m);
     let mut proofs = request.header_values("dpop");
     let proof = proofs.next().ok_or((ReasonCode::DpopProofMissing, "no `DPoP` proof header".to_owned()))?;
@@ -138,19 +195,24 @@ fn parse_proof(request: &Request) -> Result<Proof<'_>, DpopError> {
         None => return Err(invalid("proof has no `typ`, expected `dpop+jwt`".into())),
     }
     let jwk_value = jws.header().get("jwk").ok_or_else(|| invalid("proof header has no `jwk`".into()))?;
-    let jwk = parse_jwk(jwk_value)
+    let mut jwk = parse_jwk(jwk_value)
         .map_err(|e| invalid(format!("proof `jwk`: {e}")))?
         .ok_or_else(|| invalid("proof `jwk` is not a signing key".into()))?;
+    // The same thumbprint is the same key: use the remembered one, and its table.
+    if let Some(key) = remembered.and_then(|r| r.get(&jwk.thumbprint)) {
+        jwk.key = key;
+    }
     let thumbprint = jwk.thumbprint.clone();
+    let key = jwk.key.clone();
     let check_id = check_id(&Sha256::digest(proof.as_bytes()).into(), &thumbprint);
-    Ok(Proof { jws, keys: KeySet::from_keys(vec![jwk]), thumbprint, check_id })
+    Ok(Proof { jws, keys: KeySet::from_keys(vec![jwk]), key, thumbprint, check_id })
 }
 
 /// The signature a host could verify for the request's DPoP proof, if it has
 /// a well-formed one whose algorithm the policy allows. Its `token_hash` is
 /// the check id a [`HostVerdict`] must carry (proof hash + key thumbprint).
 pub fn signature_check(policy: &DpopPolicy, request: &Request) -> Option<SignatureCheck> {
-    let proof = parse_proof(request).ok()?;
+    let proof = parse_proof(request, None).ok()?;
     let (alg, key) = proof.jws.key_for_embedded(&proof.keys, &policy.algorithms).ok()?;
     Some(SignatureCheck {
         token_hash: proof.check_id.clone(),
@@ -164,6 +226,9 @@ pub fn signature_check(policy: &DpopPolicy, request: &Request) -> Option<Signatu
 /// Checks the DPoP proof of `request` for `token` (whose `cnf.jkt` is `jkt`);
 /// with no token (a token request), only the proof itself. A verdict in
 /// `host_verdicts` naming this proof and key replaces the Wasm signature check.
+/// A key in `remembered` with the proof key's thumbprint verifies in its
+/// place; a proof that passes for a token bound to its key puts the key
+/// there.
 pub fn check(
     policy: &DpopPolicy,
     request: &Request,
@@ -171,9 +236,10 @@ pub fn check(
     jkt: Option<&str>,
     nonce_secret: Option<&[u8]>,
     host_verdicts: &[HostVerdict],
+    remembered: &ProofKeys,
 ) -> Result<CheckedProof, DpopError> {
     let invalid = |m: String| (ReasonCode::DpopProofInvalid, m);
-    let Proof { jws, keys, thumbprint, check_id } = parse_proof(request)?;
+    let Proof { jws, keys, key, thumbprint, check_id } = parse_proof(request, Some(remembered))?;
     let verdict = host_verdicts.iter().find(|v| v.token_hash == check_id).map(|v| v.valid);
     // The proof's own `kid` (if any) must not steer key choice: drop it.
     let verified = jws
@@ -282,6 +348,10 @@ pub fn check(
     h.update(jti.as_bytes());
     let expires_at =
         iat.max(now).saturating_add(policy.max_age.as_secs_i64() + policy.clock_skew.as_secs_i64());
+    // Bound to a verified token (`jkt` matched above): worth remembering.
+    if token.is_some() {
+        remembered.remember(&thumbprint, &key);
+    }
     Ok(CheckedProof { replay_key: h.finalize().into(), expires_at, jkt: thumbprint })
 }
 

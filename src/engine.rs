@@ -131,6 +131,8 @@ pub struct Engine {
     /// Tokens handed to the host for signature checks, parsed, by check id,
     /// with the generation of their issuer's keys at the time.
     prepared: Mutex<lru::LruCache<String, (u64, token::Prepared)>>,
+    /// Agents' DPoP keys, kept with their tables of multiples.
+    proof_keys: dpop::ProofKeys,
 }
 
 /// Key-set text as fetched (a JWKS or a key directory, `what`): size-capped
@@ -671,7 +673,15 @@ impl Engine {
                 std::num::NonZeroUsize::new(crate::limits::MAX_PREPARED_TOKENS)
                     .unwrap_or(std::num::NonZeroUsize::MIN),
             )),
+            proof_keys: dpop::ProofKeys::new(),
         })
+    }
+
+    /// The agents' DPoP keys the engine remembers (thumbprints, most
+    /// recently used first) and whether each has built its table of
+    /// multiples: see [`dpop::ProofKeys`].
+    pub fn remembered_proof_keys(&self) -> Vec<(String, bool)> {
+        self.proof_keys.list()
     }
 
     /// Issuers whose keys the host must fetch: `(iss, jwks_uri)`.
@@ -941,16 +951,16 @@ impl Engine {
         let mut grant = ts.grant(subject.issuer, subject.claims, actor.map(|a| a.claims), &form)?;
         if request.header_values("dpop").next().is_some() {
             let secret = self.dpop_nonce_secret.read().unwrap_or_else(PoisonError::into_inner).clone();
-            let proof = dpop::check(&self.dpop, request, None, None, secret.as_deref(), &[]).map_err(
-                |(code, m)| {
-                    let error = if code == ReasonCode::DpopNonceRequired {
-                        "use_dpop_nonce"
-                    } else {
-                        "invalid_dpop_proof"
-                    };
-                    OAuthError::new(error, m)
-                },
-            )?;
+            let proof =
+                dpop::check(&self.dpop, request, None, None, secret.as_deref(), &[], &self.proof_keys)
+                    .map_err(|(code, m)| {
+                        let error = if code == ReasonCode::DpopNonceRequired {
+                            "use_dpop_nonce"
+                        } else {
+                            "invalid_dpop_proof"
+                        };
+                        OAuthError::new(error, m)
+                    })?;
             match self.store.first_use(ReplaySpace::DpopProof, proof.replay_key, now, proof.expires_at) {
                 FirstUse::Fresh => {}
                 FirstUse::Replayed => {
@@ -1687,7 +1697,7 @@ impl Engine {
                 "DPoP nonces are on but the host set no nonce secret".into(),
             ));
         }
-        dpop::check(&self.dpop, request, Some(token), jkt, secret.as_deref(), verdicts)
+        dpop::check(&self.dpop, request, Some(token), jkt, secret.as_deref(), verdicts, &self.proof_keys)
     }
 
     /// Records a single-use id in the store: a replay is refused with the

@@ -108,6 +108,17 @@ pub enum PublicKey {
     Rsa(rsa::RsaPublicKey),
 }
 
+impl PublicKey {
+    /// Whether the key has built its table of multiples (RSA keys have none).
+    pub fn has_table(&self) -> bool {
+        match self {
+            PublicKey::Ed25519(k) => k.has_table(),
+            PublicKey::P256(k) => k.has_table(),
+            PublicKey::Rsa(_) => false,
+        }
+    }
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

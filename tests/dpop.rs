@@ -141,6 +141,42 @@ fn fresh_proofs_are_allowed_and_a_replay_is_denied() {
     assert!(challenge.contains(r#"algs="EdDSA ES256""#), "{challenge}");
 }
 
+/// An agent's DPoP key is remembered once a proof by it passes for a token
+/// bound to it, builds its table of multiples after a few proofs, and then
+/// still refuses a proof it did not sign. Proofs that fail, or name a key
+/// no token is bound to, leave nothing behind.
+#[test]
+fn an_agents_proof_key_is_remembered_with_its_table() {
+    let e = engine();
+    let token = bound();
+    // A proof by another key, for the same token: refused, not remembered.
+    let mut stranger = Proof::new(&token, "s1");
+    stranger.key = SigningKey::from_random(Alg::ES256, &[8; 32]).unwrap();
+    stranger.header.insert("jwk".into(), stranger.key.public_jwk("x"));
+    stranger.header["jwk"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| ["kty", "crv", "x", "y"].contains(&k.as_str()));
+    assert_code(&decide(&e, &token, &[&stranger.sign()]), ReasonCode::DpopKeyMismatch);
+    assert!(e.remembered_proof_keys().is_empty());
+    // The agent's own proofs: remembered after the first, a table later.
+    let expected = thumbprint(&client());
+    for n in 0..6 {
+        let d = decide(&e, &token, &[&Proof::new(&token, &format!("p{n}")).sign()]);
+        assert!(d.is_allowed(), "{:?}", d.reasons);
+        let remembered = e.remembered_proof_keys();
+        assert_eq!(remembered.len(), 1);
+        assert_eq!(remembered[0].0, expected);
+        assert_eq!(remembered[0].1, n + 1 >= agentguard::es256::TABLE_AFTER as usize, "after proof {n}");
+    }
+    // With the table: a proof signed by another key under the agent's `jwk`
+    // is refused, and a good one still passes.
+    let mut forged = Proof::new(&token, "forged");
+    forged.key = SigningKey::from_random(Alg::ES256, &[9; 32]).unwrap();
+    assert_code(&decide(&e, &token, &[&forged.sign()]), ReasonCode::DpopProofInvalid);
+    assert!(decide(&e, &token, &[&Proof::new(&token, "p-last").sign()]).is_allowed());
+}
+
 #[test]
 fn wrong_method_or_url() {
     let e = engine();
@@ -319,15 +355,30 @@ fn rfc9449_resource_request_example_verifies() {
         .build()
         .unwrap();
     let policy = DpopPolicy::default();
-    let checked =
-        dpop::check(&policy, &request, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[])
-            .unwrap();
+    let checked = dpop::check(
+        &policy,
+        &request,
+        Some(RFC_ACCESS_TOKEN),
+        Some(RFC_PROOF_JWK_THUMBPRINT),
+        None,
+        &[],
+        &dpop::ProofKeys::new(),
+    )
+    .unwrap();
     assert_eq!(checked.jkt, RFC_PROOF_JWK_THUMBPRINT);
     // Any other token, method or time fails.
     assert_eq!(
-        dpop::check(&policy, &request, Some("other-token"), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[])
-            .unwrap_err()
-            .0,
+        dpop::check(
+            &policy,
+            &request,
+            Some("other-token"),
+            Some(RFC_PROOF_JWK_THUMBPRINT),
+            None,
+            &[],
+            &dpop::ProofKeys::new()
+        )
+        .unwrap_err()
+        .0,
         ReasonCode::DpopAthMismatch
     );
     let late = Request::builder("GET", "/protectedresource", 1_562_262_618 + 61)
@@ -336,9 +387,17 @@ fn rfc9449_resource_request_example_verifies() {
         .build()
         .unwrap();
     assert_eq!(
-        dpop::check(&policy, &late, Some(RFC_ACCESS_TOKEN), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[])
-            .unwrap_err()
-            .0,
+        dpop::check(
+            &policy,
+            &late,
+            Some(RFC_ACCESS_TOKEN),
+            Some(RFC_PROOF_JWK_THUMBPRINT),
+            None,
+            &[],
+            &dpop::ProofKeys::new()
+        )
+        .unwrap_err()
+        .0,
         ReasonCode::DpopProofStale
     );
 }

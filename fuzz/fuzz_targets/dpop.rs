@@ -130,7 +130,13 @@ fn text(choice: &Text, right: &str) -> Option<Value> {
     }
 }
 
-fn build(p: &Proof, request: &Request, token: Option<&str>, now: i64, max_age: i64) -> (String, Map<String, Value>, usize) {
+fn build(
+    p: &Proof,
+    request: &Request,
+    token: Option<&str>,
+    now: i64,
+    max_age: i64,
+) -> (String, Map<String, Value>, usize) {
     let s = &signers()[usize::from(p.signer)];
     let mut header = Map::new();
     let alg = s.key.alg().name();
@@ -166,8 +172,12 @@ fn build(p: &Proof, request: &Request, token: Option<&str>, now: i64, max_age: i
         Htu::Variant(n) => Some(
             match n % 6 {
                 0 => format!("{url}?q=1#frag"),
-                1 => format!("{}://{}:443{}", request.scheme, request.host.to_ascii_uppercase(), request.path),
-                2 => format!("{}://{}/x/..{}", request.scheme.to_ascii_uppercase(), request.host, request.path),
+                1 => {
+                    format!("{}://{}:443{}", request.scheme, request.host.to_ascii_uppercase(), request.path)
+                }
+                2 => {
+                    format!("{}://{}/x/..{}", request.scheme.to_ascii_uppercase(), request.host, request.path)
+                }
                 3 => format!("{}://user@{}{}", request.scheme, request.host, request.path),
                 4 => format!("{}://{}{}", request.scheme, request.host, request.path.replace('/', "//")),
                 _ => format!("ftp://{}{}", request.host, request.path),
@@ -194,7 +204,9 @@ fn build(p: &Proof, request: &Request, token: Option<&str>, now: i64, max_age: i
     if let Some(v) = text(&p.ath, &ath) {
         claims.insert("ath".into(), v);
     }
-    if let Some(v) = text(&p.nonce, &dpop::nonce(SECRET, now, agentguard::duration::Duration::from_secs(max_age as u64))) {
+    if let Some(v) =
+        text(&p.nonce, &dpop::nonce(SECRET, now, agentguard::duration::Duration::from_secs(max_age as u64)))
+    {
         claims.insert("nonce".into(), v);
     }
     if let Some((k, v)) = &p.extra {
@@ -241,9 +253,15 @@ fuzz_target!(|input: Input| {
         Text::Number(n) => Some(n.to_string()),
     };
     let secret = input.nonce.then_some(SECRET);
-    let result = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret, &[]);
-    let again = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret, &[]);
-    assert_eq!(result, again, "the check is not deterministic");
+    // Once with no remembered keys (ed25519-dalek, p256), then with the keys
+    // remembered over the whole run, which by then verify by their tables
+    // of multiples: the same outcome.
+    static REMEMBERED: std::sync::OnceLock<dpop::ProofKeys> = std::sync::OnceLock::new();
+    let remembered = REMEMBERED.get_or_init(dpop::ProofKeys::new);
+    let fresh = dpop::ProofKeys::new();
+    let result = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret, &[], &fresh);
+    let again = dpop::check(&policy, &request, token.as_deref(), jkt.as_deref(), secret, &[], remembered);
+    assert_eq!(result, again, "the check is not deterministic, or a remembered key decides differently");
 
     let Ok(proof) = result else { return };
     // A proof passed: check every rule against what went into it.
@@ -261,13 +279,18 @@ fuzz_target!(|input: Input| {
     let authority = htu.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
     assert!(!authority.contains('@') && htu.to_ascii_lowercase().starts_with("http"), "htu {htu}");
     let iat = claims.get("iat").and_then(Value::as_f64).expect("iat is a number").floor();
-    assert!(iat >= (now - max_age) as f64 && iat <= (now + policy.clock_skew.as_secs_i64()) as f64, "iat {iat} now {now}");
+    assert!(
+        iat >= (now - max_age) as f64 && iat <= (now + policy.clock_skew.as_secs_i64()) as f64,
+        "iat {iat} now {now}"
+    );
     assert!(proof.expires_at >= now + max_age, "replay entry forgotten before the window closes");
     let jti = claims.get("jti").and_then(Value::as_str).unwrap();
     assert!(!jti.is_empty() && jti.len() <= 256);
     if input.nonce {
         let window = agentguard::duration::Duration::from_secs(max_age as u64);
         let nonce = claims.get("nonce").and_then(Value::as_str).unwrap();
-        assert!(nonce == dpop::nonce(SECRET, now, window) || nonce == dpop::nonce(SECRET, now - max_age, window));
+        assert!(
+            nonce == dpop::nonce(SECRET, now, window) || nonce == dpop::nonce(SECRET, now - max_age, window)
+        );
     }
 });
