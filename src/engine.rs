@@ -725,12 +725,13 @@ impl Engine {
                 },
             },
         };
-        let (set, problems) = KeySet::from_jwks(jwks)?;
+        let (mut set, problems) = KeySet::from_jwks(jwks)?;
         if set.is_empty() {
             return Err("JWKS has no usable signature verification key; keeping the previous keys".into());
         }
         let mut keys = list.write().unwrap_or_else(PoisonError::into_inner);
         let slot = keys.get_mut(index).ok_or("issuer index out of range")?;
+        set.keep_tables_from(&slot.set);
         slot.set = Arc::new(set);
         slot.generation = slot.generation.wrapping_add(1);
         Ok(problems)
@@ -806,7 +807,7 @@ impl Engine {
     fn replace_directory(
         &self,
         operator: &str,
-        set: KeySet,
+        mut set: KeySet,
         problems: Vec<KeyProblem>,
     ) -> Result<Vec<KeyProblem>, String> {
         let mut dirs = self.directories.write().unwrap_or_else(PoisonError::into_inner);
@@ -817,6 +818,7 @@ impl Engine {
         if set.is_empty() {
             return Err("directory has no usable key; keeping the previous keys".into());
         }
+        set.keep_tables_from(&slot.1);
         slot.1 = set;
         Ok(problems)
     }

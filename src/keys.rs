@@ -277,6 +277,17 @@ impl KeySet {
         self.keys.iter().find(|k| k.thumbprint == thumbprint)
     }
 
+    /// Takes over the keys `previous` has with the same thumbprints (the
+    /// same public keys), with their use counts and tables of multiples, so
+    /// a refetched JWKS does not start its keys over.
+    pub fn keep_tables_from(&mut self, previous: &KeySet) {
+        for jwk in &mut self.keys {
+            if let Some(old) = previous.by_thumbprint(&jwk.thumbprint) {
+                jwk.key = old.key.clone();
+            }
+        }
+    }
+
     /// Picks the key for a JWS with header `kid` and algorithm `alg`.
     ///
     /// With a `kid`, the key with that `kid` (and it must fit `alg`). Without
@@ -542,6 +553,34 @@ pub(crate) fn clip(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A refetched JWKS keeps the tables of the keys it still has; a new
+    /// key starts without one.
+    #[test]
+    fn a_refetched_jwks_keeps_its_keys_tables() {
+        let ed = json!({"kty": "OKP", "crv": "Ed25519", "kid": "a",
+            "x": b64::encode(ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key().as_bytes())});
+        let point =
+            p256::ecdsa::SigningKey::from_slice(&[2; 32]).unwrap().verifying_key().to_sec1_point(false);
+        let ec = json!({"kty": "EC", "crv": "P-256", "kid": "b",
+            "x": b64::encode(point.x().unwrap()), "y": b64::encode(point.y().unwrap())});
+        let fresh = json!({"kty": "OKP", "crv": "Ed25519", "kid": "c",
+            "x": b64::encode(ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key().as_bytes())});
+        let (old, _) = KeySet::from_jwks(&json!({"keys": [ed, ec]})).unwrap();
+        for jwk in &old.keys {
+            match &jwk.key {
+                PublicKey::Ed25519(k) => k.build_table(),
+                PublicKey::P256(k) => k.build_table(),
+                PublicKey::Rsa(_) => unreachable!(),
+            }
+        }
+        let (mut new, _) = KeySet::from_jwks(&json!({"keys": [fresh, ec, ed]})).unwrap();
+        assert!(new.keys.iter().all(|k| !k.key.has_table()));
+        new.keep_tables_from(&old);
+        let tables: Vec<(Option<&str>, bool)> =
+            new.keys.iter().map(|k| (k.kid.as_deref(), k.key.has_table())).collect();
+        assert_eq!(tables, [(Some("c"), false), (Some("b"), true), (Some("a"), true)]);
+    }
 
     #[test]
     fn rfc7638_thumbprint_example() {
