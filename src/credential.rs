@@ -43,6 +43,17 @@ static TOKEN_BYTE: [bool; 256] = {
 
 /// Extracts the credential, or says why there is none.
 pub fn extract(request: &Request) -> Result<Credential<'_>, (ReasonCode, String)> {
+    let credential = extract_unchecked(request)?;
+    check_characters(credential.token)?;
+    Ok(credential)
+}
+
+/// [`extract`] without the check of the token's characters, for an engine
+/// that first looks the token up among verified ones: a cached token passed
+/// [`check_characters`] when it was verified (a hit is the same text), so
+/// only a miss needs it. Scanning every byte of a ~0.6 KiB token was a
+/// tenth of a cached decision.
+pub fn extract_unchecked(request: &Request) -> Result<Credential<'_>, (ReasonCode, String)> {
     let mut values = request.header_values("authorization");
     let Some(value) = values.next() else {
         return Err((ReasonCode::CredentialMissing, "no `Authorization` header".into()));
@@ -77,10 +88,16 @@ pub fn extract(request: &Request) -> Result<Credential<'_>, (ReasonCode, String)
             format!("token is {} bytes, more than the {MAX_TOKEN_BYTES}-byte limit", token.len()),
         ));
     }
-    if !token.bytes().all(|b| TOKEN_BYTE.get(usize::from(b)).copied().unwrap_or(false)) {
-        return Err((ReasonCode::TokenMalformed, "token has characters outside base64url and `.`".into()));
-    }
     Ok(Credential { scheme, token })
+}
+
+/// A token holds only base64url characters and `.`.
+pub fn check_characters(token: &str) -> Result<(), (ReasonCode, String)> {
+    if token.bytes().all(|b| TOKEN_BYTE.get(usize::from(b)).copied().unwrap_or(false)) {
+        Ok(())
+    } else {
+        Err((ReasonCode::TokenMalformed, "token has characters outside base64url and `.`".into()))
+    }
 }
 
 #[cfg(test)]

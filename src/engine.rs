@@ -1242,10 +1242,16 @@ impl Engine {
     /// Whether `token` is in the verified-token cache (and still valid for
     /// its issuer's current keys) at `now`.
     fn is_cached(&self, token: &str, now: i64) -> bool {
-        let Some(cache) = &self.cache else { return false };
+        self.cached_token(token, now).is_some()
+    }
+
+    /// `token` from the verified-token cache, if it is there (and still
+    /// valid for its issuer's current keys) at `now`.
+    fn cached_token(&self, token: &str, now: i64) -> Option<Arc<VerifiedToken>> {
+        let cache = self.cache.as_ref()?;
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.get(token, |issuer| keys.get(issuer).map(|k| k.generation), now).is_some()
+        cache.get(token, |issuer| keys.get(issuer).map(|k| k.generation), now)
     }
 
     /// Every signature check deciding `request` would need, for hosts that
@@ -1299,7 +1305,7 @@ impl Engine {
     /// or proof (and key) its id names; anything else is checked in Wasm.
     pub fn decide_with_verdicts(&self, request: &Request, verdicts: &[token::HostVerdict]) -> Decision {
         let mut run = Run::new(self, &request.method, &request.host, &request.path, request.now_ms);
-        run.source_ip = request.source_ip.map(|ip| ip.to_string());
+        run.source_ip = request.source_ip.map(crate::network::ip_text);
         for name in &self.log.headers {
             if let Some(v) = request.header_values(name).next() {
                 run.logged_headers.insert(name.clone(), crate::keys::clip(v));
@@ -1348,7 +1354,7 @@ impl Engine {
                 };
                 return Err(run.fail("network", Refusal::deny(ReasonCode::NetworkNotAllowed, message)));
             }
-            let ip = request.source_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            let ip = request.source_ip.map(crate::network::ip_text).unwrap_or_default();
             run.pass("network", || format!("source {ip} is inside the allowed networks"));
         } else {
             run.skip("network", "the policy restricts no networks");
@@ -1571,8 +1577,14 @@ impl Engine {
             run.token = Some(Arc::clone(&verified));
             return Ok((verified, operator.into()));
         }
-        let credential = credential::extract(request)
+        let credential = credential::extract_unchecked(request)
             .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+        // A cached token is the text of one that passed the character check.
+        let cached = self.cached_token(credential.token, now);
+        if cached.is_none() {
+            credential::check_characters(credential.token)
+                .map_err(|(code, message)| run.fail("credential", Refusal::deny(code, message)))?;
+        }
         run.dpop = credential.scheme == Scheme::Dpop;
         run.pass("credential", || match credential.scheme {
             Scheme::Bearer => "bearer token".into(),
@@ -1580,8 +1592,10 @@ impl Engine {
         });
 
         // 4. Token (cache first).
-        let (verified, cache_hit) =
-            self.verified_token(credential.token, now, verdicts).map_err(|e| run.fail_token(e))?;
+        let (verified, cache_hit) = match cached {
+            Some(hit) => (hit, true),
+            None => (self.verify_token(credential.token, verdicts).map_err(|e| run.fail_token(e))?, false),
+        };
         run.token = Some(Arc::clone(&verified));
         run.cache_hit = cache_hit;
         let issuer = self.issuers.get(verified.issuer).ok_or_else(|| {
@@ -1651,19 +1665,12 @@ impl Engine {
         crate::httpsig::verify(policy, &directories, request)
     }
 
-    fn verified_token(
+    /// Verifies a token that is not in the cache.
+    fn verify_token(
         &self,
         token: &str,
-        now: i64,
         verdicts: &[token::HostVerdict],
-    ) -> Result<(Arc<VerifiedToken>, bool), token::TokenError> {
-        if let Some(cache) = &self.cache {
-            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(hit) = cache.get(token, |issuer| keys.get(issuer).map(|k| k.generation), now) {
-                return Ok((hit, true));
-            }
-        }
+    ) -> Result<Arc<VerifiedToken>, token::TokenError> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         // A token the host just verified was parsed when its check was handed
         // out: used as is if the verdict names it and its issuer's keys have
@@ -1674,7 +1681,7 @@ impl Engine {
                 let current = keys.get(prepared.issuer()).map(|k| k.generation);
                 if current == Some(generation) {
                     if let Some(verified) = prepared.verified(token, verdicts) {
-                        return Ok((Arc::new(verified), false));
+                        return Ok(Arc::new(verified));
                     }
                 }
             }
@@ -1682,7 +1689,7 @@ impl Engine {
         drop(kept);
         let verified =
             token::verify(token, &self.issuers, |i| keys.get(i).map(|k| k.set.as_ref()), verdicts)?;
-        Ok((Arc::new(verified), false))
+        Ok(Arc::new(verified))
     }
 
     fn check_dpop(

@@ -4,6 +4,27 @@
 
 use std::net::IpAddr;
 
+/// An address as text, as `Display` writes it, without the formatting
+/// machinery for IPv4 (every decision event carries the source address;
+/// `Display` was ~7% of a cached decision).
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// A compiled list of CIDR blocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkList {
@@ -98,6 +119,20 @@ impl NetworkList {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `ip_text` writes every IPv4 address as `Display` does (all one- to
+    /// three-digit octets, in every position), and IPv6 through `Display`.
+    #[test]
+    fn ip_text_is_display() {
+        for a in 0..=255u8 {
+            for b in [0u8, 7, 10, 99, 100, 255] {
+                let ip = IpAddr::from([a, b, 255 - a, a.wrapping_mul(7)]);
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::1");
+    }
 
     /// Deliberately naive: compare the first `len` bits one at a time.
     fn reference(block_ip: IpAddr, len: u32, ip: IpAddr) -> bool {
