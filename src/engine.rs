@@ -1601,7 +1601,12 @@ impl Engine {
         let issuer = self.issuers.get(verified.issuer).ok_or_else(|| {
             run.fail("token", Refusal::deny(ReasonCode::InternalError, "issuer index out of range".into()))
         })?;
-        token::validate(&verified.claims, issuer, now).map_err(|e| run.fail_token(e))?;
+        if cache_hit {
+            token::revalidate(&verified.claims, issuer, now)
+        } else {
+            token::validate(&verified.claims, issuer, now)
+        }
+        .map_err(|e| run.fail_token(e))?;
         if cache_hit {
             run.pass("token", || format!("verified `{}` token from `{}` (cached)", verified.alg, issuer.iss));
         } else {

@@ -506,6 +506,67 @@ fn numeric_dates_must_be_numbers_in_range() {
 
 // --- the cache never makes an invalid token valid -------------------------
 
+/// A cached token is decided at any later time as a fresh engine decides
+/// it: what a hit does not check again (required claims, lifetime) cannot
+/// have changed, and time (also a clock that went back) and audience are
+/// checked on every hit.
+#[test]
+fn a_cache_hit_decides_as_a_fresh_verification_at_any_later_time() {
+    let with = |changes: Value| {
+        let mut c = claims();
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    };
+    let variants = [
+        json!({}),
+        json!({"iat": null}),
+        json!({"iat": null, "exp": NOW + 590}),
+        json!({"nbf": NOW - 5}),
+        json!({"iat": NOW + 20}),
+        json!({"aud": ["https://other.test", "https://api.test"]}),
+        json!({"exp": NOW + 5}),
+    ];
+    let mut compared = 0;
+    for changes in variants {
+        let token = good_token_with(with(changes.clone()));
+        // `iat` not required, so a token without one (whose lifetime counts
+        // from `now`) is cached too.
+        let engine = || engine_with(json!({"required_claims": ["exp", "jti"]}), json!({}));
+        let cached = engine();
+        assert!(decide_at(&cached, &token, NOW).is_allowed(), "{changes}");
+        for later in [
+            NOW - 100,
+            NOW - 40,
+            NOW,
+            NOW + 1,
+            NOW + 5,
+            NOW + 34,
+            NOW + 35,
+            NOW + 289,
+            NOW + 300,
+            NOW + 319,
+            NOW + 320,
+            NOW + 900,
+        ] {
+            let hit = decide_at(&cached, &token, later);
+            let fresh = decide_at(&engine(), &token, later);
+            assert_eq!(hit.codes(), fresh.codes(), "{changes} at NOW + {}", later - NOW);
+            if later == NOW + 1 {
+                assert!(hit.event.cache_hit, "{changes}");
+            }
+            assert_eq!(hit.is_allowed(), fresh.is_allowed());
+            compared += usize::from(hit.event.cache_hit);
+        }
+    }
+    assert!(compared >= 40, "{compared} cache hits compared");
+}
+
 #[test]
 fn cache_hits_skip_crypto_but_not_time_or_revocation() {
     let e = engine();
