@@ -355,51 +355,20 @@ fn rfc9449_resource_request_example_verifies() {
         .build()
         .unwrap();
     let policy = DpopPolicy::default();
-    let checked = dpop::check(
-        &policy,
-        &request,
-        Some(RFC_ACCESS_TOKEN),
-        Some(RFC_PROOF_JWK_THUMBPRINT),
-        None,
-        &[],
-        &dpop::ProofKeys::new(),
-    )
-    .unwrap();
+    let check = |request: &Request, token: &str| {
+        let remembered = dpop::ProofKeys::new();
+        dpop::check(&policy, request, Some(token), Some(RFC_PROOF_JWK_THUMBPRINT), None, &[], &remembered)
+    };
+    let checked = check(&request, RFC_ACCESS_TOKEN).unwrap();
     assert_eq!(checked.jkt, RFC_PROOF_JWK_THUMBPRINT);
     // Any other token, method or time fails.
-    assert_eq!(
-        dpop::check(
-            &policy,
-            &request,
-            Some("other-token"),
-            Some(RFC_PROOF_JWK_THUMBPRINT),
-            None,
-            &[],
-            &dpop::ProofKeys::new()
-        )
-        .unwrap_err()
-        .0,
-        ReasonCode::DpopAthMismatch
-    );
+    assert_eq!(check(&request, "other-token").unwrap_err().0, ReasonCode::DpopAthMismatch);
     let late = Request::builder("GET", "/protectedresource", 1_562_262_618 + 61)
         .host("resource.example.org")
         .header("dpop", RFC_RESOURCE_PROOF)
         .build()
         .unwrap();
-    assert_eq!(
-        dpop::check(
-            &policy,
-            &late,
-            Some(RFC_ACCESS_TOKEN),
-            Some(RFC_PROOF_JWK_THUMBPRINT),
-            None,
-            &[],
-            &dpop::ProofKeys::new()
-        )
-        .unwrap_err()
-        .0,
-        ReasonCode::DpopProofStale
-    );
+    assert_eq!(check(&late, RFC_ACCESS_TOKEN).unwrap_err().0, ReasonCode::DpopProofStale);
 }
 
 #[test]
