@@ -170,9 +170,8 @@ impl Default for ProofKeys {
 /// The request's one proof, parsed, with its embedded key (not yet verified).
 struct Proof<'r> {
     jws: UntrustedJws<'r>,
-    keys: KeySet,
     /// The embedded key: a remembered one with the same thumbprint, if any.
-    key: PublicKey,
+    keys: KeySet,
     thumbprint: String,
     /// The host-verification id of this proof with this key.
     check_id: String,
@@ -203,9 +202,8 @@ fn parse_proof<'r>(request: &'r Request, remembered: Option<&ProofKeys>) -> Resu
         jwk.key = key;
     }
     let thumbprint = jwk.thumbprint.clone();
-    let key = jwk.key.clone();
     let check_id = check_id(&Sha256::digest(proof.as_bytes()).into(), &thumbprint);
-    Ok(Proof { jws, keys: KeySet::from_keys(vec![jwk]), key, thumbprint, check_id })
+    Ok(Proof { jws, keys: KeySet::from_keys(vec![jwk]), thumbprint, check_id })
 }
 
 /// The signature a host could verify for the request's DPoP proof, if it has
@@ -239,7 +237,7 @@ pub fn check(
     remembered: &ProofKeys,
 ) -> Result<CheckedProof, DpopError> {
     let invalid = |m: String| (ReasonCode::DpopProofInvalid, m);
-    let Proof { jws, keys, key, thumbprint, check_id } = parse_proof(request, Some(remembered))?;
+    let Proof { jws, keys, thumbprint, check_id } = parse_proof(request, Some(remembered))?;
     let verdict = host_verdicts.iter().find(|v| v.token_hash == check_id).map(|v| v.valid);
     // The proof's own `kid` (if any) must not steer key choice: drop it.
     let verified = jws
@@ -349,8 +347,8 @@ pub fn check(
     let expires_at =
         iat.max(now).saturating_add(policy.max_age.as_secs_i64() + policy.clock_skew.as_secs_i64());
     // Bound to a verified token (`jkt` matched above): worth remembering.
-    if token.is_some() {
-        remembered.remember(&thumbprint, &key);
+    if let (Some(_), Some(jwk)) = (token, keys.by_thumbprint(&thumbprint)) {
+        remembered.remember(&thumbprint, &jwk.key);
     }
     Ok(CheckedProof { replay_key: h.finalize().into(), expires_at, jkt: thumbprint })
 }

@@ -325,12 +325,13 @@ impl KeySet {
 /// RSA algorithms; EdDSA through [`Ed25519Key`] and ES256 through
 /// [`P256Key`] (ed25519-dalek and p256 0.14, then the key's own table).
 pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), String> {
+    /// Whether a jwt-compact algorithm accepts the signature.
     fn run<A: Algorithm>(
         alg: A,
         key: &A::VerifyingKey,
         message: &[u8],
         signature: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         if let Some(len) = A::Signature::LENGTH {
             if signature.len() != len.get() {
                 return Err(format!(
@@ -343,44 +344,35 @@ pub fn verify_signature(alg: Alg, key: &PublicKey, message: &[u8], signature: &[
         }
         let signature = A::Signature::try_from_slice(signature)
             .map_err(|_| format!("signature is not a valid `{}` signature", alg.name()))?;
-        if alg.verify_signature(&signature, key, message) {
-            Ok(())
-        } else {
-            Err("signature does not verify".into())
-        }
+        Ok(alg.verify_signature(&signature, key, message))
     }
-    match (alg, key) {
-        (Alg::EdDSA, PublicKey::Ed25519(k)) => {
-            let signature: &[u8; 64] = signature
-                .try_into()
-                .map_err(|_| format!("signature is {} bytes, expected 64 for `EdDSA`", signature.len()))?;
-            if k.verify(message, signature) {
-                Ok(())
-            } else {
-                Err("signature does not verify".into())
-            }
-        }
+    // EdDSA and ES256 signatures are 64 bytes.
+    let sized = |signature: &[u8]| -> Result<[u8; 64], String> {
+        signature
+            .try_into()
+            .map_err(|_| format!("signature is {} bytes, expected 64 for `{alg}`", signature.len()))
+    };
+    let valid = match (alg, key) {
+        (Alg::EdDSA, PublicKey::Ed25519(k)) => k.verify(message, &sized(signature)?),
         (Alg::ES256, PublicKey::P256(k)) => {
-            if signature.len() != 64 {
-                return Err(format!("signature is {} bytes, expected 64 for `ES256`", signature.len()));
-            }
-            let signature = p256::ecdsa::Signature::from_slice(signature)
+            let signature = p256::ecdsa::Signature::from_slice(&sized(signature)?)
                 .map_err(|_| "signature is not a valid `ES256` signature".to_owned())?;
-            if k.verify(message, &signature) {
-                Ok(())
-            } else {
-                Err("signature does not verify".into())
-            }
+            k.verify(message, &signature)
         }
         (Alg::RS256, PublicKey::Rsa(k)) => {
             rsa_length(k, signature)?;
-            run(jwt_compact::alg::Rsa::rs256(), k, message, signature)
+            run(jwt_compact::alg::Rsa::rs256(), k, message, signature)?
         }
         (Alg::PS256, PublicKey::Rsa(k)) => {
             rsa_length(k, signature)?;
-            run(jwt_compact::alg::Rsa::ps256(), k, message, signature)
+            run(jwt_compact::alg::Rsa::ps256(), k, message, signature)?
         }
-        _ => Err(format!("a {key:?} key cannot verify `{alg}`")),
+        _ => return Err(format!("a {key:?} key cannot verify `{alg}`")),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err("signature does not verify".into())
     }
 }
 
