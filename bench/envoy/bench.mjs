@@ -16,6 +16,14 @@
 //                   client id and scopes (`identity_headers.include`): what
 //                   jwt_authn's claim_to_headers forwards here
 //
+// and, for the floor under any Wasm filter (bench/envoy/floor: same SDK,
+// build and exported callbacks as agentguard's filter, but deciding nothing):
+//
+//   wasm floor, empty              on_http_request_headers returns Continue
+//   wasm floor, identity           reads the headers, 401 without
+//                                  `authorization`, reads the clock, adds
+//                                  3 headers: agentguard's host calls
+//
 // and, to price a fresh signature check (every request a cache miss):
 //
 //   jwt_authn, no cache            jwt_authn+rbac with the JWT cache off
@@ -39,6 +47,8 @@ import { ROOT, WASM, startEnvoy, send, stats, wasmFilter } from "../../tests/env
 // The filter as the tests configure it, without holding headers for bodies (no route here needs one).
 const agentguardFilter = (policyJson, wasm) => wasmFilter(policyJson, { allowStopIteration: false, wasm });
 const COMPARE = process.env.COMPARE_WASM;
+const FLOOR = path.join(ROOT, "target/envoy/floor.wasm");
+const floorFilter = (mode) => wasmFilter(mode, { allowStopIteration: false, wasm: FLOOR });
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 8);
@@ -168,6 +178,8 @@ const VARIANTS = [
   { name: "jwt_authn+rbac", filters: jwtAuthnFilters({ cache: true }) },
   { name: "agentguard", filters: [agentguardFilter(policyText)] },
   { name: "agentguard, 3 headers", filters: [agentguardFilter(threeHeadersPolicy)] },
+  { name: "wasm floor, empty", filters: [floorFilter("empty")], open: true },
+  { name: "wasm floor, identity", filters: [floorFilter("identity")] },
   { name: "jwt_authn+rbac, no cache", filters: jwtAuthnFilters({ cache: false }) },
   { name: "agentguard, no cache", filters: [agentguardFilter(noCachePolicy)] },
   { name: "agentguard, no cache, EdDSA", filters: [agentguardFilter(noCachePolicy)], key: "ed25519" },
@@ -235,7 +247,7 @@ async function measure(variant, token) {
     const check = await send(envoy.port, { path: TARGET, headers: { authorization: `Bearer ${token}` } });
     if (check.status !== 200) throw new Error(`${variant.name}: the valid token got ${check.status}: ${check.body}`);
     const anonymous = await send(envoy.port, { path: TARGET });
-    if (variant.filters.length && anonymous.status !== 401 && process.env.CHECK !== "0") {
+    if (variant.filters.length && !variant.open && anonymous.status !== 401 && process.env.CHECK !== "0") {
       throw new Error(`${variant.name}: a request without a token got ${anonymous.status}`);
     }
     wrk(envoy.port, token, 3); // warm-up: V8 tiers the Wasm up, caches fill
@@ -312,11 +324,19 @@ for (const [name, s] of Object.entries(summary)) {
 lines.push("");
 lines.push(`agentguard / jwt_authn+rbac: throughput ${(ag.rps / jwt.rps).toFixed(3)}x (target >= 0.9), p99 ${(ag.p99 / jwt.p99).toFixed(3)}x (target <= 1.2)`);
 const ag3 = summary["agentguard, 3 headers"];
+const floorEmpty = summary["wasm floor, empty"];
+const floorIdentity = summary["wasm floor, identity"];
 lines.push(`agentguard, 3 headers (as jwt_authn) / jwt_authn+rbac: throughput ${(ag3.rps / jwt.rps).toFixed(3)}x, p99 ${(ag3.p99 / jwt.p99).toFixed(3)}x`);
 lines.push(`agentguard / no filter:      throughput ${(ag.rps / none.rps).toFixed(3)}x, p99 ${(ag.p99 / none.p99).toFixed(3)}x`);
 lines.push(
   `Envoy CPU per request: none ${none.cpuUs.toFixed(1)} us, jwt_authn+rbac ${jwt.cpuUs.toFixed(1)} us (+${(jwt.cpuUs - none.cpuUs).toFixed(1)}), ` +
     `agentguard ${ag.cpuUs.toFixed(1)} us (+${(ag.cpuUs - none.cpuUs).toFixed(1)})`,
+);
+lines.push(
+  `the floor under a Wasm filter, CPU per request: empty ${floorEmpty.cpuUs.toFixed(1)} us (+${(floorEmpty.cpuUs - none.cpuUs).toFixed(1)}), ` +
+    `identity ${floorIdentity.cpuUs.toFixed(1)} us (+${(floorIdentity.cpuUs - none.cpuUs).toFixed(1)}); ` +
+    `throughput vs jwt_authn+rbac: empty ${(floorEmpty.rps / jwt.rps).toFixed(3)}x, identity ${(floorIdentity.rps / jwt.rps).toFixed(3)}x; ` +
+    `agentguard, 3 headers adds ${(ag3.cpuUs - floorIdentity.cpuUs).toFixed(1)} us over the identity floor`,
 );
 lines.push(
   `fresh ES256 (cache off), extra time per request on the worker: agentguard ${freshUs(ag, summary["agentguard, no cache"]).toFixed(0)} us (Wasm p256), ` +

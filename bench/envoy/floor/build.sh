@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the floor filter (see src/lib.rs) as scripts/build-envoy.sh builds
+# agentguard's: opt-level 3, wasm-opt -O3, the callbacks neither implements
+# left unexported.  → target/envoy/floor.wasm
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+cd "$root"
+. .tools/env.sh
+cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/envoy/floor/Cargo.toml \
+  --target-dir target/envoy-floor-cargo
+mkdir -p target/envoy
+"$WASM_OPT_BIN" --remove-exports \
+  --pass-arg="remove-exports@proxy_on_log,proxy_on_done,proxy_on_response_body,proxy_on_response_trailers" \
+  -O3 --strip-debug --strip-producers \
+  target/envoy-floor-cargo/wasm32-wasip1/release/agentguard_floor.wasm -o target/envoy/floor.wasm
+printf 'floor filter   target/envoy/floor.wasm (%s bytes)\n' "$(stat -c %s target/envoy/floor.wasm)"
