@@ -31,7 +31,6 @@
 //! costs about half. Only keys a valid token names get in, so a caller
 //! cannot fill the list with keys of its own.
 
-use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -134,9 +133,7 @@ impl ProofKeys {
 
     /// An empty list.
     pub fn new() -> Self {
-        ProofKeys(Mutex::new(lru::LruCache::new(
-            NonZeroUsize::new(Self::CAPACITY).unwrap_or(NonZeroUsize::MIN),
-        )))
+        ProofKeys(Mutex::new(crate::cache::lru(Self::CAPACITY)))
     }
 
     fn get(&self, thumbprint: &str) -> Option<PublicKey> {

@@ -669,10 +669,7 @@ impl Engine {
             signature_agents: policy.signature_agents.clone(),
             directories: RwLock::new(directories),
             trace: true,
-            prepared: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(crate::limits::MAX_PREPARED_TOKENS)
-                    .unwrap_or(std::num::NonZeroUsize::MIN),
-            )),
+            prepared: Mutex::new(crate::cache::lru(crate::limits::MAX_PREPARED_TOKENS)),
             proof_keys: dpop::ProofKeys::new(),
         })
     }

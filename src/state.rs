@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 
 use lru::LruCache;
@@ -295,12 +294,11 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// A store holding at most `max_keys` buckets and `max_keys` agent windows.
     pub fn new(max_keys: usize) -> MemoryStore {
-        let cap = NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN);
         MemoryStore {
             inner: Mutex::new(Inner {
-                buckets: LruCache::new(cap),
-                agents: LruCache::new(cap),
-                suspended: LruCache::new(cap),
+                buckets: crate::cache::lru(max_keys),
+                agents: crate::cache::lru(max_keys),
+                suspended: crate::cache::lru(max_keys),
             }),
             replay: ReplaySpace::ALL
                 .map(|_| Mutex::new(ReplayCache::new(crate::limits::DEFAULT_REPLAY_ENTRIES))),

@@ -8,7 +8,6 @@
 //! `/_agentguard/stats` route, Envoy stats).
 
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 
 use lru::LruCache;
 use serde::Serialize;
@@ -70,7 +69,7 @@ impl Stats {
             outcomes: BTreeMap::new(),
             reasons: BTreeMap::new(),
             routes: BTreeMap::new(),
-            agents: LruCache::new(NonZeroUsize::new(max_agents).unwrap_or(NonZeroUsize::MIN)),
+            agents: crate::cache::lru(max_agents),
             evicted: 0,
         }
     }
