@@ -120,7 +120,9 @@ pub struct Engine {
     ts_keys: RwLock<Vec<IssuerKeys>>,
     signing_keys: RwLock<Vec<(String, SigningKey)>>,
     log: crate::policy::LogPolicy,
-    stats: Mutex<crate::stats::Stats>,
+    /// The live statistics; `None` once a host turns them off with
+    /// [`Engine::disable_stats`].
+    stats: Option<Mutex<crate::stats::Stats>>,
     resource: Option<crate::policy::ResourcePolicy>,
     credentials: crate::policy::CredentialMode,
     signature_agents: Option<crate::httpsig::SignatureAgentsPolicy>,
@@ -176,6 +178,14 @@ impl Engine {
     /// The CLI, the playground and the tests keep it on.
     pub fn set_trace(&mut self, on: bool) {
         self.trace = on;
+    }
+
+    /// Turns the live statistics ([`Engine::stats`]) off. A host that keeps
+    /// its own counters (Envoy's metrics) turns them off: a decision then
+    /// skips the per-agent table (a lookup and an update per request), and
+    /// `stats()` stays empty.
+    pub fn disable_stats(&mut self) {
+        self.stats = None;
     }
 
     /// Compiles a policy, reporting every problem found. Per-agent state
@@ -662,7 +672,7 @@ impl Engine {
             ),
             token_service,
             signing_keys: RwLock::new(Vec::new()),
-            stats: Mutex::new(crate::stats::Stats::new(policy.log.stats_agents.max(1))),
+            stats: Some(Mutex::new(crate::stats::Stats::new(policy.log.stats_agents.max(1)))),
             log: policy.log.clone(),
             resource: policy.resource.clone(),
             credentials: policy.credentials,
@@ -1019,7 +1029,10 @@ impl Engine {
 
     /// A snapshot of the live statistics (per agent, per route, by outcome and reason).
     pub fn stats(&self) -> crate::stats::StatsSnapshot {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner).snapshot()
+        match &self.stats {
+            Some(stats) => stats.lock().unwrap_or_else(PoisonError::into_inner).snapshot(),
+            None => crate::stats::StatsSnapshot::default(),
+        }
     }
 
     /// Lifts a circuit-breaker suspension (an operator's call); `true` if the agent was suspended.
@@ -2033,7 +2046,9 @@ impl<'e> Run<'e> {
             event,
             log,
         };
-        self.engine.stats.lock().unwrap_or_else(PoisonError::into_inner).record(&decision);
+        if let Some(stats) = &self.engine.stats {
+            stats.lock().unwrap_or_else(PoisonError::into_inner).record(&decision);
+        }
         decision
     }
 }

@@ -74,9 +74,9 @@ impl Revocations {
         if let Some(sub) = c.sub.as_ref().filter(|s| self.sub.contains(*s)) {
             return Err((ReasonCode::RevokedSubject, format!("subject `{}` is revoked", clip(sub))));
         }
-        let agent = c.agent();
-        if self.agents.contains(&agent) {
-            return Err((ReasonCode::RevokedAgent, format!("agent `{}` is revoked", clip(&agent))));
+        let agent = c.agent_str();
+        if self.agents.contains(agent) {
+            return Err((ReasonCode::RevokedAgent, format!("agent `{}` is revoked", clip(agent))));
         }
         if let Some(actor) = c.actors.iter().find(|a| self.agents.contains(*a)) {
             return Err((

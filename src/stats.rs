@@ -86,13 +86,15 @@ impl Stats {
             bump(&mut self.routes, route);
         }
         let Some(identity) = &d.identity else { return };
-        if !self.agents.contains(&identity.agent) {
-            if self.agents.len() == self.agents.cap().get() {
-                self.evicted = self.evicted.saturating_add(1);
+        // One lookup, whether the agent is known or new.
+        let full = self.agents.len() == self.agents.cap().get();
+        let evicted = &mut self.evicted;
+        let a = self.agents.get_or_insert_mut_ref(identity.agent.as_str(), || {
+            if full {
+                *evicted = evicted.saturating_add(1);
             }
-            self.agents.put(identity.agent.clone(), AgentStats::default());
-        }
-        let Some(a) = self.agents.get_mut(&identity.agent) else { return };
+            AgentStats::default()
+        });
         a.requests += 1;
         a.last_seen_ms = d.event.time_ms;
         match d.decision {

@@ -126,6 +126,36 @@ fn live_stats_count_per_agent_and_route() {
 }
 
 #[test]
+fn live_stats_keep_the_most_recently_active_agents_and_count_the_evicted() {
+    let e = engine(json!({"stats_agents": 2}));
+    let (a, b, c) = (token("agent-a"), token("agent-b"), token("agent-c"));
+    for (i, t) in [&a, &b, &a, &c, &a].into_iter().enumerate() {
+        e.decide(&request("GET", "/v1/contacts/1", t, T0 * 1000 + i as i64));
+    }
+    let s = e.stats();
+    // agent-b was the least recently active when agent-c came; known agents evict nobody.
+    assert_eq!(s.agents.keys().collect::<Vec<_>>(), ["agent-a", "agent-c"]);
+    assert_eq!(s.agents_evicted, 1);
+    assert_eq!((s.agents["agent-a"].requests, s.agents["agent-c"].requests), (3, 1));
+}
+
+#[test]
+fn an_engine_without_stats_decides_the_same_and_counts_nothing() {
+    let (counting, mut quiet) = (engine(json!({})), engine(json!({})));
+    quiet.disable_stats();
+    let t = token("agent-a");
+    for (i, (method, path)) in
+        [("GET", "/v1/contacts/1"), ("POST", "/v1/contacts"), ("GET", "/nope")].iter().enumerate()
+    {
+        let r = request(method, path, &t, T0 * 1000 + i as i64);
+        let (a, b) = (counting.decide(&r), quiet.decide(&r));
+        assert_eq!((a.decision, a.status, &a.reasons), (b.decision, b.status, &b.reasons), "{method} {path}");
+    }
+    assert_eq!(counting.stats().decisions, 3);
+    assert_eq!(quiet.stats(), agentguard::stats::StatsSnapshot::default());
+}
+
+#[test]
 fn report_totals_match_an_independent_count() {
     // A realistic log from the engine, then 100,000 synthetic events.
     let e = engine(json!({}));

@@ -212,8 +212,10 @@ fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, Needs), P
             Engine::with_store(&policy, store)?
         }
     };
-    // Nothing in Envoy shows the per-stage trace; refusals carry their reasons.
+    // Nothing in Envoy shows the per-stage trace (refusals carry their
+    // reasons) or the engine's statistics (Envoy's metrics count decisions).
     engine.set_trace(false);
+    engine.disable_stats();
     Ok((engine, Needs::new(&policy)))
 }
 
