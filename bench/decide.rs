@@ -141,7 +141,7 @@ fn main() {
             mint::sign_with_header(&client, header.as_object().unwrap(), c.as_object().unwrap())
         })
         .collect();
-    let requests: Vec<Request> = proofs
+    let requests: Vec<Request<'static>> = proofs
         .iter()
         .map(|p| {
             Request::builder("GET", "/v1/contacts/42", NOW)
@@ -212,7 +212,7 @@ fn main() {
         input
             .headers
             .insert("authorization".into(), agentguard::request::HeaderValue::One(format!("Bearer {t}")));
-        Request::from_input(&input).unwrap()
+        Request::from_input(&input).unwrap().into_owned()
     };
     let r_plain = req_at(&t);
     assert!(plain_engine.decide(&r_plain).is_allowed());

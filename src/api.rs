@@ -62,9 +62,10 @@ pub fn parse_verdicts(verdict_json: &str) -> Vec<crate::token::HostVerdict> {
 
 /// [`Engine::pending_signature`]) as JSON, or `null`.
 pub fn pending_signature_json(engine: &Engine, request_json: &str) -> String {
-    let check = parse_request(request_json)
-        .ok()
-        .and_then(|input| crate::request::Request::from_input(&input).ok())
+    let input = parse_request(request_json).ok();
+    let check = input
+        .as_ref()
+        .and_then(|input| crate::request::Request::from_input(input).ok())
         .and_then(|request| engine.pending_signature(&request));
     serde_json::to_string(&check).unwrap_or_else(|_| "null".to_owned())
 }

@@ -104,7 +104,8 @@ impl wit::GuestEngine for EngineResource {
     }
 
     fn pending_signature(&self, request: t::Request) -> Option<t::SignatureCheck> {
-        let request = Request::from_input(&request_input(request)).ok()?;
+        let input = request_input(request);
+        let request = Request::from_input(&input).ok()?;
         self.engine.pending_signature(&request).map(signature_check)
     }
 
@@ -179,7 +180,8 @@ impl wit::GuestEngine for EngineResource {
     }
 
     fn approval_record(&self, request: t::Request) -> Option<t::ApprovalRecord> {
-        let request = Request::from_input(&request_input(request)).ok()?;
+        let input = request_input(request);
+        let request = Request::from_input(&input).ok()?;
         let (key, expires_at) = self.engine.approval_record(&request)?;
         Some(t::ApprovalRecord { id: crate::b64::encode(&key), expires_at })
     }

@@ -330,7 +330,7 @@ impl TokenService {
 #[derive(Debug, Clone, Copy)]
 pub struct ExchangeContext<'a> {
     /// The request (method, content type, `DPoP` header, time, URL).
-    pub request: &'a crate::request::Request,
+    pub request: &'a crate::request::Request<'a>,
     /// The raw body.
     pub body: &'a str,
     /// A fresh random `jti` for the minted token.

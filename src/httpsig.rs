@@ -281,11 +281,11 @@ pub(crate) fn time_window(input: &SignatureInput, now: i64, skew: i64) -> Result
 /// A request component's value (RFC 9421 §2.2 derived components, or a header field).
 fn request_component(request: &Request, name: &str) -> Result<String, String> {
     Ok(match name {
-        "@authority" => request.host.clone(),
-        "@method" => request.method.clone(),
-        "@path" => request.path.clone(),
+        "@authority" => request.host.to_string(),
+        "@method" => request.method.to_string(),
+        "@path" => request.path.to_string(),
         "@query" => format!("?{}", request.query.as_deref().unwrap_or("")),
-        "@scheme" => request.scheme.clone(),
+        "@scheme" => request.scheme.to_string(),
         "@target-uri" => format!(
             "{}://{}{}{}",
             request.scheme,

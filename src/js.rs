@@ -79,7 +79,7 @@ pub struct Guard {
     /// Requests parsed by [`Guard::decide_or_check`] that are waiting for the
     /// host's verdicts (a few: an isolate interleaves requests across that
     /// await), so [`Guard::decide_with`] does not parse them again.
-    awaiting: RefCell<VecDeque<(AwaitKey<String>, Request)>>,
+    awaiting: RefCell<VecDeque<(AwaitKey<String>, Request<'static>)>>,
 }
 
 /// How many parsed requests wait for verdicts; an older one is parsed again.
@@ -115,27 +115,38 @@ impl AwaitKey<String> {
     }
 }
 
-/// A request ready to decide, or the refusal of one that is not.
-type Parsed = Result<Request, Box<crate::Decision>>;
+/// A request ready to decide (borrowing from the host's text), or the
+/// refusal of one that is not.
+type Parsed<'r> = Result<Request<'r>, Box<crate::Decision>>;
 
 impl Guard {
-    fn parse_json(&self, request_json: &str) -> Parsed {
-        let input = match api::parse_request(request_json) {
+    /// Normalises request JSON read by `api::parse_request`.
+    fn parse_json<'r>(&self, input: &'r Result<crate::request::RequestInput, String>) -> Parsed<'r> {
+        let input = match input {
             Ok(input) => input,
             Err(message) => {
-                return Err(Box::new(self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message)))
+                return Err(Box::new(
+                    self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message.clone()),
+                ))
             }
         };
-        Request::from_input(&input).map_err(|_| Box::new(self.engine.decide_input(&input)))
+        Request::from_input(input).map_err(|_| Box::new(self.engine.decide_input(input)))
     }
 
-    fn parse_lines(&self, lines: &str, body: Option<&str>, now: f64) -> Parsed {
-        let parts = RequestParts::from_lines(lines, body, now)
-            .map_err(|message| Box::new(self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message)))?;
-        Request::from_parts(&parts).map_err(|_| Box::new(self.engine.decide_parts(&parts)))
+    /// Normalises the line form read by [`RequestParts::from_lines`].
+    fn parse_lines<'r>(&self, parts: &'r Result<RequestParts<'_>, String>) -> Parsed<'r> {
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(message) => {
+                return Err(Box::new(
+                    self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message.clone()),
+                ))
+            }
+        };
+        Request::from_parts(parts).map_err(|_| Box::new(self.engine.decide_parts(parts)))
     }
 
-    fn decide_or_check_parsed(&self, key: AwaitKey<&str>, parsed: Parsed, host_algs: &str) -> String {
+    fn decide_or_check_parsed(&self, key: AwaitKey<&str>, parsed: Parsed<'_>, host_algs: &str) -> String {
         let request = match parsed {
             Ok(request) => request,
             Err(refusal) => return api::to_json(&refusal),
@@ -149,22 +160,20 @@ impl Guard {
         if awaiting.len() == AWAITING {
             awaiting.pop_front();
         }
-        awaiting.push_back((key.owned(), request));
+        awaiting.push_back((key.owned(), request.into_owned()));
         crate::token::SignatureCheck::list_json(&checks)
     }
 
-    fn decide_with_parsed(
-        &self,
-        key: AwaitKey<&str>,
-        parse: impl FnOnce() -> Parsed,
-        verdict_json: &str,
-    ) -> String {
-        let waiting = {
-            let mut awaiting = self.awaiting.borrow_mut();
-            let found = awaiting.iter().position(|(k, _)| k.borrowed() == key);
-            found.and_then(|i| awaiting.remove(i)).map(|(_, request)| request)
-        };
-        match waiting.map_or_else(parse, Ok) {
+    /// The parsed request that [`Guard::decide_or_check_parsed`] left
+    /// waiting for the host's verdicts under `key`, if it is still there.
+    fn take_waiting(&self, key: AwaitKey<&str>) -> Option<Request<'static>> {
+        let mut awaiting = self.awaiting.borrow_mut();
+        let found = awaiting.iter().position(|(k, _)| k.borrowed() == key);
+        found.and_then(|i| awaiting.remove(i)).map(|(_, request)| request)
+    }
+
+    fn decide_with_parsed(&self, parsed: Parsed<'_>, verdict_json: &str) -> String {
+        match parsed {
             Ok(request) => {
                 api::to_json(&self.engine.decide_with_verdicts(&request, &api::parse_verdicts(verdict_json)))
             }
@@ -227,7 +236,8 @@ impl Guard {
     /// dearer to write and read for the same request. Never throws.
     #[wasm_bindgen(js_name = decideLines)]
     pub fn decide_lines(&self, lines: &str, body: Option<String>, now: f64) -> String {
-        match self.parse_lines(lines, body.as_deref(), now) {
+        let parts = RequestParts::from_lines(lines, body.as_deref(), now);
+        match self.parse_lines(&parts) {
             Ok(request) => api::to_json(&self.engine.decide(&request)),
             Err(refusal) => api::to_json(&refusal),
         }
@@ -243,7 +253,8 @@ impl Guard {
     /// `ES256`. Never throws.
     #[wasm_bindgen(js_name = decideOrCheck)]
     pub fn decide_or_check(&self, request_json: &str, host_algs: &str) -> String {
-        self.decide_or_check_parsed(AwaitKey::Json(request_json), self.parse_json(request_json), host_algs)
+        let input = api::parse_request(request_json);
+        self.decide_or_check_parsed(AwaitKey::Json(request_json), self.parse_json(&input), host_algs)
     }
 
     /// [`Guard::decide_or_check`] for a request in the line form (see [`Guard::decide_lines`]).
@@ -255,7 +266,8 @@ impl Guard {
         now: f64,
         host_algs: &str,
     ) -> String {
-        let parsed = self.parse_lines(lines, body.as_deref(), now);
+        let parts = RequestParts::from_lines(lines, body.as_deref(), now);
+        let parsed = self.parse_lines(&parts);
         let key = AwaitKey::Lines(lines, body.as_deref(), now.to_bits());
         self.decide_or_check_parsed(key, parsed, host_algs)
     }
@@ -266,7 +278,15 @@ impl Guard {
     /// Wasm. Never throws.
     #[wasm_bindgen(js_name = decideWith)]
     pub fn decide_with(&self, request_json: &str, verdict_json: &str) -> String {
-        self.decide_with_parsed(AwaitKey::Json(request_json), || self.parse_json(request_json), verdict_json)
+        let input;
+        let parsed = match self.take_waiting(AwaitKey::Json(request_json)) {
+            Some(request) => Ok(request),
+            None => {
+                input = api::parse_request(request_json);
+                self.parse_json(&input)
+            }
+        };
+        self.decide_with_parsed(parsed, verdict_json)
     }
 
     /// [`Guard::decide_with`] for a request in the line form (see [`Guard::decide_lines`]).
@@ -278,9 +298,15 @@ impl Guard {
         now: f64,
         verdict_json: &str,
     ) -> String {
-        let parse = || self.parse_lines(lines, body.as_deref(), now);
-        let key = AwaitKey::Lines(lines, body.as_deref(), now.to_bits());
-        self.decide_with_parsed(key, parse, verdict_json)
+        let parts;
+        let parsed = match self.take_waiting(AwaitKey::Lines(lines, body.as_deref(), now.to_bits())) {
+            Some(request) => Ok(request),
+            None => {
+                parts = RequestParts::from_lines(lines, body.as_deref(), now);
+                self.parse_lines(&parts)
+            }
+        };
+        self.decide_with_parsed(parsed, verdict_json)
     }
 
     /// Issuers whose keys the host must fetch, as JSON `[{"iss": …, "jwks_uri": …}]`.
@@ -630,10 +656,11 @@ impl Guard {
         let fail = |error: &'static str, m: String| {
             response_json(&crate::exchange::OAuthError::new(error, m).response())
         };
-        let request = match api::parse_request(request_json).map(|input| Request::from_input(&input)) {
+        let input = api::parse_request(request_json);
+        let request = match input.as_ref().map(Request::from_input) {
             Ok(Ok(request)) => request,
             Ok(Err(e)) => return fail("invalid_request", e.message),
-            Err(m) => return fail("invalid_request", m),
+            Err(m) => return fail("invalid_request", m.clone()),
         };
         let mut raw = [0u8; 16];
         if let Err(e) = getrandom::getrandom(&mut raw) {

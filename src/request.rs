@@ -187,21 +187,27 @@ impl<'de> Deserialize<'de> for HeaderValue {
     }
 }
 
-/// A normalised request. Build one with [`Request::from_input`] or [`Request::builder`].
+/// A normalised request. Build one with [`Request::from_input`],
+/// [`Request::from_parts`] or [`Request::builder`].
+///
+/// It borrows from what it was built from wherever normalising changes
+/// nothing (an upper-case method, lower-case header names, a path with
+/// nothing to decode: the usual request), so building one copies little;
+/// [`Request::into_owned`] detaches it.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct Request<'a> {
     /// Upper-case method.
-    pub method: String,
+    pub method: Cow<'a, str>,
     /// `https` or `http`.
-    pub scheme: String,
+    pub scheme: Cow<'a, str>,
     /// Lower-case host, without a default port.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// Normalised path (no query).
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// The raw query (without `?`), if any.
-    pub query: Option<String>,
+    pub query: Option<Cow<'a, str>>,
     /// Headers with lower-case names, in arrival order; repeated headers stay separate.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// Source IP, if the host knows it.
     pub source_ip: Option<IpAddr>,
     /// Client-certificate SHA-256, if the connection had one.
@@ -209,7 +215,7 @@ pub struct Request {
     /// Body SHA-256, if the host read the body.
     pub body_sha256: Option<[u8; 32]>,
     /// The body as text, when the host gave it (for `approval_when`).
-    pub body: Option<String>,
+    pub body: Option<Cow<'a, str>>,
     /// Current time in milliseconds since the Unix epoch.
     pub now_ms: i64,
 }
@@ -223,7 +229,7 @@ pub struct RequestError {
     pub message: String,
 }
 
-impl Request {
+impl Request<'_> {
     /// Starts a request for `method` and `target` at time `now` (Unix seconds).
     pub fn builder(method: &str, target: &str, now: i64) -> RequestBuilder {
         RequestBuilder {
@@ -244,7 +250,7 @@ impl Request {
     }
 
     /// Validates and normalises a host-described request.
-    pub fn from_input(input: &RequestInput) -> Result<Request, RequestError> {
+    pub fn from_input(input: &RequestInput) -> Result<Request<'_>, RequestError> {
         let headers = input.headers.iter().flat_map(|(name, value)| {
             let values = match value {
                 HeaderValue::One(v) => std::slice::from_ref(v),
@@ -269,7 +275,7 @@ impl Request {
     }
 
     /// [`Request::from_input`] for a borrowed [`RequestParts`].
-    pub fn from_parts(parts: &RequestParts<'_>) -> Result<Request, RequestError> {
+    pub fn from_parts<'p>(parts: &'p RequestParts<'_>) -> Result<Request<'p>, RequestError> {
         Request::normalise(
             RequestFields {
                 method: &parts.method,
@@ -287,18 +293,18 @@ impl Request {
     }
 
     fn normalise<'h>(
-        input: RequestFields<'_>,
+        input: RequestFields<'h>,
         input_headers: impl Iterator<Item = (&'h str, &'h str)>,
-    ) -> Result<Request, RequestError> {
+    ) -> Result<Request<'h>, RequestError> {
         let err = |field, message: String| RequestError { field, message };
-        let method = input.method.to_ascii_uppercase();
+        let method = upper(input.method);
         if method.is_empty() || method.len() > 32 || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(err(
                 "method",
                 format!("expected an HTTP method like `GET`, found `{}`", crate::keys::clip(input.method)),
             ));
         }
-        let scheme = input.scheme.to_ascii_lowercase();
+        let scheme = lower(input.scheme);
         if scheme != "https" && scheme != "http" {
             return Err(err(
                 "scheme",
@@ -354,9 +360,27 @@ impl Request {
             source_ip,
             client_cert_sha256,
             body_sha256,
-            body: input.body.map(str::to_owned),
+            body: input.body.map(Cow::Borrowed),
             now_ms,
         })
+    }
+
+    /// The request, owning everything it borrowed.
+    pub fn into_owned(self) -> Request<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Request {
+            method: own(self.method),
+            scheme: own(self.scheme),
+            host: own(self.host),
+            path: own(self.path),
+            query: self.query.map(own),
+            headers: self.headers.into_iter().map(|(n, v)| (own(n), own(v))).collect(),
+            source_ip: self.source_ip,
+            client_cert_sha256: self.client_cert_sha256,
+            body_sha256: self.body_sha256,
+            body: self.body.map(own),
+            now_ms: self.now_ms,
+        }
     }
 
     /// Current time in whole Unix seconds.
@@ -365,8 +389,8 @@ impl Request {
     }
 
     /// All values of header `name` (give it in lower case).
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| &**v)
     }
 }
 
@@ -422,17 +446,21 @@ impl RequestBuilder {
         self
     }
     /// Normalises the request.
-    pub fn build(self) -> Result<Request, RequestError> {
+    pub fn build(self) -> Result<Request<'static>, RequestError> {
         let mut req = Request::from_input(&self.input)?;
         for (name, value) in &self.extra {
             push_header(&mut req.headers, name, value)
                 .map_err(|message| RequestError { field: "headers", message })?;
         }
-        Ok(req)
+        Ok(req.into_owned())
     }
 }
 
-fn push_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) -> Result<(), String> {
+fn push_header<'a>(
+    headers: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    name: &'a str,
+    value: &'a str,
+) -> Result<(), String> {
     if headers.len() >= MAX_HEADERS {
         return Err(format!("more than {MAX_HEADERS} headers"));
     }
@@ -442,8 +470,24 @@ fn push_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) -> 
     if value.len() > MAX_HEADER_BYTES {
         return Err(format!("header `{}` is longer than {MAX_HEADER_BYTES} bytes", crate::keys::clip(name)));
     }
-    headers.push((name.to_ascii_lowercase(), value.to_owned()));
+    headers.push((lower(name), Cow::Borrowed(value)));
     Ok(())
+}
+
+/// `text` in ASCII upper case, borrowed when it already is.
+fn upper(text: &str) -> Cow<'_, str> {
+    match text.bytes().any(|b| b.is_ascii_lowercase()) {
+        true => Cow::Owned(text.to_ascii_uppercase()),
+        false => Cow::Borrowed(text),
+    }
+}
+
+/// `text` in ASCII lower case, borrowed when it already is.
+fn lower(text: &str) -> Cow<'_, str> {
+    match text.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(text.to_ascii_lowercase()),
+        false => Cow::Borrowed(text),
+    }
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -475,13 +519,21 @@ fn parse_thumbprint(text: &str) -> Result<[u8; 32], String> {
         .map_err(|_| "expected a SHA-256 thumbprint: 64 hex digits or 43 base64url characters".into())
 }
 
-fn normalise_host(host: &str, scheme: &str) -> Result<String, String> {
-    let host = host.to_ascii_lowercase();
+fn normalise_host<'a>(host: &'a str, scheme: &str) -> Result<Cow<'a, str>, String> {
+    let host = lower(host);
     if host.len() > 255 || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b)) {
         return Err(format!("`{}` is not a valid host", crate::keys::clip(&host)));
     }
     let default_port = if scheme == "https" { ":443" } else { ":80" };
-    Ok(host.strip_suffix(default_port).unwrap_or(&host).to_owned())
+    Ok(match host {
+        Cow::Borrowed(h) => Cow::Borrowed(h.strip_suffix(default_port).unwrap_or(h)),
+        Cow::Owned(mut h) => {
+            if h.ends_with(default_port) {
+                h.truncate(h.len() - default_port.len());
+            }
+            Cow::Owned(h)
+        }
+    })
 }
 
 /// Normalises a request target into (path, query).
@@ -494,7 +546,7 @@ fn normalise_host(host: &str, scheme: &str) -> Result<String, String> {
 ///   servers disagree on them, so a guess could route around a rule;
 /// - `.` and `..` segments are resolved (RFC 3986 §5.2.4) and repeated
 ///   slashes collapse to one.
-pub fn normalise_target(target: &str) -> Result<(String, Option<String>), String> {
+pub fn normalise_target(target: &str) -> Result<(Cow<'_, str>, Option<Cow<'_, str>>), String> {
     if target.len() > MAX_PATH_BYTES {
         return Err(format!("request target is longer than {MAX_PATH_BYTES} bytes"));
     }
@@ -502,13 +554,14 @@ pub fn normalise_target(target: &str) -> Result<(String, Option<String>), String
         return Err("request target must not contain a fragment (`#`)".into());
     }
     let (raw_path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_owned())),
+        Some((p, q)) => (p, Some(Cow::Borrowed(q))),
         None => (target, None),
     };
     if !raw_path.starts_with('/') {
         return Err(format!("expected a path starting with `/`, found `{}`", crate::keys::clip(raw_path)));
     }
-    let path = if is_normal_path(raw_path) { raw_path.to_owned() } else { resolve_path(raw_path)? };
+    let path =
+        if is_normal_path(raw_path) { Cow::Borrowed(raw_path) } else { Cow::Owned(resolve_path(raw_path)?) };
     Ok((path, query))
 }
 
@@ -606,7 +659,48 @@ mod tests {
     use super::*;
 
     fn norm(t: &str) -> Result<String, String> {
-        normalise_target(t).map(|(p, _)| p)
+        normalise_target(t).map(|(p, _)| p.into_owned())
+    }
+
+    /// A request that needs no normalising is borrowed, not copied; one that
+    /// does is normalised into owned text, the same as before.
+    #[test]
+    fn a_normal_request_borrows_and_the_others_are_normalised() {
+        let parts =
+            |method: &'static str, host: &'static str, path: &'static str, name: &'static str| RequestParts {
+                method: Cow::Borrowed(method),
+                scheme: Cow::Borrowed("https"),
+                host: Cow::Borrowed(host),
+                path: Cow::Borrowed(path),
+                headers: vec![(Cow::Borrowed(name), Cow::Borrowed("Bearer x"))],
+                source_ip: None,
+                client_cert_sha256: None,
+                body_sha256: None,
+                body: None,
+                now: 1.0,
+            };
+        let borrowed = |c: &Cow<'_, str>| matches!(c, Cow::Borrowed(_));
+        let usual = parts("GET", "api.test", "/v1/a?x=1", "authorization");
+        let r = Request::from_parts(&usual).unwrap();
+        assert!(borrowed(&r.method) && borrowed(&r.scheme) && borrowed(&r.host) && borrowed(&r.path));
+        assert!(
+            r.query.as_ref().is_some_and(borrowed) && borrowed(&r.headers[0].0) && borrowed(&r.headers[0].1)
+        );
+        let odd = parts("get", "API.test:443", "/v1/./a/", "Authorization");
+        let r = Request::from_parts(&odd).unwrap();
+        assert_eq!(
+            (&*r.method, &*r.host, &*r.path, &*r.headers[0].0),
+            ("GET", "api.test", "/v1/a/", "authorization")
+        );
+        assert!(
+            !borrowed(&r.method) && !borrowed(&r.host) && !borrowed(&r.path) && !borrowed(&r.headers[0].0)
+        );
+        // A borrowed host keeps its default port off too, and an owned request is equal.
+        let port = parts("GET", "api.test:443", "/", "a");
+        let r = Request::from_parts(&port).unwrap();
+        assert_eq!((&*r.host, borrowed(&r.host)), ("api.test", true));
+        let owned = r.clone().into_owned();
+        assert_eq!((owned.host, owned.path, owned.headers), (r.host, r.path, r.headers));
     }
 
     /// A path the fast path passes as normal is exactly what resolving it
@@ -662,10 +756,7 @@ mod tests {
         assert_eq!((parts.body.as_deref(), parts.now), (Some("{}"), 1.5));
         // Normalised like any other request.
         let request = Request::from_parts(&parts).unwrap();
-        assert_eq!(
-            (request.method.as_str(), request.host.as_str(), request.path.as_str()),
-            ("GET", "api.test", "/v1/x")
-        );
+        assert_eq!((&*request.method, &*request.host, &*request.path), ("GET", "api.test", "/v1/x"));
         assert_eq!(request.query.as_deref(), Some("q=1"));
         // No headers at all.
         assert!(RequestParts::from_lines("GET\nhttps\nh\n/\n\n\n", None, 0.0).unwrap().headers.is_empty());

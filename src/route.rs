@@ -165,9 +165,10 @@ impl PathPattern {
                     if s.contains(['*', '{', '}', '?', '#', '\\']) {
                         return Err(format!("segment `{s}`: `*` and `{{…}}` must be a whole segment; `?`, `#` and `\\` are not allowed"));
                     }
-                    let (normal, _) = crate::request::normalise_target(&format!("/{s}"))
+                    let segment = format!("/{s}");
+                    let (normal, _) = crate::request::normalise_target(&segment)
                         .map_err(|e| format!("segment `{s}`: {e}"))?;
-                    if normal != format!("/{s}") {
+                    if normal != segment {
                         return Err(format!(
                             "segment `{s}` never matches: requests are normalised to `{}`",
                             normal.trim_start_matches('/')

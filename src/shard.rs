@@ -107,7 +107,7 @@ mod tests {
         format!("{h}.{p}.{}", b64::encode(b"not-a-real-signature"))
     }
 
-    fn request(headers: &[(&str, &str)]) -> Request {
+    fn request(headers: &[(&str, &str)]) -> Request<'static> {
         let mut b = Request::builder("GET", "/v1/x", 1_700_000_000);
         for (n, v) in headers {
             b = b.header(n, v);

@@ -67,7 +67,7 @@ fn directory_headers(signers: &[&SigningKey], authority: &str, expires: i64) -> 
 }
 
 /// A GET signed by `k` the way Web Bot Auth agents sign.
-fn request(k: &SigningKey, nonce: &str) -> Request {
+fn request(k: &SigningKey, nonce: &str) -> Request<'static> {
     let params = format!(
         "(\"@authority\" \"signature-agent\");created={};expires={};keyid=\"{}\";alg=\"ed25519\";nonce=\"{nonce}\";tag=\"web-bot-auth\"",
         NOW - 1,

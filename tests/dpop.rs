@@ -99,7 +99,7 @@ impl Proof {
     }
 }
 
-fn request(method: &str, token: &str, scheme: &str, proofs: &[&str]) -> Request {
+fn request(method: &str, token: &str, scheme: &str, proofs: &[&str]) -> Request<'static> {
     let mut b = Request::builder(method, "/v1/contacts/42", NOW)
         .host("api.test")
         .header("authorization", &format!("{scheme} {token}"));

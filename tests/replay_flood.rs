@@ -32,7 +32,7 @@ fn client(issuer: &SigningKey, seed: u8, agent: &str) -> Client {
     Client { key, jwk, token }
 }
 
-fn request(c: &Client, jti: &str) -> Request {
+fn request(c: &Client, jti: &str) -> Request<'static> {
     let mut header = Map::new();
     header.insert("typ".into(), "dpop+jwt".into());
     header.insert("alg".into(), "EdDSA".into());

@@ -40,7 +40,7 @@ fn token(agent: &str) -> String {
     mint::sign(&key, Some("test-ed25519"), "at+jwt", claims.as_object().unwrap())
 }
 
-fn request(method: &str, path: &str, token: &str, now_ms: i64) -> Request {
+fn request(method: &str, path: &str, token: &str, now_ms: i64) -> Request<'static> {
     let mut input = agentguard::RequestInput {
         method: method.into(),
         host: "api.test".into(),
@@ -53,7 +53,7 @@ fn request(method: &str, path: &str, token: &str, now_ms: i64) -> Request {
     input.headers.insert("dpop".into(), One(format!("{MARKER}.x.y")));
     input.headers.insert("user-agent".into(), One("crm-bot/1.2".into()));
     input.headers.insert("cookie".into(), One(MARKER.into()));
-    Request::from_input(&input).unwrap()
+    Request::from_input(&input).unwrap().into_owned()
 }
 
 #[test]

@@ -475,7 +475,7 @@ fuzz_target!(|input: Input| {
             input_req.headers.insert(name.clone(), HeaderValue::One(value.clone()));
         }
         // The normalised request, for what proofs and approvals bind to.
-        let normal = Request::from_input(&input_req).ok();
+        let normal = Request::from_input(&input_req).ok().map(Request::into_owned);
 
         let token: Option<Minted> = match &r.auth {
             Auth::None => None,

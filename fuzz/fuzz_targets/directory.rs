@@ -157,7 +157,7 @@ struct Vouch {
 }
 
 /// A request to `/pages/1` signed by test key `i` (nonce `n`).
-fn signed_request(f: &Fixture, i: usize, n: &str) -> Request {
+fn signed_request(f: &Fixture, i: usize, n: &str) -> Request<'static> {
     let params = format!(
         "(\"@authority\" \"signature-agent\");created={};expires={};keyid=\"{}\";alg=\"ed25519\";nonce=\"{n}\";tag=\"web-bot-auth\"",
         NOW - 5,

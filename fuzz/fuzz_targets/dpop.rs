@@ -234,12 +234,12 @@ fuzz_target!(|input: Input| {
     let mut built = None;
     let mut request = base.clone();
     match &input.proof {
-        ProofHeader::Raw(s) => request.headers.push(("dpop".into(), s.clone())),
+        ProofHeader::Raw(s) => request.headers.push(("dpop".into(), s.clone().into())),
         ProofHeader::Built(p) | ProofHeader::Two(p, _) => {
             let (proof, claims, signer) = build(p, &base, token.as_deref(), now, max_age);
-            request.headers.push(("dpop".into(), proof));
+            request.headers.push(("dpop".into(), proof.into()));
             if let ProofHeader::Two(_, second) = &input.proof {
-                request.headers.push(("dpop".into(), second.clone()));
+                request.headers.push(("dpop".into(), second.clone().into()));
             }
             built = Some((claims, signer));
         }
@@ -273,7 +273,7 @@ fuzz_target!(|input: Input| {
         let ath = b64::encode(&Sha256::digest(token.as_deref().unwrap().as_bytes()));
         assert_eq!(claims.get("ath").and_then(Value::as_str), Some(ath.as_str()));
     }
-    assert_eq!(claims.get("htm").and_then(Value::as_str), Some(request.method.as_str()));
+    assert_eq!(claims.get("htm").and_then(Value::as_str), Some(&*request.method));
     let htu = claims.get("htu").and_then(Value::as_str).unwrap();
     // No user info in the authority (`@` may appear in the path).
     let authority = htu.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");

@@ -172,11 +172,11 @@ const COMPONENTS: &[&str] = &[
 /// not in the request, so no base can be written).
 fn component(request: &Request, name: &str) -> Option<String> {
     Some(match name {
-        "@authority" => request.host.clone(),
-        "@method" => request.method.clone(),
-        "@path" => request.path.clone(),
+        "@authority" => request.host.to_string(),
+        "@method" => request.method.to_string(),
+        "@path" => request.path.to_string(),
         "@query" => format!("?{}", request.query.as_deref().unwrap_or("")),
-        "@scheme" => request.scheme.clone(),
+        "@scheme" => request.scheme.to_string(),
         "@target-uri" => format!(
             "{}://{}{}{}",
             request.scheme,

@@ -25,7 +25,7 @@ const ISS: &str = "https://sts.test";
 struct Fixture {
     engine: Engine,
     good: Value,
-    request: Request,
+    request: Request<'static>,
     token_kid: &'static str,
 }
 

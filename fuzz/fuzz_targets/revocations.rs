@@ -22,7 +22,7 @@ const GOOD: &str = r#"{"jti": ["another-token"]}"#;
 
 struct Fixture {
     engine: Engine,
-    request: Request,
+    request: Request<'static>,
 }
 
 fn fixture() -> &'static Fixture {

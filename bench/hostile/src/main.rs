@@ -154,7 +154,7 @@ impl Flood {
     }
 }
 
-fn request(scheme: &str, token: &str, proof: Option<&str>) -> Request {
+fn request(scheme: &str, token: &str, proof: Option<&str>) -> Request<'static> {
     let mut b = Request::builder("GET", "/v1/contacts/42", NOW)
         .host("api.test")
         .source_ip("10.1.2.3")
