@@ -100,7 +100,9 @@
 //!   in, request JSON in, decision JSON out. Hosts that map requests
 //!   themselves hand over borrowed [`RequestParts`] instead (Envoy's header
 //!   map; the JS package's line form, [`RequestParts::from_lines`]), with
-//!   the same normalisation.
+//!   the same normalisation. The normalised [`Request`] borrows from them
+//!   wherever normalising changes nothing, so the usual request is decided
+//!   without copying its text.
 //!
 //! ## Non-goals
 //!
