@@ -122,28 +122,19 @@ type Parsed<'r> = Result<Request<'r>, Box<crate::Decision>>;
 impl Guard {
     /// Normalises request JSON read by `api::parse_request`.
     fn parse_json<'r>(&self, input: &'r Result<crate::request::RequestInput, String>) -> Parsed<'r> {
-        let input = match input {
-            Ok(input) => input,
-            Err(message) => {
-                return Err(Box::new(
-                    self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message.clone()),
-                ))
-            }
-        };
+        let input = input.as_ref().map_err(|message| self.unreadable(message))?;
         Request::from_input(input).map_err(|_| Box::new(self.engine.decide_input(input)))
     }
 
     /// Normalises the line form read by [`RequestParts::from_lines`].
     fn parse_lines<'r>(&self, parts: &'r Result<RequestParts<'_>, String>) -> Parsed<'r> {
-        let parts = match parts {
-            Ok(parts) => parts,
-            Err(message) => {
-                return Err(Box::new(
-                    self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message.clone()),
-                ))
-            }
-        };
+        let parts = parts.as_ref().map_err(|message| self.unreadable(message))?;
         Request::from_parts(parts).map_err(|_| Box::new(self.engine.decide_parts(parts)))
+    }
+
+    /// The refusal of a request the host's text does not describe.
+    fn unreadable(&self, message: &str) -> Box<crate::Decision> {
+        Box::new(self.engine.refuse_unparsed(ReasonCode::RequestInvalid, message.to_owned()))
     }
 
     fn decide_or_check_parsed(&self, key: AwaitKey<&str>, parsed: Parsed<'_>, host_algs: &str) -> String {
