@@ -1257,6 +1257,16 @@ impl Engine {
 
     /// `token` from the verified-token cache, if it is there (and still
     /// valid for its issuer's current keys) at `now`.
+    /// Whether `token` is bound to a client certificate (`cnf.x5t#S256`),
+    /// if it is in the verified-token cache; `None` when it is not. A host
+    /// that reads the connection's certificate only for tokens that may need
+    /// it (Envoy) asks this before decoding the token itself.
+    pub fn cached_token_wants_certificate(&self, token: &str) -> Option<bool> {
+        let cache = self.cache.as_ref()?.lock().unwrap_or_else(PoisonError::into_inner);
+        let claims = &cache.peek(token)?.claims;
+        Some(claims.cnf.as_ref().is_some_and(|cnf| cnf.contains_key("x5t#S256")))
+    }
+
     fn cached_token(&self, token: &str, now: i64) -> Option<Arc<VerifiedToken>> {
         let cache = self.cache.as_ref()?;
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);

@@ -344,7 +344,8 @@ impl Filter {
         // Each property is a host call: read only what the decision can use.
         let property = |path: Vec<&str>| hostcalls::get_property(path).ok().flatten();
         let source = self.needs.source_address.then(|| property(vec!["source", "address"])).flatten();
-        let cert = (self.needs.peer_certificate || may_be_certificate_bound(&headers))
+        let cached = |token: &str| self.engine.cached_token_wants_certificate(token);
+        let cert = (self.needs.peer_certificate || may_be_certificate_bound(&headers, cached))
             .then(|| property(vec!["connection", "sha256_peer_certificate_digest"]))
             .flatten();
         // f64 seconds keep sub-microsecond precision for the next few centuries.

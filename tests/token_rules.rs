@@ -946,11 +946,19 @@ fn certificate_bound_tokens_need_the_same_certificate() {
         b.build().unwrap()
     };
     let e = engine();
+    // Envoy asks the cache whether to read the certificate: unknown before.
+    assert_eq!(e.cached_token_wants_certificate(&t), None);
     assert!(e.decide(&req(Some(&"07".repeat(32)))).is_allowed());
     assert_eq!(e.decide(&req(Some(&"08".repeat(32)))).codes(), [ReasonCode::BindingCertificateMismatch]);
     assert_eq!(e.decide(&req(None)).codes(), [ReasonCode::BindingCertificateMissing]);
     let mtls = engine_with(json!({"binding": "mtls"}), json!({}));
     assert_eq!(decide(&mtls, &good_token()).codes(), [ReasonCode::BindingMissing]);
+    // Once verified, the cache answers exactly, for this token and no other.
+    assert_eq!(e.cached_token_wants_certificate(&t), Some(true));
+    let plain = good_token();
+    assert!(decide(&e, &plain).is_allowed());
+    assert_eq!(e.cached_token_wants_certificate(&plain), Some(false));
+    assert_eq!(e.cached_token_wants_certificate(&format!("{t}x")), None);
 }
 
 #[test]

@@ -165,11 +165,22 @@ impl Needs {
 /// decodes and contains neither `x5t` nor a `\` (a JSON member name can spell
 /// `x5t#S256` only literally or with an escape). Anything else — no payload,
 /// bad base64url — reads the certificate, and the core decides as before.
-pub fn may_be_certificate_bound(headers: &[(String, Vec<u8>)]) -> bool {
+/// `cached` answers first for a token the engine has verified
+/// ([`crate::Engine::cached_token_wants_certificate`]): exact, and cheaper
+/// than decoding the payload on every request.
+pub fn may_be_certificate_bound(
+    headers: &[(String, Vec<u8>)],
+    cached: impl Fn(&str) -> Option<bool>,
+) -> bool {
     let lines =
         headers.iter().filter(|(n, _)| n == "authorization").flat_map(|(_, v)| v.split(|b| *b == b','));
     for line in lines {
         let credential = line.split(|b| *b == b' ').rfind(|w| !w.is_empty()).unwrap_or_default();
+        match std::str::from_utf8(credential).ok().and_then(&cached) {
+            Some(true) => return true,
+            Some(false) => continue,
+            None => {}
+        }
         let Some(payload) = credential.split(|b| *b == b'.').nth(1) else { return true };
         let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return true };
         if json.contains(&b'\\') || json.windows(3).any(|w| w == b"x5t") {
@@ -353,15 +364,31 @@ mod tests {
         let bound = jwt(r#"{"sub":"alice","cnf":{"x5t#S256":"abc"}}"#);
         let escaped = jwt(r#"{"sub":"alice","cnf":{"\u00785t#S256":"abc"}}"#);
         let auth = |v: &str| h(&[(":path", "/"), ("authorization", v)]);
-        assert!(!may_be_certificate_bound(&h(&[(":path", "/")])), "no credential");
-        assert!(!may_be_certificate_bound(&auth(&format!("Bearer {plain}"))));
-        assert!(!may_be_certificate_bound(&auth(&format!("DPoP {plain}"))));
-        assert!(may_be_certificate_bound(&auth(&format!("Bearer {bound}"))));
-        assert!(may_be_certificate_bound(&auth(&format!("Bearer {escaped}"))), "escaped member name");
-        assert!(may_be_certificate_bound(&auth(&format!("Bearer {plain},Bearer {bound}"))), "second line");
-        assert!(may_be_certificate_bound(&auth("Bearer opaque")), "not a JWS");
-        assert!(may_be_certificate_bound(&auth("Bearer a.!!.c")), "bad base64url");
-        assert!(may_be_certificate_bound(&auth(&format!("Bearer {}", plain.replacen('.', ".=", 1)))));
+        let may = |headers: &[(String, Vec<u8>)]| may_be_certificate_bound(headers, |_| None);
+        assert!(!may(&h(&[(":path", "/")])), "no credential");
+        assert!(!may(&auth(&format!("Bearer {plain}"))));
+        assert!(!may(&auth(&format!("DPoP {plain}"))));
+        assert!(may(&auth(&format!("Bearer {bound}"))));
+        assert!(may(&auth(&format!("Bearer {escaped}"))), "escaped member name");
+        assert!(may(&auth(&format!("Bearer {plain},Bearer {bound}"))), "second line");
+        assert!(may(&auth("Bearer opaque")), "not a JWS");
+        assert!(may(&auth("Bearer a.!!.c")), "bad base64url");
+        assert!(may(&auth(&format!("Bearer {}", plain.replacen('.', ".=", 1)))));
+        // The engine's answer for a token it verified comes first, per credential.
+        let known = |answer: Option<bool>, token: &str| {
+            let token = token.to_owned();
+            move |t: &str| if t == token { answer } else { None }
+        };
+        assert!(!may_be_certificate_bound(&auth("Bearer opaque"), known(Some(false), "opaque")));
+        assert!(may_be_certificate_bound(&auth(&format!("Bearer {plain}")), known(Some(true), &plain)));
+        assert!(may_be_certificate_bound(
+            &auth(&format!("Bearer opaque,Bearer {bound}")),
+            known(Some(false), "opaque")
+        ));
+        assert!(!may_be_certificate_bound(
+            &auth(&format!("Bearer opaque,Bearer {plain}")),
+            known(Some(false), "opaque")
+        ));
     }
 
     #[test]
