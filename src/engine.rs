@@ -1255,8 +1255,6 @@ impl Engine {
         self.cached_token(token, now).is_some()
     }
 
-    /// `token` from the verified-token cache, if it is there (and still
-    /// valid for its issuer's current keys) at `now`.
     /// Whether `token` is bound to a client certificate (`cnf.x5t#S256`),
     /// if it is in the verified-token cache; `None` when it is not. A host
     /// that reads the connection's certificate only for tokens that may need
@@ -1267,6 +1265,8 @@ impl Engine {
         Some(claims.cnf.as_ref().is_some_and(|cnf| cnf.contains_key("x5t#S256")))
     }
 
+    /// `token` from the verified-token cache, if it is there (and still
+    /// valid for its issuer's current keys) at `now`.
     fn cached_token(&self, token: &str, now: i64) -> Option<Arc<VerifiedToken>> {
         let cache = self.cache.as_ref()?;
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
