@@ -5,8 +5,9 @@
 //! Agents are kept in an LRU map of bounded size, so a flood of distinct
 //! agents evicts the idle ones. Hosts expose a snapshot
 //! ([`crate::Engine::stats`]) through their own API (the Workers
-//! `/_agentguard/stats` route, the component's `stats`). Envoy counts decisions in its own
-//! metrics instead and turns these off ([`crate::Engine::disable_stats`]).
+//! `/_agentguard/stats` route, the component's `stats`). Envoy counts
+//! decisions in its own metrics instead and turns these off
+//! ([`crate::Engine::disable_stats`]).
 
 use std::collections::BTreeMap;
 
