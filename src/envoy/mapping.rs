@@ -42,7 +42,7 @@ pub fn request_parts<'a>(
     };
     let mut host_header = None;
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value);
+        let value = text(value);
         match name.as_str() {
             ":method" => parts.method = value,
             ":scheme" => parts.scheme = value,
@@ -72,6 +72,17 @@ pub fn request_parts<'a>(
         .filter(|d| !d.is_empty())
         .map(Cow::Owned);
     parts
+}
+
+/// Header bytes as text, borrowed when they are UTF-8 (the usual case).
+/// `str::from_utf8` checks ASCII a word at a time; `String::from_utf8_lossy`
+/// goes a byte at a time even when there is nothing to replace, which was
+/// ~7% of a cached decision with a ~0.6 KiB token (V8 profile).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// The IP part of Envoy's `source.address` (`10.1.2.3:5678`, `[2001:db8::1]:5678`);
@@ -268,6 +279,19 @@ mod tests {
         assert!(!input.headers.iter().any(|(k, _)| k.starts_with(':')));
         let request = crate::Request::from_parts(&input).unwrap();
         assert_eq!(request.header_values("accept").collect::<Vec<_>>(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn header_text_is_borrowed_unless_bytes_need_replacing() {
+        let headers = vec![
+            ("accept".to_owned(), b"text/plain".to_vec()),
+            ("x-bytes".to_owned(), b"a\xffb".to_vec()),
+            ("x-utf8".to_owned(), "caf\u{e9}".as_bytes().to_vec()),
+        ];
+        let input = request_parts(&headers, None, None, None, 0.0);
+        assert!(matches!(input.headers[0].1, Cow::Borrowed("text/plain")));
+        assert_eq!(input.headers[1].1, "a\u{fffd}b");
+        assert!(matches!(input.headers[2].1, Cow::Borrowed("caf\u{e9}")));
     }
 
     #[test]
