@@ -24,6 +24,15 @@
 //                                  `authorization`, reads the clock, adds
 //                                  3 headers: agentguard's host calls
 //
+// and, with PERF=1 (or when named in VARIANTS), two that add Wasm time to the
+// identity floor, to tell what a filter's time costs Envoy from what its
+// footprint costs:
+//
+//   wasm floor, busy               + 54 000 rounds of a tiny loop (~10 µs
+//                                  here: about agentguard's time in the VM)
+//   wasm floor, code               + one call to each of 400 distinct
+//                                  functions (~200 KiB of Wasm)
+//
 // and, to price a fresh signature check (every request a cache miss):
 //
 //   jwt_authn, no cache            jwt_authn+rbac with the JWT cache off
@@ -35,10 +44,13 @@
 // VARIANTS (names separated by `;`, to run only those), COMPARE_WASM (another
 // build of the filter: its cached variants and its two without the cache
 // run in the same rounds, for an A/B
-// that the machine's drift between runs cannot blur).
+// that the machine's drift between runs cannot blur), PERF=1 (`perf record`s
+// Envoy through each measured run and splits its CPU per request by where it
+// ran: V8's compiled Wasm, Envoy's own code, the kernel, libc; needs `perf`).
 
-import { execFileSync } from "node:child_process";
-import { writeFileSync, mkdirSync, statSync, readFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { writeFileSync, mkdirSync, mkdtempSync, rmSync, statSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 
 import { loadVectors, mintCaseToken } from "../../tests/vectors/mint.mjs";
@@ -180,6 +192,8 @@ const VARIANTS = [
   { name: "agentguard, 3 headers", filters: [agentguardFilter(threeHeadersPolicy)] },
   { name: "wasm floor, empty", filters: [floorFilter("empty")], open: true },
   { name: "wasm floor, identity", filters: [floorFilter("identity")] },
+  { name: "wasm floor, busy", filters: [floorFilter("busy:54000")], optional: true },
+  { name: "wasm floor, code", filters: [floorFilter("code:400")], optional: true },
   { name: "jwt_authn+rbac, no cache", filters: jwtAuthnFilters({ cache: false }) },
   { name: "agentguard, no cache", filters: [agentguardFilter(noCachePolicy)] },
   { name: "agentguard, no cache, EdDSA", filters: [agentguardFilter(noCachePolicy)], key: "ed25519" },
@@ -239,6 +253,46 @@ function cpuSeconds(pid) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+// ------------------------------------------------------------------ perf (PERF=1)
+
+const PERF = process.env.PERF === "1";
+const perfDir = PERF ? mkdtempSync(path.join(tmpdir(), "agentguard-perf-")) : null;
+if (PERF) process.on("exit", () => rmSync(perfDir, { recursive: true, force: true }));
+
+/** Starts `perf record` on Envoy for `seconds`; resolves to its data file once it has written it. */
+function perfRecord(pid, seconds) {
+  const out = path.join(perfDir, `${pid}.data`);
+  const perf = spawn("perf", ["record", "-q", "-F", "2000", "-p", String(pid), "-o", out, "--", "sleep", String(seconds)], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    perf.on("error", (e) => reject(new Error(`PERF=1 needs perf (Debian: linux-perf): ${e.message}`)));
+    perf.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`perf record exited with ${code}`))));
+  });
+}
+
+/** Envoy's samples by where they ran, as shares of 1: `jit` is V8's compiled code (the Wasm filters). */
+function perfSplit(file) {
+  const text = execFileSync("perf", ["report", "-i", file, "--sort", "dso", "--stdio", "-q"], { encoding: "utf8" });
+  const split = { jit: 0, envoy: 0, kernel: 0, libc: 0, other: 0 };
+  for (const line of text.split("\n")) {
+    const m = /^\s*([\d.]+)%\s+(.+?)\s*$/.exec(line);
+    if (!m) continue;
+    const dso = m[2];
+    const part = dso.startsWith("[JIT]")
+      ? "jit"
+      : dso === "envoy"
+        ? "envoy"
+        : dso.startsWith("[kernel")
+          ? "kernel"
+          : dso.startsWith("libc")
+            ? "libc"
+            : "other";
+    split[part] += Number(m[1]) / 100;
+  }
+  return split;
+}
+
 // ------------------------------------------------------------------ run
 
 async function measure(variant, token) {
@@ -252,9 +306,15 @@ async function measure(variant, token) {
     }
     wrk(envoy.port, token, 3); // warm-up: V8 tiers the Wasm up, caches fill
     const cpuBefore = cpuSeconds(envoy.pid);
+    // Ends a second before wrk, so every sample is of Envoy under load.
+    const recorded = PERF ? perfRecord(envoy.pid, Math.max(1, DURATION - 1)) : null;
     const result = wrk(envoy.port, token, DURATION);
     // Envoy's CPU time per request: steadier than req/s when the machine is shared.
     result.cpuUs = ((cpuSeconds(envoy.pid) - cpuBefore) * 1e6) / result.requests;
+    if (recorded) {
+      const split = perfSplit(await recorded);
+      result.perfUs = Object.fromEntries(Object.entries(split).map(([k, share]) => [k, share * result.cpuUs]));
+    }
     if (result.non2xx || result.errors) throw new Error(`${variant.name}: ${result.non2xx} non-2xx, ${result.errors}`);
     if (variant.name.startsWith("agentguard")) {
       const { values, text } = await stats(envoy);
@@ -272,7 +332,7 @@ async function measure(variant, token) {
 }
 
 const only = process.env.VARIANTS?.split(";");
-const selected = only ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS;
+const selected = only ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS.filter((v) => PERF || !v.optional);
 const results = new Map(selected.map((v) => [v.name, []]));
 console.log(`Envoy ${execFileSync(process.env.ENVOY_BIN, ["--version"], { encoding: "utf8" }).match(/\d+\.\d+\.\d+/)[0]}, 1 worker; wrk -t1 -c${CONNECTIONS} -d${DURATION}s; ${ROUNDS} round(s)`);
 for (let round = 1; round <= ROUNDS; round++) {
@@ -288,7 +348,10 @@ for (let round = 1; round <= ROUNDS; round++) {
     console.log(
       `  round ${round}  ${variant.name.padEnd(26)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  cpu ${r.cpuUs.toFixed(1)} us/req` +
         (r.cacheHits !== undefined
-          ? `  (token cache: ${r.cacheHits} hits, ${r.cacheMisses} misses; decide p50 ${r.decideUs.p50} us, p99 ${r.decideUs.p99} us)`
+          ? `  (token cache: ${r.cacheHits} hits, ${r.cacheMisses} misses; decide p50 ${r.decideUs.p50.toFixed(1)} us, p99 ${r.decideUs.p99.toFixed(1)} us)`
+          : "") +
+        (r.perfUs
+          ? `\n           perf, us/req: V8 JIT (Wasm) ${r.perfUs.jit.toFixed(1)}, envoy ${r.perfUs.envoy.toFixed(1)}, kernel ${r.perfUs.kernel.toFixed(1)}, libc ${r.perfUs.libc.toFixed(1)}, other ${r.perfUs.other.toFixed(1)}`
           : ""),
     );
   }
@@ -301,6 +364,7 @@ for (const [name, rs] of results) {
     p50: median(rs.map((r) => r.p50)),
     p99: median(rs.map((r) => r.p99)),
     cpuUs: median(rs.map((r) => r.cpuUs)),
+    ...(PERF ? { perfUs: Object.fromEntries(Object.keys(rs[0].perfUs).map((k) => [k, median(rs.map((r) => r.perfUs[k]))])) } : {}),
   };
 }
 if (only) {
@@ -320,6 +384,16 @@ lines.push(`| variant | req/s | p50 ms | p99 ms | Envoy CPU µs/req |`);
 lines.push(`|---|---:|---:|---:|---:|`);
 for (const [name, s] of Object.entries(summary)) {
   lines.push(`| ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(3)} | ${s.p99.toFixed(3)} | ${s.cpuUs.toFixed(1)} |`);
+}
+if (PERF) {
+  lines.push("");
+  lines.push("Envoy CPU per request by where it ran (perf record, medians), µs:");
+  lines.push("");
+  lines.push("| variant | V8 JIT (Wasm) | envoy | kernel | libc | other |");
+  lines.push("|---|---:|---:|---:|---:|---:|");
+  for (const [name, { perfUs: p }] of Object.entries(summary)) {
+    lines.push(`| ${name} | ${[p.jit, p.envoy, p.kernel, p.libc, p.other].map((x) => x.toFixed(1)).join(" | ")} |`);
+  }
 }
 lines.push("");
 lines.push(`agentguard / jwt_authn+rbac: throughput ${(ag.rps / jwt.rps).toFixed(3)}x (target >= 0.9), p99 ${(ag.p99 / jwt.p99).toFixed(3)}x (target <= 1.2)`);
