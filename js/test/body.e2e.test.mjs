@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { once } from "node:events";
 
-import { freePort, root, send, startGateway, startWorkerd } from "./helpers.mjs";
+import { freePort, root, send, sendExpectingContinue, startGateway, startWorkerd } from "./helpers.mjs";
 import { actionDigest, transferSetup } from "./fixtures/transfer.mjs";
 
 /** An origin that answers 200 with what it got, and records each request's exact body bytes. */
@@ -62,8 +62,10 @@ describe("approval conditions on the body, in workerd", () => {
     await origin?.close();
   });
 
-  const transfer = async (gw, body, { approvalToken, path = "/v1/transfers" } = {}) =>
-    send(`${gw.url}${path}`, {
+  // `refusedUnread`: a body the gateway refuses on its `Content-Length`
+  // alone (413) goes with `Expect: 100-continue` (see sendExpectingContinue).
+  const transfer = async (gw, body, { approvalToken, path = "/v1/transfers", refusedUnread = false } = {}) =>
+    (refusedUnread ? sendExpectingContinue : send)(`${gw.url}${path}`, {
       method: "POST",
       headers: {
         host: "api.test",
@@ -148,7 +150,7 @@ describe("approval conditions on the body, in workerd", () => {
       // Over the 1 MiB read limit: refused, on both kinds of route.
       const huge = JSON.stringify({ amount: 5, currency: "EUR", memo: "h".repeat(2 * 1024 * 1024) });
       for (const path of ["/v1/transfers", "/v1/payments"]) {
-        const tooLong = await transfer(gw, huge, { path });
+        const tooLong = await transfer(gw, huge, { path, refusedUnread: true });
         assert.equal(tooLong.status, 413, tooLong.text);
         const q = problem(tooLong);
         assert.equal(q.reason, "request_invalid");
