@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { once } from "node:events";
 
-import { freePort, root, send, sendExpectingContinue, startGateway, startWorkerd } from "./helpers.mjs";
+import { freePort, root, send, startGateway, startWorkerd } from "./helpers.mjs";
 import { actionDigest, transferSetup } from "./fixtures/transfer.mjs";
 
 /** An origin that answers 200 with what it got, and records each request's exact body bytes. */
@@ -63,9 +63,10 @@ describe("approval conditions on the body, in workerd", () => {
   });
 
   // `refusedUnread`: a body the gateway refuses on its `Content-Length`
-  // alone (413) goes with `Expect: 100-continue` (see sendExpectingContinue).
+  // alone (413) goes with `Expect: 100-continue` (see `send`).
   const transfer = async (gw, body, { approvalToken, path = "/v1/transfers", refusedUnread = false } = {}) =>
-    (refusedUnread ? sendExpectingContinue : send)(`${gw.url}${path}`, {
+    send(`${gw.url}${path}`, {
+      expectContinue: refusedUnread,
       method: "POST",
       headers: {
         host: "api.test",

@@ -167,56 +167,44 @@ export async function startWorkerd({ config, port, args = [], env = {} }) {
 /**
  * One HTTP request with node:http, so a header may be sent several times
  * (an array value becomes several header lines, as a real client may send).
+ *
+ * `expectContinue`: for a body the server may refuse unread (a 413 on
+ * `Content-Length`), ask `Expect: 100-continue` and send the body only once
+ * the server asks for it (or after a second without an answer, as curl
+ * does). A server that answers early and closes the connection with the body
+ * unread makes the kernel reset it, and the client then loses the answer it
+ * was sent (EPIPE or ECONNRESET) about as often as it reads it.
  */
-export function send(url, { method = "GET", headers = {}, body } = {}) {
+export function send(url, { method = "GET", headers = {}, body, expectContinue = false } = {}) {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers }, (res) => {
+    const bytes = expectContinue ? Buffer.from(body) : body;
+    const sentHeaders = expectContinue
+      ? { ...headers, expect: "100-continue", "content-length": bytes.length }
+      : headers;
+    let fallback;
+    const req = httpRequest(url, { method, headers: sentHeaders }, (res) => {
+      clearTimeout(fallback);
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c) => (text += c));
       res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, text }));
     });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-
-/**
- * `send` for a body the server may refuse unread (a 413 on `Content-Length`):
- * asks `Expect: 100-continue` and sends the body only once the server asks
- * for it (or after a second without an answer, as curl does). A server that
- * answers early and closes the connection with the body unread makes the
- * kernel reset it, and the client then loses the answer it was sent (EPIPE
- * or ECONNRESET) about as often as it reads it.
- */
-export function sendExpectingContinue(url, { method = "POST", headers = {}, body }) {
-  return new Promise((resolve, reject) => {
-    const bytes = Buffer.from(body);
-    const req = httpRequest(
-      url,
-      { method, headers: { ...headers, expect: "100-continue", "content-length": bytes.length } },
-      (res) => {
-        clearTimeout(fallback);
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, text }));
-      },
-    );
-    let sent = false;
-    const sendBody = () => {
-      if (!sent) req.end(bytes);
-      sent = true;
-    };
-    const fallback = setTimeout(sendBody, 1000);
-    req.on("continue", () => {
-      clearTimeout(fallback);
-      sendBody();
-    });
     req.on("error", (e) => {
       clearTimeout(fallback);
       reject(e);
     });
+    if (!expectContinue) {
+      req.end(body);
+      return;
+    }
+    let sent = false;
+    const sendBody = () => {
+      clearTimeout(fallback);
+      if (!sent) req.end(bytes);
+      sent = true;
+    };
+    fallback = setTimeout(sendBody, 1000);
+    req.on("continue", sendBody);
     req.flushHeaders();
   });
 }
