@@ -18,10 +18,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Each step says how far into the whole run it starts (the suite must stay
-# well inside CI's limit; the sub-suites inherit the start).
-export AGENTGUARD_TEST_START="${AGENTGUARD_TEST_START:-$(date +%s)}"
-step() { printf '\n==> %s  [%ss]\n' "$*" "$(($(date +%s) - AGENTGUARD_TEST_START))"; }
+. scripts/step.sh
 
 step "component: tools"
 bash scripts/install-tools.sh rust node

@@ -14,17 +14,19 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+. scripts/step.sh
 
+step "envoy: tools"
 bash scripts/install-tools.sh rust node envoy >/dev/null
 . .tools/env.sh
 
-echo "--> filter unit tests (native)"
+step "envoy: filter unit tests (native)"
 cargo test --quiet --features envoy --lib envoy::
 
-echo "--> build"
+step "envoy: build the filter"
 bash scripts/build-envoy.sh
 
-echo "--> Envoy end to end ($("$ENVOY_BIN" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -n1))"
+step "envoy: end to end in Envoy ($("$ENVOY_BIN" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -n1))"
 # One test file at a time: each starts its own Envoy (1 worker), and two cores
 # are shared with the upstream and JWKS servers.
 ENVOY_BIN="$ENVOY_BIN" node --test --test-concurrency=1 --test-reporter=spec tests/envoy/
