@@ -26,8 +26,9 @@ if [ ! -f js/dist/.built ] || [ -n "$(find src Cargo.toml -newer js/dist/.built 
   echo "building js/dist ..."
   bash scripts/build-js.sh
 fi
-cli="$root/target/debug/agentguard"
-cargo build --quiet --features cli --bin agentguard # the CLI mints the example token
+# The CLI mints the example token (AGENTGUARD_CLI: one already built, as the tests pass).
+cli="${AGENTGUARD_CLI:-$root/target/debug/agentguard}"
+[ -n "${AGENTGUARD_CLI:-}" ] || cargo build --quiet --features cli --bin agentguard
 
 for port in "$gw_port" "$origin_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -26,18 +26,27 @@ bash scripts/install-tools.sh rust node
 
 step "component: clippy (wasm32-wasip2, where the exports expand, and native), rustfmt"
 cargo clippy --quiet --lib --target wasm32-wasip2 --features component -- -D warnings
-cargo clippy --quiet --lib --features component -- -D warnings
+# Natively: already done by scripts/test.sh (with every native feature) when it started this suite.
+[ -n "${AGENTGUARD_NATIVE_FRONTENDS_DONE:-}" ] || cargo clippy --quiet --lib --features component -- -D warnings
 rustfmt --check --edition 2021 src/component.rs wit/rust/src/lib.rs
 
 step "component: unit tests of the conversion (native)"
-cargo test --quiet --lib --features component component::
+if [ -n "${AGENTGUARD_NATIVE_FRONTENDS_DONE:-}" ]; then
+  echo "already run by scripts/test.sh (cargo test --features cli,envoy,component)"
+else
+  cargo test --quiet --lib --features component component::
+fi
 
 step "component: build target/component/agentguard.wasm"
 bash scripts/build-component.sh
 
 step "component: native CLI (the reference decisions)"
-cargo build --quiet --features cli --bin agentguard
-export AGENTGUARD_CLI="$root/target/debug/agentguard"
+if [ -z "${AGENTGUARD_CLI:-}" ]; then # scripts/test.sh names the one its cargo test built
+  cargo build --quiet --features cli --bin agentguard
+  export AGENTGUARD_CLI="$root/target/debug/agentguard"
+else
+  echo "using $AGENTGUARD_CLI"
+fi
 
 step "component: node:test — jco host, WIT and component validation, shared vectors"
 node --test --test-reporter=spec --test-timeout=120000 tests/component/

@@ -21,7 +21,11 @@ bash scripts/install-tools.sh rust node envoy >/dev/null
 . .tools/env.sh
 
 step "envoy: filter unit tests (native)"
-cargo test --quiet --features envoy --lib envoy::
+if [ -n "${AGENTGUARD_NATIVE_FRONTENDS_DONE:-}" ]; then
+  echo "already run by scripts/test.sh (cargo test --features cli,envoy,component)"
+else
+  cargo test --quiet --features envoy --lib envoy::
+fi
 
 step "envoy: build the filter"
 bash scripts/build-envoy.sh

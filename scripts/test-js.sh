@@ -27,8 +27,12 @@ step "js: build js/dist (wasm32 + wasm-bindgen + wasm-opt)"
 bash scripts/build-js.sh
 
 step "js: native CLI for the jose cross-check"
-cargo build --quiet --features cli --bin agentguard
-export AGENTGUARD_CLI="$root/target/debug/agentguard"
+if [ -z "${AGENTGUARD_CLI:-}" ]; then # scripts/test.sh names the one its cargo test built
+  cargo build --quiet --features cli --bin agentguard
+  export AGENTGUARD_CLI="$root/target/debug/agentguard"
+else
+  echo "using $AGENTGUARD_CLI"
+fi
 
 step "js: wasm-bindgen-test of the binding, in Node"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(dirname "$WASM_BINDGEN_BIN")/wasm-bindgen-test-runner" \

@@ -22,10 +22,10 @@ cargo fmt --all -- --check
 
 step "clippy (core, each feature; the core alone for both Wasm targets)"
 cargo clippy --all-targets -- -D warnings
-cargo clippy --all-targets --features cli -- -D warnings
+# Natively with the CLI and the frontends that build natively (their unit tests too).
+cargo clippy --all-targets --features cli,envoy,component -- -D warnings
 cargo clippy --lib --target wasm32-unknown-unknown --features js -- -D warnings
 cargo clippy --lib --target wasm32-wasip1 --features envoy -- -D warnings
-cargo clippy --lib --features component -- -D warnings
 # The core without any frontend compiles for both Wasm targets: a check is
 # enough (the frontends' suites build the real artefacts in release).
 cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
@@ -37,8 +37,15 @@ if grep -rnE 'SystemTime|Instant::now|std::time' src --include='*.rs' | grep -vE
   exit 1
 fi
 
-step "cargo test (unit, integration, doc)"
-cargo test --features cli
+step "cargo test (unit, integration, doc; with the Envoy and component frontends' native unit tests)"
+# One test build for the core, the CLI and the frontends' native unit tests.
+# The Envoy and component suites below then skip their own native clippy and
+# unit tests (they run them when started alone).
+cargo test --features cli,envoy,component
+export AGENTGUARD_NATIVE_FRONTENDS_DONE=1
+# That build made the CLI too (the integration tests run it): the suites below
+# use it instead of building it again with the feature set of a plain build.
+export AGENTGUARD_CLI="$root/target/debug/agentguard"
 
 step "browser tests (headless Chromium): the HTML activity report and the playground"
 node --test tests/browser/
