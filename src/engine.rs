@@ -23,7 +23,7 @@ use crate::decision::{
 };
 use crate::delegation::Delegation;
 use crate::dpop::{self, DpopPolicy};
-use crate::exchange::{self, ExchangeContext, OAuthError, TokenService};
+use crate::exchange::{self, ExchangeContext, Exchanged, OAuthError, TokenService};
 use crate::intent;
 use crate::keys::{KeyProblem, KeySet};
 use crate::limits::MAX_TOKEN_CACHE_ENTRIES;
@@ -124,6 +124,8 @@ pub struct Engine {
     /// [`Engine::disable_stats`].
     stats: Option<Mutex<crate::stats::Stats>>,
     resource: Option<crate::policy::ResourcePolicy>,
+    /// Where a gateway serves the documents and the token endpoint above.
+    endpoints: crate::endpoints::Endpoints,
     credentials: crate::policy::CredentialMode,
     signature_agents: Option<crate::httpsig::SignatureAgentsPolicy>,
     directories: RwLock<Vec<(String, KeySet, Vec<String>)>>,
@@ -675,6 +677,7 @@ impl Engine {
             stats: Some(Mutex::new(crate::stats::Stats::new(policy.log.stats_agents.max(1)))),
             log: policy.log.clone(),
             resource: policy.resource.clone(),
+            endpoints: crate::endpoints::Endpoints::of(policy),
             credentials: policy.credentials,
             signature_agents: policy.signature_agents.clone(),
             directories: RwLock::new(directories),
@@ -689,6 +692,12 @@ impl Engine {
     /// multiples: see [`dpop::ProofKeys`].
     pub fn remembered_proof_keys(&self) -> Vec<(String, bool)> {
         self.proof_keys.list()
+    }
+
+    /// Where a gateway serves its own endpoints (protected-resource
+    /// metadata, the token service): see [`crate::endpoints`].
+    pub fn endpoints(&self) -> &crate::endpoints::Endpoints {
+        &self.endpoints
     }
 
     /// Issuers whose keys the host must fetch: `(iss, jwks_uri)`.
@@ -891,7 +900,18 @@ impl Engine {
     /// Handles `POST /token` (RFC 8693 token exchange). Never fails: errors are
     /// RFC 6749 §5.2 responses, and nothing is minted unless every check passed.
     pub fn exchange(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
-        self.try_exchange(ctx, true).map_or_else(|e| e.response(), |minted| minted.response())
+        self.exchange_checked(ctx, true).response
+    }
+
+    /// [`Engine::exchange`] (`first_attempt`) or [`Engine::exchange_again`],
+    /// also saying whether it failed because a subject or actor token names
+    /// a key the engine does not have: a host that fetches the federation
+    /// issuers' keys by URL then fetches them and tries once more.
+    pub fn exchange_checked(&self, ctx: ExchangeContext<'_>, first_attempt: bool) -> Exchanged {
+        match self.try_exchange(ctx, first_attempt) {
+            Ok(minted) => Exchanged { response: minted.response(), key_unknown: false },
+            Err(e) => Exchanged { response: e.response(), key_unknown: e.key_unknown },
+        }
     }
 
     /// [`Engine::exchange`] once more for the same request, after the host
@@ -900,7 +920,7 @@ impl Engine {
     /// took the client's `token_service.rate_limit` token, so this one takes
     /// none.
     pub fn exchange_again(&self, ctx: ExchangeContext<'_>) -> HttpResponse {
-        self.try_exchange(ctx, false).map_or_else(|e| e.response(), |minted| minted.response())
+        self.exchange_checked(ctx, false).response
     }
 
     fn try_exchange(&self, ctx: ExchangeContext<'_>, count: bool) -> Result<exchange::Minted, OAuthError> {
@@ -945,8 +965,12 @@ impl Engine {
         let now = request.now();
         let keys = self.ts_keys.read().unwrap_or_else(PoisonError::into_inner);
         let verify = |t: &str, what: &str| {
-            let v = token::verify(t, &ts.issuers, |i| keys.get(i).map(|k| k.set.as_ref()), &[])
-                .map_err(|(_, m)| OAuthError::new("invalid_grant", format!("{what} token: {m}")))?;
+            let v = token::verify(t, &ts.issuers, |i| keys.get(i).map(|k| k.set.as_ref()), &[]).map_err(
+                |(code, m)| OAuthError {
+                    key_unknown: code == ReasonCode::TokenKeyNotFound,
+                    ..OAuthError::new("invalid_grant", format!("{what} token: {m}"))
+                },
+            )?;
             let issuer = ts
                 .issuers
                 .get(v.issuer)

@@ -346,12 +346,16 @@ pub struct OAuthError {
     pub description: String,
     /// Seconds for `Retry-After` (`rate_limited` only).
     pub retry_after: Option<u64>,
+    /// The subject or actor token names a key its issuer's loaded keys do
+    /// not have (or none are loaded yet): a host that fetches them by URL may
+    /// fetch them and try once more ([`crate::Engine::exchange_again`]).
+    pub key_unknown: bool,
 }
 
 impl OAuthError {
     /// A new error.
     pub fn new(error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { error, description: description.into(), retry_after: None }
+        OAuthError { error, description: description.into(), retry_after: None, key_unknown: false }
     }
 
     /// The JSON response, `Cache-Control: no-store`. `rate_limited` (an
@@ -371,6 +375,16 @@ impl OAuthError {
         }
         response
     }
+}
+
+/// What [`crate::Engine::exchange_checked`] answers: the response, and
+/// whether the request failed only for want of an issuer's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchanged {
+    /// The RFC 8693 success or the RFC 6749 §5.2 error.
+    pub response: HttpResponse,
+    /// See [`OAuthError::key_unknown`].
+    pub key_unknown: bool,
 }
 
 /// A JSON response that must not be cached.

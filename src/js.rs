@@ -45,6 +45,7 @@ use serde_json::{Map, Value};
 use wasm_bindgen::prelude::*;
 
 use crate::api;
+use crate::endpoints;
 use crate::engine::Engine;
 use crate::keys::{self, Alg};
 use crate::mint::{self, SigningKey};
@@ -543,14 +544,6 @@ pub fn version() -> String {
 // The core builds every document and every response; the JS host only routes
 // the request here and wraps the `{status, headers, body}` it gets back.
 
-/// Path of an absolute URL, without query, fragment or trailing `/`
-/// (`https://h/a/b/?q` → `/a/b`; `https://h` → ``).
-fn url_path(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("").trim_end_matches('/')
-}
-
 fn response_json(r: &crate::decision::HttpResponse) -> String {
     serde_json::to_string(r).unwrap_or_else(|_| {
         r#"{"status":500,"headers":{"content-type":"application/json","cache-control":"no-store"},"body":"{\"error\":\"server_error\"}"}"#.into()
@@ -559,39 +552,13 @@ fn response_json(r: &crate::decision::HttpResponse) -> String {
 
 /// Where the gateway serves its endpoints, from the policy (JSON text):
 /// `{"resource_metadata": [paths], "token": path?, "jwks": path?,
-/// "authorization_server": [paths]}`. Protected-resource metadata is served
-/// at the path of `resource.metadata_url`, at `/.well-known/oauth-protected-resource`
-/// plus the path of `resource.identifier` (RFC 9728 §3.1) and at the bare
-/// well-known path; the token service at the issuer's path plus `/token`
-/// and `/.well-known/jwks.json` (as its RFC 8414 metadata says), and that
-/// metadata at `/.well-known/oauth-authorization-server` plus the issuer's
-/// path (RFC 8414 §3.1). Throws for policy JSON that does not parse.
+/// "authorization_server": [paths]}` ([`endpoints::Endpoints`]). Throws for policy
+/// JSON that does not parse.
 #[wasm_bindgen(js_name = gatewayEndpoints)]
 pub fn gateway_endpoints(policy_json: &str) -> Result<String, JsError> {
     let policy: crate::policy::Policy =
         serde_json::from_str(policy_json).map_err(|e| js_error(format!("policy: {e}")))?;
-    let mut out = Map::new();
-    let mut resource: Vec<String> = Vec::new();
-    if let Some(r) = &policy.resource {
-        const BASE: &str = "/.well-known/oauth-protected-resource";
-        for p in
-            [url_path(&r.metadata_url).to_owned(), format!("{BASE}{}", url_path(&r.identifier)), BASE.into()]
-        {
-            if !p.is_empty() && !resource.contains(&p) {
-                resource.push(p);
-            }
-        }
-    }
-    out.insert("resource_metadata".into(), resource.into());
-    let mut servers: Vec<String> = Vec::new();
-    if let Some(ts) = &policy.token_service {
-        let base = url_path(&ts.issuer);
-        out.insert("token".into(), format!("{base}/token").into());
-        out.insert("jwks".into(), format!("{base}/.well-known/jwks.json").into());
-        servers.push(format!("/.well-known/oauth-authorization-server{base}"));
-    }
-    out.insert("authorization_server".into(), servers.into());
-    Ok(Value::Object(out).to_string())
+    serde_json::to_string(&endpoints::Endpoints::of(&policy)).map_err(js_error)
 }
 
 #[wasm_bindgen]
@@ -606,6 +573,16 @@ impl Guard {
     #[wasm_bindgen(js_name = tokenServiceMetadata)]
     pub fn token_service_metadata(&self) -> Option<String> {
         self.engine.token_service_metadata().map(|doc| doc.to_string())
+    }
+
+    /// The response (JSON `{status, headers, body}`) of the document
+    /// endpoint at `path` (protected-resource metadata, the token service's
+    /// JWKS or its RFC 8414 metadata; see `gatewayEndpoints`) to `method`:
+    /// `undefined` when `path` is none of them (the token endpoint included).
+    #[wasm_bindgen(js_name = endpointResponse)]
+    pub fn endpoint_response(&self, path: &str, method: &str) -> Option<String> {
+        let endpoint = self.engine.endpoints().at(path)?;
+        endpoints::document_response(&self.engine, endpoint, method).map(|r| response_json(&r))
     }
 
     /// The token service's public JWKS (every loaded signing key, private parts removed).

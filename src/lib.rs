@@ -68,7 +68,9 @@
 //! needs it to be global. [`stats`] keeps live counters; [`report`] turns a
 //! decision log into a summary and an HTML report. The same core is also an
 //! edge token service: [`exchange`] implements RFC 8693 token exchange for
-//! workload identity federation, minting through [`mint`].
+//! workload identity federation, minting through [`mint`]; [`endpoints`]
+//! says where a gateway serves it (and RFC 9728 metadata) and answers the
+//! documents, so every frontend serves the same ones.
 //!
 //! Every outcome is a [`Decision`]: `allow` (with identity headers to
 //! forward), `deny`, `approval_required` or `revoked`, with stable
@@ -172,6 +174,7 @@ pub mod directory;
 pub mod dpop;
 pub mod duration;
 pub mod ed25519;
+pub mod endpoints;
 pub mod engine;
 pub mod es256;
 pub mod exchange;

@@ -436,3 +436,35 @@ fn token_requests_are_rate_limited_per_client_before_any_check() {
     let err = Engine::from_json(&p.to_string()).unwrap_err().to_string();
     assert!(err.contains("token_service.rate_limit.burst: expected at least 1"), "{err}");
 }
+
+#[test]
+fn a_subject_token_under_a_key_not_loaded_says_so_for_a_host_that_fetches_keys() {
+    let e = engine();
+    let req = Request::builder("POST", "/token", NOW)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .build()
+        .unwrap();
+    let checked = |subject: &str| {
+        let body = form(&pairs(&base(subject)));
+        e.exchange_checked(ExchangeContext { request: &req, body: &body, jti: "edge-jti-0123456789" }, true)
+    };
+    // Signed with a key the issuer has not published (yet): only this one.
+    let rotated = SigningKey::from_random(Alg::ES256, &[23; 32]).unwrap();
+    let claims = json!({"iss": "https://ci.test", "aud": "https://edge.test",
+        "sub": "repo:acme/agents:ref:refs/heads/main", "repository_owner": "acme",
+        "iat": NOW - 5, "exp": NOW + 600, "jti": "ci-run-2"});
+    let unknown = mint::sign(&rotated, Some("ci-2"), "JWT", claims.as_object().unwrap());
+    let out = checked(&unknown);
+    assert_eq!(out.response.status, 400);
+    assert!(out.key_unknown);
+    assert!(out.response.body.contains("invalid_grant"), "{}", out.response.body);
+    // A known key with a bad signature, an expired token, a good one: not a key problem.
+    let good = ci_token(json!({}));
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", unknown.rsplit_once('.').unwrap().1);
+    for (token, status) in [(forged, 400), (ci_token(json!({"exp": NOW - 120})), 400), (good, 200)] {
+        let out = checked(&token);
+        assert_eq!(out.response.status, status, "{}", out.response.body);
+        assert!(!out.key_unknown, "{}", out.response.body);
+    }
+}

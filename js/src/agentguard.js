@@ -741,30 +741,11 @@ export class AgentGuard {
     if (!e) return undefined;
     const path = new URL(request.url).pathname;
     if (e.token !== undefined && path === e.token) return this.exchange(request, context);
-    let doc;
-    let type = "application/json";
-    if (e.resource_metadata.includes(path)) doc = this.#guard.resourceMetadata();
-    else if (e.authorization_server.includes(path)) doc = this.#guard.tokenServiceMetadata();
-    else if (e.jwks !== undefined && path === e.jwks) {
-      doc = this.#guard.tokenServiceJwks();
-      type = "application/jwk-set+json";
-    }
-    if (doc === undefined) return undefined;
-    // Public documents: any origin may read them (browser-based MCP clients).
-    const headers = { "access-control-allow-origin": "*" };
-    if (request.method === "OPTIONS") {
-      return new Response(null, { status: 204, headers: { ...headers, "access-control-allow-methods": "GET, HEAD" } });
-    }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response(JSON.stringify({ error: "method_not_allowed" }), {
-        status: 405,
-        headers: { ...headers, allow: "GET, HEAD", "content-type": "application/json" },
-      });
-    }
-    return new Response(request.method === "HEAD" ? null : doc, {
-      status: 200,
-      headers: { ...headers, "content-type": type, "cache-control": "public, max-age=300" },
-    });
+    // The core answers the documents (status, CORS and cache headers, 405 for other methods).
+    const out = this.#guard.endpointResponse(path, request.method);
+    if (out === undefined) return undefined;
+    const { status, headers, body } = JSON.parse(out);
+    return new Response(status === 204 || request.method === "HEAD" ? null : body, { status, headers });
   }
 
   /** Frees the Wasm memory of this guard. */
