@@ -76,6 +76,20 @@
 //!   reaches the upstream). For `approval_when` routes a declaration does not
 //!   spare the read (the conditions need the values); it must match the body
 //!   read (`request_invalid` otherwise). Other requests are never buffered.
+//! - **The gateway's own endpoints** ([`crate::endpoints`]), answered
+//!   before any decision, at exactly the paths the policy implies: RFC 9728
+//!   protected-resource metadata (a policy with `resource`), and with a
+//!   `token_service` its token endpoint (RFC 8693 token exchange), JWKS and
+//!   RFC 8414 metadata. A token request's body is read like an approval's
+//!   (the plugin needs `allow_on_headers_stop_iteration: true`), at most
+//!   64 KiB. The `jti` of a minted token is 128 bits of WASI randomness. The
+//!   private signing keys come from the VM's environment variable
+//!   `AGENTGUARD_SIGNING_KEYS` (or the wrapper's `signing_keys`); a policy
+//!   with a `token_service` and no keys is refused (`"serve_token_service":
+//!   false` turns the service off). The federation issuers' keys by URL are
+//!   fetched like any other's; a subject token signed with a key not loaded
+//!   yet holds the token request for a fetch (within the cooldown), then it
+//!   is tried once more without counting against `token_service.rate_limit`.
 //! - **Responses.** The core formats every refusal; the filter sends it
 //!   verbatim with `send_http_response`. On allow, inbound headers with the
 //!   identity prefix are removed first, then the identity headers are added.
@@ -181,8 +195,10 @@ use self::mapping::{
     request_parts, response_headers, Needs,
 };
 use self::metrics::{FetchEvent, Metrics};
-use crate::decision::Decision;
+use crate::decision::{Decision, HttpResponse};
+use crate::endpoints::{self, Endpoint, Endpoints};
 use crate::engine::{BodyUse, Engine};
+use crate::exchange::{ExchangeContext, OAuthError};
 use crate::reason::ReasonCode;
 use crate::request::Request;
 
@@ -238,6 +254,9 @@ enum Stage {
     /// body conditions): the body's SHA-256 (`None` for an empty body) and,
     /// for body conditions, its text when it fits ([`body`]).
     Body(ReadBody),
+    /// A token request (to the token service's endpoint) whose body has
+    /// been read: its text, `None` when it is not UTF-8 or over 64 KiB.
+    Token(Option<String>),
 }
 
 /// A request whose body is being read before the decision.
@@ -250,6 +269,8 @@ struct Reading {
     seen: bool,
     /// Whether the core gets the body's text (`approval_when`), not only its digest.
     text: bool,
+    /// A token request: the body goes to the token exchange, not to a decision.
+    token: bool,
 }
 
 /// `POST` here lifts a breaker suspension (`?agent=`), when `lift_route` is set.
@@ -294,6 +315,8 @@ struct Filter {
     dpop_nonces: bool,
     /// Which connection properties every request needs read before deciding.
     needs: Needs,
+    /// The gateway endpoints answered before any decision (none for most policies).
+    endpoints: Endpoints,
     /// The shared-data key of pushed revocations, and the version in force here.
     revocations_key: String,
     revocations_cas: std::cell::Cell<Option<u32>>,
@@ -319,19 +342,27 @@ impl Filter {
         let Some(start) = start_ns else {
             return self.refuse_internal("cannot read the host clock".into(), start_ns);
         };
+        let (end_of_stream, read, text) = match &stage {
+            Stage::Headers { end_of_stream } => {
+                // The gateway's own endpoints are answered before any decision.
+                let endpoint =
+                    (!self.endpoints.is_empty()).then(|| self.endpoints.at(request_path(&headers)));
+                if let Some(endpoint) = endpoint.flatten() {
+                    return self.serve_endpoint(context_id, endpoint, &headers, *end_of_stream, start);
+                }
+                (*end_of_stream, None, None)
+            }
+            Stage::Body(body) => (true, body.digest, body.text.as_deref()),
+            Stage::Token(body) => {
+                return self.exchange(context_id, &headers, body.as_deref(), start, may_wait)
+            }
+        };
         let declared = match declared_body_sha256(&headers) {
             Ok(declared) => declared,
             Err(message) => return self.refuse(ReasonCode::RequestInvalid, message, start_ns),
         };
-        let (end_of_stream, read, text) = match &stage {
-            Stage::Headers { end_of_stream } => (*end_of_stream, None, None),
-            Stage::Body(body) => (true, body.digest, body.text.as_deref()),
-        };
         // The body is complete (none, or read here): it must be the one declared.
-        let complete = match &stage {
-            Stage::Headers { end_of_stream } => end_of_stream.then_some(None),
-            Stage::Body(body) => Some(body.digest),
-        };
+        let complete = end_of_stream.then_some(read);
         if let (Some(declared), Some(complete)) = (declared, complete) {
             if declared != complete.unwrap_or_else(|| body_digest(b"")) {
                 let message = match complete {
@@ -364,7 +395,13 @@ impl Filter {
             if let Plan::Read { text } = body::plan(body_use, declared.is_some()) {
                 // Hold the headers (Envoy keeps them editable) until the body is in.
                 let since_ms = ns_to_ms(start);
-                self.reading.borrow_mut().push(Reading { context_id, since_ms, seen: false, text });
+                self.reading.borrow_mut().push(Reading {
+                    context_id,
+                    since_ms,
+                    seen: false,
+                    text,
+                    token: false,
+                });
                 return Action::Pause;
             }
         }
@@ -402,6 +439,90 @@ impl Filter {
             self.bodies.borrow_mut().push((context_id, digest));
         }
         action
+    }
+
+    /// Answers one of the gateway's own endpoints before any decision: a
+    /// document, or a token request (its body read first).
+    fn serve_endpoint(
+        &self,
+        context_id: u32,
+        endpoint: Endpoint,
+        headers: &[(String, Vec<u8>)],
+        end_of_stream: bool,
+        start: u64,
+    ) -> Action {
+        let method = headers.iter().find(|(n, _)| n == ":method").map_or(&[][..], |(_, v)| v.as_slice());
+        let method = std::str::from_utf8(method).unwrap_or("");
+        if endpoint == Endpoint::Token {
+            if method == "POST" && !end_of_stream {
+                // Held until the body is in (`on_body_read`), like an approval-gated request.
+                let since_ms = ns_to_ms(start);
+                self.reading.borrow_mut().push(Reading {
+                    context_id,
+                    since_ms,
+                    seen: false,
+                    text: true,
+                    token: true,
+                });
+                return Action::Pause;
+            }
+            // No body: the core answers (`POST` needed, or no `grant_type`).
+            return self.exchange(context_id, headers, Some(""), start, true);
+        }
+        match endpoints::document_response(&self.engine, endpoint, method) {
+            Some(response) => send(&response),
+            // Only a path the engine's own endpoints listed gets here.
+            None => self.refuse_internal(format!("no document for the endpoint {endpoint:?}"), Some(start)),
+        }
+    }
+
+    /// Answers a token request (RFC 8693 token exchange) whose body was read
+    /// (`body`; `None`: not UTF-8 form data within 64 KiB). A subject or
+    /// actor token signed with a key not loaded yet, while keys come from
+    /// URLs, holds the request for a fetch (`may_wait`), after which it is
+    /// tried once more (`may_wait` false: not counted again against
+    /// `token_service.rate_limit`).
+    fn exchange(
+        &self,
+        context_id: u32,
+        headers: &[(String, Vec<u8>)],
+        body: Option<&str>,
+        start: u64,
+        may_wait: bool,
+    ) -> Action {
+        let refuse = |error: &'static str, message: String| {
+            self.metrics.exchanged(false);
+            send(&OAuthError::new(error, message).response())
+        };
+        let Some(body) = body else {
+            let max = crate::limits::MAX_BODY_BYTES;
+            return refuse("invalid_request", format!("expected a UTF-8 form body of at most {max} bytes"));
+        };
+        // The client's address keys `token_service.rate_limit`.
+        let source = hostcalls::get_property(vec!["source", "address"]).ok().flatten();
+        let parts = request_parts(headers, source.as_deref(), None, None, start as f64 / 1e9);
+        let request = match Request::from_parts(&parts) {
+            Ok(request) => request,
+            Err(e) => return refuse("invalid_request", e.message),
+        };
+        let mut raw = [0u8; 16];
+        if let Err(e) = getrandom::getrandom(&mut raw) {
+            error!("no randomness for a minted token's jti: {e}");
+            return refuse("server_error", "no randomness for the token's `jti`".into());
+        }
+        let jti = crate::b64::encode(&raw);
+        let out =
+            self.engine.exchange_checked(ExchangeContext { request: &request, body, jti: &jti }, may_wait);
+        if out.key_unknown
+            && may_wait
+            && self.schedule.borrow().fetches_keys()
+            && self.hold(context_id, Stage::Token(Some(body.to_owned())), ns_to_ms(start))
+        {
+            self.metrics.jwks(FetchEvent::Waited);
+            return Action::Pause;
+        }
+        self.metrics.exchanged(out.response.status == 200);
+        send(&out.response)
     }
 
     /// Whether the request is for an operator endpoint, and may use it.
@@ -543,9 +664,15 @@ impl Filter {
     /// The whole body of `context_id` is in: hash it (keeping its text for
     /// body conditions) and decide.
     fn on_body_read(&self, context_id: u32, body_size: usize) -> Action {
-        let text = self.reading.borrow().iter().any(|r| r.context_id == context_id && r.text);
+        let reading = self.reading.borrow().iter().find(|r| r.context_id == context_id).copied();
         self.reading.borrow_mut().retain(|r| r.context_id != context_id);
-        match read_body(body_size, text) {
+        let (text, token) = reading.map_or((false, false), |r| (r.text, r.token));
+        match read_body(body_size, text || token) {
+            // A token request's form: empty (no digest), its text, or none that fits.
+            Ok(body) if token => {
+                let form = if body.digest.is_none() { Some(String::new()) } else { body.text };
+                self.on_request(context_id, Stage::Token(form), true)
+            }
             // An empty body binds like no body, however the client framed it.
             Ok(body) => self.on_request(context_id, Stage::Body(body), true),
             Err(status) => {
@@ -610,15 +737,7 @@ impl Filter {
     /// Carries out a decision on the current HTTP context.
     fn act(&self, decision: &Decision, headers: &[(String, Vec<u8>)], start_ns: Option<u64>) -> Action {
         if let Some(response) = &decision.response {
-            let sent = hostcalls::send_http_response(
-                u32::from(response.status),
-                response_headers(&response.headers),
-                Some(response.body.as_bytes()),
-            );
-            if let Err(status) = sent {
-                error!("cannot send the {} response ({status:?})", response.status);
-            }
-            return Action::Pause;
+            return send(response);
         }
         if !decision.is_allowed() {
             return self.refuse_internal("refusal without a response".into(), start_ns);
@@ -1078,6 +1197,27 @@ impl Filter {
     }
 }
 
+/// Sends `response` (status, headers, body) instead of the upstream's: the
+/// request goes no further.
+fn send(response: &HttpResponse) -> Action {
+    let sent = hostcalls::send_http_response(
+        u32::from(response.status),
+        response_headers(&response.headers),
+        Some(response.body.as_bytes()),
+    );
+    if let Err(status) = sent {
+        error!("cannot send the {} response ({status:?})", response.status);
+    }
+    Action::Pause
+}
+
+/// The request's `:path` without its query (`""` when there is none).
+fn request_path(headers: &[(String, Vec<u8>)]) -> &str {
+    let path = headers.iter().find(|(n, _)| n == ":path").map_or(&[][..], |(_, v)| v.as_slice());
+    let path = std::str::from_utf8(path).unwrap_or("");
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
 /// Reads the buffered request body (`body_size` bytes, or up to the end of
 /// Envoy's buffer), [`body::CHUNK`] bytes per host call, so the VM never
 /// holds more of it than the core may get as text plus one chunk.
@@ -1167,23 +1307,33 @@ impl RootContext for Root {
             info!("per-agent state shared by every worker: {slots} shared-data keys, room for {capacity} entries");
             Ok(Box::new(shared))
         };
-        let Loaded { engine, settings, needs } = match config::load(&bytes, &open) {
-            Ok(loaded) => loaded,
-            Err(errors) => {
-                for e in &errors.0 {
-                    error!("invalid configuration: {e}");
+        // The token service's private keys, when Envoy passes them to the VM
+        // (`vm_config.environment_variables.host_env_keys`).
+        let signing_keys =
+            std::env::var(config::SIGNING_KEYS_ENV).ok().filter(|keys| !keys.trim().is_empty());
+        let Loaded { engine, settings, needs, endpoints } =
+            match config::load(&bytes, &open, signing_keys.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(errors) => {
+                    for e in &errors.0 {
+                        error!("invalid configuration: {e}");
+                    }
+                    error!(
+                        "configuration refused ({} problem(s)); the filter is not installed",
+                        errors.0.len()
+                    );
+                    return false;
                 }
-                error!("configuration refused ({} problem(s)); the filter is not installed", errors.0.len());
-                return false;
-            }
-        };
-        let metrics = match Metrics::define(&settings.stat_prefix, engine.revocation_list().is_some()) {
-            Ok(m) => m,
-            Err(e) => {
-                error!("{e}");
-                return false;
-            }
-        };
+            };
+        let serves_tokens = endpoints.token.is_some();
+        let metrics =
+            match Metrics::define(&settings.stat_prefix, engine.revocation_list().is_some(), serves_tokens) {
+                Ok(m) => m,
+                Err(e) => {
+                    error!("{e}");
+                    return false;
+                }
+            };
         let keys = settings.jwks.iter().filter(|s| s.kind == Fetched::Keys).count();
         let list = match engine.revocation_list() {
             Some(l) => format!(", revocation list from `{}` every {} s", l.uri, l.refresh_secs),
@@ -1207,6 +1357,7 @@ impl RootContext for Root {
             bodies: RefCell::new(Vec::new()),
             dpop_nonces,
             needs,
+            endpoints,
             revocations_key: revocations::key(&ns),
             revocations_cas: std::cell::Cell::new(None),
             list_entries: Cell::new(None),

@@ -48,6 +48,7 @@ use crate::policy::{Policy, PolicyError, PolicyErrors};
 use crate::state::StateStore;
 
 use super::mapping::Needs;
+use crate::endpoints::Endpoints;
 
 /// The `jwks_clusters` key of the policy's `revocation_list` (and the name
 /// its fetch source goes by).
@@ -131,6 +132,10 @@ pub struct Settings {
     pub suspensions_route: Option<String>,
     /// The policy route that turns on `POST /_agentguard/revocations`.
     pub revoke_route: Option<String>,
+    /// Whether the filter serves the policy's `token_service` (`POST`
+    /// token exchange, its JWKS and metadata) and fetches its federation
+    /// issuers' keys. On by default; needs the private signing keys.
+    pub serve_token_service: bool,
 }
 
 impl Default for Settings {
@@ -148,6 +153,7 @@ impl Default for Settings {
             lift_route: None,
             suspensions_route: None,
             revoke_route: None,
+            serve_token_service: true,
         }
     }
 }
@@ -182,7 +188,17 @@ struct Wrapper {
     suspensions_route: Option<String>,
     #[serde(default)]
     revoke_route: Option<String>,
+    #[serde(default)]
+    signing_keys: Option<Value>,
+    #[serde(default)]
+    serve_token_service: Option<bool>,
 }
+
+/// The VM environment variable the token service's private signing keys
+/// come from (a JWK Set, JSON text), passed to the VM with
+/// `vm_config.environment_variables.host_env_keys`: so the keys stay out of
+/// the configuration, which Envoy's admin `/config_dump` shows.
+pub const SIGNING_KEYS_ENV: &str = "AGENTGUARD_SIGNING_KEYS";
 
 /// A configuration that compiled.
 #[derive(Debug)]
@@ -193,6 +209,9 @@ pub struct Loaded {
     pub settings: Settings,
     /// Which connection properties the decisions need.
     pub needs: Needs,
+    /// The gateway endpoints the filter answers itself (the token
+    /// service's only when `serve_token_service`).
+    pub endpoints: Endpoints,
 }
 
 /// Opens the store per-agent state is shared through (the filter passes
@@ -219,10 +238,65 @@ fn compile(text: &str, open: Option<OpenStore<'_>>) -> Result<(Engine, Needs), P
     Ok((engine, Needs::new(&policy)))
 }
 
+/// Loads the token service's private signing keys into `engine` when the
+/// filter serves its `token_service`: the wrapper's `signing_keys` (a JWK
+/// Set, or its JSON text) or else `env`, the text of [`SIGNING_KEYS_ENV`].
+/// Keys given for a policy without a token service (or one not served) are
+/// a mistake, reported; so is a served token service without keys.
+fn load_signing_keys(
+    engine: &Engine,
+    serve: bool,
+    inline: Option<&Value>,
+    env: Option<&str>,
+) -> Result<(), PolicyError> {
+    let field = "signing_keys";
+    let Some(token_path) = engine.endpoints().token.as_deref() else {
+        return match inline {
+            Some(_) => Err(PolicyError::new(field, "the policy has no `token_service` to sign for")),
+            None => Ok(()),
+        };
+    };
+    if !serve {
+        return match inline {
+            Some(_) => Err(PolicyError::new(
+                field,
+                "`serve_token_service` is false: the filter signs nothing, so it needs no keys",
+            )),
+            None => Ok(()),
+        };
+    }
+    let (keys, from) = match (inline, env) {
+        (Some(Value::String(text)), _) => (crate::json::parse_with_limits(text.as_bytes(), 8, 4096), "`signing_keys`"),
+        (Some(value), _) => (Ok(value.clone()), "`signing_keys`"),
+        (None, Some(text)) => (
+            crate::json::parse_with_limits(text.as_bytes(), 8, 4096),
+            "the environment variable `AGENTGUARD_SIGNING_KEYS`",
+        ),
+        (None, None) => {
+            return Err(PolicyError::new(
+                field,
+                format!(
+                    "the policy has a `token_service`, so the filter serves `POST {token_path}` and needs its \
+                     private signing keys: a JWK Set in the VM's environment variable `{SIGNING_KEYS_ENV}` \
+                     (`vm_config.environment_variables.host_env_keys`), or `signing_keys` here (which Envoy's \
+                     `/config_dump` shows); or set `\"serve_token_service\": false`"
+                ),
+            ))
+        }
+    };
+    let keys = keys.map_err(|e| PolicyError::new(field, format!("{from} is not acceptable JSON: {e}")))?;
+    engine.set_signing_keys(&keys).map(|_| ()).map_err(|e| PolicyError::new(field, format!("{from}: {e}")))
+}
+
 /// Compiles the plugin configuration into an engine and the Envoy settings;
 /// per-agent state goes to the store `open` gives unless the wrapper says
-/// `"shared_state": false`.
-pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
+/// `"shared_state": false`. `signing_keys_env`: the text of the VM's
+/// [`SIGNING_KEYS_ENV`], if set.
+pub fn load(
+    bytes: &[u8],
+    open: OpenStore<'_>,
+    signing_keys_env: Option<&str>,
+) -> Result<Loaded, PolicyErrors> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| PolicyError::new(".", "the plugin configuration is not UTF-8 text"))?;
     if text.trim().is_empty() {
@@ -241,7 +315,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
             let (engine, needs) = compile(text, Some(open))?;
             // It compiled, so it parsed: the value only names the sources.
             let policy = parsed.unwrap_or(Value::Null);
-            if let Some(source) = fetch_sources(Some(&engine), &policy).first() {
+            if let Some(source) = fetch_sources(Some(&engine), &policy, true).first() {
                 return Err(PolicyError::new(
                     ".",
                     format!(
@@ -252,7 +326,9 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
                 )
                 .into());
             }
-            return Ok(Loaded { engine, settings: Settings::default(), needs });
+            load_signing_keys(&engine, true, None, signing_keys_env)?;
+            let endpoints = engine.endpoints().clone();
+            return Ok(Loaded { engine, settings: Settings::default(), needs, endpoints });
         }
     };
     let wrapper: Wrapper = crate::json::from_str_with_path(text).map_err(|e| PolicyError {
@@ -276,8 +352,18 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
         }
     };
 
-    let mut settings =
-        Settings { decision_log: wrapper.decision_log, shared_state: shared, ..Settings::default() };
+    let serve = wrapper.serve_token_service.unwrap_or(true);
+    let mut settings = Settings {
+        decision_log: wrapper.decision_log,
+        shared_state: shared,
+        serve_token_service: serve,
+        ..Settings::default()
+    };
+    if let Some((engine, _)) = &compiled {
+        if let Err(e) = load_signing_keys(engine, serve, wrapper.signing_keys.as_ref(), signing_keys_env) {
+            errors.push(e);
+        }
+    }
     let mut positive = |field: &str, value: Option<Duration>, default: u64| match value {
         None => default,
         Some(d) if d.as_secs() == 0 => {
@@ -343,7 +429,7 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
 
     // The engine's list when the policy compiled; otherwise the policy as
     // written, so these problems are reported next to the policy's own.
-    let sources = fetch_sources(compiled.as_ref().map(|(engine, _)| engine), &wrapper.policy);
+    let sources = fetch_sources(compiled.as_ref().map(|(engine, _)| engine), &wrapper.policy, serve);
     for (iss, cluster) in &wrapper.jwks_clusters {
         let at = format!("jwks_clusters.{iss}");
         if !sources.iter().any(|s| &s.iss == iss) {
@@ -399,7 +485,15 @@ pub fn load(bytes: &[u8], open: OpenStore<'_>) -> Result<Loaded, PolicyErrors> {
     }
 
     match compiled {
-        Some((engine, needs)) if errors.is_empty() => Ok(Loaded { engine, settings, needs }),
+        Some((engine, needs)) if errors.is_empty() => {
+            let mut endpoints = engine.endpoints().clone();
+            if !serve {
+                endpoints.token = None;
+                endpoints.jwks = None;
+                endpoints.authorization_server.clear();
+            }
+            Ok(Loaded { engine, settings, needs, endpoints })
+        }
         _ => Err(PolicyErrors(errors)),
     }
 }
@@ -448,6 +542,8 @@ impl Source {
             ("approval issuer", "jwks_uri")
         } else if self.path.starts_with("attestation.") {
             ("attestation issuer", "jwks_uri")
+        } else if self.path.starts_with("token_service.") {
+            ("federation issuer", "jwks_uri")
         } else {
             ("issuer", "jwks_uri")
         };
@@ -468,11 +564,11 @@ impl Source {
 /// (the policy has problems of its own) the policy as written is the list,
 /// so cluster problems are reported too.
 ///
-/// Token-service federation issuers are left out: their keys verify the
-/// subject tokens of a token exchange (`POST /token`), which the Envoy filter
-/// does not serve, so it would fetch them for nothing (and a policy shared
-/// with a gateway that does serve it would need a cluster here for no use).
-fn fetch_sources(engine: Option<&Engine>, policy: &Value) -> Vec<Source> {
+/// Token-service federation issuers (their keys verify the subject tokens
+/// of a token exchange) are left out unless the filter serves the token
+/// service (`token_service`), so a policy shared with a gateway that serves
+/// it needs no cluster here for them.
+fn fetch_sources(engine: Option<&Engine>, policy: &Value, token_service: bool) -> Vec<Source> {
     let written = written_sources(policy);
     let listed: Vec<Source> = match engine {
         None => written,
@@ -493,7 +589,9 @@ fn fetch_sources(engine: Option<&Engine>, policy: &Value) -> Vec<Source> {
     let mut sources: Vec<Source> = Vec::new();
     for source in listed {
         let federation = source.path.starts_with("token_service.");
-        if !federation && !sources.iter().any(|s| s.iss == source.iss && s.uri == source.uri) {
+        if (token_service || !federation)
+            && !sources.iter().any(|s| s.iss == source.iss && s.uri == source.uri)
+        {
             sources.push(source);
         }
     }
@@ -611,12 +709,23 @@ mod tests {
 
     /// Loads with state in a mock of Envoy's shared data.
     fn load(bytes: &[u8]) -> Result<Loaded, PolicyErrors> {
+        load_env(bytes, None)
+    }
+
+    /// [`load`] with the VM's `AGENTGUARD_SIGNING_KEYS` set to `env`.
+    fn load_env(bytes: &[u8], env: Option<&str>) -> Result<Loaded, PolicyErrors> {
         let host = std::sync::Arc::new(crate::envoy::store::mock::MockHost::default());
         let open = move |p: &Policy| -> Result<Box<dyn StateStore>, String> {
             let layout = crate::envoy::store::Layout::new("agentguard", p);
             Ok(Box::new(crate::envoy::store::SharedStore::open(std::sync::Arc::clone(&host), layout)?))
         };
-        super::load(bytes, &open)
+        super::load(bytes, &open, env)
+    }
+
+    /// A private JWK Set with the `signing_kid` of [`all_sources_policy`]'s token service.
+    fn signing_keys() -> Value {
+        let key = crate::mint::SigningKey::from_random(crate::keys::Alg::EdDSA, &[7; 32]).unwrap();
+        serde_json::json!({"keys": [key.private_jwk("edge-1")]})
     }
 
     fn errors(text: &str) -> Vec<String> {
@@ -736,50 +845,128 @@ mod tests {
     }
 
     #[test]
-    fn every_key_source_the_engine_lists_is_fetched_except_federation() {
+    fn every_key_source_the_engine_lists_is_fetched() {
         let policy = all_sources_policy();
-        // The engine lists four sources; the filter fetches all but the
-        // federation issuer (Envoy serves no token exchange).
+        // The engine lists four sources; the filter fetches them all while it
+        // serves the token service, all but the federation issuer otherwise.
         let engine = Engine::from_json(&policy).unwrap();
         assert_eq!(engine.jwks_uris().len(), 4, "{:?}", engine.jwks_uris());
         assert!(engine.jwks_uris().iter().any(|(iss, _)| iss == "https://ci.test"));
-        let wrapped = format!(
-            r#"{{"policy": {policy}, "jwks_cluster": "keys", "jwks_clusters": {{"https://approvals.test": "appr"}}}}"#
-        );
-        let jwks = load(wrapped.as_bytes()).unwrap().settings.jwks;
-        let got: Vec<_> = jwks
-            .iter()
-            .map(|s| (s.iss.as_str(), s.cluster.as_str(), s.authority.as_str(), s.path.as_str()))
-            .collect();
+        let clusters = r#""jwks_cluster": "keys", "jwks_clusters": {"https://approvals.test": "appr"}"#;
+        let keys = signing_keys();
+        let fetched = |wrapped: String| -> Vec<(String, String, String, String)> {
+            let jwks = load(wrapped.as_bytes()).unwrap().settings.jwks;
+            jwks.iter()
+                .map(|s| (s.iss.clone(), s.cluster.clone(), s.authority.clone(), s.path.clone()))
+                .collect()
+        };
+        let own = |[a, b, c, d]: [&str; 4]| (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned());
+        let attest = own(["https://attest.test", "keys", "attest.test", "/keys"]);
+        let approvals = own(["https://approvals.test", "appr", "approvals.test:8443", "/jwks.json?v=1"]);
+        let ci = own(["https://ci.test", "keys", "ci.test", "/jwks"]);
+        let bot =
+            own(["https://bot.test", "keys", "bot.test", "/.well-known/http-message-signatures-directory"]);
         assert_eq!(
-            got,
-            [
-                ("https://attest.test", "keys", "attest.test", "/keys"),
-                ("https://approvals.test", "appr", "approvals.test:8443", "/jwks.json?v=1"),
-                ("https://bot.test", "keys", "bot.test", "/.well-known/http-message-signatures-directory"),
-            ]
+            fetched(format!(r#"{{"policy": {policy}, {clusters}, "signing_keys": {keys}}}"#)),
+            [attest.clone(), approvals.clone(), ci, bot.clone()]
         );
+        let off = format!(r#"{{"policy": {policy}, {clusters}, "serve_token_service": false}}"#);
+        assert_eq!(fetched(off), [attest, approvals, bot]);
         // Each fetched JWKS goes where the filter hands it (directories go to
         // `set_directory_keys`); a name the policy does not have is refused.
         let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
                                  "x": "4VxtOFbJsthZFwHZEML1JpzrdFdOzSHQfUikZB_YPU4"}]}"#;
-        for iss in ["https://attest.test", "https://approvals.test"] {
+        for iss in ["https://attest.test", "https://approvals.test", "https://ci.test"] {
             assert_eq!(engine.set_issuer_keys_json(iss, jwks), Ok(Vec::new()), "{iss}");
             assert!(!engine.is_directory_operator(iss));
         }
         assert!(engine.is_directory_operator("https://bot.test"));
         assert!(engine.set_issuer_keys_json("https://nobody.test", jwks).is_err());
-        // A cluster for the federation issuer names nothing the filter fetches.
+        // Without the token service, a cluster for the federation issuer names nothing fetched.
         let federation = format!(
-            r#"{{"policy": {policy}, "jwks_cluster": "keys", "jwks_clusters": {{"https://ci.test": "ci"}}}}"#
+            r#"{{"policy": {policy}, "jwks_cluster": "keys", "jwks_clusters": {{"https://ci.test": "ci"}},
+                 "serve_token_service": false}}"#
         );
         assert!(errors(&federation)[0].starts_with("jwks_clusters.https://ci.test: `https://ci.test` is not"));
     }
 
     #[test]
+    fn a_served_token_service_needs_its_signing_keys() {
+        let policy = all_sources_policy();
+        let clusters = r#""jwks_cluster": "keys""#;
+        let keys = signing_keys();
+        // From the wrapper (an object or its JSON text), or from the VM's environment.
+        let text = serde_json::to_string(&keys.to_string()).unwrap();
+        for wrapped in [
+            format!(r#"{{"policy": {policy}, {clusters}, "signing_keys": {keys}}}"#),
+            format!(r#"{{"policy": {policy}, {clusters}, "signing_keys": {text}}}"#),
+        ] {
+            let loaded = load(wrapped.as_bytes()).unwrap();
+            assert_eq!(loaded.engine.token_service_jwks()["keys"][0]["kid"], "edge-1");
+            assert_eq!(loaded.endpoints.token.as_deref(), Some("/token"));
+        }
+        let wrapped = format!(r#"{{"policy": {policy}, {clusters}}}"#);
+        let loaded = load_env(wrapped.as_bytes(), Some(&keys.to_string())).unwrap();
+        assert_eq!(loaded.engine.token_service_jwks()["keys"].as_array().map(Vec::len), Some(1));
+        assert!(loaded.engine.token_service_jwks()["keys"][0].get("d").is_none(), "public parts only");
+        assert_eq!(loaded.endpoints.jwks.as_deref(), Some("/.well-known/jwks.json"));
+        assert_eq!(loaded.endpoints.authorization_server, ["/.well-known/oauth-authorization-server"]);
+
+        // None: refused, saying where keys come from and how to turn the service off.
+        let none = errors(&wrapped);
+        assert_eq!(none.len(), 1, "{none:?}");
+        assert!(none[0].starts_with(
+            "signing_keys: the policy has a `token_service`, so the filter serves `POST /token` and needs its \
+             private signing keys: a JWK Set in the VM's environment variable `AGENTGUARD_SIGNING_KEYS`"
+        ));
+        assert!(none[0].ends_with(r#"or set `"serve_token_service": false`"#), "{}", none[0]);
+        // Keys without the active `signing_kid`, or not JSON.
+        let other = serde_json::json!({"keys": [crate::mint::SigningKey::from_random(crate::keys::Alg::EdDSA, &[8; 32])
+            .unwrap()
+            .private_jwk("edge-0")]});
+        let wrong = format!(r#"{{"policy": {policy}, {clusters}, "signing_keys": {other}}}"#);
+        assert_eq!(
+            errors(&wrong),
+            ["signing_keys: `signing_keys`: no key has the active `signing_kid` `edge-1`"]
+        );
+        let bad = load_env(wrapped.as_bytes(), Some("{not json")).unwrap_err().to_string();
+        assert!(
+            bad.starts_with(
+                "signing_keys: the environment variable `AGENTGUARD_SIGNING_KEYS` is not acceptable JSON"
+            ),
+            "{bad}"
+        );
+        // Off: no keys needed, no token endpoints; keys given anyway are a mistake.
+        let off = format!(r#"{{"policy": {policy}, {clusters}, "serve_token_service": false}}"#);
+        let loaded = load_env(off.as_bytes(), Some("ignored")).unwrap();
+        assert_eq!(loaded.endpoints, crate::endpoints::Endpoints::default());
+        let off_with_keys = format!(
+            r#"{{"policy": {policy}, {clusters}, "serve_token_service": false, "signing_keys": {keys}}}"#
+        );
+        assert_eq!(
+            errors(&off_with_keys),
+            ["signing_keys: `serve_token_service` is false: the filter signs nothing, so it needs no keys"]
+        );
+        let no_service = format!(r#"{{"policy": {POLICY}, "signing_keys": {keys}}}"#);
+        assert_eq!(errors(&no_service), ["signing_keys: the policy has no `token_service` to sign for"]);
+        // A plain policy takes its keys from the environment only.
+        let mut plain: Value = serde_json::from_str(POLICY).unwrap();
+        plain["token_service"] = serde_json::json!({"issuer": "https://edge.test/sts", "signing_kid": "edge-1",
+            "federation": [{"id": "ci", "issuer": {"iss": "https://ci.test", "audiences": ["https://edge.test"],
+                "algorithms": ["EdDSA"], "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "ci-1",
+                    "x": "4VxtOFbJsthZFwHZEML1JpzrdFdOzSHQfUikZB_YPU4"}]}},
+            "scopes": ["deploy"], "audiences": ["https://api.test"]}]});
+        let plain = plain.to_string();
+        let none = errors(&plain);
+        assert!(none[0].starts_with("signing_keys: the policy has a `token_service`"), "{none:?}");
+        let loaded = load_env(plain.as_bytes(), Some(&keys.to_string())).unwrap();
+        assert_eq!(loaded.endpoints.token.as_deref(), Some("/sts/token"));
+    }
+
+    #[test]
     fn a_source_without_a_cluster_is_named_with_its_path() {
         let policy = all_sources_policy();
-        let errs = errors(&format!(r#"{{"policy": {policy}}}"#));
+        let errs = errors(&format!(r#"{{"policy": {policy}, "serve_token_service": false}}"#));
         assert_eq!(
             errs,
             [
@@ -815,7 +1002,11 @@ mod tests {
             .iter()
             .any(|e| e == "jwks_clusters.https://approvals.test: expected the name of an Envoy cluster"));
         assert!(errs.iter().any(|e| e.starts_with("jwks_cluster: attestation issuer `https://attest.test`")));
-        assert!(!errs.iter().any(|e| e.contains("ci.test")), "{errs:?}");
+        // The federation issuer too: the filter serves the token service unless told not to.
+        assert!(
+            errs.iter().any(|e| e.starts_with("jwks_cluster: federation issuer `https://ci.test`")),
+            "{errs:?}"
+        );
     }
 
     /// `POLICY` (inline keys) with a `revocation_list`.

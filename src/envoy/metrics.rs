@@ -13,6 +13,7 @@
 //! | `jwks.waited` | counter | requests held until a JWKS fetch finished |
 //! | `revocations.fetch_ok`, `revocations.fetch_not_modified`, `revocations.fetch_failed` | counter | revocation-list fetches by result: list loaded, a `304` confirming the list in force, failed |
 //! | `revocations.waited` | counter | requests held until the first revocation list arrived |
+//! | `token_exchange.issued`, `token_exchange.refused` | counter | with a served `token_service`: token requests (`POST` to its token endpoint) answered with a minted token, or with an error |
 //! | `revocations.fresh_for_s` | gauge | with a `revocation_list`: seconds until the list in force is older than `max_stale` (0: none fresh enough, requests with a token get 503); computed every tick, handed to Envoy when it changes |
 //!
 //! Decision counters are kept in the VM and handed to Envoy once a second
@@ -57,6 +58,9 @@ pub struct Metrics {
     /// `revocations.fresh_for_s`, defined only for a policy with a
     /// `revocation_list`, and the value last handed to Envoy.
     list_fresh_for: Option<(u32, Cell<Option<u64>>)>,
+    /// `token_exchange.issued`, `token_exchange.refused`, defined only when
+    /// the filter serves a `token_service`.
+    exchanges: Option<[u32; 2]>,
     decisions: Cell<u32>,
 }
 
@@ -88,8 +92,10 @@ fn outcome_index(outcome: Outcome) -> usize {
 
 impl Metrics {
     /// Defines every metric under `prefix` (`revocations.fresh_for_s` only
-    /// when the policy fetches a revocation list: `with_list`).
-    pub fn define(prefix: &str, with_list: bool) -> Result<Metrics, String> {
+    /// when the policy fetches a revocation list: `with_list`; the
+    /// `token_exchange.*` counters only when the filter serves a token
+    /// service: `with_token_service`).
+    pub fn define(prefix: &str, with_list: bool, with_token_service: bool) -> Result<Metrics, String> {
         let define = |kind: MetricType, name: &str| {
             hostcalls::define_metric(kind, &format!("{prefix}.{name}"))
                 .map_err(|s| format!("cannot define metric `{prefix}.{name}`: {s:?}"))
@@ -125,8 +131,21 @@ impl Metrics {
             } else {
                 None
             },
+            exchanges: if with_token_service {
+                Some([counter("token_exchange.issued")?, counter("token_exchange.refused")?])
+            } else {
+                None
+            },
             decisions: Cell::new(0),
         })
+    }
+
+    /// Counts a token request (rare next to decisions: straight to Envoy):
+    /// answered with a minted token (`issued`) or with an error.
+    pub fn exchanged(&self, issued: bool) {
+        if let Some([ok, refused]) = self.exchanges {
+            let _ = hostcalls::increment_metric(if issued { ok } else { refused }, 1);
+        }
     }
 
     /// Sets `revocations.fresh_for_s`: how long the list in force may still

@@ -125,7 +125,9 @@ impl Layout {
         let replay = |n: usize| n.clamp(1, crate::limits::MAX_REPLAY_ENTRIES).div_ceil(REPLAY_PER_SLOT / 2);
         let dpop = policy.dpop.as_ref().map_or(crate::limits::DEFAULT_REPLAY_ENTRIES, |d| d.replay_cache);
         let approval = policy.approval.as_ref().map_or(1, |a| a.replay_cache);
-        let limits = !policy.limits.is_empty();
+        // Buckets for the policy's limits and for the token service's per-client limit.
+        let token_limit = policy.token_service.as_ref().is_some_and(|ts| ts.rate_limit.is_some());
+        let limits = !policy.limits.is_empty() || token_limit;
         let breaker = policy.circuit_breaker.is_some();
         let spaces = ReplaySpace::ALL.map(|space| {
             let capacity = match space {
@@ -942,6 +944,29 @@ mod tests {
             .count();
         assert_eq!(allowed, 5, "one limit across both VMs");
         assert!(matches!(b.take("agent-2", 1000, r, 5), Take::Allowed { remaining: 4 }));
+    }
+
+    #[test]
+    fn the_token_services_client_limit_has_buckets_without_other_limits() {
+        let host = Arc::new(MockHost::default());
+        let token_service = r#", "token_service": {"issuer": "https://edge", "signing_kid": "e",
+            "rate_limit": {"rate": "2/1m"}, "federation": [{"id": "ci", "scopes": ["x"], "audiences": ["a"],
+              "issuer": {"iss": "https://ci", "audiences": ["https://edge"], "algorithms": ["EdDSA"],
+                "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "c",
+                                   "x": "3xBdjTlen6YEqELHPR3AhJwPG5XsWGa8_t1p4YSg5og"}]}}}]}"#;
+        let p = policy(token_service);
+        assert!(p.limits.is_empty());
+        let (a, b) = (store(&host, &p), store(&host, &p));
+        let r = rate("2/1m");
+        assert!(matches!(a.take("token:198.51.100.7", 1000, r, 2), Take::Allowed { remaining: 1 }));
+        assert!(matches!(b.take("token:198.51.100.7", 1000, r, 2), Take::Allowed { remaining: 0 }));
+        assert!(
+            matches!(a.take("token:198.51.100.7", 1000, r, 2), Take::Limited { .. }),
+            "one bucket for both"
+        );
+        // Without limits of any kind there is no table, and a take is refused.
+        let none = store(&host, &policy(""));
+        assert!(matches!(none.take("token:198.51.100.7", 1000, r, 2), Take::Limited { .. }));
     }
 
     #[test]

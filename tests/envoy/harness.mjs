@@ -204,9 +204,13 @@ const cluster = (name, port) => ({
  * The wasm HTTP filter entry, `configuration` being the plugin configuration
  * string. `allowStopIteration` sets `allow_on_headers_stop_iteration`, which
  * lets the filter hold a request's headers while it reads the body (for
- * approval-gated routes; docs/envoy.md).
+ * approval-gated routes; docs/envoy.md). `hostEnvKeys` lists environment
+ * variables of the Envoy process the VM may read (`AGENTGUARD_SIGNING_KEYS`).
  */
-export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allowStopIteration = true, wasm = WASM } = {}) {
+export function wasmFilter(
+  configuration,
+  { failurePolicy = "FAIL_CLOSED", allowStopIteration = true, wasm = WASM, hostEnvKeys = [] } = {},
+) {
   return {
     name: "envoy.filters.http.wasm",
     typed_config: {
@@ -219,6 +223,7 @@ export function wasmFilter(configuration, { failurePolicy = "FAIL_CLOSED", allow
           vm_id: "agentguard",
           runtime: "envoy.wasm.runtime.v8",
           code: { local: { filename: wasm } },
+          ...(hostEnvKeys.length ? { environment_variables: { host_env_keys: hostEnvKeys } } : {}),
         },
         failure_policy: failurePolicy,
         ...(allowStopIteration ? { allow_on_headers_stop_iteration: true } : {}),
@@ -362,9 +367,10 @@ let nextBaseId = 300 + (process.pid % 50) * 10;
  * YAML/JSON file) and waits until its listeners accept requests. Returns
  * `{port, ports, adminPort, pid, output(), stop()}`: `port` is the first
  * listener's, `ports` maps every listener's name to its port. `concurrency`
- * is Envoy's worker-thread count (one Wasm VM each).
+ * is Envoy's worker-thread count (one Wasm VM each); `env` is added to
+ * Envoy's environment.
  */
-export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 20000, concurrency = 1 } = {}) {
+export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 20000, concurrency = 1, env = {} } = {}) {
   const bin = envoyBin();
   const dir = tempDir("envoy");
   let configPath = config;
@@ -382,7 +388,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
     "--component-log-level", logLevel,
     "--log-format", "[%L][%n][%t] %v",
   ];
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   running.add(child);
   child.on("exit", () => running.delete(child));
   let output = "";
@@ -444,7 +450,7 @@ export async function startEnvoy(config, { logLevel = "wasm:debug", timeoutMs = 
 }
 
 /** Runs Envoy with a config that must be refused: resolves with its exit code and output. */
-export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
+export async function expectEnvoyToRefuse(config, { timeoutMs = 20000, env = {} } = {}) {
   const bin = envoyBin();
   const dir = tempDir("envoy");
   const configPath = path.join(dir, "envoy.json");
@@ -452,7 +458,7 @@ export async function expectEnvoyToRefuse(config, { timeoutMs = 20000 } = {}) {
   const child = spawn(
     bin,
     ["-c", configPath, "--base-id", String(nextBaseId++), "--concurrency", "1", "--log-level", "info"],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
   running.add(child);
   const exited = new Promise((resolve) => child.on("exit", (code) => resolve({ code })));
