@@ -5,41 +5,15 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { webcrypto as crypto, createHash } from "node:crypto";
 
 import { loadVectors, mintCaseToken } from "../vectors/mint.mjs";
-import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs } from "./harness.mjs";
+import { startEnvoy, startUpstream, bootstrap, wasmFilter, send, nowSecs, dpopKey, dpopProof } from "./harness.mjs";
 
 const { cases, keys, policy } = loadVectors();
 const validSpec = cases.find((c) => c.name === "valid EdDSA token reads a contact").token;
-const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
-const sha256 = (text) => createHash("sha256").update(text).digest();
-
-/** A client key pair: `{publicJwk, thumbprint, sign(input)}` (ES256). */
-async function clientKey() {
-  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
-  const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", pair.publicKey);
-  const publicJwk = { kty, crv, x, y };
-  // RFC 7638: the required members, lexicographic order, no whitespace.
-  const thumbprint = b64url(sha256(JSON.stringify({ crv, kty, x, y })));
-  const sign = async (input) =>
-    b64url(new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, Buffer.from(input))));
-  return { publicJwk, thumbprint, sign };
-}
-
-async function proof(key, token, { nonce } = {}) {
-  const header = { typ: "dpop+jwt", alg: "ES256", jwk: key.publicJwk };
-  const claims = {
-    htm: "GET",
-    htu: "https://api.test/v1/contacts/42",
-    iat: nowSecs(),
-    jti: b64url(crypto.getRandomValues(new Uint8Array(12))),
-    ath: b64url(sha256(token)),
-    ...(nonce ? { nonce } : {}),
-  };
-  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
-  return `${input}.${await key.sign(input)}`;
-}
+/** A proof for `GET /v1/contacts/42` with `token` (and `nonce`). */
+const proof = (key, token, { nonce } = {}) =>
+  dpopProof(key, { htm: "GET", htu: "https://api.test/v1/contacts/42", token, nonce });
 
 let upstream;
 let envoy;
@@ -56,7 +30,7 @@ after(async () => {
 });
 
 test("DPoP with server nonces: challenge, retry, next nonce on success", async () => {
-  const key = await clientKey();
+  const key = await dpopKey();
   const token = await mintCaseToken(
     { ...validSpec, claims: { ...validSpec.claims, cnf: { jkt: key.thumbprint } } },
     keys,

@@ -7,7 +7,7 @@
 //   import { startEnvoy, startUpstream, send, stats } from "./harness.mjs";
 
 import { spawn, execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import http from "node:http";
@@ -97,6 +97,41 @@ export function agentClaims(agent, extra = {}) {
 
 /** `agentClaims(agent, extra)` signed by the shared test issuer's Ed25519 key. */
 export const agentToken = (agent, extra = {}) => signJwt(testKeys.ed25519, agentClaims(agent, extra));
+
+// ---------------------------------------------------------------- DPoP
+
+const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
+const sha256 = (text) => createHash("sha256").update(text).digest();
+
+/** A DPoP client key pair (ES256, WebCrypto): `{publicJwk, thumbprint, sign(input)}`. */
+export async function dpopKey() {
+  const pair = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
+  const { kty, crv, x, y } = await webcrypto.subtle.exportKey("jwk", pair.publicKey);
+  const publicJwk = { kty, crv, x, y };
+  // RFC 7638: the required members, lexicographic order, no whitespace.
+  const thumbprint = b64url(sha256(JSON.stringify({ crv, kty, x, y })));
+  const sign = async (input) =>
+    b64url(new Uint8Array(await webcrypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, Buffer.from(input))));
+  return { publicJwk, thumbprint, sign };
+}
+
+/**
+ * A DPoP proof (RFC 9449) by `key` for `htm` `htu`, fresh `jti`, issued now;
+ * with `token` its `ath`, with `nonce` the server's nonce.
+ */
+export async function dpopProof(key, { htm = "GET", htu, token, nonce } = {}) {
+  const header = { typ: "dpop+jwt", alg: "ES256", jwk: key.publicJwk };
+  const claims = {
+    htm,
+    htu,
+    iat: nowSecs(),
+    jti: b64url(webcrypto.getRandomValues(new Uint8Array(12))),
+    ...(token ? { ath: b64url(sha256(token)) } : {}),
+    ...(nonce ? { nonce } : {}),
+  };
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  return `${input}.${await key.sign(input)}`;
+}
 
 // ---------------------------------------------------------------- servers
 

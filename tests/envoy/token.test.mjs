@@ -27,6 +27,8 @@ import {
   nowSecs,
   eventually,
   upstreamSaw,
+  dpopKey,
+  dpopProof,
 } from "./harness.mjs";
 
 const EDGE = "https://edge.test";
@@ -194,6 +196,37 @@ test("a CI token is exchanged for a short-lived agent token that opens the route
   assert.notEqual(second.payload.jti, payload.jti);
 });
 
+test("with a DPoP proof the minted token is bound to the agent's key and works only with its proofs", async () => {
+  const agent = await dpopKey();
+  const other = await dpopKey();
+  const res = await send(envoy.port, {
+    method: "POST",
+    path: "/token",
+    headers: {
+      "content-type": FORM,
+      dpop: await dpopProof(agent, { htm: "POST", htu: "https://api.test/token" }),
+    },
+    body: new URLSearchParams({ grant_type: GRANT, subject_token_type: JWT_TYPE, subject_token: await ciToken(), scope: "logs.read" }).toString(),
+  });
+  assert.equal(res.status, 200, res.body);
+  assert.equal(res.json.token_type, "DPoP");
+  const token = res.json.access_token;
+  const { payload } = await jwtVerify(token, await publishedKeys(), { issuer: EDGE, audience: API });
+  assert.equal(payload.cnf.jkt, agent.thumbprint);
+  const call = async (key, scheme = "DPoP") =>
+    send(envoy.port, {
+      path: "/v1/logs",
+      headers: { authorization: `${scheme} ${token}`, dpop: await dpopProof(key, { htu: "https://api.test/v1/logs", token }) },
+    });
+  const ok = await call(agent);
+  assert.equal(ok.status, 200, ok.body);
+  const stolen = await call(other);
+  assert.equal(stolen.status, 401, stolen.body);
+  assert.equal(stolen.json.reason, "dpop_key_mismatch");
+  const bearer = await send(envoy.port, { path: "/v1/logs", headers: { authorization: `Bearer ${token}` } });
+  assert.equal(bearer.status, 401, bearer.body);
+});
+
 test("bad token requests get RFC 6749 errors and mint nothing", async () => {
   const refused = await counter("token_exchange.refused");
   const cases = [
@@ -211,7 +244,7 @@ test("bad token requests get RFC 6749 errors and mint nothing", async () => {
     assert.equal(res.headers["cache-control"], "no-store");
   }
   assert.equal((await counter("token_exchange.refused")) - refused, cases.length);
-  assert.equal(await counter("token_exchange.issued"), 2, "the two tokens minted before");
+  assert.equal(await counter("token_exchange.issued"), 3, "the three tokens minted before");
 });
 
 test("a subject token under a key the IdP published since the last fetch: held, keys refetched, minted", async () => {
