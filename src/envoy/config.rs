@@ -132,10 +132,6 @@ pub struct Settings {
     pub suspensions_route: Option<String>,
     /// The policy route that turns on `POST /_agentguard/revocations`.
     pub revoke_route: Option<String>,
-    /// Whether the filter serves the policy's `token_service` (`POST`
-    /// token exchange, its JWKS and metadata) and fetches its federation
-    /// issuers' keys. On by default; needs the private signing keys.
-    pub serve_token_service: bool,
 }
 
 impl Default for Settings {
@@ -153,7 +149,6 @@ impl Default for Settings {
             lift_route: None,
             suspensions_route: None,
             revoke_route: None,
-            serve_token_service: true,
         }
     }
 }
@@ -353,12 +348,8 @@ pub fn load(
     };
 
     let serve = wrapper.serve_token_service.unwrap_or(true);
-    let mut settings = Settings {
-        decision_log: wrapper.decision_log,
-        shared_state: shared,
-        serve_token_service: serve,
-        ..Settings::default()
-    };
+    let mut settings =
+        Settings { decision_log: wrapper.decision_log, shared_state: shared, ..Settings::default() };
     if let Some((engine, _)) = &compiled {
         if let Err(e) = load_signing_keys(engine, serve, wrapper.signing_keys.as_ref(), signing_keys_env) {
             errors.push(e);
