@@ -443,6 +443,9 @@ impl Filter {
 
     /// Answers one of the gateway's own endpoints before any decision: a
     /// document, or a token request (its body read first).
+    // Off the per-request path: kept out of `on_request`'s code.
+    #[cold]
+    #[inline(never)]
     fn serve_endpoint(
         &self,
         context_id: u32,
@@ -482,6 +485,9 @@ impl Filter {
     /// URLs, holds the request for a fetch (`may_wait`), after which it is
     /// tried once more (`may_wait` false: not counted again against
     /// `token_service.rate_limit`).
+    // Off the per-request path: kept out of `on_request`'s code.
+    #[cold]
+    #[inline(never)]
     fn exchange(
         &self,
         context_id: u32,

@@ -1,6 +1,7 @@
-// The edge token service in the real Envoy filter: RFC 8693 token exchange
-// at `POST /token`, the service's JWKS and RFC 8414 metadata, answered by the
-// filter before any decision. A local test IdP (a CI system's OIDC keys,
+// The gateway's own endpoints in the real Envoy filter, answered before any
+// decision: the edge token service (RFC 8693 token exchange at `POST /token`,
+// the service's JWKS and RFC 8414 metadata) and RFC 9728 protected-resource
+// metadata. A local test IdP (a CI system's OIDC keys,
 // served from a JWKS server on 127.0.0.1 through an Envoy cluster) issues the
 // subject tokens; the edge's private signing key reaches the VM through an
 // environment variable (`vm_config.environment_variables.host_env_keys`),
@@ -302,5 +303,41 @@ test("a token service without its signing keys is refused, saying where they com
     assert.equal(jwks.json.reason, "route_not_matched");
   } finally {
     await quiet.stop();
+  }
+});
+
+test("RFC 9728: the protected-resource metadata the 401 challenge names is served by the filter", async () => {
+  const policy = {
+    issuers: [{ iss: EDGE, audiences: ["https://api.test/mcp"], jwks: { keys: [edgeActive.publicJwk] }, algorithms: ["EdDSA"] }],
+    routes: [{ id: "mcp", methods: ["POST"], path: "/mcp", scopes: ["mcp:tools"] }],
+    resource: {
+      identifier: "https://api.test/mcp",
+      metadata_url: "https://api.test/.well-known/oauth-protected-resource/mcp",
+      authorization_servers: [EDGE],
+      name: "Test MCP server",
+    },
+  };
+  const mcp = await startEnvoy(
+    bootstrap({ httpFilters: [wasmFilter(JSON.stringify(policy))], upstreamPort: upstream.port }),
+  );
+  try {
+    const challenge = await send(mcp.port, { method: "POST", path: "/mcp", body: "{}" });
+    assert.equal(challenge.status, 401, challenge.body);
+    const m = /resource_metadata="([^"]+)"/.exec(challenge.headers["www-authenticate"]);
+    assert.ok(m, challenge.headers["www-authenticate"]);
+    for (const path of [new URL(m[1]).pathname, "/.well-known/oauth-protected-resource"]) {
+      const doc = await send(mcp.port, { path });
+      assert.equal(doc.status, 200, `${path}: ${doc.body}`);
+      assert.equal(doc.headers["content-type"], "application/json");
+      assert.equal(upstreamSaw(doc).method, undefined, "answered by the filter");
+      assert.equal(doc.json.resource, "https://api.test/mcp");
+      assert.deepEqual(doc.json.authorization_servers, [EDGE]);
+      assert.deepEqual(doc.json.scopes_supported, ["mcp:tools"]);
+    }
+    // No token service in this policy: its paths are decided like any other.
+    const token = await send(mcp.port, { method: "POST", path: "/token", headers: { "content-type": FORM }, body: "x=1" });
+    assert.equal(token.json.reason, "route_not_matched");
+  } finally {
+    await mcp.stop();
   }
 });
