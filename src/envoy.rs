@@ -528,6 +528,9 @@ impl Filter {
             return Action::Pause;
         }
         self.metrics.exchanged(out.response.status == 200);
+        // With server nonces (RFC 9449 §8), `on_http_response_headers` adds
+        // the current one to this answer too: Envoy passes a local reply
+        // through the filter's response callbacks.
         send(&out.response)
     }
 

@@ -49,6 +49,8 @@ function policyWith(edgePublic) {
       { id: "logs", methods: ["GET"], path: "/v1/logs", scopes: ["logs.read"] },
       { id: "deploy", methods: ["POST"], path: "/v1/deploy", scopes: ["deploy.write"] },
     ],
+    // DPoP proofs must carry a server nonce (RFC 9449 §8), at the token endpoint too.
+    dpop: { nonce: true },
     token_service: {
       issuer: EDGE,
       signing_kid: "edge-1",
@@ -197,27 +199,42 @@ test("a CI token is exchanged for a short-lived agent token that opens the route
   assert.notEqual(second.payload.jti, payload.jti);
 });
 
-test("with a DPoP proof the minted token is bound to the agent's key and works only with its proofs", async () => {
+test("with a DPoP proof (and the server's nonce) the minted token is bound to the agent's key", async () => {
   const agent = await dpopKey();
   const other = await dpopKey();
-  const res = await send(envoy.port, {
-    method: "POST",
-    path: "/token",
-    headers: {
-      "content-type": FORM,
-      dpop: await dpopProof(agent, { htm: "POST", htu: "https://api.test/token" }),
-    },
-    body: new URLSearchParams({ grant_type: GRANT, subject_token_type: JWT_TYPE, subject_token: await ciToken(), scope: "logs.read" }).toString(),
-  });
+  const form = new URLSearchParams({
+    grant_type: GRANT,
+    subject_token_type: JWT_TYPE,
+    subject_token: await ciToken(),
+    scope: "logs.read",
+  }).toString();
+  const ask = async (nonce) =>
+    send(envoy.port, {
+      method: "POST",
+      path: "/token",
+      headers: { "content-type": FORM, dpop: await dpopProof(agent, { htm: "POST", htu: "https://api.test/token", nonce }) },
+      body: form,
+    });
+  // RFC 9449 §8: a proof without the nonce is answered with one to retry with.
+  const first = await ask();
+  assert.equal(first.status, 400, first.body);
+  assert.equal(first.json.error, "use_dpop_nonce");
+  const nonce = first.headers["dpop-nonce"];
+  assert.ok(nonce, JSON.stringify(first.headers));
+  const res = await ask(nonce);
   assert.equal(res.status, 200, res.body);
   assert.equal(res.json.token_type, "DPoP");
+  assert.ok(res.headers["dpop-nonce"], "the next nonce comes with the token");
   const token = res.json.access_token;
   const { payload } = await jwtVerify(token, await publishedKeys(), { issuer: EDGE, audience: API });
   assert.equal(payload.cnf.jkt, agent.thumbprint);
   const call = async (key, scheme = "DPoP") =>
     send(envoy.port, {
       path: "/v1/logs",
-      headers: { authorization: `${scheme} ${token}`, dpop: await dpopProof(key, { htu: "https://api.test/v1/logs", token }) },
+      headers: {
+        authorization: `${scheme} ${token}`,
+        dpop: await dpopProof(key, { htu: "https://api.test/v1/logs", token, nonce: res.headers["dpop-nonce"] }),
+      },
     });
   const ok = await call(agent);
   assert.equal(ok.status, 200, ok.body);
