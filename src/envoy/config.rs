@@ -752,6 +752,20 @@ mod tests {
     }
 
     #[test]
+    fn every_wrapper_field_is_documented_in_docs_envoy_md() {
+        // serde names every field it expects when it meets an unknown one.
+        let err = serde_json::from_str::<Wrapper>(r#"{"policy": {}, "no_such_field": 1}"#).unwrap_err();
+        let message = err.to_string();
+        let expected = message.split("expected one of ").nth(1).unwrap_or_default();
+        let fields: Vec<&str> = expected.split(", ").map(|f| f.split('`').nth(1).unwrap_or_default()).collect();
+        assert!(fields.len() >= 16 && fields.contains(&"signing_keys"), "{message}");
+        let docs = include_str!("../../docs/envoy.md");
+        for field in fields {
+            assert!(docs.contains(&format!("| `{field}` |")), "docs/envoy.md has no table row for `{field}`");
+        }
+    }
+
+    #[test]
     fn wrapper_fields_are_checked() {
         let errs = errors(&format!(r#"{{"policy": {POLICY}, "jwks_refresh": "soon"}}"#));
         // The wrapper's own fields have a position in the configuration text too.
