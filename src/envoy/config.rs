@@ -757,7 +757,8 @@ mod tests {
         let err = serde_json::from_str::<Wrapper>(r#"{"policy": {}, "no_such_field": 1}"#).unwrap_err();
         let message = err.to_string();
         let expected = message.split("expected one of ").nth(1).unwrap_or_default();
-        let fields: Vec<&str> = expected.split(", ").map(|f| f.split('`').nth(1).unwrap_or_default()).collect();
+        let fields: Vec<&str> =
+            expected.split(", ").map(|f| f.split('`').nth(1).unwrap_or_default()).collect();
         assert!(fields.len() >= 16 && fields.contains(&"signing_keys"), "{message}");
         let docs = include_str!("../../docs/envoy.md");
         for field in fields {
