@@ -253,6 +253,15 @@ impl wit::GuestEngine for EngineResource {
         };
         http_response(&response)
     }
+
+    fn token_endpoint(&self) -> Option<String> {
+        self.engine.endpoints().token.clone()
+    }
+
+    fn endpoint_response(&self, path: String, method: String) -> Option<t::HttpResponse> {
+        let endpoint = self.engine.endpoints().at(&path)?;
+        crate::endpoints::document_response(&self.engine, endpoint, &method).map(|r| http_response(&r))
+    }
 }
 
 /// A WIT request as the JSON API's request object. Repeated headers become

@@ -698,6 +698,22 @@ test("token service: a CI job's OIDC token is exchanged for an agent token the e
   assert.equal(jwks.keys[0].kid, "edge-1");
   assert.equal(jwks.keys[0].d, undefined, "the public JWKS has no private parts");
 
+  // Where the documents and the token endpoint are, and their answers.
+  assert.equal(engine.tokenEndpoint(), "/token");
+  const served = engine.endpointResponse("/.well-known/jwks.json", "GET");
+  assert.equal(served.status, 200);
+  assert.equal(pairsToObject(served.headers)["content-type"], "application/jwk-set+json");
+  assert.deepEqual(JSON.parse(served.body), jwks);
+  const meta = engine.endpointResponse("/.well-known/oauth-authorization-server", "GET");
+  assert.equal(JSON.parse(meta.body).token_endpoint, "https://edge.test/token");
+  const resource = engine.endpointResponse("/.well-known/oauth-protected-resource", "HEAD");
+  assert.equal(resource.status, 200);
+  assert.equal(resource.body, "");
+  assert.equal(engine.endpointResponse("/.well-known/oauth-protected-resource", "POST").status, 405);
+  for (const path of ["/token", "/v1/deploy", "/.well-known/jwks.json/"]) {
+    assert.equal(engine.endpointResponse(path, "GET"), undefined, path);
+  }
+
   const minted = engine.exchange(post, form, jti);
   assert.equal(minted.status, 200, minted.body);
   assert.deepEqual(pairsToObject(minted.headers)["cache-control"], "no-store");
