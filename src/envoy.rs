@@ -454,8 +454,7 @@ impl Filter {
         end_of_stream: bool,
         start: u64,
     ) -> Action {
-        let method = headers.iter().find(|(n, _)| n == ":method").map_or(&[][..], |(_, v)| v.as_slice());
-        let method = std::str::from_utf8(method).unwrap_or("");
+        let method = header_text(headers, ":method");
         if endpoint == Endpoint::Token {
             if method == "POST" && !end_of_stream {
                 // Held until the body is in (`on_body_read`), like an approval-gated request.
@@ -1220,10 +1219,16 @@ fn send(response: &HttpResponse) -> Action {
     Action::Pause
 }
 
+/// The first value of header `name` as text (`""` when there is none, or
+/// it is not UTF-8).
+fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> &'a str {
+    let value = headers.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, v)| v.as_slice());
+    std::str::from_utf8(value).unwrap_or("")
+}
+
 /// The request's `:path` without its query (`""` when there is none).
 fn request_path(headers: &[(String, Vec<u8>)]) -> &str {
-    let path = headers.iter().find(|(n, _)| n == ":path").map_or(&[][..], |(_, v)| v.as_slice());
-    let path = std::str::from_utf8(path).unwrap_or("");
+    let path = header_text(headers, ":path");
     path.split_once('?').map_or(path, |(p, _)| p)
 }
 

@@ -13,8 +13,8 @@
 //! | `jwks.waited` | counter | requests held until a JWKS fetch finished |
 //! | `revocations.fetch_ok`, `revocations.fetch_not_modified`, `revocations.fetch_failed` | counter | revocation-list fetches by result: list loaded, a `304` confirming the list in force, failed |
 //! | `revocations.waited` | counter | requests held until the first revocation list arrived |
-//! | `token_exchange.issued`, `token_exchange.refused` | counter | with a served `token_service`: token requests (`POST` to its token endpoint) answered with a minted token, or with an error |
 //! | `revocations.fresh_for_s` | gauge | with a `revocation_list`: seconds until the list in force is older than `max_stale` (0: none fresh enough, requests with a token get 503); computed every tick, handed to Envoy when it changes |
+//! | `token_exchange.issued`, `token_exchange.refused` | counter | with a served `token_service`: token requests (`POST` to its token endpoint) answered with a minted token, or with an error |
 //!
 //! Decision counters are kept in the VM and handed to Envoy once a second
 //! (on the root context's tick), so a request costs no metric host call; the

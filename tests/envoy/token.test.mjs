@@ -116,11 +116,11 @@ const ciToken = (claims = {}, key = ci.privateJwk) => {
   return signJwt(key, { iss: CI, aud: EDGE, sub: CI_SUB, iat: now - 5, exp: now + 600, ...claims }, "JWT");
 };
 
-const exchange = (params, { method = "POST", contentType = FORM, body } = {}) =>
+const exchange = (params, { method = "POST", contentType = FORM, body, headers = {} } = {}) =>
   send(envoy.port, {
     method,
     path: "/token",
-    headers: { "content-type": contentType },
+    headers: { "content-type": contentType, ...headers },
     body: method === "GET" ? undefined : (body ?? new URLSearchParams({ grant_type: GRANT, subject_token_type: JWT_TYPE, ...params }).toString()),
   });
 
@@ -202,19 +202,9 @@ test("a CI token is exchanged for a short-lived agent token that opens the route
 test("with a DPoP proof (and the server's nonce) the minted token is bound to the agent's key", async () => {
   const agent = await dpopKey();
   const other = await dpopKey();
-  const form = new URLSearchParams({
-    grant_type: GRANT,
-    subject_token_type: JWT_TYPE,
-    subject_token: await ciToken(),
-    scope: "logs.read",
-  }).toString();
+  const params = { subject_token: await ciToken(), scope: "logs.read" };
   const ask = async (nonce) =>
-    send(envoy.port, {
-      method: "POST",
-      path: "/token",
-      headers: { "content-type": FORM, dpop: await dpopProof(agent, { htm: "POST", htu: "https://api.test/token", nonce }) },
-      body: form,
-    });
+    exchange(params, { headers: { dpop: await dpopProof(agent, { htm: "POST", htu: "https://api.test/token", nonce }) } });
   // RFC 9449 §8: a proof without the nonce is answered with one to retry with.
   const first = await ask();
   assert.equal(first.status, 400, first.body);
