@@ -185,8 +185,16 @@ impl ApprovalGate {
         let expires_at =
             verified.claims.exp.unwrap_or_default().saturating_add(self.issuer.clock_skew.as_secs_i64());
         let approver = verified.claims.sub.clone().unwrap_or_else(|| "a human".into());
-        Ok(Some((verified.hash, expires_at, approver)))
+        Ok(Some((replay_key(approval), expires_at, approver)))
     }
+}
+
+/// The single-use key of an approval token: SHA-256 of its signed part
+/// (`header.payload`), not of the whole text. An ECDSA signature has a
+/// second valid encoding (`s` → `n − s`, accepted like p256 accepts it), so
+/// keying on the whole text would let one approval be used twice.
+pub(crate) fn replay_key(approval: &str) -> [u8; 32] {
+    crate::token::token_hash(approval.rsplit_once('.').map_or(approval, |(signed, _)| signed))
 }
 
 fn approval_error((code, message): TokenError) -> TokenError {
@@ -211,5 +219,52 @@ mod tests {
         let mut c = a.clone();
         c.body_sha256 = Some([1; 32]);
         assert_ne!(action_digest(&a), action_digest(&c));
+    }
+
+    #[test]
+    fn an_es256_approval_stays_single_use_under_its_high_s_twin() {
+        use crate::keys::Alg;
+        use crate::mint::{self, SigningKey};
+        use crate::{Engine, ReasonCode};
+        use serde_json::json;
+        const NOW: i64 = 1_767_225_600;
+        let sts = SigningKey::from_random(Alg::EdDSA, &[1; 32]).unwrap();
+        let approver = SigningKey::from_random(Alg::ES256, &[2; 32]).unwrap();
+        let policy = json!({
+            "issuers": [{"iss": "https://sts.test", "audiences": ["https://api.test"],
+                         "jwks": {"keys": [sts.public_jwk("s1")]}, "algorithms": ["EdDSA"]}],
+            "routes": [{"id": "pay", "methods": ["POST"], "path": "/v1/payments", "scopes": ["pay"], "risk": "high"}],
+            "approval": {"issuer": "https://approvals.test", "jwks": {"keys": [approver.public_jwk("a1")]},
+                         "algorithms": ["ES256"], "audiences": ["https://api.test"],
+                         "endpoint": "https://approvals.test/bc-authorize"}
+        });
+        let e = Engine::from_json(&policy.to_string()).unwrap();
+        let claims = json!({"iss": "https://sts.test", "aud": "https://api.test", "sub": "user:alice",
+            "client_id": "payer", "scope": "pay", "iat": NOW - 10, "exp": NOW + 600, "jti": "t1"});
+        let token = mint::sign(&sts, Some("s1"), "at+jwt", claims.as_object().unwrap());
+        let body_hash = "11".repeat(32);
+        let req = |approval: &str, now: i64| {
+            Request::builder("POST", "/v1/payments", now)
+                .host("api.test")
+                .header("authorization", &format!("Bearer {token}"))
+                .header("x-agent-approval", approval)
+                .body_sha256(&body_hash)
+                .build()
+                .unwrap()
+        };
+        let digest = action_digest(&req("x", NOW));
+        let claims = json!({"iss": "https://approvals.test", "aud": "https://api.test", "sub": "user:cfo",
+            "agent": "payer", "action_digest": digest, "iat": NOW, "exp": NOW + 300, "jti": "ap-1"});
+        let approval = mint::sign(&approver, Some("a1"), "approval+jwt", claims.as_object().unwrap());
+        assert!(e.decide(&req(&approval, NOW + 1)).is_allowed());
+        assert_eq!(e.decide(&req(&approval, NOW + 2)).codes(), [ReasonCode::ApprovalReplayed]);
+        // The same signature with s -> n - s: another text that verifies, the same approval.
+        let (head, sig) = approval.rsplit_once('.').unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&crate::b64::decode(sig).unwrap()).unwrap();
+        let twin = p256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+        let twin = format!("{head}.{}", crate::b64::encode(&twin.to_bytes()));
+        assert_ne!(twin, approval);
+        assert_eq!(e.decide(&req(&twin, NOW + 3)).codes(), [ReasonCode::ApprovalReplayed]);
+        assert_eq!(e.approval_record(&req(&twin, NOW + 3)), e.approval_record(&req(&approval, NOW + 3)));
     }
 }

@@ -35,7 +35,6 @@ use std::collections::BTreeMap;
 
 use agentguard_wit::exports::agentguard::guard::guard as wit;
 use agentguard_wit::exports::agentguard::guard::types as t;
-use serde_json::Value;
 
 use crate::decision::{self, Decision, HttpResponse, Outcome, StageResult};
 use crate::engine::{BodyUse, Engine};
@@ -230,9 +229,10 @@ impl wit::GuestEngine for EngineResource {
     }
 
     fn set_signing_keys(&self, private_jwks_json: String) -> Result<u32, String> {
-        let jwks: Value = serde_json::from_str(&private_jwks_json)
-            .map_err(|e| format!("signing keys are not JSON: {e}"))?;
-        self.engine.set_signing_keys(&jwks).map(count)
+        self.engine
+            .set_signing_keys_json(&private_jwks_json)
+            .map(count)
+            .map_err(|e| format!("signing keys: {e}"))
     }
 
     fn token_service_jwks(&self) -> String {
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(request_input(request).body.as_deref(), Some(r#"{"amount": 5}"#));
 
         let policy = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/policy.json"));
-        let mut policy: Value = serde_json::from_str(policy).unwrap();
+        let mut policy: serde_json::Value = serde_json::from_str(policy).unwrap();
         policy["routes"].as_array_mut().unwrap().push(serde_json::json!({
             "id": "transfer", "methods": ["POST"], "path": "/v1/transfers", "scopes": ["payments.write"],
             "approval_when": [{"body": "/amount", "gt": 1000}]
@@ -513,7 +513,7 @@ mod tests {
         let err = wit::GuestEngine::set_listed_revocations(&engine, "{}".into(), 0).unwrap_err();
         assert!(err.contains("no `revocation_list`"), "{err}");
 
-        let mut policy: Value = serde_json::from_str(policy).unwrap();
+        let mut policy: serde_json::Value = serde_json::from_str(policy).unwrap();
         policy["revocation_list"] =
             serde_json::json!({"uri": "https://lists.test/revoked.json", "refresh": "2m"});
         let engine = <EngineResource as wit::GuestEngine>::new(policy.to_string()).unwrap();

@@ -325,6 +325,13 @@ pub fn check(
             }
         }
     }
+    if policy.nonce && nonce_secret.is_none() {
+        // Fail closed: nonces are required, and without the secret none can be checked.
+        return Err((
+            ReasonCode::InternalError,
+            "DPoP nonces are on but the host set no nonce secret".into(),
+        ));
+    }
     if let (true, Some(secret)) = (policy.nonce, nonce_secret) {
         let step = now.div_euclid(policy.max_age.as_secs_i64().max(1));
         let fresh = [step, step - 1]
@@ -393,5 +400,28 @@ mod tests {
         assert_eq!(nonce(b"s", 120, w), nonce(b"s", 179, w));
         assert_ne!(nonce(b"s", 120, w), nonce(b"s", 180, w));
         assert_ne!(nonce(b"s", 120, w), nonce(b"t", 120, w));
+    }
+
+    #[test]
+    fn nonces_on_without_a_secret_fail_closed() {
+        use crate::keys::Alg;
+        use crate::mint::{self, SigningKey};
+        use serde_json::json;
+        let key = SigningKey::from_random(Alg::ES256, &[42; 32]).unwrap();
+        let mut jwk = key.public_jwk("x");
+        for m in ["kid", "alg", "use"] {
+            jwk.as_object_mut().unwrap().remove(m);
+        }
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let claims = json!({"jti": "j1", "htm": "POST", "htu": "https://api.test/token", "iat": 1_000});
+        let proof = mint::sign_with_header(&key, header.as_object().unwrap(), claims.as_object().unwrap());
+        let request = Request::builder("POST", "/token", 1_000)
+            .host("api.test")
+            .header("dpop", &proof)
+            .build()
+            .unwrap();
+        let policy = DpopPolicy { nonce: true, ..DpopPolicy::default() };
+        let r = check(&policy, &request, None, None, None, &[], &ProofKeys::new());
+        assert_eq!(r.map(|_| ()).unwrap_err().0, ReasonCode::InternalError);
     }
 }

@@ -862,6 +862,13 @@ impl Engine {
         secret.as_ref().map(|s| dpop::nonce(s, now, self.dpop.max_age))
     }
 
+    /// [`Engine::set_signing_keys`] from the JSON text of a secret, as every
+    /// frontend gets the keys: size-capped and parsed strictly like a fetched
+    /// JWKS, so each frontend refuses bad text with the same message.
+    pub fn set_signing_keys_json(&self, private_jwks_json: &str) -> Result<usize, String> {
+        self.set_signing_keys(&parse_jwks_text(private_jwks_json, "the key set")?)
+    }
+
     /// Loads the token service's private signing keys (`{"keys": [private JWKs with kid]}`,
     /// from a secret — never from the policy). Returns how many were loaded;
     /// the policy's `signing_kid` must be among them.
@@ -1074,7 +1081,7 @@ impl Engine {
     /// The single-use record the approval in `request` makes when accepted,
     /// for a host that keeps used approvals in durable storage so that one
     /// stays used after a restart (a Durable Object): its replay key (the
-    /// SHA-256 of the approval token, as the engine records it) and a time
+    /// SHA-256 of the approval token's signed part, as the engine records it) and a time
     /// (Unix seconds) past which no approval presented at `request`'s time
     /// can still be valid (its `now` plus the gate's `max_lifetime` and
     /// `clock_skew`). `None` without an approval gate, or without exactly one
@@ -1089,7 +1096,7 @@ impl Engine {
         }
         let lifetime =
             gate.issuer.max_lifetime.as_secs_i64().saturating_add(gate.issuer.clock_skew.as_secs_i64());
-        Some((crate::token::token_hash(token), request.now().saturating_add(lifetime)))
+        Some((crate::approval::replay_key(token), request.now().saturating_add(lifetime)))
     }
 
     /// Records an approval as used until `expires_at` (Unix seconds), as

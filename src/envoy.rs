@@ -633,6 +633,14 @@ impl Filter {
         self.reading.borrow().iter().any(|r| r.context_id == context_id)
     }
 
+    /// Whether `context_id` is held undecided (keys or the first revocation
+    /// list being fetched). Its body and trailers must not resume it: with
+    /// `allow_on_headers_stop_iteration`, a `Continue` from a body or
+    /// trailers callback sends the held headers upstream, undecided.
+    fn is_waiting(&self, context_id: u32) -> bool {
+        self.waiting.borrow().iter().any(|(id, _)| *id == context_id)
+    }
+
     /// Part of the body of `context_id` arrived (more is coming).
     fn body_seen(&self, context_id: u32) {
         for r in self.reading.borrow_mut().iter_mut() {
@@ -1447,6 +1455,10 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(filter) = &self.filter else { return Action::Pause };
+        if filter.is_waiting(self.id) {
+            // Held undecided: buffer; the decision resumes the request or refuses it.
+            return Action::Pause;
+        }
         if filter.is_reading(self.id) {
             // Buffer until the whole body is in, then decide.
             if end_of_stream {
@@ -1472,6 +1484,9 @@ impl HttpContext for Http {
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
         let Some(filter) = &self.filter else { return Action::Pause };
+        if filter.is_waiting(self.id) {
+            return Action::Pause;
+        }
         if filter.is_reading(self.id) {
             // The body ended with trailers: it is all buffered now.
             return filter.on_body_read(self.id, usize::MAX);

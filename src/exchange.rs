@@ -427,8 +427,12 @@ fn form_decode(s: &str) -> Result<String, OAuthError> {
         match b {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex =
-                    bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(bad)?;
+                // Two hex digits exactly: `from_str_radix` would also take a sign (`%+f`).
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .ok_or_else(bad)?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
                 i += 2;
             }
@@ -678,6 +682,10 @@ mod tests {
         assert_eq!(f["b"], "x y/z");
         assert_eq!(f["c"], "");
         assert_eq!(parse_form("a=1&a=2").unwrap_err().error, "invalid_request");
+        // Two hex digits exactly: not a sign (`u8::from_str_radix` takes `+f`), not one digit.
+        for bad in ["a=%+f", "a=%-1", "a=%f", "a=%zz"] {
+            assert_eq!(parse_form(bad).unwrap_err().error, "invalid_request", "{bad}");
+        }
         assert_eq!(parse_form("a=%zz").unwrap_err().error, "invalid_request");
         assert_eq!(parse_form("a=%ff").unwrap_err().error, "invalid_request");
     }

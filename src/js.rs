@@ -597,8 +597,9 @@ impl Guard {
     /// previous keys) for anything else. From a secret, never the policy.
     #[wasm_bindgen(js_name = setSigningKeys)]
     pub fn set_signing_keys(&self, private_jwks_json: &str) -> Result<usize, JsError> {
-        let jwks = parse_json("signing keys", private_jwks_json)?;
-        self.engine.set_signing_keys(&jwks).map_err(js_error)
+        self.engine
+            .set_signing_keys_json(private_jwks_json)
+            .map_err(|e| js_error(format!("signing keys: {e}")))
     }
 
     /// RFC 8693 token exchange: the token request (request JSON as for

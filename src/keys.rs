@@ -430,6 +430,10 @@ pub fn parse_jwk(value: &Value) -> Result<Option<Jwk>, String> {
             let x: [u8; 32] = x.try_into().map_err(|_| "`x` must be 32 bytes for Ed25519")?;
             let key =
                 ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "`x` is not an Ed25519 point")?;
+            if key.is_weak() {
+                // A small-order key verifies a forged signature (`R` = identity, `s` = 0) over any message.
+                return Err("`x` is a small-order Ed25519 point (a weak key)".into());
+            }
             let canon = serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": b64::encode(&x)});
             (PublicKey::Ed25519(Ed25519Key::new(key)), canon)
         }
@@ -666,5 +670,15 @@ mod tests {
         let empty = serde_json::json!({"keys": []});
         let (_, _, problems) = KeySet::from_policy(Some(&empty), None, names, "Ed25519 key", "");
         assert_eq!(problems, [("jwks.keys".to_owned(), "expected at least one Ed25519 key".to_owned())]);
+    }
+
+    #[test]
+    fn small_order_ed25519_keys_are_refused() {
+        // The identity point (y = 1): with it, R = identity, s = 0 verifies any message.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": b64::encode(&identity)});
+        let err = parse_jwk(&jwk).map(|_| ()).unwrap_err();
+        assert!(err.contains("small-order"), "{err}");
     }
 }

@@ -356,6 +356,18 @@ fn token_service_policy_errors_name_their_path() {
     let e = Engine::from_json(&policy().to_string()).unwrap();
     let wrong = edge_key().private_jwk("edge-2");
     assert!(e.set_signing_keys(&json!({"keys": [wrong]})).unwrap_err().contains("`edge-1`"));
+    // The text form every frontend loads from a secret: parsed strictly, the old keys kept on refusal.
+    let mut private = edge_key().private_jwk("edge-1");
+    private["kid"] = "edge-1".into();
+    let text = json!({ "keys": [private] }).to_string();
+    assert_eq!(e.set_signing_keys_json(&text).unwrap(), 1);
+    let jwks = e.token_service_jwks();
+    let padded = format!("{}{text}", " ".repeat(300_000));
+    for bad in ["{", r#"{"keys": [], "keys": []}"#, &padded] {
+        let err = e.set_signing_keys_json(bad).unwrap_err();
+        assert!(err.starts_with("the key set is"), "{err}");
+        assert_eq!(e.token_service_jwks(), jwks);
+    }
 }
 
 #[test]

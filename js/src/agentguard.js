@@ -319,12 +319,16 @@ export function forwardRequest(request, decision) {
   return new Request(request, { headers });
 }
 
-/** A copy of `headers` without any header whose name starts with `prefix`. */
+/**
+ * A copy of `headers` without any header whose name starts with `prefix`,
+ * reading `_` as `-`: CGI-style origins (WSGI, Rack, PHP) see
+ * `x_agentguard_agent` and `x-agentguard-agent` as the same variable.
+ */
 export function stripIdentityHeaders(headers, prefix) {
   const out = new Headers();
-  const p = String(prefix).toLowerCase();
+  const p = String(prefix).toLowerCase().replaceAll("_", "-");
   for (const [name, value] of headers) {
-    if (!name.startsWith(p)) out.append(name, value);
+    if (!name.replaceAll("_", "-").startsWith(p)) out.append(name, value);
   }
   return out;
 }

@@ -381,6 +381,11 @@ describe("identity headers", () => {
     const h = stripIdentityHeaders(new Headers({ "x-agentguard-a": "1", "x-agentguardian": "2", a: "3" }), "x-agentguard-");
     assert.deepEqual([...h], [["a", "3"], ["x-agentguardian", "2"]]);
   });
+
+  test("stripIdentityHeaders reads `_` as `-` (one name to a CGI-style origin)", () => {
+    const inbound = new Headers({ x_agentguard_actors: "spiffe://admin-bot", "x-agentguard_agent": "mallory", x_agentguardian: "2" });
+    assert.deepEqual([...stripIdentityHeaders(inbound, "x-agentguard-")], [["x_agentguardian", "2"]]);
+  });
 });
 
 describe("policies", () => {

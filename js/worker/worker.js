@@ -23,7 +23,12 @@ export { AgentStateObject } from "../src/workers.js";
 async function toOrigin(request, env) {
   if (env.ORIGIN_URL) {
     const url = new URL(request.url);
-    const target = new URL(url.pathname + url.search, env.ORIGIN_URL);
+    // Path and query set on the origin's URL, never resolved against it: a
+    // path like `//evil.example/x` would otherwise name another host (and get
+    // the caller's token).
+    const target = new URL(env.ORIGIN_URL);
+    target.pathname = url.pathname;
+    target.search = url.search;
     return fetch(new Request(target, request), { redirect: "manual" });
   }
   if (env.ORIGIN) return env.ORIGIN.fetch(request, { redirect: "manual" });

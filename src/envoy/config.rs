@@ -260,13 +260,12 @@ fn load_signing_keys(
             None => Ok(()),
         };
     }
-    let (keys, from) = match (inline, env) {
-        (Some(Value::String(text)), _) => (crate::json::parse_with_limits(text.as_bytes(), 8, 4096), "`signing_keys`"),
-        (Some(value), _) => (Ok(value.clone()), "`signing_keys`"),
-        (None, Some(text)) => (
-            crate::json::parse_with_limits(text.as_bytes(), 8, 4096),
-            "the environment variable `AGENTGUARD_SIGNING_KEYS`",
-        ),
+    let (loaded, from) = match (inline, env) {
+        (Some(Value::String(text)), _) => (engine.set_signing_keys_json(text), "`signing_keys`"),
+        (Some(value), _) => (engine.set_signing_keys(value), "`signing_keys`"),
+        (None, Some(text)) => {
+            (engine.set_signing_keys_json(text), "the environment variable `AGENTGUARD_SIGNING_KEYS`")
+        }
         (None, None) => {
             return Err(PolicyError::new(
                 field,
@@ -279,8 +278,7 @@ fn load_signing_keys(
             ))
         }
     };
-    let keys = keys.map_err(|e| PolicyError::new(field, format!("{from} is not acceptable JSON: {e}")))?;
-    engine.set_signing_keys(&keys).map(|_| ()).map_err(|e| PolicyError::new(field, format!("{from}: {e}")))
+    loaded.map(|_| ()).map_err(|e| PolicyError::new(field, format!("{from}: {e}")))
 }
 
 /// Compiles the plugin configuration into an engine and the Envoy settings;
@@ -938,7 +936,7 @@ mod tests {
         let bad = load_env(wrapped.as_bytes(), Some("{not json")).unwrap_err().to_string();
         assert!(
             bad.starts_with(
-                "signing_keys: the environment variable `AGENTGUARD_SIGNING_KEYS` is not acceptable JSON"
+                "signing_keys: the environment variable `AGENTGUARD_SIGNING_KEYS`: the key set is not acceptable JSON"
             ),
             "{bad}"
         );

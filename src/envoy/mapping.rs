@@ -135,11 +135,16 @@ pub fn declared_body_sha256(headers: &[(String, Vec<u8>)]) -> Result<Option<[u8;
 
 /// Names of the inbound headers that must go before forwarding: every one
 /// that starts with the identity-header prefix (a client must not be able to
-/// pose as a verified agent), each name once.
+/// pose as a verified agent), reading `_` as `-` (CGI-style origins see
+/// `x_agentguard_agent` as `x-agentguard-agent`), each name once.
 pub fn headers_to_strip<'a>(headers: &'a [(String, Vec<u8>)], prefix: &str) -> Vec<&'a str> {
+    let dash = |b: &u8| if *b == b'_' { b'-' } else { *b };
+    let starts = |name: &str| {
+        name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(n, p)| dash(&n) == dash(&p))
+    };
     let mut names: Vec<&str> = Vec::new();
     for (name, _) in headers {
-        if name.starts_with(prefix) && !names.contains(&name.as_str()) {
+        if starts(name) && !names.contains(&name.as_str()) {
             names.push(name);
         }
     }
@@ -371,10 +376,14 @@ mod tests {
             ("x-agentguard-subject", "again"),
             ("x-agentguard-scopes", "admin"),
             ("x-agent", "kept"),
+            // Underscores: one name to a CGI-style origin (`HTTP_X_AGENTGUARD_ACTORS`).
+            ("x_agentguard_actors", "spiffe://admin-bot"),
+            ("x-agentguard_agent", "mallory"),
+            ("x_agentguardian", "kept"),
         ]);
         assert_eq!(
             headers_to_strip(&headers, "x-agentguard-"),
-            ["x-agentguard-subject", "x-agentguard-scopes"]
+            ["x-agentguard-subject", "x-agentguard-scopes", "x_agentguard_actors", "x-agentguard_agent"]
         );
     }
 

@@ -691,7 +691,7 @@ test("token service: a CI job's OIDC token is exchanged for an agent token the e
   const early = engine.exchange(post, form, jti);
   assert.equal(early.status, 500);
   assert.equal(JSON.parse(early.body).error, "server_error");
-  throwsMessage(() => engine.setSigningKeys("{"), /not JSON/);
+  throwsMessage(() => engine.setSigningKeys("{"), /signing keys: the key set is not acceptable JSON/);
   throwsMessage(() => engine.setSigningKeys(JSON.stringify({ keys: [{ ...edge.priv, kid: "other" }] })), /signing_kid/);
   assert.equal(engine.setSigningKeys(JSON.stringify({ keys: [edge.priv] })), 1);
   const jwks = JSON.parse(engine.tokenServiceJwks());

@@ -268,3 +268,46 @@ test("keys by URL: conditional refreshes (If-None-Match), a 304 keeps the keys a
   assert.equal(retired.json.reason, "token_key_not_found");
   await eventually(() => server.ifNoneMatch.slice(-2).every((v) => v === '"k2"'), { what: "k2 sent" });
 });
+
+test("a request held for a key fetch stays held while its body arrives: decided, never passed on undecided", async () => {
+  // Regression: a held request's body (or trailers) callback returned
+  // `Continue`, which with `allow_on_headers_stop_iteration` sent the held
+  // headers upstream before any decision, inbound identity headers and all.
+  const p = structuredClone(policy);
+  const legit = p.issuers[0].jwks;
+  delete p.issuers[0].jwks;
+  p.issuers[0].jwks_uri = JWKS_URI;
+  const upstream = await startUpstream();
+  const server = await startJwksServer(legit);
+  const envoy = await startEnvoy(
+    bootstrap({
+      httpFilters: [
+        wasmFilter(JSON.stringify({ policy: p, jwks_cluster: "sts", jwks_timeout: "3s", jwks_refresh: "1h", jwks_cooldown: "1s" })),
+      ],
+      upstreamPort: upstream.port,
+      clusters: { sts: server.port },
+    }),
+  );
+  try {
+    await eventually(() => server.hits > 0, { what: "the first fetch" });
+    await sleep(500);
+    const held = (token) =>
+      send(envoy.port, {
+        method: "POST",
+        path: "/v1/drafts",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "x-agentguard-agent": "spoofed" },
+        body: ['{"to":"ceo@example.com",', '"text":"hello"}'],
+      });
+    // A forged token (a key the issuer never published) while the fetch its kid starts is slow.
+    server.delay(1500);
+    const forgedToken = await mint(await newKey("attacker-kid"));
+    const refused = await held(forgedToken);
+    assert.equal(refused.headers["x-upstream"], undefined, `reached the upstream undecided: ${refused.body}`);
+    assert.equal(refused.status, 401, refused.body);
+    assert.equal(refused.json.reason, "token_key_not_found");
+  } finally {
+    await envoy.stop();
+    await upstream.close();
+    await server.close();
+  }
+});
