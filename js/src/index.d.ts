@@ -888,7 +888,7 @@ export function decideShared(
 
 /** A used approval, as a host with durable storage keeps it (`AgentGuard#approvalRecord`). */
 export interface ApprovalRecord {
-  /** The approval's replay key: base64url of the SHA-256 of the approval token. */
+  /** The approval's replay key: base64url of the SHA-256 of the approval token's signed part (`header.payload`). */
   id: string;
   /** Unix seconds past which the approval cannot be valid (its use plus the gate's `max_lifetime` and `clock_skew`). */
   expires_at: number;
